@@ -1,0 +1,42 @@
+# Set-up is idempotent: the environment is (re)built only when pyproject.toml
+# or constraints.txt change. Override PYTHON, VENV, TORCH_SPEC or TORCH_PIP_ARGS
+# (e.g. an index with the CUDA build you want) on the command line.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.metamap-installed
+
+.PHONY: setup demo test bench-extras bench-sinusoid bench-speed bench-omniglot clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@# torch first, so that nothing later pulls another build; an existing torch (CPU or GPU) is kept.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/metamap demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench-extras: setup
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,bench]"
+
+bench-sinusoid: setup
+	$(BIN)/metamap bench sinusoid --json benchmarks/sinusoid.json
+
+bench-speed: bench-extras
+	$(BIN)/metamap bench speed --json benchmarks/speed.json
+
+bench-omniglot: setup
+	$(BIN)/metamap bench omniglot --json benchmarks/omniglot.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

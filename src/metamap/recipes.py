@@ -1,0 +1,81 @@
+"""Build a task family, a backbone and a learner from a plain, JSON-able run configuration.
+
+A run configuration is what a checkpoint stores so that ``metamap evaluate``
+can rebuild the exact model later::
+
+    {"family": {"name": "sinusoid", "k_shot": 5, "n_query": 10},
+     "model": {"hidden": [40, 40]},
+     "learner": {"name": "maml", "inner_steps": 1, "inner_lr": 0.01},
+     "seed": 0}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from metamap.errors import ConfigError
+from metamap.learners import LEARNERS, make_learner
+from metamap.learners.base import MetaLearner
+from metamap.learners.metric import EmbeddingLearner
+from metamap.nn import MLP, Conv4
+from metamap.tasks.family import TaskFamily
+from metamap.tasks.sinusoid import Sinusoid
+
+FAMILIES = ("sinusoid", "omniglot")
+EMBEDDING_LEARNERS = ("protonet", "matching")
+
+
+def build_family(spec: dict[str, Any]) -> TaskFamily:
+    """``{"name": "sinusoid", ...Sinusoid fields}`` or ``{"name": "omniglot", "data": folder, n_way, k_shot, n_query}``."""
+    options = dict(spec)
+    name = options.pop("name", None)
+    if name == "sinusoid":
+        return Sinusoid(**_known(options, ("k_shot", "n_query"), "sinusoid family"))
+    if name == "omniglot":
+        from metamap.tasks.omniglot import omniglot_family
+
+        options = _known(options, ("data", "n_way", "k_shot", "n_query", "image_size"), "omniglot family")
+        if "data" not in options:
+            raise ConfigError("the omniglot family needs --data FOLDER (holding images_background.npz)")
+        return omniglot_family(Path(options.pop("data")), **options)
+    raise ConfigError(f"unknown task family {name!r}; expected one of {', '.join(FAMILIES)}")
+
+
+def build_model(run: dict[str, Any]) -> nn.Module:
+    """The backbone for the run's family and learner, initialised from ``run["seed"]``."""
+    family, model, learner = run["family"], run.get("model", {}), run["learner"]["name"]
+    torch.manual_seed(int(run.get("seed", 0)))
+    if family["name"] == "sinusoid":
+        return MLP(1, list(model.get("hidden", [40, 40])), 1)
+    embedding = learner in EMBEDDING_LEARNERS
+    return Conv4(
+        in_channels=1,
+        hidden=int(model.get("hidden", 64)),
+        n_out=None if embedding else int(family.get("n_way", 5)),
+        image_size=int(family.get("image_size", 28)),
+    )
+
+
+def build_learner(run: dict[str, Any]) -> MetaLearner:
+    """The learner named in ``run["learner"]`` around :func:`build_model`'s backbone."""
+    spec = dict(run["learner"])
+    name = spec.pop("name")
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}; expected one of {', '.join(LEARNERS)}")
+    if name not in EMBEDDING_LEARNERS and run["family"]["name"] != "sinusoid":
+        spec.setdefault("loss", "cross_entropy")
+    learner = make_learner(name, build_model(run), **spec)
+    if isinstance(learner, EmbeddingLearner) and run["family"]["name"] == "sinusoid":
+        raise ConfigError(f"learner {name!r} classifies; the sinusoid family is regression")
+    return learner
+
+
+def _known(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{what}: unknown option(s) {unknown}; expected some of {list(allowed)}")
+    return options

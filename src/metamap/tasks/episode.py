@@ -1,0 +1,158 @@
+"""Episode: a batch of T few-shot tasks, each with a support and a query set.
+
+Shapes (T tasks, S support and Q query examples per task):
+
+- ``x_support``: ``[T, S, *x_shape]`` float
+- ``y_support``: ``[T, S, *y_shape]`` float (regression) or ``[T, S]`` int64 class
+  indices in ``0..n_way-1`` (classification)
+- ``x_query``:   ``[T, Q, *x_shape]``
+- ``y_query``:   ``[T, Q, *y_shape]`` or ``[T, Q]``
+- ``support_mask`` / ``query_mask``: optional bool ``[T, S]`` / ``[T, Q]``;
+  ``False`` marks an example that must not count (missing value, padding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from metamap.errors import DataError, ShapeError, describe
+
+_TENSOR_FIELDS = ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Support/query tensors batched over tasks, with optional validity masks.
+
+    ``meta`` holds per-batch task metadata (e.g. ``{"n_way": 5}`` or the
+    sinusoid amplitudes ``{"amplitude": Tensor[T]}``); tensors in ``meta``
+    whose first dimension is T are sliced with the episode.
+    """
+
+    x_support: torch.Tensor
+    y_support: torch.Tensor
+    x_query: torch.Tensor
+    y_query: torch.Tensor
+    support_mask: torch.Tensor | None = None
+    query_mask: torch.Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.x_support.shape[0])
+
+    @property
+    def is_classification(self) -> bool:
+        return not torch.is_floating_point(self.y_support)
+
+    def validate(self) -> None:
+        """Check shapes, dtypes and finiteness; raise ShapeError/DataError naming the field."""
+        for name in ("x_support", "y_support", "x_query", "y_query"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor):
+                raise ShapeError(f"Episode.{name}: expected a torch.Tensor, got {type(value).__name__}")
+            if value.dim() < 2:
+                raise ShapeError(
+                    f"Episode.{name}: expected at least [tasks, examples], got {describe(value)}"
+                )
+        t, s = self.x_support.shape[:2]
+        q = self.x_query.shape[1]
+        expected = {"y_support": (t, s), "x_query": (t, q), "y_query": (t, q)}
+        for name, lead in expected.items():
+            got = tuple(getattr(self, name).shape[:2])
+            if got != lead:
+                raise ShapeError(
+                    f"Episode.{name}: expected leading dims {list(lead)} (tasks, examples) "
+                    f"to match x_support {describe(self.x_support)}, got {describe(getattr(self, name))}"
+                )
+        if self.x_support.shape[2:] != self.x_query.shape[2:]:
+            raise ShapeError(
+                f"Episode: support and query inputs differ in feature shape: "
+                f"{describe(self.x_support)} vs {describe(self.x_query)}"
+            )
+        if self.y_support.dtype != self.y_query.dtype:
+            raise ShapeError(
+                f"Episode: y_support is {self.y_support.dtype} but y_query is {self.y_query.dtype}"
+            )
+        for name, lead in (("support_mask", (t, s)), ("query_mask", (t, q))):
+            mask = getattr(self, name)
+            if mask is None:
+                continue
+            if mask.dtype != torch.bool or tuple(mask.shape) != lead:
+                raise ShapeError(f"Episode.{name}: expected bool{list(lead)}, got {describe(mask)}")
+        for name in ("x_support", "y_support", "x_query", "y_query"):
+            value = getattr(self, name)
+            if torch.is_floating_point(value) and not torch.isfinite(value).all():
+                bad = int((~torch.isfinite(value)).sum())
+                raise DataError(
+                    f"Episode.{name} holds {bad} NaN/inf value(s); expected finite numbers. "
+                    "Mark missing values with support_mask/query_mask and fill them with 0."
+                )
+        self._check_labels()
+
+    def all_examples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Support and query joined per task: ``x [T, S+Q, ...]``, ``y``, ``mask [T, S+Q]`` or None."""
+        x = torch.cat([self.x_support, self.x_query], dim=1)
+        y = torch.cat([self.y_support, self.y_query], dim=1)
+        if self.support_mask is None and self.query_mask is None:
+            return x, y, None
+        t, s, q = self.n_tasks, self.x_support.shape[1], self.x_query.shape[1]
+        device = self.x_support.device  # a missing mask is made where the data are
+        support = (self.support_mask if self.support_mask is not None
+                   else torch.ones(t, s, dtype=torch.bool, device=device))
+        query = self.query_mask if self.query_mask is not None else torch.ones(t, q, dtype=torch.bool, device=device)
+        return x, y, torch.cat([support, query], dim=1)
+
+    def _check_labels(self) -> None:
+        if self.is_classification and self.y_support.numel() and self.y_query.numel():
+            low = min(int(self.y_support.min()), int(self.y_query.min()))
+            if low < 0 or int(self.y_query.max()) > int(self.y_support.max()):
+                raise DataError(
+                    f"Episode labels: expected class indices in 0..{int(self.y_support.max())} (the support's classes), "
+                    f"got support {int(self.y_support.min())}..{int(self.y_support.max())} and query "
+                    f"{int(self.y_query.min())}..{int(self.y_query.max())}"
+                )
+
+    def to(self, device: torch.device | str) -> Episode:
+        """The same episode with every tensor moved to ``device``."""
+        moved = {n: (v.to(device) if v is not None else None) for n, v in self._tensors().items()}
+        return replace(self, **moved)
+
+    def select(self, tasks: slice | torch.Tensor) -> Episode:
+        """The sub-episode of the chosen tasks (a slice or an index tensor)."""
+        picked = {n: (v[tasks] if v is not None else None) for n, v in self._tensors().items()}
+        n = self.n_tasks
+        meta = {
+            k: (v[tasks] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n else v)
+            for k, v in self.meta.items()
+        }
+        return replace(self, **picked, meta=meta)
+
+    def chunks(self, chunk_size: int | None) -> list[Episode]:
+        """Split into consecutive sub-episodes of at most ``chunk_size`` tasks."""
+        if chunk_size is None or chunk_size >= self.n_tasks:
+            return [self]
+        if chunk_size < 1:
+            raise ShapeError(f"chunk_size must be >= 1, got {chunk_size}")
+        return [self.select(slice(i, i + chunk_size)) for i in range(0, self.n_tasks, chunk_size)]
+
+    def shard(self, rank: int, world_size: int) -> Episode:
+        """The contiguous block of tasks that process ``rank`` of ``world_size`` handles."""
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ShapeError(f"shard: expected 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if self.n_tasks % world_size:
+            raise ShapeError(
+                f"Episode with {self.n_tasks} tasks cannot be split evenly over {world_size} processes; "
+                "choose a meta-batch size divisible by the number of processes"
+            )
+        per = self.n_tasks // world_size
+        return self.select(slice(rank * per, (rank + 1) * per))
+
+    def _tensors(self) -> dict[str, torch.Tensor | None]:
+        return {n: getattr(self, n) for n in _TENSOR_FIELDS}

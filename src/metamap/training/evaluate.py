@@ -1,0 +1,59 @@
+"""Few-shot evaluation: a metric per test task, summarised as mean and 95% interval."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from metamap.errors import ConfigError
+from metamap.learners.base import MetaLearner
+from metamap.report import mean_ci95
+from metamap.tasks.family import TaskFamily, make_generator
+
+
+@dataclass(frozen=True)
+class Score:
+    """``metric`` ("mse" or "accuracy") over ``n_tasks`` test tasks: mean and 95% CI half-width."""
+
+    metric: str
+    mean: float
+    ci95: float
+    n_tasks: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        scale = 100.0 if self.metric == "accuracy" else 1.0
+        unit = "%" if self.metric == "accuracy" else ""
+        return f"{self.metric} {self.mean * scale:.4g}{unit} ± {self.ci95 * scale:.2g}{unit} (n={self.n_tasks})"
+
+
+def evaluate_learner(
+    learner: MetaLearner,
+    family: TaskFamily,
+    n_tasks: int = 600,
+    seed: int = 0,
+    tasks_per_batch: int = 25,
+    **adapt_options: Any,
+) -> Score:
+    """Adapt to ``n_tasks`` tasks drawn from ``family`` (use its test split) and score the queries.
+
+    The tasks depend only on ``seed``, so learners compared with the same seed
+    see the same tasks. ``adapt_options`` go to ``learner.adapt`` (e.g. ``steps``).
+    """
+    if n_tasks < 1 or tasks_per_batch < 1:
+        raise ConfigError(f"n_tasks and tasks_per_batch must be >= 1, got {n_tasks} and {tasks_per_batch}")
+    generator = make_generator(seed)
+    values = []
+    remaining = n_tasks
+    while remaining > 0:
+        episode = family.sample(min(tasks_per_batch, remaining), generator)
+        values.append(learner.evaluate(episode, **adapt_options).detach())
+        remaining -= episode.n_tasks
+    per_task = torch.cat(values)
+    mean, ci = mean_ci95(per_task)
+    metric = "mse" if learner.loss == "mse" else "accuracy"
+    return Score(metric=metric, mean=mean, ci95=ci, n_tasks=int(per_task.numel()))

@@ -1,0 +1,254 @@
+"""Meta-training: progress, periodic validation, atomic checkpoints, exact resume, torchrun.
+
+Exact resume: everything that decides the next numbers — weights, optimizer
+state, the task sampler's generator, torch's global generator, the step —
+is in the checkpoint, so a run stopped and resumed gives the same numbers as
+one that never stopped. Ctrl-C (SIGINT) or SIGTERM finishes the current step,
+writes a checkpoint and exits; a second Ctrl-C stops at once.
+
+Multi-process (``torchrun``): every rank draws the same meta-batch from the
+same generator and keeps its own contiguous block of tasks
+(:meth:`Episode.shard`); meta-gradients are averaged with an all-reduce, so
+every rank takes the same optimizer step and the result equals one process
+with the same total meta-batch. Only rank 0 writes files and shows progress.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from metamap.errors import CheckpointError, ConfigError, DataError
+from metamap.learners.base import MetaLearner
+from metamap.tasks.family import TaskFamily, make_generator
+from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
+from metamap.training.evaluate import evaluate_learner
+from metamap.training.metrics_log import MetricsLog
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-training settings.
+
+    ``meta_batch`` tasks per meta-step; ``lr`` of the outer Adam (or SGD for
+    ``optimizer="sgd"``); validation on ``val_tasks`` tasks every ``val_every``
+    steps; a checkpoint every ``checkpoint_every`` steps and at the end.
+    """
+
+    steps: int = 1000
+    meta_batch: int = 25
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    seed: int = 0
+    val_every: int = 0
+    val_tasks: int = 100
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    grad_clip: float | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.meta_batch < 1 or self.lr <= 0:
+            raise ConfigError(
+                f"TrainConfig: expected steps >= 0, meta_batch >= 1, lr > 0; "
+                f"got steps={self.steps}, meta_batch={self.meta_batch}, lr={self.lr}"
+            )
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected 'adam' or 'sgd'")
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    seconds: float
+    interrupted: bool
+    history: list[dict[str, Any]]
+
+
+class _StopFlag:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def make_optimizer(learner: MetaLearner, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(learner.parameters(), lr=config.lr)
+    return torch.optim.Adam(learner.parameters(), lr=config.lr)
+
+
+def meta_train(
+    learner: MetaLearner,
+    family: TaskFamily,
+    config: TrainConfig,
+    run_dir: Path | None = None,
+    run_config: dict[str, Any] | None = None,
+    resume: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Meta-train ``learner`` on ``family.split('train')``, validating on ``family.split('val')``.
+
+    ``run_dir`` receives checkpoints and metrics (none are written when it is
+    None). ``run_config`` is stored in every checkpoint so that a run can be
+    rebuilt and evaluated later. ``resume`` continues from the latest
+    checkpoint in ``run_dir``.
+    """
+    rank, world = _rank_world()
+    if config.meta_batch % world:
+        raise ConfigError(f"meta_batch {config.meta_batch} must be divisible by the {world} processes")
+    train_family, val_family = family.split("train"), family.split("val")
+    optimizer = make_optimizer(learner, config)
+    generator = make_generator(config.seed)
+    start = 0
+    if resume:
+        start = _restore(run_dir, learner, optimizer, generator, run_config)
+    is_main = rank == 0 and run_dir is not None
+    log = MetricsLog(run_dir, resume_step=start if resume else None) if is_main else None
+    history: list[dict[str, Any]] = log.records() if log else []
+    bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and rank == 0), desc="meta-train")
+    t0 = time.perf_counter()
+    step = start
+    interrupted = False
+    running: list[float] = []
+    completed = False
+    try:
+        with _StopFlag() as stop:
+            while step < config.steps and not stop.requested:
+                episode = train_family.sample(config.meta_batch, generator)
+                loss = _meta_step(learner, optimizer, episode.shard(rank, world), config, world)
+                step += 1
+                running.append(loss)
+                bar.update(1)
+                if on_step is not None:
+                    on_step(step, loss)
+                record = _record(step, running, learner, val_family, config)
+                if record is not None:
+                    running = []
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "step"})
+                    history.append(record)
+                    if log:
+                        log.log(step, {k: v for k, v in record.items() if k != "step"})
+                if is_main and config.checkpoint_every and step % config.checkpoint_every == 0:
+                    _save(run_dir, step, run_config, learner, optimizer, generator, config)
+            interrupted = stop.requested and step < config.steps
+        completed = True
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    # Only a clean stop (finished, or Ctrl-C between steps) is saved: an error
+    # mid-step leaves the last periodic checkpoint as the state to resume from.
+    if is_main and completed:
+        _save(run_dir, step, run_config, learner, optimizer, generator, config)
+    return TrainResult(step - start, time.perf_counter() - t0, interrupted, history)
+
+
+def _meta_step(
+    learner: MetaLearner, optimizer: torch.optim.Optimizer, episode, config: TrainConfig, world: int
+) -> float:
+    optimizer.zero_grad(set_to_none=False)
+    loss = learner.meta_backward(episode)
+    if world > 1:
+        loss = _all_reduce_mean(learner, loss, world)
+    if not math.isfinite(loss):
+        raise DataError(
+            f"meta-loss became {loss}; lower the learning rate (lr={config.lr}) or the inner learning rate"
+        )
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(learner.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss
+
+
+def _all_reduce_mean(learner: MetaLearner, loss: float, world: int) -> float:
+    """Average gradients and the loss over processes (one flat buffer, one all-reduce)."""
+    params = [p for p in learner.parameters() if p.grad is not None]
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [torch.tensor([loss], dtype=params[0].grad.dtype)])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+    return float(flat[-1])
+
+
+def _record(step, running, learner, val_family, config) -> dict[str, Any] | None:
+    due_log = config.log_every and step % config.log_every == 0
+    due_val = config.val_every and step % config.val_every == 0
+    if not (due_log or due_val or step == config.steps):
+        return None
+    record: dict[str, Any] = {"step": step, "train_loss": sum(running) / max(len(running), 1)}
+    if due_val:
+        score = evaluate_learner(learner, val_family, n_tasks=config.val_tasks, seed=config.seed + 1)
+        record[f"val_{score.metric}"] = score.mean
+    return record
+
+
+def _save(run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig) -> None:
+    save_checkpoint(
+        run_dir,
+        step,
+        {"run": run_config or {}, "train": asdict(config)},
+        learner,
+        optimizer,
+        generators={"sampler": generator.get_state(), "torch": torch.get_rng_state()},
+        keep=config.keep_checkpoints,
+    )
+
+
+def _restore(run_dir, learner, optimizer, generator, run_config) -> int:
+    if run_dir is None:
+        raise ConfigError("resume needs a run folder")
+    folder = latest_checkpoint(Path(run_dir))
+    if folder is None:
+        return 0
+    checkpoint = load_checkpoint(folder)
+    saved_run = checkpoint.config.get("run", {})
+    if run_config is not None and saved_run and saved_run != run_config:
+        changed = sorted(k for k in set(saved_run) | set(run_config) if saved_run.get(k) != run_config.get(k))
+        raise CheckpointError(
+            f"cannot resume {run_dir}: it was started with a different configuration (differs in {changed})"
+        )
+    load_learner_state(learner, checkpoint, source=str(folder))
+    if checkpoint.optimizer_state is not None:
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+    generator.set_state(checkpoint.generators["sampler"])
+    torch.set_rng_state(checkpoint.generators["torch"])
+    return checkpoint.step
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

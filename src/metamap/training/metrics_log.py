@@ -1,0 +1,70 @@
+"""Training metrics to JSON Lines and CSV, and to TensorBoard when it is installed."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    """Appends one record per logged step to ``metrics.jsonl`` and ``metrics.csv`` in ``run_dir``.
+
+    On resume from step S, records after S (written by the interrupted run
+    after its last checkpoint) are dropped first, so the log of a resumed run
+    equals the log of an uninterrupted one.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.csv = self.run_dir / "metrics.csv"
+        if resume_step is None:
+            self.jsonl.unlink(missing_ok=True)
+            self.csv.unlink(missing_ok=True)
+        else:
+            self._truncate(resume_step)
+        self.writer = _tensorboard_writer(self.run_dir) if tensorboard else None
+
+    def log(self, step: int, values: dict[str, Any]) -> None:
+        record = {"step": step, **values}
+        with self.jsonl.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self._rewrite_csv()
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, step)
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.jsonl.is_file():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def _truncate(self, step: int) -> None:
+        kept = [r for r in self.records() if r["step"] <= step]
+        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self._rewrite_csv()
+
+    def _rewrite_csv(self) -> None:
+        """CSV columns are the union of keys seen so far, so the file is rewritten whole (it is small)."""
+        records = self.records()
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        with self.csv.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(records)
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
