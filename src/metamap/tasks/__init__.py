@@ -1,7 +1,19 @@
 """Task engine: episodes (support/query batches) and the families that sample them."""
 
+from metamap.tasks.classification import NWayKShot
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import SPLITS, TaskFamily, make_generator
+from metamap.tasks.omniglot import load_omniglot, omniglot_class_splits, omniglot_family
 from metamap.tasks.sinusoid import Sinusoid
 
-__all__ = ["SPLITS", "Episode", "Sinusoid", "TaskFamily", "make_generator"]
+__all__ = [
+    "SPLITS",
+    "Episode",
+    "NWayKShot",
+    "Sinusoid",
+    "TaskFamily",
+    "load_omniglot",
+    "make_generator",
+    "omniglot_class_splits",
+    "omniglot_family",
+]
