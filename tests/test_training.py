@@ -167,3 +167,12 @@ def test_bad_training_configuration():
         TrainConfig(meta_batch=0)
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="lbfgs")
+
+
+def test_time_budget_counts_across_resume(tmp_path):
+    first = meta_train(build_learner(RUN), FAMILY, _config(steps=5, checkpoint_every=0), run_dir=tmp_path, run_config=RUN)
+    assert load_checkpoint(tmp_path).extra["train_seconds"] == pytest.approx(first.total_seconds)
+    # the budget is already spent by the first call: a resumed run takes no further step
+    again = meta_train(build_learner(RUN), FAMILY, _config(steps=12, max_seconds=first.total_seconds / 2),
+                       run_dir=tmp_path, run_config=RUN, resume=True)
+    assert again.steps_done == 0 and again.final_step == 5

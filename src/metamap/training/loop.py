@@ -42,6 +42,9 @@ class TrainConfig:
     ``meta_batch`` tasks per meta-step; ``lr`` of the outer Adam (or SGD for
     ``optimizer="sgd"``); validation on ``val_tasks`` tasks every ``val_every``
     steps; a checkpoint every ``checkpoint_every`` steps and at the end.
+    ``max_seconds`` is a wall-clock budget for the whole run (resumed runs
+    count the time before the interruption): training stops, with a
+    checkpoint, after the first step that exceeds it.
     """
 
     steps: int = 1000
@@ -56,6 +59,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     grad_clip: float | None = None
     progress: bool = True
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.meta_batch < 1 or self.lr <= 0:
@@ -73,6 +77,8 @@ class TrainResult:
     seconds: float
     interrupted: bool
     history: list[dict[str, Any]]
+    final_step: int
+    total_seconds: float
 
 
 class _StopFlag:
@@ -128,9 +134,9 @@ def meta_train(
     train_family, val_family = family.split("train"), family.split("val")
     optimizer = make_optimizer(learner, config)
     generator = make_generator(config.seed)
-    start = 0
+    start, earlier_seconds = 0, 0.0
     if resume:
-        start = _restore(run_dir, learner, optimizer, generator, run_config)
+        start, earlier_seconds = _restore(run_dir, learner, optimizer, generator, run_config)
     is_main = rank == 0 and run_dir is not None
     log = MetricsLog(run_dir, resume_step=start if resume else None) if is_main else None
     history: list[dict[str, Any]] = log.records() if log else []
@@ -142,7 +148,7 @@ def meta_train(
     completed = False
     try:
         with _StopFlag() as stop:
-            while step < config.steps and not stop.requested:
+            while step < config.steps and not stop.requested and not _over_budget(t0, earlier_seconds, config):
                 episode = train_family.sample(config.meta_batch, generator)
                 loss = _meta_step(learner, optimizer, episode.shard(rank, world), config, world)
                 step += 1
@@ -158,7 +164,8 @@ def meta_train(
                     if log:
                         log.log(step, {k: v for k, v in record.items() if k != "step"})
                 if is_main and config.checkpoint_every and step % config.checkpoint_every == 0:
-                    _save(run_dir, step, run_config, learner, optimizer, generator, config)
+                    _save(run_dir, step, run_config, learner, optimizer, generator, config,
+                          earlier_seconds + time.perf_counter() - t0)
             interrupted = stop.requested and step < config.steps
         completed = True
     finally:
@@ -167,9 +174,15 @@ def meta_train(
             log.close()
     # Only a clean stop (finished, or Ctrl-C between steps) is saved: an error
     # mid-step leaves the last periodic checkpoint as the state to resume from.
+    seconds = time.perf_counter() - t0
     if is_main and completed:
-        _save(run_dir, step, run_config, learner, optimizer, generator, config)
-    return TrainResult(step - start, time.perf_counter() - t0, interrupted, history)
+        _save(run_dir, step, run_config, learner, optimizer, generator, config, earlier_seconds + seconds)
+    return TrainResult(step - start, seconds, interrupted, history, step, earlier_seconds + seconds)
+
+
+def _over_budget(t0: float, earlier_seconds: float, config: TrainConfig) -> bool:
+    elapsed = earlier_seconds + time.perf_counter() - t0
+    return config.max_seconds is not None and elapsed > config.max_seconds
 
 
 def _meta_step(
@@ -215,7 +228,7 @@ def _record(step, running, learner, val_family, config) -> dict[str, Any] | None
     return record
 
 
-def _save(run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig) -> None:
+def _save(run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig, seconds: float) -> None:
     save_checkpoint(
         run_dir,
         step,
@@ -223,16 +236,18 @@ def _save(run_dir, step, run_config, learner, optimizer, generator, config: Trai
         learner,
         optimizer,
         generators={"sampler": generator.get_state(), "torch": torch.get_rng_state()},
+        extra={"train_seconds": seconds},
         keep=config.keep_checkpoints,
     )
 
 
-def _restore(run_dir, learner, optimizer, generator, run_config) -> int:
+def _restore(run_dir, learner, optimizer, generator, run_config) -> tuple[int, float]:
+    """Load the latest checkpoint into the objects; returns its step and the training seconds before it."""
     if run_dir is None:
         raise ConfigError("resume needs a run folder")
     folder = latest_checkpoint(Path(run_dir))
     if folder is None:
-        return 0
+        return 0, 0.0
     checkpoint = load_checkpoint(folder)
     saved_run = checkpoint.config.get("run", {})
     if run_config is not None and saved_run and saved_run != run_config:
@@ -245,7 +260,7 @@ def _restore(run_dir, learner, optimizer, generator, run_config) -> int:
         optimizer.load_state_dict(checkpoint.optimizer_state)
     generator.set_state(checkpoint.generators["sampler"])
     torch.set_rng_state(checkpoint.generators["torch"])
-    return checkpoint.step
+    return checkpoint.step, float(checkpoint.extra.get("train_seconds", 0.0))
 
 
 def _rank_world() -> tuple[int, int]:
