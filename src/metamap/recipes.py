@@ -39,7 +39,7 @@ def build_family(spec: dict[str, Any]) -> TaskFamily:
         from metamap.tasks.omniglot import omniglot_family
 
         options = _known(options, ("data", "n_way", "k_shot", "n_query", "image_size"), "omniglot family")
-        if "data" not in options:
+        if not options.get("data"):
             raise ConfigError("the omniglot family needs --data FOLDER (holding images_background.npz)")
         return omniglot_family(Path(options.pop("data")), **options)
     raise ConfigError(f"unknown task family {name!r}; expected one of {', '.join(FAMILIES)}")

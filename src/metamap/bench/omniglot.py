@@ -8,8 +8,11 @@ Protocols, and where ours differ because this runs on 2 CPU cores:
   1/5-shot) and 96.0 / 98.9 (20-way). The paper trains for many more
   episodes (with Adam, lr 1e-3 halved every 2000 episodes); we stop at a
   stated wall-clock budget.
-- MAML (Finn et al. 2017, Table 1): second order, one inner step of 0.4
-  (5-way) and five of 0.1 (20-way) during training. The paper reports
+- MAML (Finn et al. 2017, Table 1): second order, one inner step (5-way)
+  and five (20-way) of size 0.1 during training. The paper's 0.4 for 5-way
+  made training collapse to the uniform predictor (loss ln 5 for 80 steps) in
+  this set-up (GroupNorm, PyTorch's default initialisation), while 0.1
+  learned; the choice was made on training loss alone. The paper reports
   98.7 (5w1s) and 95.8 (20w1s) after 60,000 meta-iterations of 32 (5-way) /
   16 (20-way) tasks; here meta-batches of 8 tasks with 5 query examples per
   class, and a wall-clock budget, because one second-order meta-step of 32
@@ -55,10 +58,10 @@ class Run:
 
 
 RUNS = (
-    Run("protonet_1shot", {"name": "protonet"}, 60, 1, 5, 1, 25.0, tests=((5, 1, None), (20, 1, None))),
-    Run("protonet_5shot", {"name": "protonet"}, 60, 5, 5, 1, 20.0, tests=((5, 5, None), (20, 5, None))),
-    Run("maml_5way", {"name": "maml", "inner_steps": 1, "inner_lr": 0.4}, 5, 1, 5, 8, 35.0, tests=((5, 1, 3),)),
-    Run("maml_20way", {"name": "maml", "inner_steps": 5, "inner_lr": 0.1}, 20, 1, 5, 4, 20.0, tests=((20, 1, 5),)),
+    Run("protonet_1shot", {"name": "protonet"}, 60, 1, 5, 1, 20.0, tests=((5, 1, None), (20, 1, None))),
+    Run("protonet_5shot", {"name": "protonet"}, 60, 5, 5, 1, 15.0, tests=((5, 5, None), (20, 5, None))),
+    Run("maml_5way", {"name": "maml", "inner_steps": 1, "inner_lr": 0.1}, 5, 1, 5, 8, 35.0, tests=((5, 1, 3),)),
+    Run("maml_20way", {"name": "maml", "inner_steps": 5, "inner_lr": 0.1}, 20, 1, 5, 4, 15.0, tests=((20, 1, 5),)),
 )
 HEADLINE_KEYS = {
     ("protonet", 5, 1): "protonet_5w1s",

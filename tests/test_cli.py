@@ -1,0 +1,76 @@
+"""The ``metamap`` command end to end on tiny settings, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from metamap.cli import main
+
+TINY = ["--hidden", "8", "--steps", "4", "--meta-batch", "2", "--episodes", "20", "--no-progress"]
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    assert main(["train", "--learner", "fomaml", *TINY, "--out", str(tmp_path / "run")]) == 0
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert evaluation["test"]["metric"] == "mse" and evaluation["test"]["n_tasks"] == 20
+    assert main(["evaluate", str(tmp_path / "run"), "--episodes", "20", "--inner-steps", "3",
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    out = capsys.readouterr().out
+    assert "fomaml on sinusoid (step 4): mse" in out
+    assert json.loads((tmp_path / "eval.json").read_text())["step"] == 4
+
+
+def test_resume_continues_a_finished_run(tmp_path, capsys):
+    args = ["train", "--learner", "maml", *TINY, "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert main([*args[:-2], "--steps", "6", "--out", str(tmp_path), "--resume"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--learner", "mamll", "--out", "x"], "unknown learner 'mamll'"),
+        (["train", "--family", "weather", "--out", "x"], "unknown task family 'weather'"),
+        (["train", "--family", "omniglot", "--learner", "protonet", "--out", "x"], "needs --data"),
+        (["train", "--family", "omniglot", "--data", "/nonexistent", "--learner", "protonet", "--out", "x"],
+         "/nonexistent"),
+        (["train", "--learner", "protonet", "--out", "x"], "classifies"),
+        (["bench", "nothing", "--json", "x.json"], "unknown benchmark 'nothing'"),
+        (["evaluate", "/nonexistent-run"], "not a metamap checkpoint"),
+    ],
+)
+def test_mistakes_end_with_one_clear_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("metamap: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_evaluate_a_checkpoint_of_another_model_is_refused(tmp_path, capsys):
+    assert main(["train", *TINY, "--episodes", "0", "--out", str(tmp_path)]) == 0
+    config_file = next((tmp_path / "checkpoints").glob("step-*")) / "state.json"
+    state = json.loads(config_file.read_text())
+    state["config"]["run"]["model"]["hidden"] = [16]
+    config_file.write_text(json.dumps(state))
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "another model" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "metamap", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("metamap ")
+
+
+def test_demo_quick(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "maml" in out and "pretrain" in out and "scratch" in out
+    assert (tmp_path / "adapted_curves.png").stat().st_size > 10_000
+    results = json.loads((tmp_path / "demo.json").read_text())
+    assert set(results["mse"]) == {"maml", "pretrain", "scratch"}
