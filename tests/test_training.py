@@ -176,3 +176,10 @@ def test_time_budget_counts_across_resume(tmp_path):
     again = meta_train(build_learner(RUN), FAMILY, _config(steps=12, max_seconds=first.total_seconds / 2),
                        run_dir=tmp_path, run_config=RUN, resume=True)
     assert again.steps_done == 0 and again.final_step == 5
+
+
+def test_diverging_adaptation_is_reported_not_averaged_away():
+    learner = build_learner({**RUN, "learner": {"name": "maml", "inner_steps": 1, "inner_lr": 1e6}})
+    score = evaluate_learner(learner, FAMILY.split("test"), n_tasks=20, seed=0, steps=20)
+    assert score.diverged > 0 and score.mean == float("inf")
+    assert "diverged on" in str(score)

@@ -28,7 +28,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     seconds = {}
     for name in ("maml", "pretrain"):
         print(f"meta-training {name} on sine tasks for {steps} steps")
-        learners[name], seconds[name] = study.train(name, steps)
+        learners[name], seconds[name] = study.train(name, steps, out / "runs" / name)
     learners["scratch"] = build_learner(study.run_config("pretrain", seed=1))  # untrained: fit from scratch
     scores = {name: study.score(learner, n_tasks) for name, learner in learners.items()}
     print()

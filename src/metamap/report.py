@@ -31,8 +31,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically write ``payload`` as indented JSON."""
-    atomic_write_bytes(Path(path), (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+    """Atomically write ``payload`` as indented, standard JSON (non-finite floats become null)."""
+    text = json.dumps(_finite(payload), indent=2, allow_nan=False)
+    atomic_write_bytes(Path(path), (text + "\n").encode())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def machine() -> dict[str, Any]:

@@ -7,7 +7,8 @@ Reptile, ANIL and the paper's baseline "pretrain on all tasks, then
 fine-tune". The paper reports MAML 0.67 / 0.38 / 0.35 and pretrained
 2.41 / 2.23 / 2.19 (its Figure/Table for K=5). Where we differ: 10 query points
 per task (the paper uses K), and fewer meta-iterations than the paper's
-70,000 (``STEPS``), because this runs on 2 CPU cores.
+70,000 (``STEPS``), because this runs on 2 CPU cores. Trained runs are kept
+in ``<json stem>_runs/``; a rerun resumes them instead of training again.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ def run_config(name: str, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def train(name: str, steps: int, seed: int = 0, progress: bool = True) -> tuple[MetaLearner, float]:
-    """Meta-train learner ``name`` for ``steps`` meta-steps; returns it and the seconds taken."""
+def train(name: str, steps: int, run_dir: Path, seed: int = 0) -> tuple[MetaLearner, float]:
+    """Meta-train learner ``name`` for ``steps`` meta-steps in ``run_dir`` (resumed if it holds a checkpoint).
+
+    Returns the learner and its total training seconds.
+    """
     run = run_config(name, seed)
     learner = build_learner(run)
-    config = TrainConfig(steps=steps, meta_batch=25, lr=1e-3, seed=seed, progress=progress, checkpoint_every=0)
-    result = meta_train(learner, Sinusoid(k_shot=5, n_query=10), config)
-    return learner, result.seconds
+    config = TrainConfig(steps=steps, meta_batch=25, lr=1e-3, seed=seed, checkpoint_every=5000, log_every=100)
+    result = meta_train(learner, Sinusoid(k_shot=5, n_query=10), config, run_dir=run_dir, run_config=run, resume=True)
+    return learner, result.total_seconds
 
 
 def score(learner: MetaLearner, n_tasks: int = TEST_TASKS) -> dict[int, dict[str, float]]:
@@ -68,10 +72,16 @@ def score(learner: MetaLearner, n_tasks: int = TEST_TASKS) -> dict[int, dict[str
 def table_rows(scores: dict[str, dict[int, dict[str, float]]]) -> list[list[str]]:
     rows = []
     for name, by_steps in scores.items():
-        cells = [f"{by_steps[s]['mean']:.3f} ± {by_steps[s]['ci95']:.3f}" for s in EVAL_STEPS]
+        cells = [_cell(by_steps[s]) for s in EVAL_STEPS]
         paper = PAPER.get(name)
         rows.append([name, *cells, " / ".join(f"{v:.2f}" for v in paper) if paper else "-"])
     return rows
+
+
+def _cell(score: dict[str, float]) -> str:
+    if score["diverged"]:
+        return f"diverged ({score['diverged']}/{score['n_tasks']})"
+    return f"{score['mean']:.3f} ± {score['ci95']:.3f}"
 
 
 def plot_adapted_curves(learners: dict[str, MetaLearner], path: Path, n_tasks: int = 3, steps: int = 10) -> None:
@@ -109,7 +119,7 @@ def plot_mse_by_steps(scores: dict[str, dict[int, dict[str, float]]], path: Path
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, by_steps in scores.items():
-        means = [by_steps[s]["mean"] for s in EVAL_STEPS]
+        means = [by_steps[s]["mean"] if not by_steps[s]["diverged"] else float("nan") for s in EVAL_STEPS]
         errors = [by_steps[s]["ci95"] for s in EVAL_STEPS]
         ax.errorbar(EVAL_STEPS, means, yerr=errors, marker="o", capsize=3, label=name)
     for name, values in PAPER.items():
@@ -130,9 +140,10 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     learners: dict[str, MetaLearner] = {}
     scores: dict[str, dict[int, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
+    runs_dir = json_path.with_name(json_path.stem + ("_quick_runs" if quick else "_runs"))
     for name in LEARNER_NAMES:
-        print(f"[sinusoid] meta-training {name} for {steps} steps")
-        learners[name], seconds[name] = train(name, steps)
+        print(f"[sinusoid] meta-training {name} for {steps} steps in {runs_dir / name}")
+        learners[name], seconds[name] = train(name, steps, runs_dir / name)
         scores[name] = score(learners[name], n_tasks)
     best = min(META_LEARNERS, key=lambda n: scores[n][1]["mean"])
     headline = {

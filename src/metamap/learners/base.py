@@ -13,6 +13,7 @@ A learner holds meta-parameters (an ``nn.Module``) and offers:
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -170,12 +171,17 @@ class MetaLearner(nn.Module):
         return total
 
     def evaluate(self, episode: Episode, **options) -> torch.Tensor:
-        """Per-task query metric after adaptation, ``[T]``: MSE or accuracy in [0, 1]."""
+        """Per-task query metric after adaptation, ``[T]``: MSE or accuracy in [0, 1].
+
+        A task whose predictions are not finite (its adaptation diverged) gets NaN.
+        """
         self.check(episode.x_support, episode.y_support)
         results = []
         for chunk in episode.chunks(self.chunk_size):
             adapted = self.adapt(chunk.x_support, chunk.y_support, chunk.support_mask, **options)
             with torch.no_grad():
                 pred = adapted.predict(chunk.x_query)
-            results.append(task_metric(self.loss, pred, chunk.y_query, chunk.query_mask))
+            metric = task_metric(self.loss, pred, chunk.y_query, chunk.query_mask)
+            finite = torch.isfinite(pred).reshape(pred.shape[0], -1).all(-1)
+            results.append(torch.where(finite, metric, torch.full_like(metric, math.nan)))
         return torch.cat(results)

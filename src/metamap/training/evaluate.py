@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,17 +16,25 @@ from metamap.tasks.family import TaskFamily, make_generator
 
 @dataclass(frozen=True)
 class Score:
-    """``metric`` ("mse" or "accuracy") over ``n_tasks`` test tasks: mean and 95% CI half-width."""
+    """``metric`` ("mse" or "accuracy") over ``n_tasks`` test tasks: mean and 95% CI half-width.
+
+    ``diverged`` counts tasks whose adapted predictions were not finite (the
+    inner loop blew up); if any did, ``mean`` is ``inf`` (MSE) or ``nan``
+    (accuracy) rather than an average over the survivors.
+    """
 
     metric: str
     mean: float
     ci95: float
     n_tasks: int
+    diverged: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def __str__(self) -> str:
+        if self.diverged:
+            return f"{self.metric}: diverged on {self.diverged} of {self.n_tasks} tasks (non-finite predictions)"
         scale = 100.0 if self.metric == "accuracy" else 1.0
         unit = "%" if self.metric == "accuracy" else ""
         return f"{self.metric} {self.mean * scale:.4g}{unit} ± {self.ci95 * scale:.2g}{unit} (n={self.n_tasks})"
@@ -54,6 +63,10 @@ def evaluate_learner(
         values.append(learner.evaluate(episode, **adapt_options).detach())
         remaining -= episode.n_tasks
     per_task = torch.cat(values)
-    mean, ci = mean_ci95(per_task)
     metric = "mse" if learner.loss == "mse" else "accuracy"
+    diverged = int((~torch.isfinite(per_task)).sum())
+    if diverged:
+        worst = math.inf if metric == "mse" else math.nan
+        return Score(metric, worst, math.nan, int(per_task.numel()), diverged)
+    mean, ci = mean_ci95(per_task)
     return Score(metric=metric, mean=mean, ci95=ci, n_tasks=int(per_task.numel()))

@@ -140,7 +140,12 @@ def meta_train(
     is_main = rank == 0 and run_dir is not None
     log = MetricsLog(run_dir, resume_step=start if resume else None) if is_main else None
     history: list[dict[str, Any]] = log.records() if log else []
-    bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and rank == 0), desc="meta-train")
+    bar = tqdm(  # a time-budgeted run has no meaningful step total to show
+        total=config.steps if config.max_seconds is None else None,
+        initial=start,
+        disable=not (config.progress and rank == 0),
+        desc="meta-train",
+    )
     t0 = time.perf_counter()
     step = start
     interrupted = False
