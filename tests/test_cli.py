@@ -74,3 +74,13 @@ def test_demo_quick(tmp_path, capsys):
     assert (tmp_path / "adapted_curves.png").stat().st_size > 10_000
     results = json.loads((tmp_path / "demo.json").read_text())
     assert set(results["mse"]) == {"maml", "pretrain", "scratch"}
+
+
+def test_unknown_or_missing_device(tmp_path, capsys):
+    assert main(["train", *TINY, "--device", "tpu", "--out", str(tmp_path)]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["train", *TINY, "--device", "cuda", "--out", str(tmp_path)]) == 2
+        assert "sees no GPU" in capsys.readouterr().err

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--episodes", type=int, default=600, help="test tasks for the final evaluation (0: skip)")
     train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, evaluation")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    train.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: the GPU when there is one)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--inner-steps", type=int, default=None, help="adaptation steps (gradient learners)")
     evaluate.add_argument("--seed", type=int, default=1234)
     evaluate.add_argument("--json", type=Path, default=None)
+    evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda")
     evaluate.set_defaults(handler=_evaluate)
 
     demo = commands.add_parser("demo", help="the main job on bundled data: few-shot sinusoid regression")
@@ -98,16 +100,17 @@ def run_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _train(args: argparse.Namespace) -> int:
     from metamap.recipes import build_family, build_learner
     from metamap.training import TrainConfig, evaluate_learner, meta_train
-    from metamap.training.distributed import distributed_session
+    from metamap.training.distributed import distributed_session, pick_device
 
     run = run_config_from_args(args)
     config = TrainConfig(
         steps=args.steps, meta_batch=args.meta_batch, lr=args.lr, optimizer=args.optimizer, seed=args.seed,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
     )
-    with distributed_session() as rank:
+    device = pick_device(args.device)
+    with distributed_session(device) as rank:
         family = build_family(run["family"])
-        learner = build_learner(run)
+        learner = build_learner(run).to(device)
         result = meta_train(learner, family, config, run_dir=args.out, run_config=run, resume=args.resume)
         if rank != 0:
             return 0
@@ -124,6 +127,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metamap.recipes import build_family, build_learner
     from metamap.training import evaluate_learner, load_checkpoint
     from metamap.training.checkpoint import load_learner_state
+    from metamap.training.distributed import pick_device
 
     checkpoint = load_checkpoint(args.run)
     run = checkpoint.config.get("run")
@@ -131,6 +135,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run}: the checkpoint holds no run configuration; it was not written by metamap train")
     learner = build_learner(run)
     load_learner_state(learner, checkpoint, source=str(args.run))
+    learner.to(pick_device(args.device))
     options = {"steps": args.inner_steps} if args.inner_steps is not None else {}
     score = evaluate_learner(learner, build_family(run["family"]).split("test"), args.episodes, args.seed, **options)
     print(f"{run['learner']['name']} on {run['family']['name']} (step {checkpoint.step}): {score}")

@@ -37,6 +37,7 @@ from metamap.paths import shared_data_dir
 from metamap.recipes import build_family, build_learner
 from metamap.report import format_table, machine, write_json
 from metamap.training import TrainConfig, evaluate_learner, meta_train
+from metamap.training.distributed import pick_device
 
 TEST_EPISODES = 600
 TEST_SEED = 1234
@@ -83,7 +84,7 @@ def run_config(run: Run, data: Path, way: int | None = None, shot: int | None = 
 
 def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool) -> dict[str, Any]:
     config = run_config(run, data)
-    learner = build_learner(config)
+    learner = build_learner(config).to(pick_device("auto"))
     minutes = 0.3 if quick else run.minutes
     train = TrainConfig(steps=10**9, meta_batch=run.meta_batch, lr=run.lr, seed=0, checkpoint_every=50,
                         log_every=10, max_seconds=minutes * 60)

@@ -117,6 +117,12 @@ def check_inputs(
     return int(out.shape[-1])
 
 
+def learner_device(learner: nn.Module) -> torch.device:
+    """Where the learner's parameters live (CPU for a parameter-free learner)."""
+    first = next(iter(learner.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 class MetaLearner(nn.Module):
     """What every learner shares: validation, chunked meta-backward, evaluation.
 

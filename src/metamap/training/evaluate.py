@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from metamap.errors import ConfigError
-from metamap.learners.base import MetaLearner
+from metamap.learners.base import MetaLearner, learner_device
 from metamap.report import mean_ci95
 from metamap.tasks.family import TaskFamily, make_generator
 
@@ -56,11 +56,12 @@ def evaluate_learner(
     if n_tasks < 1 or tasks_per_batch < 1:
         raise ConfigError(f"n_tasks and tasks_per_batch must be >= 1, got {n_tasks} and {tasks_per_batch}")
     generator = make_generator(seed)
+    device = learner_device(learner)
     values = []
     remaining = n_tasks
     while remaining > 0:
         episode = family.sample(min(tasks_per_batch, remaining), generator)
-        values.append(learner.evaluate(episode, **adapt_options).detach())
+        values.append(learner.evaluate(episode.to(device), **adapt_options).detach().cpu())
         remaining -= episode.n_tasks
     per_task = torch.cat(values)
     metric = "mse" if learner.loss == "mse" else "accuracy"

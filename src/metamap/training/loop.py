@@ -28,7 +28,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from metamap.errors import CheckpointError, ConfigError, DataError
-from metamap.learners.base import MetaLearner
+from metamap.learners.base import MetaLearner, learner_device
 from metamap.tasks.family import TaskFamily, make_generator
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
 from metamap.training.evaluate import evaluate_learner
@@ -133,7 +133,8 @@ def meta_train(
         raise ConfigError(f"meta_batch {config.meta_batch} must be divisible by the {world} processes")
     train_family, val_family = family.split("train"), family.split("val")
     optimizer = make_optimizer(learner, config)
-    generator = make_generator(config.seed)
+    generator = make_generator(config.seed)  # tasks are drawn on the CPU, then moved to the learner's device
+    device = learner_device(learner)
     start, earlier_seconds = 0, 0.0
     if resume:
         start, earlier_seconds = _restore(run_dir, learner, optimizer, generator, run_config)
@@ -154,7 +155,7 @@ def meta_train(
     try:
         with _StopFlag() as stop:
             while step < config.steps and not stop.requested and not _over_budget(t0, earlier_seconds, config):
-                episode = train_family.sample(config.meta_batch, generator)
+                episode = train_family.sample(config.meta_batch, generator).to(device)
                 loss = _meta_step(learner, optimizer, episode.shard(rank, world), config, world)
                 step += 1
                 running.append(loss)
@@ -210,7 +211,8 @@ def _meta_step(
 def _all_reduce_mean(learner: MetaLearner, loss: float, world: int) -> float:
     """Average gradients and the loss over processes (one flat buffer, one all-reduce)."""
     params = [p for p in learner.parameters() if p.grad is not None]
-    flat = torch.cat([p.grad.reshape(-1) for p in params] + [torch.tensor([loss], dtype=params[0].grad.dtype)])
+    scalar = torch.tensor([loss], dtype=params[0].grad.dtype, device=params[0].grad.device)
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [scalar])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
