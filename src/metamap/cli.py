@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from metamap import __version__
-from metamap.errors import ConfigError, MetamapError
+from metamap.errors import ConfigError, MetamapError, TrainingInterrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"metamap: {exc} (add --resume to the same command)", file=sys.stderr)
+        return 130
     except MetamapError as exc:
         print(f"metamap: error: {exc}", file=sys.stderr)
         return 2
@@ -114,9 +117,8 @@ def _train(args: argparse.Namespace) -> int:
         result = meta_train(learner, family, config, run_dir=args.out, run_config=run, resume=args.resume)
         if rank != 0:
             return 0
-        state = "interrupted, checkpoint saved; rerun with --resume" if result.interrupted else "done"
-        print(f"trained {result.steps_done} steps in {result.seconds:.1f} s ({state}); run folder {args.out}")
-        if args.episodes and not result.interrupted:
+        print(f"trained {result.steps_done} steps in {result.seconds:.1f} s; run folder {args.out}")
+        if args.episodes:
             score = evaluate_learner(learner, family.split("test"), n_tasks=args.episodes, seed=1234)
             print(f"test: {score}")
             _write(args.out / "evaluation.json", {"run": run, "test": score.as_dict()})

@@ -34,3 +34,7 @@ def describe(t) -> str:
     if shape is None:
         return dtype
     return f"{dtype}[{', '.join(str(s) for s in shape)}]"
+
+
+class TrainingInterrupted(MetamapError):
+    """Training was stopped (Ctrl-C, SIGTERM) after a checkpoint was written; resume to go on."""

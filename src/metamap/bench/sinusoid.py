@@ -98,10 +98,11 @@ def plot_adapted_curves(learners: dict[str, MetaLearner], path: Path, n_tasks: i
     for t, ax in enumerate(axes):
         ax.plot(grid[t, :, 0], truth[t, :, 0], color="black", lw=2, label="true function")
         ax.scatter(episode.x_support[t, :, 0], episode.y_support[t, :, 0], color="red", zorder=5, label="5 support points")
-        for name, learner in learners.items():
+        for (name, learner), color in zip(learners.items(), ("tab:blue", "tab:orange", "tab:green", "tab:purple")):
             for k in sorted({1, steps}):
                 pred = learner.adapt(episode.x_support, episode.y_support, steps=k).predict(grid).detach()
-                ax.plot(grid[t, :, 0], pred[t, :, 0], lw=1.2, ls="-" if k == steps else ":", label=f"{name}, {k} step(s)")
+                ax.plot(grid[t, :, 0], pred[t, :, 0], color=color, lw=1.4, ls="-" if k == steps else ":",
+                        label=f"{name}, {k} step{'s' if k > 1 else ''}")
         ax.set_title(f"test task {t + 1}")
         ax.set_xlabel("x")
     axes[0].set_ylabel("y")

@@ -4,7 +4,8 @@ Exact resume: everything that decides the next numbers — weights, optimizer
 state, the task sampler's generator, torch's global generator, the step —
 is in the checkpoint, so a run stopped and resumed gives the same numbers as
 one that never stopped. Ctrl-C (SIGINT) or SIGTERM finishes the current step,
-writes a checkpoint and exits; a second Ctrl-C stops at once.
+writes a checkpoint and raises :class:`TrainingInterrupted` (so that a
+command with several stages stops as a whole); a second Ctrl-C stops at once.
 
 Multi-process (``torchrun``): every rank draws the same meta-batch from the
 same generator and keeps its own contiguous block of tasks
@@ -27,7 +28,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from metamap.errors import CheckpointError, ConfigError, DataError
+from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from metamap.learners.base import MetaLearner, learner_device
 from metamap.tasks.family import TaskFamily, make_generator
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
@@ -75,7 +76,6 @@ class TrainConfig:
 class TrainResult:
     steps_done: int
     seconds: float
-    interrupted: bool
     history: list[dict[str, Any]]
     final_step: int
     total_seconds: float
@@ -149,7 +149,6 @@ def meta_train(
     )
     t0 = time.perf_counter()
     step = start
-    interrupted = False
     running: list[float] = []
     completed = False
     try:
@@ -183,7 +182,10 @@ def meta_train(
     seconds = time.perf_counter() - t0
     if is_main and completed:
         _save(run_dir, step, run_config, learner, optimizer, generator, config, earlier_seconds + seconds)
-    return TrainResult(step - start, seconds, interrupted, history, step, earlier_seconds + seconds)
+    if interrupted:
+        where = f"; checkpoint saved in {run_dir}, resume to go on" if run_dir is not None else ""
+        raise TrainingInterrupted(f"training interrupted at step {step}{where}")
+    return TrainResult(step - start, seconds, history, step, earlier_seconds + seconds)
 
 
 def _over_budget(t0: float, earlier_seconds: float, config: TrainConfig) -> bool:
