@@ -182,3 +182,16 @@ def test_diverging_adaptation_is_reported_not_averaged_away():
     score = evaluate_learner(learner, FAMILY.split("test"), n_tasks=20, seed=0, steps=20)
     assert score.diverged > 0 and score.mean == float("inf")
     assert "diverged on" in str(score)
+
+
+def test_tensorboard_events_written_when_installed(tmp_path):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator", reason="tensorboard is not installed"
+    )
+    meta_train(build_learner(RUN), FAMILY, _config(val_every=6, val_tasks=10), run_dir=tmp_path, run_config=RUN)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["scalars"] == ["train_loss", "val_mse"]
+    assert [e.step for e in events.Scalars("train_loss")] == [2, 4, 6, 8, 10, 12]
+    jsonl = [json.loads(line)["train_loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [e.value for e in events.Scalars("train_loss")] == pytest.approx(jsonl)
