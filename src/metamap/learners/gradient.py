@@ -3,7 +3,9 @@
 The model is called functionally (``torch.func.functional_call``) on a dict of
 parameters. For a batch of T tasks the adapted ("fast") parameters carry a
 leading task dim ``[T, *param_shape]``; the forward pass is ``vmap``-ed over
-tasks, and one ``torch.autograd.grad`` of the summed per-task support losses
+tasks (or, where the backbone offers ``batched_forward(params, x)``, such as
+:class:`metamap.nn.MLP`, run by the backbone itself with batched matrix
+products, which avoids vmap's per-operation overhead), and one ``torch.autograd.grad`` of the summed per-task support losses
 gives every task's own gradient at once (task t's loss depends only on slice
 t). With ``create_graph=True`` the steps stay differentiable, which is what
 second-order MAML needs. The same code runs per task without ``vmap``
@@ -88,6 +90,8 @@ class GradientLearner(MetaLearner):
 
         if not batched:
             return call(params, x)
+        if hasattr(self.model, "batched_forward"):  # the backbone's own batched path (faster than vmap)
+            return self.model.batched_forward(params, x)
         in_dims = ({k: (0 if k in self.adapted_names else None) for k in params}, 0)
         return vmap(call, in_dims=in_dims)(params, x)
 

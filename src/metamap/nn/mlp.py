@@ -44,3 +44,24 @@ class MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - shapes in class doc
         return super().forward(x)
+
+    def batched_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Forward pass with per-task weights, without ``vmap``'s overhead.
+
+        ``x [T, N, in_features]`` -> ``[T, N, out_features]``. Each entry of
+        ``params`` is either per task (``weight [T, out, in]``, ``bias [T, out]``)
+        or shared by all tasks (the module's own shapes). Gradient learners
+        use this in place of ``vmap(functional_call)`` when a backbone has it.
+        """
+        h = x
+        for index, layer in enumerate(self):
+            if not isinstance(layer, nn.Linear):
+                h = layer(h)
+                continue
+            weight, bias = params[f"{index}.weight"], params[f"{index}.bias"]
+            bias = bias.unsqueeze(-2) if bias.dim() == 2 else bias  # [T, 1, out] or shared [out]
+            if weight.dim() == 2:  # shared by all tasks
+                h = nn.functional.linear(h, weight) + bias
+            else:
+                h = torch.baddbmm(bias, h, weight.transpose(-1, -2))
+        return h
