@@ -23,15 +23,24 @@ Protocols, and where ours differ because this runs on 2 CPU cores:
 The split is 1100 train / 100 validation / 423 test characters, each rotated
 by 0/90/180/270 degrees (see :func:`metamap.tasks.omniglot_family`).
 Accuracy is the mean over 600 test episodes with its 95% interval.
-Runs are checkpointed under ``<json stem>_runs/`` and resumed if the
-benchmark is started again, so an interrupted benchmark loses nothing.
+Runs are checkpointed under ``<json stem>_runs/<run>/`` with their test
+results (``result.json``); a benchmark started again resumes unfinished runs
+and reuses finished ones, so an interruption loses nothing. With two or more
+cores two runs train at a time, one thread each; the budgets are wall-clock
+minutes of one core.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from metamap.paths import shared_data_dir
 from metamap.recipes import build_family, build_learner
@@ -82,32 +91,59 @@ def run_config(run: Run, data: Path, way: int | None = None, shot: int | None = 
     return {"family": family, "model": {"hidden": 64}, "learner": dict(run.learner), "seed": 0}
 
 
-def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool) -> dict[str, Any]:
+def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: bool = True) -> dict[str, Any]:
+    """Train ``run`` within its budget (resuming its folder), test it, and keep the result in the folder.
+
+    A result already in the folder for the same settings is returned as it is,
+    so a benchmark that was stopped goes on where it stopped.
+    """
+    folder = runs_dir / run.name
     config = run_config(run, data)
-    learner = build_learner(config).to(pick_device("auto"))
     minutes = 0.3 if quick else run.minutes
+    episodes = 50 if quick else TEST_EPISODES
+    settings = {"run": config, "budget_minutes": minutes, "meta_batch": run.meta_batch, "lr": run.lr,
+                "tests": [list(t) for t in run.tests], "test_episodes": episodes, "test_seed": TEST_SEED}
+    saved = folder / "result.json"
+    if saved.is_file():
+        previous = json.loads(saved.read_text())
+        if previous.get("settings") == settings:
+            print(f"[omniglot] {run.name}: reusing {saved}")
+            return previous
+    learner = build_learner(config).to(pick_device("auto"))
     train = TrainConfig(steps=10**9, meta_batch=run.meta_batch, lr=run.lr, seed=0, checkpoint_every=50,
-                        log_every=10, max_seconds=minutes * 60)
-    print(f"[omniglot] {run.name}: training for {minutes:g} min (resumes from {runs_dir / run.name} if present)")
-    result = meta_train(learner, build_family(config["family"]), train, run_dir=runs_dir / run.name,
-                        run_config=config, resume=True)
+                        log_every=10, max_seconds=minutes * 60, progress=progress)
+    print(f"[omniglot] {run.name}: training for {minutes:g} min (resumes from {folder} if present)")
+    result = meta_train(learner, build_family(config["family"]), train, run_dir=folder, run_config=config, resume=True)
     scores = {}
     for way, shot, steps in run.tests:
         family = build_family(run_config(run, data, way, shot, 15)["family"]).split("test")
         options = {"steps": steps} if steps is not None else {}
-        score = evaluate_learner(learner, family, n_tasks=50 if quick else TEST_EPISODES, seed=TEST_SEED,
-                                 tasks_per_batch=10, **options)
+        score = evaluate_learner(learner, family, n_tasks=episodes, seed=TEST_SEED, tasks_per_batch=10, **options)
         scores[f"{way}w{shot}s"] = {**score.as_dict(), "adapt_steps": steps}
         print(f"[omniglot] {run.name} {way}-way {shot}-shot: {score}")
-    return {"train_steps": result.final_step, "train_minutes": result.total_seconds / 60,
-            "budget_minutes": minutes, "meta_batch": run.meta_batch, "train_way": run.train_way,
-            "train_query": run.train_query, "learner": run.learner, "test": scores}
+    outcome = {"settings": settings, "train_steps": result.final_step, "train_minutes": result.total_seconds / 60,
+               "test": scores}
+    write_json(saved, outcome)
+    return outcome
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
 
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
+    """Train and test every run; with 2+ cores, two runs at a time (one thread each), longest first."""
     data = shared_data_dir() / "omniglot"
     runs_dir = json_path.with_name(json_path.stem + "_runs")
-    results = {r.name: train_and_test(r, data, runs_dir, quick) for r in RUNS}
+    workers = min(2, os.cpu_count() or 1)
+    if workers == 1:
+        results = {r.name: train_and_test(r, data, runs_dir, quick) for r in RUNS}
+    else:
+        order = sorted(RUNS, key=lambda r: -r.minutes)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+            futures = {r.name: pool.submit(train_and_test, r, data, runs_dir, quick, False) for r in order}
+            results = {r.name: futures[r.name].result() for r in RUNS}
     headline: dict[str, float] = {}
     rows = []
     for name, res in results.items():
@@ -117,21 +153,19 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             label = HEADLINE_KEYS[(kind, way, shot)]
             headline[label] = 100 * score["mean"]
             rows.append([label, f"{100 * score['mean']:.2f} ± {100 * score['ci95']:.2f}", PAPER[label],
-                         res["train_steps"], f"{res['train_minutes']:.1f}"])
+                         res["train_steps"], f"{res['train_minutes']:.1f}", f"{res['settings']['budget_minutes']:g}"])
     headline["train_minutes"] = sum(r["train_minutes"] for r in results.values())
     result = {"benchmark": "omniglot", "quick": quick, "headline": headline, "paper": PAPER,
               "runs": results, "test_episodes": 50 if quick else TEST_EPISODES, "machine": machine(),
               "notes": __doc__}
     write_json(json_path, result)
-    print(format_table(["setting", "accuracy % (95% CI)", "paper", "meta-steps", "train min"], rows))
+    print(format_table(["setting", "accuracy % (95% CI)", "paper", "meta-steps", "train min", "budget min"], rows))
     _plot_curves(runs_dir, json_path.with_suffix(".png"))
     return result
 
 
 def _plot_curves(runs_dir: Path, path: Path) -> None:
     """Training loss against meta-step for each run."""
-    import json
-
     import matplotlib
 
     matplotlib.use("Agg")
