@@ -20,7 +20,7 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--episodes", "20", "--inner-steps", "3",
                  "--json", str(tmp_path / "eval.json")]) == 0
     out = capsys.readouterr().out
-    assert "fomaml on sinusoid (step 4): mse" in out
+    assert "fomaml on {'name': 'sinusoid', 'k_shot': 5, 'n_query': 10} (step 4): mse" in out
     assert json.loads((tmp_path / "eval.json").read_text())["step"] == 4
 
 
@@ -84,3 +84,19 @@ def test_unknown_or_missing_device(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["train", *TINY, "--device", "cuda", "--out", str(tmp_path)]) == 2
         assert "sees no GPU" in capsys.readouterr().err
+
+
+def test_evaluate_with_another_shot(tmp_path, capsys):
+    assert main(["train", *TINY, "--episodes", "0", "--out", str(tmp_path)]) == 0
+    assert main(["evaluate", str(tmp_path), "--episodes", "10", "--k-shot", "10", "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["test_family"]["k_shot"] == 10
+
+
+def test_protonet_on_omniglot_trained_and_tested_at_another_way(tmp_path, shared_data, capsys):
+    data = str(shared_data / "omniglot")
+    args = ["train", "--family", "omniglot", "--data", data, "--learner", "protonet", "--hidden", "8",
+            "--n-way", "10", "--k-shot", "1", "--n-query", "2", "--meta-batch", "2", "--steps", "2",
+            "--episodes", "0", "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert main(["evaluate", str(tmp_path), "--episodes", "4", "--n-way", "5"]) == 0
+    assert "'n_way': 5" in capsys.readouterr().out

@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its family's test split")
     evaluate.add_argument("run", type=Path, help="run folder (or checkpoint folder)")
     evaluate.add_argument("--episodes", type=int, default=600)
+    evaluate.add_argument("--n-way", type=int, default=None, help="test with another way than trained (metric learners)")
+    evaluate.add_argument("--k-shot", type=int, default=None, help="test with another shot than trained")
+    evaluate.add_argument("--n-query", type=int, default=None)
     evaluate.add_argument("--inner-steps", type=int, default=None, help="adaptation steps (gradient learners)")
     evaluate.add_argument("--seed", type=int, default=1234)
     evaluate.add_argument("--json", type=Path, default=None)
@@ -139,10 +142,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     load_learner_state(learner, checkpoint, source=str(args.run))
     learner.to(pick_device(args.device))
     options = {"steps": args.inner_steps} if args.inner_steps is not None else {}
-    score = evaluate_learner(learner, build_family(run["family"]).split("test"), args.episodes, args.seed, **options)
-    print(f"{run['learner']['name']} on {run['family']['name']} (step {checkpoint.step}): {score}")
+    overrides = {"n_way": args.n_way, "k_shot": args.k_shot, "n_query": args.n_query}
+    family_spec = {**run["family"], **{k: v for k, v in overrides.items() if v is not None}}
+    score = evaluate_learner(learner, build_family(family_spec).split("test"), args.episodes, args.seed, **options)
+    print(f"{run['learner']['name']} on {family_spec} (step {checkpoint.step}): {score}")
     if args.json:
-        _write(args.json, {"run": run, "step": checkpoint.step, "test": score.as_dict()})
+        _write(args.json, {"run": run, "test_family": family_spec, "step": checkpoint.step, "test": score.as_dict()})
     return 0
 
 
