@@ -100,3 +100,10 @@ def test_protonet_on_omniglot_trained_and_tested_at_another_way(tmp_path, shared
     assert main(args) == 0
     assert main(["evaluate", str(tmp_path), "--episodes", "4", "--n-way", "5"]) == 0
     assert "'n_way': 5" in capsys.readouterr().out
+
+
+def test_time_budget_from_the_command_line(tmp_path, capsys):
+    assert main(["train", *TINY, "--steps", "100000", "--max-minutes", "0.02", "--episodes", "0",
+                 "--out", str(tmp_path)]) == 0
+    steps = int(capsys.readouterr().out.split("trained ")[1].split(" steps")[0])
+    assert 0 < steps < 100000

@@ -166,6 +166,8 @@ def test_bad_training_configuration():
         TrainConfig(meta_batch=0)
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="max_seconds must be > 0"):
+        TrainConfig(max_seconds=0)
 
 
 def test_time_budget_counts_across_resume(tmp_path):

@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--chunk-size", type=int, default=None, help="tasks per vmap chunk (bounds memory)")
     train.add_argument("--hidden", type=int, nargs="+", default=None, help="MLP widths or Conv4 channels")
     train.add_argument("--steps", type=int, default=1000, help="meta-training steps")
+    train.add_argument("--max-minutes", type=float, default=None,
+                       help="wall-clock budget for the run, counted across --resume (stops with a checkpoint)")
     train.add_argument("--meta-batch", type=int, default=25, help="tasks per meta-step (over all processes)")
     train.add_argument("--lr", type=float, default=1e-3, help="outer (meta) learning rate")
     train.add_argument("--optimizer", default="adam", help="adam | sgd")
@@ -112,6 +114,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         steps=args.steps, meta_batch=args.meta_batch, lr=args.lr, optimizer=args.optimizer, seed=args.seed,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
     )
     device = pick_device(args.device)
     with distributed_session(device) as rank:

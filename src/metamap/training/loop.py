@@ -68,6 +68,8 @@ class TrainConfig:
                 f"TrainConfig: expected steps >= 0, meta_batch >= 1, lr > 0; "
                 f"got steps={self.steps}, meta_batch={self.meta_batch}, lr={self.lr}"
             )
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ConfigError(f"TrainConfig: max_seconds must be > 0 (a time budget), got {self.max_seconds}")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected 'adam' or 'sgd'")
 
