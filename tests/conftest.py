@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED_DATA = Path(os.environ.get("METAMAP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from metamap.errors import DataError
+from metamap.paths import shared_data_dir
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    """``../shared/data`` beside the repository; tests using it skip where it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (set METAMAP_SHARED_DATA to point at it)")
-    return SHARED_DATA
+    """``../shared/data`` beside the repository (or ``$METAMAP_SHARED_DATA``); skips where absent."""
+    try:
+        return shared_data_dir()
+    except DataError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

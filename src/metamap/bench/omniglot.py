@@ -36,7 +36,7 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from metamap.training import TrainConfig, evaluate_learner, meta_train
 from metamap.training.distributed import pick_device
 
 TEST_EPISODES = 600
+TEST_QUERY = 15
 TEST_SEED = 1234
 
 
@@ -85,9 +86,10 @@ PAPER = {"protonet_5w1s": 98.8, "protonet_5w5s": 99.7, "protonet_20w1s": 96.0, "
          "maml_5w1s": 98.7, "maml_20w1s": 95.8}
 
 
-def run_config(run: Run, data: Path, way: int | None = None, shot: int | None = None, query: int | None = None) -> dict:
-    family = {"name": "omniglot", "data": str(data), "n_way": way or run.train_way,
-              "k_shot": shot or run.shot, "n_query": query or run.train_query}
+def run_config(run: Run, data: Path) -> dict:
+    """The run configuration (see :mod:`metamap.recipes`) ``run`` trains with."""
+    family = {"name": "omniglot", "data": str(data), "n_way": run.train_way, "k_shot": run.shot,
+              "n_query": run.train_query}
     return {"family": family, "model": {"hidden": 64}, "learner": dict(run.learner), "seed": 0}
 
 
@@ -113,12 +115,13 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
     train = TrainConfig(steps=10**9, meta_batch=run.meta_batch, lr=run.lr, seed=0, checkpoint_every=50,
                         log_every=10, max_seconds=minutes * 60, progress=progress)
     print(f"[omniglot] {run.name}: training for {minutes:g} min (resumes from {folder} if present)")
-    result = meta_train(learner, build_family(config["family"]), train, run_dir=folder, run_config=config, resume=True)
+    family = build_family(config["family"])  # loads Omniglot once; test families below reuse its pool
+    result = meta_train(learner, family, train, run_dir=folder, run_config=config, resume=True)
     scores = {}
     for way, shot, steps in run.tests:
-        family = build_family(run_config(run, data, way, shot, 15)["family"]).split("test")
+        test_family = replace(family.split("test"), n_way=way, k_shot=shot, n_query=TEST_QUERY)
         options = {"steps": steps} if steps is not None else {}
-        score = evaluate_learner(learner, family, n_tasks=episodes, seed=TEST_SEED, tasks_per_batch=10, **options)
+        score = evaluate_learner(learner, test_family, n_tasks=episodes, seed=TEST_SEED, tasks_per_batch=10, **options)
         scores[f"{way}w{shot}s"] = {**score.as_dict(), "adapt_steps": steps}
         print(f"[omniglot] {run.name} {way}-way {shot}-shot: {score}")
     outcome = {"settings": settings, "train_steps": result.final_step, "train_minutes": result.total_seconds / 60,

@@ -75,6 +75,14 @@ def check_loss(kind: str) -> str:
     return kind
 
 
+def learner_device(module: nn.Module, default: torch.device | None = None) -> torch.device:
+    """Where the module's parameters live; ``default`` (else the CPU) for a parameter-free module."""
+    first = next(iter(module.parameters()), None)
+    if first is not None:
+        return first.device
+    return default if default is not None else torch.device("cpu")
+
+
 def check_inputs(
     model: nn.Module, kind: str, x_support: torch.Tensor, y_support: torch.Tensor, outputs_logits: bool = True
 ) -> int:
@@ -99,8 +107,7 @@ def check_inputs(
         )
     sample = x_support[0, :1]
     # A parameter-free model (a fixed feature map, nn.Identity) runs where the data are.
-    first = next(iter(model.parameters()), None)
-    device = first.device if first is not None else sample.device
+    device = learner_device(model, default=sample.device)
     try:
         with torch.no_grad():
             out = model(sample.to(device))
@@ -117,10 +124,6 @@ def check_inputs(
     return int(out.shape[-1])
 
 
-def learner_device(learner: nn.Module) -> torch.device:
-    """Where the learner's parameters live (CPU for a parameter-free learner)."""
-    first = next(iter(learner.parameters()), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 class MetaLearner(nn.Module):

@@ -5,9 +5,9 @@ parameters. For a batch of T tasks the adapted ("fast") parameters carry a
 leading task dim ``[T, *param_shape]``; the forward pass is ``vmap``-ed over
 tasks (or, where the backbone offers ``batched_forward(params, x)``, such as
 :class:`metamap.nn.MLP`, run by the backbone itself with batched matrix
-products, which avoids vmap's per-operation overhead), and one ``torch.autograd.grad`` of the summed per-task support losses
-gives every task's own gradient at once (task t's loss depends only on slice
-t). With ``create_graph=True`` the steps stay differentiable, which is what
+products, which avoids vmap's per-operation overhead), and one
+``torch.autograd.grad`` of the summed per-task support losses gives every
+task's own gradient at once (task t's loss depends only on slice t). With ``create_graph=True`` the steps stay differentiable, which is what
 second-order MAML needs. The same code runs per task without ``vmap``
 (``vectorize=False``), the reference the tests compare against.
 """
