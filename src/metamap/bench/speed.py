@@ -11,6 +11,10 @@ every method). Two settings: 1 and 5 inner steps.
 Methods (all compute the same meta-gradient; checked at start, see
 :func:`gradient_agreement`):
 
+- ``metamap_vmap``: the same learner on the same layers held in a plain
+  ``nn.Sequential``, so it takes the generic ``vmap(functional_call)`` path
+  instead of ``MLP.batched_forward``; not a peer, it measures what the
+  batched forward saves.
 - ``metamap``: ``make_learner("maml", ...)`` + ``meta_backward`` (vmap over
   tasks, one batched ``autograd.grad`` per inner step).
 - ``loop``: the plain reference, per task ``functional_call`` +
@@ -83,7 +87,7 @@ N_EPISODES = 16
 THREADS = 1
 GRAD_RTOL = 1e-4
 
-METHODS = ("metamap", "loop", "higher", "torchopt_metasgd", "torchopt_vmap")
+METHODS = ("metamap", "metamap_vmap", "loop", "higher", "torchopt_metasgd", "torchopt_vmap")
 PEERS = ("higher", "torchopt_metasgd", "torchopt_vmap")
 PER_TASK_PEERS = ("higher", "torchopt_metasgd")
 _LIBRARY = {"higher": "higher", "torchopt_metasgd": "torchopt", "torchopt_vmap": "torchopt"}
@@ -166,6 +170,18 @@ class _Metamap(_Method):
 
     def meta_grad(self, episode):
         self.learner.meta_backward(episode)
+
+
+class _MetamapVmap(_Metamap):
+    """metamap's generic path: the same MLP seen as a plain ``nn.Sequential`` (no ``batched_forward``),
+    so the learner runs ``vmap(functional_call)``. Not a peer: it measures what ``batched_forward`` saves."""
+
+    name = "metamap_vmap"
+
+    def __init__(self, state, inner_steps, inner_lr):
+        _Method.__init__(self, state, inner_steps, inner_lr)
+        self.model = nn.Sequential(*self.model)  # the same layers and weights, without batched_forward
+        self.learner = make_learner("maml", self.model, inner_steps=inner_steps, inner_lr=inner_lr)
 
 
 class _Loop(_Method):
@@ -267,7 +283,7 @@ class _TorchoptVmap(_Method):
 
 
 _CLASSES: dict[str, type[_Method]] = {
-    cls.name: cls for cls in (_Metamap, _Loop, _Higher, _TorchoptMetaSGD, _TorchoptVmap)
+    cls.name: cls for cls in (_Metamap, _MetamapVmap, _Loop, _Higher, _TorchoptMetaSGD, _TorchoptVmap)
 }
 
 
@@ -568,6 +584,8 @@ def _run(quick: bool, json_path: Path, mode: dict[str, Any], threads: int) -> di
         "best_peer_1step": best1,
         "best_peer_5steps": best5,
         "speedup_vs_loop_5steps": ratio(median("metamap", 5), median("loop", 5)),
+        "batched_forward_vs_vmap": ratio(median("metamap", 1), median("metamap_vmap", 1)),
+        "batched_forward_vs_vmap_5steps": ratio(median("metamap", 5), median("metamap_vmap", 5)),
         "speedup_vs_best_per_task_peer": ratio(median("metamap", 1), best_peer(1, PER_TASK_PEERS)[1]),
         "speedup_vs_best_per_task_peer_5steps": ratio(median("metamap", 5), best_peer(5, PER_TASK_PEERS)[1]),
         "per_task_peers": list(PER_TASK_PEERS),
@@ -607,6 +625,8 @@ def _run(quick: bool, json_path: Path, mode: dict[str, Any], threads: int) -> di
         },
         "methods": {
             "metamap": "make_learner('maml', MLP(1,[40,40],1), inner_steps=k, inner_lr=0.01).meta_backward + Adam",
+            "metamap_vmap": "the same, with the MLP's layers in a plain nn.Sequential: vmap(functional_call) "
+                            "instead of MLP.batched_forward (not a peer)",
             "loop": "per task: functional_call + torch.autograd.grad(create_graph=True), dict SGD step",
             "higher": "per task: higher.innerloop_ctx(model, SGD, copy_initial_weights=False), diffopt.step, "
                       "query loss / T backward inside the context",
