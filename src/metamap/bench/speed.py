@@ -672,7 +672,7 @@ def _num(value: Any) -> Any:
 def _plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 4.5))
+    fig = Figure(figsize=(9.5, 4.5))
     ax = fig.subplots()
     names = [m for m in METHODS if any(results[k][m]["available"] for k in results)]
     width = 0.8 / len(results)
@@ -692,7 +692,7 @@ def _plot(results: dict[str, dict[str, Any]], path: Path) -> None:
         top = max([top, *(m + h for m, h in zip(med, hi))])
         bars = ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label)
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in med], fontsize=7, padding=2)
-    ax.set_xticks(range(len(names)), names)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("tasks / s, log scale (median; bars: min-max over rounds)")
     ax.set_title(f"Second-order MAML meta-training, sinusoid MLP 1-40-40-1, {META_BATCH} tasks/batch")
