@@ -156,11 +156,11 @@ def test_non_finite_values_raise_data_error(field, bad):
 def test_mask_dtype_and_shape_validated():
     base = dict(x_support=torch.zeros(2, 3, 1), y_support=torch.zeros(2, 3, 1),
                 x_query=torch.zeros(2, 5, 1), y_query=torch.zeros(2, 5, 1))
-    with pytest.raises(ShapeError, match=r"support_mask: expected bool\[2, 3\], got uint8\[2, 3\]"):
+    with pytest.raises(ShapeError, match=r"support_mask: expected bool\[2, 3\] or bool\[2, 3, 1\], got uint8\[2, 3\]"):
         Episode(**base, support_mask=torch.ones(2, 3, dtype=torch.uint8))
-    with pytest.raises(ShapeError, match=r"query_mask: expected bool\[2, 5\], got float32\[2, 5\]"):
+    with pytest.raises(ShapeError, match=r"query_mask: expected bool\[2, 5\] or bool\[2, 5, 1\], got float32\[2, 5\]"):
         Episode(**base, query_mask=torch.ones(2, 5))
-    with pytest.raises(ShapeError, match=r"query_mask: expected bool\[2, 5\], got bool\[2, 4\]"):
+    with pytest.raises(ShapeError, match=r"query_mask: expected bool\[2, 5\] or bool\[2, 5, 1\], got bool\[2, 4\]"):
         Episode(**base, query_mask=torch.ones(2, 4, dtype=torch.bool))
     # A correct mask is accepted.
     Episode(**base, support_mask=torch.ones(2, 3, dtype=torch.bool))

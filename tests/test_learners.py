@@ -10,6 +10,7 @@ from torch import nn
 
 from metamap.learners import ANIL, MAML, MetaSGD, Pretrained, Reptile, make_learner
 from metamap.nn import MLP, Conv4
+from metamap.errors import ShapeError
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
 from metamap.tasks.sinusoid import Sinusoid
@@ -436,3 +437,57 @@ def test_query_mask_excludes_examples_from_loss_and_metric():
     expected = torch.stack([err[0, [0, 2, 3]].mean(), err[1].mean()])
     torch.testing.assert_close(metric, expected, rtol=1e-10, atol=1e-12)
     assert float(learner.evaluate(_with(ep, y_query=yq))[0]) > 10 * float(metric[0])
+
+
+def _multi_output_episode(seed: int) -> Episode:
+    """Two tasks, 4 support / 3 query examples, 2 inputs -> 3 outputs (a short forecast)."""
+    gen = make_generator(seed)
+    x = torch.randn(2, 7, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(2, 7, 3, generator=gen, dtype=torch.float64)
+    return Episode(x[:, :4], y[:, :4], x[:, 4:], y[:, 4:])
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil", "reptile", "pretrain"])
+def test_per_value_mask_ignores_masked_values_and_vmap_equals_loop(name):
+    ep = _multi_output_episode(seed=25)
+    smask = torch.ones(2, 4, 3, dtype=torch.bool)
+    qmask = torch.ones(2, 3, 3, dtype=torch.bool)
+    smask[0, 1, 2] = smask[1, 3, 0] = False
+    qmask[1, 0, 1] = False
+    masked = _with(ep, support_mask=smask, query_mask=qmask)
+    ys, yq = ep.y_support.clone(), ep.y_query.clone()
+    ys[0, 1, 2], ys[1, 3, 0], yq[1, 0, 1] = 40.0, -30.0, 25.0
+    changed = _with(masked, y_support=ys, y_query=yq)
+    model = MLP(2, [5], 3, activation="tanh").double()
+    learner = make_learner(name, model, inner_steps=2, inner_lr=0.05)
+    la, ga = _meta_grads(learner, masked)
+    lb, gb = _meta_grads(learner, changed)
+    torch.testing.assert_close(la, lb, rtol=1e-12, atol=1e-14)
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-14)
+    assert float(_meta_grads(learner, _with(changed, support_mask=None, query_mask=None))[0]) > 2 * float(la)
+    loop = make_learner(name, copy.deepcopy(model), inner_steps=2, inner_lr=0.05, vectorize=False)
+    lc, gc = _meta_grads(loop, masked)
+    torch.testing.assert_close(la, lc, rtol=1e-10, atol=1e-12)
+    for n in ga:
+        torch.testing.assert_close(ga[n], gc[n], rtol=1e-8, atol=1e-10)
+
+
+def test_per_value_mask_metric_is_mean_over_valid_values():
+    ep = _multi_output_episode(seed=26)
+    qmask = torch.ones(2, 3, 3, dtype=torch.bool)
+    qmask[0, 2] = False
+    qmask[1, 1, 0] = False
+    learner = MAML(MLP(2, [5], 3).double(), inner_steps=1, inner_lr=0.05)
+    metric = learner.evaluate(_with(ep, query_mask=qmask))
+    err = (learner.adapt(ep.x_support, ep.y_support).predict(ep.x_query).detach() - ep.y_query) ** 2
+    expected = torch.stack([err[0][qmask[0]].mean(), err[1][qmask[1]].mean()])
+    torch.testing.assert_close(metric, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_mask_shape_errors_name_both_accepted_shapes():
+    ep = _multi_output_episode(seed=27)
+    with pytest.raises(ShapeError, match=r"bool\[2, 4\] or bool\[2, 4, 3\]"):
+        _with(ep, support_mask=torch.ones(2, 4, 2, dtype=torch.bool))
+    with pytest.raises(ShapeError, match="both be per example or both per value"):
+        _with(ep, support_mask=torch.ones(2, 4, 3, dtype=torch.bool), query_mask=torch.ones(2, 3, dtype=torch.bool))

@@ -57,7 +57,16 @@ def per_example_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, n_lead
 def task_loss(
     kind: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, n_lead: int = 1
 ) -> torch.Tensor:
-    """Masked mean loss over the last leading dim: ``n_lead=1`` one task -> scalar; 2 -> ``[T]``."""
+    """Masked mean loss over the last leading dim: ``n_lead=1`` one task -> scalar; 2 -> ``[T]``.
+
+    ``mask`` is per example (``[*lead]``) or, for regression, per target value
+    (the shape of ``target``, e.g. a forecast whose later readings are missing):
+    then the loss is the mean squared error over the valid values of the task.
+    """
+    if mask is not None and mask.dim() > n_lead:
+        weights = mask.to(pred.dtype)
+        dims = tuple(range(n_lead - 1, target.dim()))
+        return (((pred - target) ** 2) * weights).sum(dims) / weights.sum(dims).clamp(min=1.0)
     return masked_mean(per_example_loss(kind, pred, target, n_lead), mask)
 
 

@@ -9,6 +9,8 @@ Shapes (T tasks, S support and Q query examples per task):
 - ``y_query``:   ``[T, Q, *y_shape]`` or ``[T, Q]``
 - ``support_mask`` / ``query_mask``: optional bool ``[T, S]`` / ``[T, Q]``;
   ``False`` marks an example that must not count (missing value, padding).
+  Regression episodes may instead mask each target value: bool of the shape
+  of ``y_support`` / ``y_query`` (e.g. ``[T, S, horizon]``).
 """
 
 from __future__ import annotations
@@ -80,12 +82,16 @@ class Episode:
             raise ShapeError(
                 f"Episode: y_support is {self.y_support.dtype} but y_query is {self.y_query.dtype}"
             )
-        for name, lead in (("support_mask", (t, s)), ("query_mask", (t, q))):
+        for name, target in (("support_mask", self.y_support), ("query_mask", self.y_query)):
             mask = getattr(self, name)
             if mask is None:
                 continue
-            if mask.dtype != torch.bool or tuple(mask.shape) != lead:
-                raise ShapeError(f"Episode.{name}: expected bool{list(lead)}, got {describe(mask)}")
+            shapes = [tuple(target.shape[:2])] + ([tuple(target.shape)] if torch.is_floating_point(target) else [])
+            if mask.dtype != torch.bool or tuple(mask.shape) not in shapes:
+                expected = " or ".join(f"bool{list(shape)}" for shape in shapes)
+                raise ShapeError(f"Episode.{name}: expected {expected}, got {describe(mask)}")
+        if self._element_masks() and len({m.dim() for m in self._element_masks()}) > 1:
+            raise ShapeError("Episode: support_mask and query_mask must both be per example or both per value")
         for name in ("x_support", "y_support", "x_query", "y_query"):
             value = getattr(self, name)
             # A finite sum proves every value finite; only then is the full check skipped.
@@ -105,12 +111,17 @@ class Episode:
         y = torch.cat([self.y_support, self.y_query], dim=1)
         if self.support_mask is None and self.query_mask is None:
             return x, y, None
-        t, s, q = self.n_tasks, self.x_support.shape[1], self.x_query.shape[1]
-        device = self.x_support.device  # a missing mask is made where the data are
-        support = (self.support_mask if self.support_mask is not None
-                   else torch.ones(t, s, dtype=torch.bool, device=device))
-        query = self.query_mask if self.query_mask is not None else torch.ones(t, q, dtype=torch.bool, device=device)
+        per_value = any(m.dim() > 2 for m in self._element_masks())
+        # A missing mask is made where the data are, per value if the other one is.
+        support, query = (
+            mask if mask is not None
+            else torch.ones((target.shape if per_value else target.shape[:2]), dtype=torch.bool, device=target.device)
+            for mask, target in ((self.support_mask, self.y_support), (self.query_mask, self.y_query))
+        )
         return x, y, torch.cat([support, query], dim=1)
+
+    def _element_masks(self) -> list[torch.Tensor]:
+        return [m for m in (self.support_mask, self.query_mask) if m is not None]
 
     def _check_labels(self) -> None:
         if self.is_classification and self.y_support.numel() and self.y_query.numel():
