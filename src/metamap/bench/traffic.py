@@ -1,0 +1,172 @@
+"""Benchmark ``traffic``: few-shot forecasting of new sensors (P1) and a new city (P2).
+
+- P1 (``metr-la-week.h5``, 207 LA sensors, 7 days): sensors split 70/30 by
+  seed; meta-train on the 70% over days 1-5; each target sensor adapts on
+  its own day 5 (``day``) or on 06:00-12:00 of it (``6h``); tested on days 6-7.
+- P2: meta-train on LA (7 days); adapt to every PEMS04 detector's speed from
+  its first day (288 steps); test on the rest (406 steps: the file holds 2.4
+  days).
+
+Every method of :mod:`metamap.traffic.experiment` with both models (per-node
+MLP and the graph-aware diffusion model), over 3 seeds (the seed sets the
+sensor split, the initialisation and the task draws). Errors are masked MAE /
+RMSE / MAPE in mph at 15 / 30 / 60 min; the table gives the mean over seeds
+and the spread (standard deviation across seeds). Runs are kept under
+``<json stem>_runs/`` with their results, so a stopped benchmark resumes.
+
+The goal (issue 3): the best meta-learned method at least 10% below the best
+baseline in MAE at 60 min, and at least 20% below persistence. The JSON says
+whether it was met, with the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metamap.paths import shared_data_dir
+from metamap.report import format_table, machine, write_json
+from metamap.traffic import plots
+from metamap.traffic.experiment import BASELINES, META_METHODS, MODELS, ExperimentConfig, compare, train_methods
+from metamap.traffic.io import load_traffic
+from metamap.traffic.protocols import new_city, new_sensors
+
+SEEDS = (0, 1, 2)
+FULL = ExperimentConfig(steps=1000)
+QUICK = ExperimentConfig(steps=20, hidden=(16,))
+PLOTTED = ("maml", "pretrain_finetune", "historical_average", "persistence")
+
+
+def load_la():
+    folder = shared_data_dir() / "traffic"
+    return load_traffic(folder / "metr-la-week.h5", folder / "adj_mx_la.pkl", folder / "graph_sensor_locations_la.csv")
+
+
+def load_pems04():
+    folder = shared_data_dir() / "traffic"
+    return load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", channel="speed")
+
+
+def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -> dict[str, Any]:
+    """Train and compare every method for one (protocol, model, seed); reuses a finished result."""
+    config = replace(QUICK if quick else FULL, model=model, seed=seed)
+    folder = runs_dir / f"{protocol}_{model}_seed{seed}"
+    saved = folder / "result.json"
+    settings = {"protocol": protocol, **asdict(config)}
+    settings = json.loads(json.dumps(settings))  # tuples as lists, as they come back from the file
+    if saved.is_file():
+        previous = json.loads(saved.read_text())
+        if previous.get("settings") == settings:
+            return previous
+    la = load_la()
+    setup = new_sensors(la, config) if protocol == "p1" else new_city(la, load_pems04(), config)
+    trained = train_methods(setup.family, config)
+    results = compare(trained, setup.targets, setup.validations, config)
+    if seed == SEEDS[0] and model == "graph":
+        main = next(iter(setup.targets))
+        target = setup.targets[main]
+        origins = target.test_origins()
+        shown = torch.arange(3)
+        plots.forecasts_vs_truth(
+            target.features.data.times[origins.numpy()], target.truth()[shown],
+            {m: results[main][m].prediction[shown] for m in PLOTTED if m in results[main]},
+            [target.features.data.sensor_ids[int(target.nodes[i])] for i in shown],
+            folder / "forecasts.png",
+        )
+    outcome = {"settings": settings,
+               "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()}}
+    write_json(saved, outcome)
+    return outcome
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _aggregate(jobs: dict[tuple, dict]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{protocol/target: {model/method: {mae60_mean, mae60_std, ...}}}`` over seeds."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for (protocol, model, seed), outcome in jobs.items():
+        for target, methods in outcome["targets"].items():
+            for method, summary in methods.items():
+                cell = table.setdefault(f"{protocol}/{target}", {}).setdefault(f"{model}/{method}", {"runs": []})
+                cell["runs"].append(summary)
+    for cells in table.values():
+        for cell in cells.values():
+            runs = cell.pop("runs")
+            for horizon in ("15min", "30min", "60min"):
+                for metric in ("mae", "rmse", "mape"):
+                    values = [r["errors"][horizon][metric] for r in runs]
+                    cell[f"{metric}_{horizon}_mean"] = statistics.fmean(values)
+                    cell[f"{metric}_{horizon}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            cell["mae_by_step"] = [statistics.fmean(s) for s in zip(*(r["mae_by_step"] for r in runs))]
+            cell["adapt_seconds"] = statistics.median(r["adapt_seconds"] for r in runs)
+            cell["train_seconds"] = statistics.median(r["train_seconds"] for r in runs)
+            cell["n_seeds"] = len(runs)
+    return table
+
+
+def _best(cells: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> tuple[str, float]:
+    candidates = {k: v["mae_60min_mean"] for k, v in cells.items() if k.split("/")[1] in methods}
+    name = min(candidates, key=candidates.get)
+    return name, candidates[name]
+
+
+def _headline(table: dict) -> dict[str, Any]:
+    headline: dict[str, Any] = {}
+    for prefix, key in (("p1", "p1/day"), ("p2", "p2/city")):
+        cells = table[key]
+        meta_name, meta = _best(cells, META_METHODS)
+        base_name, base = _best(cells, BASELINES)
+        persistence = cells["graph/persistence"]["mae_60min_mean"]
+        headline.update({
+            f"{prefix}_best_meta_mae60": meta, f"{prefix}_best_meta": meta_name,
+            f"{prefix}_best_baseline_mae60": base, f"{prefix}_best_baseline": base_name,
+            f"{prefix}_persistence_mae60": persistence,
+            f"{prefix}_meta_vs_best_baseline": meta / base - 1.0,
+            f"{prefix}_meta_vs_persistence": meta / persistence - 1.0,
+            f"{prefix}_goal_met": bool(meta <= 0.9 * base and meta <= 0.8 * persistence),
+            f"{prefix}_adapt_seconds_best_meta": cells[meta_name]["adapt_seconds"],
+            f"{prefix}_adapt_seconds_target_only": cells[f"{meta_name.split('/')[0]}/target_only"]["adapt_seconds"],
+        })
+    return headline
+
+
+def run(quick: bool, json_path: Path) -> dict[str, Any]:
+    """Every (protocol, model, seed) job, two at a time on 2+ cores; table, JSON and plots."""
+    runs_dir = json_path.with_name(json_path.stem + "_runs")
+    seeds = SEEDS[:1] if quick else SEEDS
+    keys = [(p, m, s) for p in ("p1", "p2") for m in MODELS for s in seeds]
+    workers = min(2, os.cpu_count() or 1)
+    if workers == 1:
+        jobs = {k: run_job(*k, quick, runs_dir) for k in keys}
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+            futures = {k: pool.submit(run_job, *k, quick, runs_dir) for k in keys}
+            jobs = {k: f.result() for k, f in futures.items()}
+    table = _aggregate(jobs)
+    headline = _headline(table)
+    for key, cells in table.items():
+        rows = [[name, *(f"{c[f'mae_{h}_mean']:.3f} ± {c[f'mae_{h}_std']:.3f}" for h in ("15min", "30min", "60min")),
+                 f"{c['rmse_60min_mean']:.3f}", f"{c['mape_60min_mean']:.2f}", f"{c['adapt_seconds']:.2f}"]
+                for name, c in sorted(cells.items(), key=lambda kv: kv[1]["mae_60min_mean"])]
+        print(f"\n{key}: masked MAE (mph), mean ± std over {len(seeds)} seed(s)")
+        print(format_table(["model/method", "MAE 15", "MAE 30", "MAE 60", "RMSE 60", "MAPE 60 %", "adapt s"], rows))
+        plots.error_by_horizon(
+            {name: c["mae_by_step"] for name, c in cells.items() if name.startswith("graph/")},
+            json_path.with_name(f"{json_path.stem}_{key.replace('/', '_')}.png"), title=f"{key} (graph model)",
+        )
+    print("\n" + "\n".join(f"{k}: {v}" for k, v in headline.items()))
+    result = {"benchmark": "traffic", "quick": quick, "headline": headline, "table": table,
+              "seeds": list(seeds), "config": asdict(QUICK if quick else FULL), "machine": machine(), "notes": __doc__}
+    write_json(json_path, result)
+    return result

@@ -1,0 +1,86 @@
+"""TrafficData: one city's (or district's) detector readings in memory.
+
+The field's layout (tsl / BasicTS): ``[time, node]`` values with an explicit
+mask. Zeros in the source files are missing readings, never a speed of 0;
+they arrive here as ``mask == False`` with value 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from metamap.errors import ShapeError, describe
+
+
+@dataclass(frozen=True)
+class TrafficData:
+    """Readings of N sensors at T regular time steps.
+
+    Attributes:
+        values: ``float32 [T, N]`` readings (speed in mph for METR-LA/PeMS
+            speed; the file's unit otherwise); 0 where missing.
+        mask: ``bool [T, N]``; True where a reading exists.
+        times: ``datetime64[ns] [T]``, strictly increasing by ``step_minutes``.
+        sensor_ids: the N sensor ids, in column order.
+        adjacency: ``float32 [N, N]`` edge weights (row = from, column = to),
+            or None when no graph was given.
+        coords: ``float64 [N, 2]`` latitude, longitude in degrees, or None.
+        name: a short label for reports (e.g. the file stem).
+        step_minutes: minutes between consecutive time steps.
+    """
+
+    values: np.ndarray
+    mask: np.ndarray
+    times: np.ndarray
+    sensor_ids: tuple[str, ...]
+    adjacency: np.ndarray | None = None
+    coords: np.ndarray | None = None
+    name: str = "traffic"
+    step_minutes: int = 5
+
+    def __post_init__(self) -> None:
+        t, n = self.values.shape if self.values.ndim == 2 else (None, None)
+        if t is None:
+            raise ShapeError(f"TrafficData.values: expected [time, sensors], got {describe(self.values)}")
+        if self.mask.shape != (t, n) or self.mask.dtype != np.bool_:
+            raise ShapeError(f"TrafficData.mask: expected bool[{t}, {n}], got {describe(self.mask)}")
+        if self.times.shape != (t,):
+            raise ShapeError(f"TrafficData.times: expected [{t}] timestamps, got {describe(self.times)}")
+        if len(self.sensor_ids) != n:
+            raise ShapeError(f"TrafficData.sensor_ids: expected {n} ids, got {len(self.sensor_ids)}")
+        if self.adjacency is not None and self.adjacency.shape != (n, n):
+            raise ShapeError(f"TrafficData.adjacency: expected [{n}, {n}], got {describe(self.adjacency)}")
+        if self.coords is not None and self.coords.shape != (n, 2):
+            raise ShapeError(f"TrafficData.coords: expected [{n}, 2] (lat, lon), got {describe(self.coords)}")
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def n_sensors(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def steps_per_day(self) -> int:
+        return 24 * 60 // self.step_minutes
+
+    def sensors(self, index: np.ndarray) -> TrafficData:
+        """The same data restricted to the sensors ``index`` (ints, in the given order)."""
+        index = np.asarray(index, dtype=np.int64)
+        adjacency = None if self.adjacency is None else self.adjacency[np.ix_(index, index)]
+        coords = None if self.coords is None else self.coords[index]
+        return replace(
+            self,
+            values=self.values[:, index],
+            mask=self.mask[:, index],
+            sensor_ids=tuple(self.sensor_ids[i] for i in index),
+            adjacency=adjacency,
+            coords=coords,
+        )
+
+    def steps(self, start: int, stop: int) -> TrafficData:
+        """The time steps ``start:stop``."""
+        return replace(self, values=self.values[start:stop], mask=self.mask[start:stop], times=self.times[start:stop])

@@ -1,0 +1,76 @@
+"""Pictures a traffic engineer would rather look at than read (matplotlib, PNG)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metamap.report import atomic_write_bytes
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    _pyplot().close(fig)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def error_by_horizon(mae_by_step: dict[str, Sequence[float]], path: Path, title: str = "",
+                     step_minutes: int = 5) -> Path:
+    """MAE (mph) against forecast horizon, one line per method."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for method, values in sorted(mae_by_step.items(), key=lambda kv: kv[1][-1]):
+        minutes = [step_minutes * (i + 1) for i in range(len(values))]
+        ax.plot(minutes, values, marker="o", markersize=3, label=method)
+    ax.set_xlabel("horizon (minutes)")
+    ax.set_ylabel("masked MAE (mph)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def forecasts_vs_truth(
+    times: np.ndarray,
+    truth: torch.Tensor,
+    predictions: dict[str, torch.Tensor],
+    sensor_names: Sequence[str],
+    path: Path,
+    horizon: int = 12,
+) -> Path:
+    """For a few sensors: the readings and each method's forecast made ``horizon`` steps earlier.
+
+    ``times [W]`` are the origins' timestamps; ``truth``, predictions ``[n, W, 12]`` (mph, 0 = missing).
+    """
+    plt = _pyplot()
+    n = len(sensor_names)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), sharex=True, squeeze=False)
+    valid_times = times + np.timedelta64(5 * horizon, "m")
+    for row, (ax, name) in enumerate(zip(axes[:, 0], sensor_names)):
+        observed = truth[row, :, horizon - 1].numpy()
+        ax.plot(valid_times, np.where(observed == 0, np.nan, observed), color="black", lw=1.2, label="observed")
+        for method, prediction in predictions.items():
+            ax.plot(valid_times, prediction[row, :, horizon - 1].numpy(), lw=0.9, label=method)
+        ax.set_ylabel("mph")
+        ax.set_title(f"sensor {name}: forecast {5 * horizon} min ahead", fontsize=9)
+    axes[0, 0].legend(fontsize=7, ncol=4)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return _save(fig, path)
