@@ -70,10 +70,12 @@ def test_python_dash_m_entry_point():
 def test_demo_quick(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "maml" in out and "pretrain" in out and "scratch" in out
-    assert (tmp_path / "adapted_curves.png").stat().st_size > 10_000
-    results = json.loads((tmp_path / "demo.json").read_text())
-    assert set(results["mse"]) == {"maml", "pretrain", "scratch"}
+    assert "maml" in out and "persistence" in out and "historical_average" in out
+    for plot in ("error_by_horizon.png", "forecasts.png"):
+        assert (tmp_path / plot).stat().st_size > 10_000
+    results = json.loads((tmp_path / "demo.json").read_text())["results"]
+    assert set(results) == {"maml", "persistence", "historical_average", "pretrain"}
+    assert all(0 < r["errors"]["60min"]["mae"] < 30 for r in results.values())
 
 
 def test_unknown_or_missing_device(tmp_path, capsys):

@@ -40,7 +40,7 @@ from metamap.traffic.io import load_traffic
 from metamap.traffic.protocols import new_city, new_sensors
 
 SEEDS = (0, 1, 2)
-FULL = ExperimentConfig(steps=1000)
+FULL = ExperimentConfig(steps=600)
 QUICK = ExperimentConfig(steps=20, hidden=(16,))
 PLOTTED = ("maml", "pretrain_finetune", "historical_average", "persistence")
 
