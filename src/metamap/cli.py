@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda")
     evaluate.set_defaults(handler=_evaluate)
 
-    demo = commands.add_parser("demo", help="the main job on bundled data: few-shot sinusoid regression")
+    demo = commands.add_parser("demo", help="the main job on bundled data: forecasting new LA traffic sensors")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
     demo.set_defaults(handler=_demo)
@@ -81,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--json", type=Path, required=True)
     bench.set_defaults(handler=_bench)
+
+    from metamap.traffic.commands import add_traffic_parser
+
+    add_traffic_parser(commands)
     return parser
 
 
@@ -141,6 +145,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = checkpoint.config.get("run")
     if not run:
         raise ConfigError(f"{args.run}: the checkpoint holds no run configuration; it was not written by metamap train")
+    if run.get("kind") == "traffic":
+        raise ConfigError(f"{args.run} is a traffic run; use metamap traffic adapt --run {args.run} --data ...")
     learner = build_learner(run)
     load_learner_state(learner, checkpoint, source=str(args.run))
     learner.to(pick_device(args.device))

@@ -117,6 +117,19 @@ def build_model(n_features: int, config: ExperimentConfig) -> MLP:
     return MLP(n_features, list(config.hidden), 12)
 
 
+def method_learner(name: str, n_features: int, config: ExperimentConfig):
+    """The learner trained for ``name`` (a meta-method or ``"pretrain"``) around a fresh network."""
+    options = {"inner_steps": 0} if name == "pretrain" else {
+        "inner_steps": config.inner_steps, "inner_lr": config.inner_lr}
+    return make_learner(name, build_model(n_features, config), **options)
+
+
+def train_settings(config: ExperimentConfig, progress: bool = False) -> TrainConfig:
+    """How every learned method is meta-trained."""
+    return TrainConfig(steps=config.steps, meta_batch=config.meta_batch, lr=config.lr, seed=config.seed,
+                       val_every=max(config.steps // 4, 1), val_tasks=32, progress=progress)
+
+
 def train_methods(family: SensorTasks, config: ExperimentConfig, progress: bool = False) -> dict[str, tuple]:
     """Meta-train each meta-learner and the pretrained network; ``{name: (learner, seconds)}``."""
     trained = {}
@@ -124,11 +137,8 @@ def train_methods(family: SensorTasks, config: ExperimentConfig, progress: bool 
     if {"pretrain", "pretrain_finetune"} & set(config.methods):
         names.append("pretrain")
     for name in names:
-        options = {"inner_steps": 0} if name == "pretrain" else {
-            "inner_steps": config.inner_steps, "inner_lr": config.inner_lr}
-        learner = make_learner(name, build_model(family.n_features, config), **options)
-        train = TrainConfig(steps=config.steps, meta_batch=config.meta_batch, lr=config.lr, seed=config.seed,
-                            val_every=max(config.steps // 4, 1), val_tasks=32, progress=progress)
+        learner = method_learner(name, family.n_features, config)
+        train = train_settings(config, progress)
         if progress:
             print(f"[traffic] meta-training {name} ({config.model} model, {config.steps} steps)")
         result = meta_train(learner, family, train)

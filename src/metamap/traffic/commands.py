@@ -1,0 +1,475 @@
+"""``metamap traffic train | adapt | evaluate``: few-shot forecasting on anyone's detector files.
+
+- ``train``: meta-train one method on every sensor of a file (10% held out to
+  choose the adaptation settings); the run folder's checkpoint holds all that
+  is needed to rebuild it: the experiment settings, the normalization, the
+  graph hops, the data's step, and (under ``config["adaptation"]``, added once
+  training has finished) the adaptation settings chosen on the held-out
+  sensors.
+- ``adapt``: a trained run adapts to every sensor of another file from its
+  first K days and forecasts the rest, beside persistence and the historical
+  average.
+- ``evaluate``: the full comparison of :mod:`metamap.traffic.experiment` on one
+  file (P1, new sensors) or from one file to another (P2, new city).
+
+Outputs of ``adapt`` and ``evaluate`` in ``--out``: ``metrics.json``,
+``predictions.npz`` (``truth [N, W, 12]`` in the file's unit, 0 = missing;
+``origin_time [W]`` int64 ns since 1970; ``sensor_ids [N]``; ``methods``;
+``prediction_<method> [N, W, 12]`` for the main target; ``adapt`` also writes
+the adapted model's forecast as ``prediction``; ``evaluate`` P1 writes the
+6-hour-support target as ``prediction_6h_<method>``), ``forecasts.png`` and
+``error_by_horizon.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from metamap.errors import CheckpointError, ConfigError, DataError
+
+# numpy, torch and the models are imported inside the handlers: building the parser stays light.
+PRETRAIN = "pretrain"
+TRAINED_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil", PRETRAIN)
+TABLE_HEADER = ["model/method", "MAE 15", "MAE 30", "MAE 60", "RMSE 15", "RMSE 30", "RMSE 60",
+                "MAPE 15 %", "MAPE 30 %", "MAPE 60 %", "adapt s"]
+HORIZONS = ("15min", "30min", "60min")
+RUN_KIND = "traffic"
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``metamap traffic {train,adapt,evaluate}``."""
+    traffic = subparsers.add_parser(
+        "traffic", help="few-shot traffic forecasting on your own detector files (train | adapt | evaluate)"
+    )
+    commands = traffic.add_subparsers(dest="traffic_command", required=True)
+
+    train = commands.add_parser("train", help="meta-train on every sensor of a file; writes a run folder")
+    _data_flags(train)
+    _model_flags(train)
+    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics)")
+    train.add_argument("--method", default="maml", help=" | ".join(TRAINED_METHODS))
+    train.add_argument("--steps", type=int, default=1000, help="meta-training steps")
+    train.add_argument("--train-days", type=int, default=None,
+                       help="train on the file's first N days (default: all whole days)")
+    train.add_argument("--inner-steps", type=int, default=5)
+    train.add_argument("--inner-lr", type=float, default=0.05)
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(handler=_train)
+
+    adapt = commands.add_parser("adapt", help="adapt a trained run to every sensor of a file and forecast")
+    adapt.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
+    _data_flags(adapt)
+    adapt.add_argument("--out", type=Path, required=True, help="folder for metrics, predictions and plots")
+    adapt.add_argument("--target-days", type=int, default=1, help="adapt on the first K days, forecast the rest")
+    adapt.add_argument("--steps", type=int, default=None,
+                       help="adaptation steps (default: those chosen on the validation sensors at training)")
+    adapt.set_defaults(handler=_adapt)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="compare every method: new sensors of one file (P1) or a new city (P2, --target-data)"
+    )
+    _data_flags(evaluate)
+    _model_flags(evaluate)
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics, predictions and plots")
+    evaluate.add_argument("--target-data", type=Path, default=None,
+                          help="the new city's readings (P2); without it, new sensors of --data (P1)")
+    evaluate.add_argument("--target-adj", type=Path, default=None, help="the new city's graph (.pkl | .csv)")
+    evaluate.add_argument("--target-locations", type=Path, default=None)
+    evaluate.add_argument("--target-key", default=None, help="HDF key of --target-data (default: --key)")
+    evaluate.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
+    evaluate.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
+    evaluate.add_argument("--target-days", type=int, default=1, help="days the targets adapt on")
+    evaluate.add_argument("--train-days", type=int, default=None,
+                          help="P1: training days (default: whole days - 2, or - 1 for a short file); "
+                               "P2: use the source's first N days (default all)")
+    evaluate.add_argument("--steps", type=int, default=1000, help="meta-training steps")
+    evaluate.add_argument("--inner-steps", type=int, default=5)
+    evaluate.add_argument("--inner-lr", type=float, default=0.05)
+    evaluate.add_argument("--methods", default=None,
+                          help="comma-separated, e.g. maml,pretrain_finetune,persistence (default: all methods)")
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="readings: .h5 | .hdf5 (pandas) or .npz (PeMS)")
+    parser.add_argument("--adj", type=Path, default=None, help="graph: DCRNN .pkl or from,to,cost .csv")
+    parser.add_argument("--locations", type=Path, default=None, help="sensor_id,latitude,longitude CSV")
+    parser.add_argument("--key", default="df", help="HDF key of the readings (.h5)")
+    parser.add_argument("--channel", default="speed", help="npz channel: flow | occupancy | speed or an index")
+    parser.add_argument("--start", default=None, help="npz: time of the first step (default 2018-01-01T00:00)")
+    parser.add_argument("--drop-silent", action="store_true", help="drop sensors that never report")
+
+
+def _model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="graph | node (default: graph with --adj, node without; graph needs --adj)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths (default 64 64)")
+    parser.add_argument("--meta-batch", type=int, default=16, help="sensors per meta-step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="outer learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _channel(text: str) -> str | int:
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def _load(path: Path, adj: Path | None, locations: Path | None, args: argparse.Namespace, *,
+          key: str, channel: str, start: str | None):
+    from metamap.traffic.io import load_traffic
+
+    return load_traffic(path, adj, locations, key=key, channel=_channel(channel), start=start,
+                        drop_silent=args.drop_silent)
+
+
+def _load_source(args: argparse.Namespace):
+    return _load(args.data, args.adj, args.locations, args, key=args.key, channel=args.channel, start=args.start)
+
+
+def _experiment(args: argparse.Namespace, steps_per_day: int, methods: tuple[str, ...], has_graph: bool):
+    from metamap.traffic.experiment import ExperimentConfig
+
+    model = args.model or ("graph" if has_graph else "node")
+    options: dict[str, Any] = dict(
+        model=model, steps=args.steps, meta_batch=args.meta_batch, lr=args.lr, inner_steps=args.inner_steps,
+        inner_lr=args.inner_lr, support_steps=steps_per_day, methods=methods, seed=args.seed,
+    )
+    if args.hidden:
+        options["hidden"] = tuple(args.hidden)
+    if args.steps < 0 or args.meta_batch < 1 or args.inner_steps < 0:
+        raise ConfigError(f"expected --steps >= 0, --meta-batch >= 1, --inner-steps >= 0; got {args.steps}, "
+                          f"{args.meta_batch}, {args.inner_steps}")
+    if any(h < 1 for h in options.get("hidden", (1,))):
+        raise ConfigError(f"--hidden: expected positive widths, got {args.hidden}")
+    return ExperimentConfig(**options)
+
+
+def _config_from_run(run: dict[str, Any]):
+    from metamap.traffic.experiment import ExperimentConfig
+
+    saved = run["experiment"]
+    names = {f.name for f in fields(ExperimentConfig)}
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+    return ExperimentConfig(**options)
+
+
+def _adapted_method(method: str) -> str:
+    """How a trained ``method`` adapts to a new sensor: meta-learners adapt, the pretrained network fine-tunes."""
+    return "pretrain_finetune" if method == PRETRAIN else method
+
+
+def _check_days(value: int, flag: str) -> None:
+    if value < 1:
+        raise ConfigError(f"{flag}: expected a whole number of days >= 1, got {value}")
+
+
+def _store_adaptation(run_dir: Path, adaptation: dict[str, Any]) -> None:
+    """Add the chosen adaptation settings to the run's latest checkpoint (``config["adaptation"]``)."""
+    from metamap.report import atomic_write_bytes
+    from metamap.training.checkpoint import STATE, latest_checkpoint
+
+    folder = latest_checkpoint(run_dir)
+    if folder is None:  # pragma: no cover - meta_train always writes one
+        raise CheckpointError(f"{run_dir}: no checkpoint to store the adaptation settings in")
+    state = json.loads((folder / STATE).read_text())
+    state["config"]["adaptation"] = adaptation
+    atomic_write_bytes(folder / STATE, json.dumps(state, indent=2).encode())
+
+
+def _score(forecaster, target, options: dict[str, Any], train_seconds: float = 0.0):
+    from metamap.traffic.experiment import MethodResult
+    from metamap.traffic.metrics import errors_by_step, horizon_errors
+
+    start = time.perf_counter()
+    prediction = forecaster(target, options)
+    seconds = time.perf_counter() - start
+    truth = target.truth()
+    return MethodResult(prediction, horizon_errors(prediction, truth), errors_by_step(prediction, truth), seconds,
+                        train_seconds, options)
+
+
+def _table(results: dict[str, Any], prefix: str) -> str:
+    from metamap.report import format_table
+
+    rows = []
+    for method, result in sorted(results.items(), key=lambda kv: kv[1].errors["60min"]["mae"]):
+        e = result.errors
+        rows.append([f"{prefix}/{method}", *(e[h]["mae"] for h in HORIZONS), *(e[h]["rmse"] for h in HORIZONS),
+                     *(e[h]["mape"] for h in HORIZONS), result.adapt_seconds])
+    return format_table(TABLE_HEADER, rows)
+
+
+def _write_outputs(out: Path, targets: dict[str, Any], results: dict[str, dict[str, Any]], title: str,
+                   main_prediction: str | None = None) -> None:
+    """``predictions.npz``, ``error_by_horizon.png`` and ``forecasts.png`` of the first target."""
+    import numpy as np
+    import torch
+
+    from metamap.traffic import plots
+
+    main = next(iter(targets))
+    target = targets[main]
+    data = target.features.data
+    origins = target.test_origins()
+    truth = target.truth()
+    arrays: dict[str, np.ndarray] = {
+        "truth": truth.numpy().astype(np.float32),
+        "origin_time": data.times[origins.numpy()].astype("datetime64[ns]").astype(np.int64),
+        "sensor_ids": np.array([data.sensor_ids[int(i)] for i in target.nodes], dtype=np.str_),
+        "methods": np.array(list(results[main]), dtype=np.str_),
+    }
+    if main_prediction is not None:
+        arrays["prediction"] = results[main][main_prediction].prediction.numpy().astype(np.float32)
+    for name, methods in results.items():
+        infix = "" if name == main else f"{name}_"
+        for method, result in methods.items():
+            arrays[f"prediction_{infix}{method}"] = result.prediction.numpy().astype(np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "predictions.npz", **arrays)
+
+    chosen = results[main]
+    plots.error_by_horizon({m: r.mae_by_step for m, r in chosen.items()}, out / "error_by_horizon.png",
+                           title=title, step_minutes=data.step_minutes)
+    shown_methods = sorted(chosen, key=lambda m: chosen[m].errors["60min"]["mae"])[:4]
+    if main_prediction is not None and main_prediction not in shown_methods:
+        shown_methods = [main_prediction, *shown_methods[:3]]
+    observed = (truth != 0).sum(dim=(1, 2))
+    shown = torch.sort(torch.argsort(observed, descending=True, stable=True)[:3]).values
+    plots.forecasts_vs_truth(
+        data.times[origins.numpy()], truth[shown], {m: chosen[m].prediction[shown] for m in shown_methods},
+        [data.sensor_ids[int(target.nodes[i])] for i in shown], out / "forecasts.png",
+    )
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from metamap.traffic.experiment import _choose, _forecaster, method_learner, train_settings
+    from metamap.traffic.features import Scaler, SeriesFeatures
+    from metamap.traffic.metrics import masked_errors
+    from metamap.traffic.protocols import _source_family
+    from metamap.training import meta_train
+    from metamap.training.checkpoint import latest_checkpoint
+
+    if args.method not in TRAINED_METHODS:
+        raise ConfigError(f"unknown method {args.method!r}; expected one of {', '.join(TRAINED_METHODS)}")
+    if not args.resume and latest_checkpoint(args.out) is not None:
+        raise ConfigError(f"{args.out} already holds a run; add --resume to continue it, or choose another --out")
+    data = _load_source(args)
+    per_day = data.steps_per_day
+    days = data.n_steps // per_day
+    train_days = days if args.train_days is None else args.train_days
+    _check_days(train_days, "--train-days")
+    if days < 2 or train_days > days:
+        raise DataError(
+            f"{args.data}: training needs at least {max(train_days, 2)} whole days of readings, the file holds "
+            f"{data.n_steps} steps ({data.n_steps / per_day:.1f} days of {per_day} steps)"
+        )
+    config = _experiment(args, per_day, (args.method,), data.adjacency is not None)
+    train_stop = train_days * per_day
+    scaler = Scaler.fit(data.values[:train_stop], data.mask[:train_stop])
+    features = SeriesFeatures(data, scaler, graph_hops=config.hops)
+    family, validation = _source_family(features, np.arange(data.n_sensors), (0, train_stop), config)
+    learner = method_learner(args.method, family.n_features, config)
+    run = {
+        "kind": RUN_KIND,
+        "method": args.method,
+        # Without the step count (in the checkpoint's "train" settings): --resume may extend a run.
+        "experiment": {k: v for k, v in asdict(config).items() if k != "steps"},
+        "scaler": {"mean": scaler.mean, "std": scaler.std},
+        "graph_hops": config.hops,
+        "n_features": family.n_features,
+        "data": {
+            "file": args.data.name, "adjacency": args.adj.name if args.adj else None, "key": args.key,
+            "channel": args.channel, "n_sensors": data.n_sensors, "step_minutes": data.step_minutes,
+            "steps_per_day": per_day, "train_days": train_days, "train_steps": train_stop,
+        },
+        "validation_sensors": [data.sensor_ids[int(i)] for i in validation.nodes],
+    }
+    run = json.loads(json.dumps(run))  # as it comes back from the checkpoint (tuples as lists)
+    result = meta_train(learner, family, train_settings(config, progress=not args.no_progress),
+                        run_dir=args.out, run_config=run, resume=args.resume)
+
+    method = _adapted_method(args.method)
+    forecaster = _forecaster(method, learner, config, family.n_features)
+    options = _choose(forecaster, method, validation)
+    validation_mae = masked_errors(forecaster(validation, options), validation.truth())["mae"]
+    _store_adaptation(args.out, {"method": method, "options": options, "validation_mae": validation_mae})
+    shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "none"
+    print(f"trained {args.method} ({config.model} model) {result.steps_done} steps in {result.seconds:.1f} s on "
+          f"{data.n_sensors} sensors x {train_days} days of {args.data.name}")
+    print(f"adaptation chosen on {len(validation.nodes)} validation sensors: {method} ({shown}), "
+          f"validation MAE {validation_mae:.3f}")
+    print(f"run folder {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- adapt
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from metamap.report import write_json
+    from metamap.traffic.experiment import Target, _forecaster, method_learner
+    from metamap.traffic.features import HORIZON, Scaler, SeriesFeatures
+    from metamap.training import load_checkpoint
+    from metamap.training.checkpoint import load_learner_state
+
+    checkpoint = load_checkpoint(args.run)
+    run = checkpoint.config.get("run") or {}
+    if run.get("kind") != RUN_KIND:
+        raise ConfigError(f"{args.run} is not a traffic run; expected a run folder written by metamap traffic train")
+    config = _config_from_run(run)
+    adaptation = checkpoint.config.get("adaptation")
+    if adaptation is None and args.steps is None:
+        raise CheckpointError(
+            f"{args.run}: training did not finish, so no adaptation settings were chosen; "
+            "resume it (metamap traffic train ... --resume) or pass --steps"
+        )
+    if args.steps is not None and args.steps < 0:
+        raise ConfigError(f"--steps: expected adaptation steps >= 0, got {args.steps}")
+    _check_days(args.target_days, "--target-days")
+    learner = method_learner(run["method"], run["n_features"], config)
+    load_learner_state(learner, checkpoint, source=str(args.run))
+
+    data = _load_source(args)
+    if data.step_minutes != run["data"]["step_minutes"]:
+        raise ConfigError(f"{args.data}: {data.step_minutes}-minute steps, but the run was trained on "
+                          f"{run['data']['step_minutes']}-minute steps")
+    features = SeriesFeatures(data, Scaler(**run["scaler"]), graph_hops=run["graph_hops"])
+    if features.n_features != run["n_features"]:
+        raise CheckpointError(f"{args.run} expects {run['n_features']} inputs per window; {args.data} gives "
+                              f"{features.n_features}")
+    per_day = data.steps_per_day
+    support_stop = args.target_days * per_day
+    if data.n_steps < support_stop:
+        raise DataError(f"{args.data}: --target-days {args.target_days} needs {support_stop} steps of readings, "
+                        f"but the file holds {data.n_steps} ({data.n_steps / per_day:.2f} days)")
+    if data.n_steps - HORIZON <= support_stop - 1:  # the first forecast is made at the last support step
+        raise DataError(f"{args.data}: no steps left to forecast after the first {args.target_days} day(s) "
+                        f"({data.n_steps} steps in all); pass a smaller --target-days")
+    target = Target(features, torch.arange(data.n_sensors), (0, support_stop), (support_stop, data.n_steps))
+
+    method = adaptation["method"] if adaptation else _adapted_method(run["method"])
+    options = dict(adaptation["options"]) if adaptation else {}
+    if args.steps is not None:
+        options["steps"] = args.steps
+        if method == "pretrain_finetune":
+            options.setdefault("lr", 3e-4)
+    n_features = features.n_features
+    results = {method: _score(_forecaster(method, learner, config, n_features), target, options)}
+    for baseline in ("persistence", "historical_average"):
+        results[baseline] = _score(_forecaster(baseline, None, config, n_features), target, {})
+    times = data.times
+    payload = {
+        "run": str(args.run), "step": checkpoint.step, "method": method, "options": options,
+        "model": config.model, "data": args.data.name, "target_days": args.target_days,
+        "n_sensors": data.n_sensors, "n_windows": len(target.test_origins()),
+        "test_period": [str(np.datetime_as_string(t, unit="m")) for t in (times[support_stop], times[-1])],
+        "methods": {m: r.summary() for m, r in results.items()},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "metrics.json", payload)
+    _write_outputs(args.out, {"target": target}, {"target": results},
+                   f"{args.data.name}: adapted on {args.target_days} day(s)", main_prediction=method)
+    print(f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
+          f"forecasting {len(target.test_origins())} windows; masked errors ({_unit(args)})")
+    print(_table(results, config.model))
+    print(f"wrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
+    return 0
+
+
+def _days(first: int, last: int) -> str:
+    return f"day {first}" if first == last else f"days {first}-{last}"
+
+
+def _unit(args: argparse.Namespace) -> str:
+    return "mph" if args.data.suffix.lower() != ".npz" or args.channel == "speed" else "the file's unit"
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from metamap.report import write_json
+    from metamap.traffic.experiment import METHODS, compare, train_methods
+    from metamap.traffic.protocols import new_city, new_sensors
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
+    if not methods:
+        raise ConfigError(f"--methods: expected some of {','.join(METHODS)}, got {args.methods!r}")
+    _check_days(args.target_days, "--target-days")
+    if args.train_days is not None:
+        _check_days(args.train_days, "--train-days")
+    data = _load_source(args)
+    per_day = data.steps_per_day
+    days = data.n_steps // per_day
+    k = args.target_days
+    if args.target_data is not None:
+        target = _load(args.target_data, args.target_adj, args.target_locations, args,
+                       key=args.target_key or args.key, channel=args.target_channel or args.channel,
+                       start=args.target_start)
+        if target.step_minutes != data.step_minutes:
+            raise ConfigError(f"{args.target_data} has {target.step_minutes}-minute steps, {args.data} "
+                              f"{data.step_minutes}-minute steps; both must be the same")
+        if args.train_days is not None:
+            if args.train_days > days:
+                raise DataError(f"{args.data}: --train-days {args.train_days}, but the file holds {days} whole days")
+            data = data.steps(0, args.train_days * per_day)
+        config = _experiment(args, per_day, methods, data.adjacency is not None)
+        if config.model == "graph" and target.adjacency is None:
+            raise ConfigError("a graph model needs the target city's graph too: pass --target-adj (or --model node)")
+        if target.n_steps < k * per_day:
+            raise DataError(f"{args.target_data}: --target-days {k} needs {k * per_day} steps of readings, "
+                            f"but the file holds {target.n_steps} ({target.n_steps / per_day:.2f} days)")
+        setup = new_city(data, target, config, support_days=k)
+        protocol = "new_city"
+        described = f"P2 new city: train on {args.data.name}, adapt to {args.target_data.name} on {k} day(s)"
+    else:
+        train_days = args.train_days
+        if train_days is None:
+            train_days = days - 2 if days - 2 >= 2 * k + 1 else days - 1
+        if train_days < 2 * k + 1 or train_days + 1 > days:
+            raise DataError(
+                f"{args.data}: P1 with --target-days {k} needs --train-days >= {2 * k + 1} (support days for "
+                f"the targets, and earlier ones for the validation sensors) and a test day after them; "
+                f"the file holds {days} whole days (train days {train_days})"
+            )
+        config = _experiment(args, per_day, methods, data.adjacency is not None)
+        setup = new_sensors(data, config, train_days=train_days, target_fraction=0.3, support_days=k)
+        protocol = "new_sensors"
+        described = (f"P1 new sensors of {args.data.name}: train on {train_days} days, "
+                     f"targets adapt on {_days(train_days - k + 1, train_days)}")
+    trained = train_methods(setup.family, config, progress=not args.no_progress)
+    results = compare(trained, setup.targets, setup.validations, config)
+    for name, methods_results in results.items():
+        print(f"\n{described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
+        print(_table(methods_results, config.model))
+    payload = {
+        "protocol": protocol, "config": asdict(config), "data": args.data.name,
+        "target_data": args.target_data.name if args.target_data else None, "target_days": k,
+        "n_targets": {name: len(t.nodes) for name, t in setup.targets.items()},
+        "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "metrics.json", payload)
+    _write_outputs(args.out, setup.targets, results, f"{protocol} ({config.model} model)")
+    print(f"\nwrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
+    return 0

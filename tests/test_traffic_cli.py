@@ -1,0 +1,196 @@
+"""``metamap traffic train | adapt | evaluate`` end to end on a tiny generated city, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metamap.cli import main
+
+N_SENSORS = 12
+DAYS = 4
+PER_DAY = 288
+TINY = ["--hidden", "16", "--meta-batch", "4", "--steps", "3"]
+
+
+def _speeds(n_sensors: int, days: int, seed: int) -> np.ndarray:
+    """``[T, N]`` speeds in mph: a free-flow level with morning and evening dips, noise and a few zeros."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(days * PER_DAY) / 12.0 % 24
+    free = rng.uniform(55, 68, n_sensors)
+    depth = rng.uniform(5, 25, n_sensors)
+    rush = np.exp(-((hours - 8) ** 2) / 2)[:, None] + 0.8 * np.exp(-((hours - 17.5) ** 2) / 3)[:, None]
+    speeds = free - depth * rush + rng.normal(0, 1.5, (len(hours), n_sensors))
+    speeds[rng.random(speeds.shape) < 0.02] = 0.0  # missing readings
+    return speeds.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """The same kind of city as METR-LA files (.h5 + DCRNN pickle) and as a PeMS archive (.npz + CSV)."""
+    folder = tmp_path_factory.mktemp("city")
+    ids = [str(770000 + 7 * i) for i in range(N_SENSORS)]
+    times = pd.date_range("2012-03-05", periods=DAYS * PER_DAY, freq="5min")
+    pd.DataFrame(_speeds(N_SENSORS, DAYS, 0), index=times, columns=ids).to_hdf(folder / "city.h5", key="df")
+    distance = np.abs(np.subtract.outer(np.arange(N_SENSORS), np.arange(N_SENSORS))) * 800.0
+    adjacency = np.where(distance <= 1600, np.exp(-((distance / 1000) ** 2)), 0.0)
+    with open(folder / "adj.pkl", "wb") as f:
+        pickle.dump([ids, {s: i for i, s in enumerate(ids)}, adjacency.astype(np.float32)], f)
+
+    n_pems, pems_days = 8, 3
+    speed = _speeds(n_pems, pems_days, 1)
+    flow = np.where(speed > 0, 300 - 2 * speed, 0)
+    occupancy = np.where(speed > 0, 0.5 - speed / 200, 0)
+    np.savez(folder / "pems.npz", data=np.stack([flow, occupancy, speed], axis=-1))
+    edges = [(i, i + 1, 900.0 + 50 * i) for i in range(n_pems - 1)]
+    pd.DataFrame(edges, columns=["from", "to", "cost"]).to_csv(folder / "pems.csv", index=False)
+    return folder
+
+
+def _finite(errors: dict) -> bool:
+    return all(math.isfinite(v) for horizon in errors.values() for v in horizon.values())
+
+
+def test_train_then_adapt(city, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["traffic", "train", "--data", str(city / "city.h5"), "--adj", str(city / "adj.pkl"),
+                 "--out", str(run), "--method", "fomaml", "--train-days", "3", "--no-progress", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "run folder" in out and str(run) in out
+    state = json.loads((run / "checkpoints" / "step-000000003" / "state.json").read_text())
+    saved = state["config"]["run"]
+    assert saved["kind"] == "traffic" and saved["method"] == "fomaml" and saved["graph_hops"] == 2
+    assert saved["data"]["file"] == "city.h5" and saved["data"]["steps_per_day"] == PER_DAY
+    assert saved["scaler"]["std"] > 0 and len(saved["validation_sensors"]) == 1
+    assert state["config"]["adaptation"]["method"] == "fomaml"
+    assert state["config"]["adaptation"]["options"]["steps"] in (1, 5, 10, 20, 40)
+
+    out_dir = tmp_path / "adapted"
+    assert main(["traffic", "adapt", "--run", str(run), "--data", str(city / "city.h5"),
+                 "--adj", str(city / "adj.pkl"), "--out", str(out_dir), "--target-days", "2"]) == 0
+    assert "persistence" in capsys.readouterr().out
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"fomaml", "persistence", "historical_average"}
+    for summary in metrics["methods"].values():
+        assert _finite(summary["errors"]) and len(summary["mae_by_step"]) == 12
+    with np.load(out_dir / "predictions.npz", allow_pickle=False) as saved_predictions:
+        prediction, truth = saved_predictions["prediction"], saved_predictions["truth"]
+        origins = saved_predictions["origin_time"].astype("datetime64[ns]")
+        # The test period is days 3-4; the first forecast is made at the last step of day 2.
+        n_windows = 2 * PER_DAY - 11
+        assert prediction.shape == truth.shape == (N_SENSORS, n_windows, 12)
+        assert saved_predictions["prediction_historical_average"].shape == prediction.shape
+        assert np.array_equal(saved_predictions["prediction_fomaml"], prediction)
+        assert saved_predictions["sensor_ids"].dtype.kind == "U" and saved_predictions["sensor_ids"][0] == "770000"
+        assert origins[0] == np.datetime64("2012-03-06T23:55")
+        assert np.isfinite(prediction).all()
+    assert (out_dir / "forecasts.png").stat().st_size > 10_000
+    assert (out_dir / "error_by_horizon.png").stat().st_size > 10_000
+
+    # --steps overrides the chosen adaptation; a traffic run is not one for the generic evaluate.
+    assert main(["traffic", "adapt", "--run", str(run), "--data", str(city / "city.h5"), "--adj",
+                 str(city / "adj.pkl"), "--out", str(tmp_path / "zero"), "--steps", "0"]) == 0
+    assert json.loads((tmp_path / "zero" / "metrics.json").read_text())["options"] == {"steps": 0}
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    assert "is a traffic run" in capsys.readouterr().err
+
+
+def test_evaluate_new_sensors(city, tmp_path, capsys):
+    out_dir = tmp_path / "p1"
+    assert main(["traffic", "evaluate", "--data", str(city / "city.h5"), "--adj", str(city / "adj.pkl"),
+                 "--out", str(out_dir), "--methods", "maml,persistence,target_only_linear", "--no-progress",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "graph/maml" in out and "graph/persistence" in out and "MAE 60" in out
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["protocol"] == "new_sensors" and set(metrics["targets"]) == {"day", "6h"}
+    assert metrics["n_targets"]["day"] == round(0.3 * N_SENSORS)
+    for summary in metrics["targets"]["day"].values():
+        assert _finite(summary["errors"])
+    with np.load(out_dir / "predictions.npz", allow_pickle=False) as saved:
+        # 4 days, default train days 3 (2 would leave the validation sensors no earlier day): test = day 4.
+        expected = (round(0.3 * N_SENSORS), PER_DAY - 11, 12)
+        assert saved["truth"].shape == saved["prediction_maml"].shape == expected
+        assert saved["prediction_6h_persistence"].shape == expected
+        assert list(saved["methods"]) == ["maml", "persistence", "target_only_linear"]
+    assert (out_dir / "error_by_horizon.png").is_file() and (out_dir / "forecasts.png").is_file()
+
+
+def test_evaluate_new_city(city, tmp_path, capsys):
+    out_dir = tmp_path / "p2"
+    assert main(["traffic", "evaluate", "--data", str(city / "city.h5"), "--target-data", str(city / "pems.npz"),
+                 "--out", str(out_dir), "--model", "node", "--methods", "reptile,historical_average",
+                 "--no-progress", *TINY]) == 0
+    assert "node/reptile" in capsys.readouterr().out
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["protocol"] == "new_city" and metrics["target_data"] == "pems.npz"
+    with np.load(out_dir / "predictions.npz", allow_pickle=False) as saved:
+        assert saved["prediction_reptile"].shape == (8, 2 * PER_DAY - 11, 12)
+        assert list(saved["sensor_ids"]) == [str(i) for i in range(8)]
+
+
+def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["traffic", "train", "--data", str(city / "pems.npz"), "--adj", str(city / "pems.csv"),
+                 "--channel", "speed", "--start", "2018-01-01", "--method", "pretrain", "--out", str(run),
+                 "--no-progress", *TINY]) == 0
+    assert "pretrain_finetune" in capsys.readouterr().out
+    assert main(["traffic", "adapt", "--run", str(run), "--data", str(city / "pems.npz"), "--adj",
+                 str(city / "pems.csv"), "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["method"] == "pretrain_finetune" and metrics["model"] == "graph"
+    assert metrics["n_windows"] == 2 * PER_DAY - 11
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["traffic", "train", "--data", "{city}/absent.h5", "--out", "{tmp}/run"], "absent.h5"),
+        (["traffic", "train", "--data", "{city}/city.h5", "--model", "graph", "--out", "{tmp}/run"], "--adj"),
+        (["traffic", "train", "--data", "{city}/city.h5", "--method", "mamll", "--out", "{tmp}/run"],
+         "unknown method 'mamll'"),
+        (["traffic", "adapt", "--run", "{tmp}", "--data", "{city}/city.h5", "--out", "{tmp}/out"],
+         "not a metamap checkpoint"),
+        (["traffic", "evaluate", "--data", "{city}/city.h5", "--target-data", "{city}/pems.npz",
+          "--adj", "{city}/adj.pkl", "--out", "{tmp}/out"], "--target-adj"),
+        (["traffic", "evaluate", "--data", "{city}/city.h5", "--target-days", "3", "--out", "{tmp}/out"],
+         "--train-days >= 7"),
+        (["traffic", "evaluate", "--data", "{city}/city.h5", "--methods", "maml,magic", "--out", "{tmp}/out"],
+         "unknown method(s) ['magic']"),
+    ],
+)
+def test_mistakes_end_with_one_clear_line(city, tmp_path, capsys, argv, message):
+    argv = [a.format(city=city, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("metamap: error:") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["traffic", "train", "--data", str(city / "city.h5"), "--model", "node", "--out", str(run),
+                 "--no-progress", "--method", "anil", *TINY[:-1], "1"]) == 0
+    capsys.readouterr()
+    base = ["traffic", "adapt", "--run", str(run), "--data", str(city / "city.h5"), "--out", str(tmp_path / "o")]
+    assert main([*base, "--target-days", "4"]) == 2  # the file holds exactly 4 days: nothing left to forecast
+    err = capsys.readouterr().err
+    assert err.startswith("metamap: error:") and "no steps left to forecast" in err
+    assert main([*base, "--target-days", "5"]) == 2
+    assert "--target-days 5 needs 1440 steps" in capsys.readouterr().err
+    # A run folder of the generic command is not a traffic run.
+    assert main(["train", "--hidden", "8", "--steps", "2", "--meta-batch", "2", "--episodes", "0", "--no-progress",
+                 "--out", str(tmp_path / "sine")]) == 0
+    capsys.readouterr()
+    assert main([*base[:3], str(tmp_path / "sine"), *base[4:]]) == 2
+    assert "is not a traffic run" in capsys.readouterr().err
+    # Training again into a finished run folder without --resume is refused.
+    assert main(["traffic", "train", "--data", str(city / "city.h5"), "--model", "node", "--out", str(run),
+                 "--no-progress", *TINY]) == 2
+    assert "--resume" in capsys.readouterr().err
