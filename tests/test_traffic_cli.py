@@ -194,3 +194,13 @@ def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_p
     assert main(["traffic", "train", "--data", str(city / "city.h5"), "--model", "node", "--out", str(run),
                  "--no-progress", *TINY]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_patterns_command_writes_json_and_plots(shared_data, tmp_path, capsys):
+    folder = shared_data / "traffic"
+    out = tmp_path / "patterns"
+    assert main(["traffic", "patterns", "--data", str(folder / "metr-la-week.h5"),
+                 "--target-data", str(folder / "PEMS04.npz"), "--out", str(out), "--steps", "3", "--shots", "1"]) == 0
+    assert "balanced accuracy" in capsys.readouterr().out
+    result = json.loads((out / "patterns.json").read_text())
+    assert (out / "prototypes.png").stat().st_size > 10_000 and "1" in result["accuracy"]

@@ -144,7 +144,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     """Every (protocol, model, seed) job, two at a time on 2+ cores; table, JSON and plots."""
     runs_dir = json_path.with_name(json_path.stem + "_runs")
     seeds = SEEDS[:1] if quick else SEEDS
-    keys = [(p, m, s) for p in ("p1", "p2") for m in MODELS for s in seeds]
+    keys = [(p, m, s) for s in seeds for p in ("p1", "p2") for m in MODELS]  # every setting's first seed first
     workers = min(2, os.cpu_count() or 1)
     if workers == 1:
         jobs = {k: run_job(*k, quick, runs_dir) for k in keys}

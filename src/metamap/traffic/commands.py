@@ -99,6 +99,21 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(handler=_evaluate)
 
+    patterns = commands.add_parser(
+        "patterns", help="learn daily traffic patterns on --data, assign the sensor-days of --target-data"
+    )
+    _data_flags(patterns)
+    patterns.add_argument("--target-data", type=Path, required=True, help="the city whose sensor-days to sort")
+    patterns.add_argument("--target-locations", type=Path, default=None, help="coordinates for the sensor map")
+    patterns.add_argument("--target-key", default=None, help="HDF key of --target-data (default: --key)")
+    patterns.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
+    patterns.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
+    patterns.add_argument("--out", type=Path, required=True, help="folder for patterns.json and the plots")
+    patterns.add_argument("--steps", type=int, default=500, help="ProtoNet meta-training steps")
+    patterns.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="labelled days per pattern")
+    patterns.add_argument("--seed", type=int, default=0)
+    patterns.set_defaults(handler=_patterns)
+
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="readings: .h5 | .hdf5 (pandas) or .npz (PeMS)")
@@ -472,4 +487,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     write_json(args.out / "metrics.json", payload)
     _write_outputs(args.out, setup.targets, results, f"{protocol} ({config.model} model)")
     print(f"\nwrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
+    return 0
+
+
+def _patterns(args: argparse.Namespace) -> int:
+    from metamap.traffic.patterns import run_patterns
+
+    source = _load_source(args)
+    target = _load(args.target_data, None, args.target_locations, args, key=args.target_key or args.key,
+                   channel=args.target_channel or args.channel, start=args.target_start)
+    result = run_patterns(source, target, args.out, seed=args.seed, steps=args.steps, shots=tuple(args.shots),
+                          progress=True)
+    for k, scores in result["accuracy"].items():
+        print(f"{k} labelled day(s) per pattern, balanced accuracy: "
+              + ", ".join(f"{m} {v['balanced_mean']:.3f} ± {v['balanced_ci95']:.3f}" for m, v in scores.items()))
+    print(f"wrote {args.out / 'patterns.json'} and plots in {args.out}")
     return 0
