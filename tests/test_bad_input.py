@@ -173,7 +173,7 @@ def test_nan_in_episode_is_data_error():
 
 
 def test_episode_shape_errors_name_expected_and_got():
-    with pytest.raises(ShapeError, match=r"support_mask: expected bool\[2, 3\], got int64\[2, 3\]"):
+    with pytest.raises(ShapeError, match=r"support_mask: expected bool\[2, 3\] or bool\[2, 3, 1\], got int64\[2, 3\]"):
         Episode(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1), torch.zeros(2, 4, 1), torch.zeros(2, 4, 1),
                 support_mask=torch.ones(2, 3, dtype=torch.long))
 
