@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from metamap.report import format_table, write_json
+from metamap.report import write_json
 from metamap.traffic import plots
 from metamap.traffic.bundled import load_bundled_la
-from metamap.traffic.experiment import ExperimentConfig, compare, train_methods
+from metamap.traffic.experiment import ExperimentConfig, compare, results_table, train_methods
 from metamap.traffic.protocols import new_sensors
 
 DEMO = ExperimentConfig(steps=300)
@@ -40,19 +40,12 @@ def run_demo(out: Path, quick: bool = False) -> dict:
           f"{len(target.nodes)} new sensors adapt on day 5 and forecast days 6-7")
     trained = train_methods(setup.family, config, progress=True)
     results = compare(trained, {"day": target}, {"day": setup.validations["day"]}, config)["day"]
-    rows = [[m, *(r.errors[h]["mae"] for h in ("15min", "30min", "60min")), r.errors["60min"]["rmse"],
-             r.errors["60min"]["mape"], r.adapt_seconds]
-            for m, r in sorted(results.items(), key=lambda kv: kv[1].errors["60min"]["mae"])]
-    print("\nnew sensors (P1, one seed): masked MAE in mph at 15 / 30 / 60 min")
-    print(format_table(["method", "MAE 15", "MAE 30", "MAE 60", "RMSE 60", "MAPE 60 %", "adapt s"], rows))
+    print("\nnew sensors (P1, one seed): masked errors in mph at 15 / 30 / 60 min")
+    print(results_table(results))
     horizon_plot = plots.error_by_horizon({m: r.mae_by_step for m, r in results.items()}, out / "error_by_horizon.png",
                                           title="new LA sensors: error by horizon")
-    shown = torch.arange(3)
-    origins = target.test_origins()
-    forecast_plot = plots.forecasts_vs_truth(
-        data.times[origins.numpy()], target.truth()[shown],
-        {m: results[m].prediction[shown] for m in SHOWN if m in results},
-        [data.sensor_ids[int(target.nodes[i])] for i in shown], out / "forecasts.png",
+    forecast_plot = plots.target_forecasts(
+        target, {m: results[m].prediction for m in SHOWN if m in results}, torch.arange(3), out / "forecasts.png"
     )
     summary = {m: r.summary() for m, r in results.items()}
     write_json(out / "demo.json", {"config": asdict(config), "results": summary})

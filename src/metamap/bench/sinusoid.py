@@ -13,7 +13,6 @@ in ``<json stem>_runs/``; a rerun resumes them instead of training again.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 

@@ -72,15 +72,8 @@ def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -
     results = compare(trained, setup.targets, setup.validations, config)
     if seed == SEEDS[0] and model == "graph":
         main = next(iter(setup.targets))
-        target = setup.targets[main]
-        origins = target.test_origins()
-        shown = torch.arange(3)
-        plots.forecasts_vs_truth(
-            target.features.data.times[origins.numpy()], target.truth()[shown],
-            {m: results[main][m].prediction[shown] for m in PLOTTED if m in results[main]},
-            [target.features.data.sensor_ids[int(target.nodes[i])] for i in shown],
-            folder / "forecasts.png",
-        )
+        shown = {m: results[main][m].prediction for m in PLOTTED if m in results[main]}
+        plots.target_forecasts(setup.targets[main], shown, torch.arange(3), folder / "forecasts.png")
     outcome = {"settings": settings,
                "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()}}
     write_json(saved, outcome)

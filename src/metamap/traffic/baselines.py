@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from metamap.traffic.data import TrafficData
-from metamap.traffic.features import HORIZON, SeriesFeatures, _per_node
+from metamap.traffic.features import HORIZON, SeriesFeatures, _per_node, minutes_of_day
 
 
 def persistence(features: SeriesFeatures, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
@@ -46,6 +46,4 @@ def historical_average(
 
 def _slots(data: TrafficData) -> torch.Tensor:
     """Time-of-day slot ``[T]`` of each step (0 .. steps_per_day - 1)."""
-    times = data.times
-    minutes = (times - times.astype("datetime64[D]")).astype("timedelta64[m]").astype("int64")
-    return torch.from_numpy(minutes // data.step_minutes)
+    return torch.from_numpy(minutes_of_day(data.times) // data.step_minutes)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,6 @@ from metamap.errors import CheckpointError, ConfigError, DataError
 # numpy, torch and the models are imported inside the handlers: building the parser stays light.
 PRETRAIN = "pretrain"
 TRAINED_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil", PRETRAIN)
-TABLE_HEADER = ["model/method", "MAE 15", "MAE 30", "MAE 60", "RMSE 15", "RMSE 30", "RMSE 60",
-                "MAPE 15 %", "MAPE 30 %", "MAPE 60 %", "adapt s"]
-HORIZONS = ("15min", "30min", "60min")
 RUN_KIND = "traffic"
 
 
@@ -203,29 +199,6 @@ def _store_adaptation(run_dir: Path, adaptation: dict[str, Any]) -> None:
     atomic_write_bytes(folder / STATE, json.dumps(state, indent=2).encode())
 
 
-def _score(forecaster, target, options: dict[str, Any], train_seconds: float = 0.0):
-    from metamap.traffic.experiment import MethodResult
-    from metamap.traffic.metrics import errors_by_step, horizon_errors
-
-    start = time.perf_counter()
-    prediction = forecaster(target, options)
-    seconds = time.perf_counter() - start
-    truth = target.truth()
-    return MethodResult(prediction, horizon_errors(prediction, truth), errors_by_step(prediction, truth), seconds,
-                        train_seconds, options)
-
-
-def _table(results: dict[str, Any], prefix: str) -> str:
-    from metamap.report import format_table
-
-    rows = []
-    for method, result in sorted(results.items(), key=lambda kv: kv[1].errors["60min"]["mae"]):
-        e = result.errors
-        rows.append([f"{prefix}/{method}", *(e[h]["mae"] for h in HORIZONS), *(e[h]["rmse"] for h in HORIZONS),
-                     *(e[h]["mape"] for h in HORIZONS), result.adapt_seconds])
-    return format_table(TABLE_HEADER, rows)
-
-
 def _write_outputs(out: Path, targets: dict[str, Any], results: dict[str, dict[str, Any]], title: str,
                    main_prediction: str | None = None) -> None:
     """``predictions.npz``, ``error_by_horizon.png`` and ``forecasts.png`` of the first target."""
@@ -237,8 +210,8 @@ def _write_outputs(out: Path, targets: dict[str, Any], results: dict[str, dict[s
     main = next(iter(targets))
     target = targets[main]
     data = target.features.data
-    origins = target.test_origins()
-    truth = target.truth()
+    origins = target.test_origins
+    truth = target.truth
     arrays: dict[str, np.ndarray] = {
         "truth": truth.numpy().astype(np.float32),
         "origin_time": data.times[origins.numpy()].astype("datetime64[ns]").astype(np.int64),
@@ -262,10 +235,7 @@ def _write_outputs(out: Path, targets: dict[str, Any], results: dict[str, dict[s
         shown_methods = [main_prediction, *shown_methods[:3]]
     observed = (truth != 0).sum(dim=(1, 2))
     shown = torch.sort(torch.argsort(observed, descending=True, stable=True)[:3]).values
-    plots.forecasts_vs_truth(
-        data.times[origins.numpy()], truth[shown], {m: chosen[m].prediction[shown] for m in shown_methods},
-        [data.sensor_ids[int(target.nodes[i])] for i in shown], out / "forecasts.png",
-    )
+    plots.target_forecasts(target, {m: chosen[m].prediction for m in shown_methods}, shown, out / "forecasts.png")
 
 
 # --------------------------------------------------------------------------- train
@@ -323,7 +293,7 @@ def _train(args: argparse.Namespace) -> int:
     method = _adapted_method(args.method)
     forecaster = _forecaster(method, learner, config, family.n_features)
     options = _choose(forecaster, method, validation)
-    validation_mae = masked_errors(forecaster(validation, options), validation.truth())["mae"]
+    validation_mae = masked_errors(forecaster(validation, options), validation.truth)["mae"]
     _store_adaptation(args.out, {"method": method, "options": options, "validation_mae": validation_mae})
     shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "none"
     print(f"trained {args.method} ({config.model} model) {result.steps_done} steps in {result.seconds:.1f} s on "
@@ -342,7 +312,7 @@ def _adapt(args: argparse.Namespace) -> int:
     import torch
 
     from metamap.report import write_json
-    from metamap.traffic.experiment import Target, _forecaster, method_learner
+    from metamap.traffic.experiment import Target, _forecaster, method_learner, results_table, score
     from metamap.traffic.features import HORIZON, Scaler, SeriesFeatures
     from metamap.training import load_checkpoint
     from metamap.training.checkpoint import load_learner_state
@@ -389,14 +359,14 @@ def _adapt(args: argparse.Namespace) -> int:
         if method == "pretrain_finetune":
             options.setdefault("lr", 3e-4)
     n_features = features.n_features
-    results = {method: _score(_forecaster(method, learner, config, n_features), target, options)}
+    results = {method: score(_forecaster(method, learner, config, n_features), target, options)}
     for baseline in ("persistence", "historical_average"):
-        results[baseline] = _score(_forecaster(baseline, None, config, n_features), target, {})
+        results[baseline] = score(_forecaster(baseline, None, config, n_features), target, {})
     times = data.times
     payload = {
         "run": str(args.run), "step": checkpoint.step, "method": method, "options": options,
         "model": config.model, "data": args.data.name, "target_days": args.target_days,
-        "n_sensors": data.n_sensors, "n_windows": len(target.test_origins()),
+        "n_sensors": data.n_sensors, "n_windows": len(target.test_origins),
         "test_period": [str(np.datetime_as_string(t, unit="m")) for t in (times[support_stop], times[-1])],
         "methods": {m: r.summary() for m, r in results.items()},
     }
@@ -405,8 +375,8 @@ def _adapt(args: argparse.Namespace) -> int:
     _write_outputs(args.out, {"target": target}, {"target": results},
                    f"{args.data.name}: adapted on {args.target_days} day(s)", main_prediction=method)
     print(f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
-          f"forecasting {len(target.test_origins())} windows; masked errors ({_unit(args)})")
-    print(_table(results, config.model))
+          f"forecasting {len(target.test_origins)} windows; masked errors ({_unit(args)})")
+    print(results_table(results, f"{config.model}/"))
     print(f"wrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
     return 0
 
@@ -424,7 +394,7 @@ def _unit(args: argparse.Namespace) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from metamap.report import write_json
-    from metamap.traffic.experiment import METHODS, compare, train_methods
+    from metamap.traffic.experiment import METHODS, compare, results_table, train_methods
     from metamap.traffic.protocols import new_city, new_sensors
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
@@ -476,7 +446,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = compare(trained, setup.targets, setup.validations, config)
     for name, methods_results in results.items():
         print(f"\n{described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
-        print(_table(methods_results, config.model))
+        print(results_table(methods_results, f"{config.model}/"))
     payload = {
         "protocol": protocol, "config": asdict(config), "data": args.data.name,
         "target_data": args.target_data.name if args.target_data else None, "target_days": k,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from metamap.errors import ConfigError
 from metamap.learners import make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
+from metamap.report import format_table
 from metamap.training import TrainConfig, meta_train
 from metamap.traffic.baselines import historical_average, persistence
 from metamap.traffic.family import SensorTasks
@@ -79,21 +81,34 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class Target:
-    """Sensors to forecast: ``nodes [n]`` of ``features``, adapting on steps ``support``, scored on ``test``."""
+    """Sensors to forecast: ``nodes [n]`` of ``features``, adapting on steps ``support``, scored on ``test``.
+
+    Its windows are built once and kept: every method and every candidate
+    setting reads the same ones.
+    """
 
     features: SeriesFeatures
     nodes: torch.Tensor
     support: tuple[int, int]
     test: tuple[int, int]
 
-    def support_windows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @cached_property
+    def support_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x [n, S, F]``, ``y [n, S, 12]``, ``mask [n, S, 12]`` of the support period."""
         return self.features.windows(self.nodes, self.features.origins(*self.support))
 
+    @cached_property
     def test_origins(self) -> torch.Tensor:
         return self.features.origins(*self.test, inputs_inside=False)
 
+    @cached_property
+    def test_inputs(self) -> torch.Tensor:
+        return self.features.windows(self.nodes, self.test_origins)[0]
+
+    @cached_property
     def truth(self) -> torch.Tensor:
-        return self.features.truth(self.nodes, self.test_origins())
+        """Readings at the test windows' targets, ``[n, W, 12]`` (0 = missing)."""
+        return self.features.truth(self.nodes, self.test_origins)
 
 
 @dataclass
@@ -161,15 +176,32 @@ def compare(
         forecaster = _forecaster(method, learner, config, n_features)
         for name, target in targets.items():
             options = _choose(forecaster, method, validations[name])
-            start = time.perf_counter()
-            prediction = forecaster(target, options)
-            seconds = time.perf_counter() - start
-            truth = target.truth()
-            results[name][method] = MethodResult(
-                prediction, horizon_errors(prediction, truth), errors_by_step(prediction, truth), seconds,
-                train_seconds, options,
-            )
+            results[name][method] = score(forecaster, target, options, train_seconds)
     return results
+
+
+def score(forecaster: Forecaster, target: Target, options: dict[str, Any], train_seconds: float = 0.0) -> MethodResult:
+    """Forecast ``target`` with ``options``, timing the adaptation, and score it against the readings."""
+    start = time.perf_counter()
+    prediction = forecaster(target, options)
+    seconds = time.perf_counter() - start
+    return MethodResult(prediction, horizon_errors(prediction, target.truth), errors_by_step(prediction, target.truth),
+                        seconds, train_seconds, options)
+
+
+HORIZONS = ("15min", "30min", "60min")
+TABLE_HEADER = ["method", "MAE 15", "MAE 30", "MAE 60", "RMSE 15", "RMSE 30", "RMSE 60",
+                "MAPE 15 %", "MAPE 30 %", "MAPE 60 %", "adapt s"]
+
+
+def results_table(results: dict[str, MethodResult], prefix: str = "") -> str:
+    """The methods' masked MAE / RMSE / MAPE at 15 / 30 / 60 min, best MAE at 60 min first."""
+    rows = []
+    for method, result in sorted(results.items(), key=lambda kv: kv[1].errors["60min"]["mae"]):
+        e = result.errors
+        rows.append([f"{prefix}{method}", *(e[h]["mae"] for h in HORIZONS), *(e[h]["rmse"] for h in HORIZONS),
+                     *(e[h]["mape"] for h in HORIZONS), result.adapt_seconds])
+    return format_table(TABLE_HEADER, rows)
 
 
 Forecaster = Callable[[Target, dict[str, Any]], torch.Tensor]
@@ -190,39 +222,31 @@ def _choose(forecaster: Forecaster, method: str, validation: Target) -> dict[str
     candidates = CANDIDATES["meta" if method in META_METHODS else method]
     if len(candidates) == 1:
         return candidates[0]
-    truth = validation.truth()
-
-    def score(options: dict[str, Any]) -> float:
-        prediction = forecaster(validation, options)
-        return masked_errors(prediction, truth)["mae"]
-
-    return min(candidates, key=score)
+    return min(candidates, key=lambda options: masked_errors(forecaster(validation, options), validation.truth)["mae"])
 
 
 def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int) -> Forecaster:
     """A function ``(target, options) -> forecasts in mph [n, W, 12]`` for ``method``."""
     if method == "persistence":
-        return lambda t, o: persistence(t.features, t.nodes, t.test_origins())
+        return lambda t, o: persistence(t.features, t.nodes, t.test_origins)
     if method == "historical_average":
-        return lambda t, o: historical_average(t.features, t.nodes, t.support, t.test_origins())
+        return lambda t, o: historical_average(t.features, t.nodes, t.support, t.test_origins)
     if method == "target_only_linear":
         def ridge(t: Target, o: dict[str, Any]) -> torch.Tensor:
-            weights = fit_ridge(*t.support_windows(), o["penalty"])
-            x_test = t.features.windows(t.nodes, t.test_origins())[0]
-            return t.features.scaler.inverse(predict_ridge(weights, x_test))
+            weights = fit_ridge(*t.support_set, o["penalty"])
+            return t.features.scaler.inverse(predict_ridge(weights, t.test_inputs))
         return ridge
     if method == "target_only":
         learner = make_learner("pretrain", build_model(n_features, config), inner_steps=0)
     if method in ("target_only", "pretrain_finetune"):
         def fitted(t: Target, o: dict[str, Any]) -> torch.Tensor:
-            adapted = fit_per_task(learner, learner.meta_params(), *t.support_windows(), steps=o["steps"], lr=o["lr"])
+            adapted = fit_per_task(learner, learner.meta_params(), *t.support_set, steps=o["steps"], lr=o["lr"])
             return _predict(adapted, t)
         return fitted
-    return lambda t, o: _predict(learner.adapt(*t.support_windows(), steps=o.get("steps", 0)), t)
+    return lambda t, o: _predict(learner.adapt(*t.support_set, steps=o.get("steps", 0)), t)
 
 
 def _predict(adapted, target: Target) -> torch.Tensor:
-    x_test = target.features.windows(target.nodes, target.test_origins())[0]
     with torch.no_grad():
-        return target.features.scaler.inverse(adapted.predict(x_test))
+        return target.features.scaler.inverse(adapted.predict(target.test_inputs))
 

@@ -65,10 +65,14 @@ def fill_forward(values: np.ndarray, mask: np.ndarray, fill: float) -> np.ndarra
     return np.where(index >= 0, filled, fill).astype(np.float32)
 
 
+def minutes_of_day(times: np.ndarray) -> np.ndarray:
+    """``int64 [T]``: minutes since midnight of each ``datetime64`` time stamp."""
+    return (times - times.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64)
+
+
 def calendar_features(times: np.ndarray) -> np.ndarray:
     """``[T, 3]`` float32: sin, cos of the time of day and a weekend (Saturday/Sunday) flag."""
-    minutes = (times - times.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.float64)
-    angle = 2 * np.pi * minutes / (24 * 60)
+    angle = 2 * np.pi * minutes_of_day(times) / (24 * 60)
     weekday = (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     return np.stack([np.sin(angle), np.cos(angle), (weekday >= 5).astype(np.float64)], axis=1).astype(np.float32)
 

@@ -74,3 +74,13 @@ def forecasts_vs_truth(
     fig.autofmt_xdate()
     fig.tight_layout()
     return _save(fig, path)
+
+
+def target_forecasts(target, predictions: dict[str, torch.Tensor], shown: torch.Tensor, path: Path) -> Path:
+    """:func:`forecasts_vs_truth` for the sensors ``shown`` (indices into ``target.nodes``) of an
+    :class:`~metamap.traffic.experiment.Target`; ``predictions`` are ``[n, W, 12]`` for all its sensors."""
+    data = target.features.data
+    return forecasts_vs_truth(
+        data.times[target.test_origins.numpy()], target.truth[shown], {m: p[shown] for m, p in predictions.items()},
+        [data.sensor_ids[int(target.nodes[i])] for i in shown], path,
+    )

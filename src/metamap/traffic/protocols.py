@@ -62,7 +62,8 @@ def new_sensors(data: TrafficData, config: ExperimentConfig, train_days: int = 5
     # Validation sensors adapt on the same kind of support, one day earlier, and are scored before it.
     earlier = support_days * per_day
     validations = {
-        "day": replace(validation, support=(support[0] - earlier, support[1] - earlier), test=(0, support[0] - earlier)),
+        "day": replace(validation, support=(support[0] - earlier, support[1] - earlier),
+                       test=(0, support[0] - earlier)),
         "6h": replace(validation, support=(six_hours[0] - earlier, six_hours[1] - earlier),
                       test=(0, six_hours[0] - earlier)),
     }
