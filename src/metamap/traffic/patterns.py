@@ -253,7 +253,10 @@ class PatternEpisodes:
         k, m = self.k_shot, self.k_shot + self.n_query
         # [T, C, m]: for every class, m distinct days per task
         picks = torch.stack(
-            [pool[torch.rand(n_tasks, pool.numel(), generator=generator).topk(m, dim=1).indices] for pool in self._pools],
+            [
+                pool[torch.rand(n_tasks, pool.numel(), generator=generator).topk(m, dim=1).indices]
+                for pool in self._pools
+            ],
             dim=1,
         )
         chosen = torch.rand(n_tasks, len(self.classes), generator=generator).topk(n_way, dim=1).indices
@@ -325,7 +328,9 @@ def _sensor_splits(sensor: np.ndarray, generator: torch.Generator) -> dict[str, 
     """Sensor-day indices of a random 80% (train) and 20% (val) of the sensors."""
     ids = np.unique(sensor)
     if ids.size < 2:
-        raise DataError(f"the source needs at least 2 sensors with whole days to split into train and val; got {ids.size}")
+        raise DataError(
+            f"the source needs at least 2 sensors with whole days to split into train and val; got {ids.size}"
+        )
     order = ids[torch.randperm(ids.size, generator=generator).numpy()]
     n_val = max(1, round(VAL_FRACTION * ids.size))
     val = np.isin(sensor, order[:n_val])
@@ -352,7 +357,9 @@ def assign(learner: MetaLearner, x: torch.Tensor, support: torch.Tensor, support
         return adapted.predict(x[query][None])[0].argmax(-1)
 
 
-def nearest_neighbour(x: torch.Tensor, support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+def nearest_neighbour(
+    x: torch.Tensor, support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor
+) -> torch.Tensor:
     """Labels ``int64 [Q]``: the label of the nearest (Euclidean) support day of each query day."""
     return support_y[torch.cdist(x[query], x[support]).argmin(1)]
 
@@ -569,7 +576,10 @@ def _assign_all(learner: MetaLearner, x: torch.Tensor, labels: torch.Tensor, cla
 
 def _sensor_summary(target: TrafficData, sensor: np.ndarray, assigned: np.ndarray,
                     rule: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Majority pattern ``int64 [N]`` of each target sensor, and its JSON summary (agreement with the rule's majority)."""
+    """Majority pattern ``int64 [N]`` of each target sensor, and its JSON summary.
+
+    The summary holds the agreement with the rule's majority and each sensor's pattern name.
+    """
     majority = sensor_patterns(assigned, sensor, target.n_sensors)
     rule_majority = sensor_patterns(rule, sensor, target.n_sensors)
     has_days = majority >= 0
@@ -579,8 +589,10 @@ def _sensor_summary(target: TrafficData, sensor: np.ndarray, assigned: np.ndarra
     }
 
 
-def _plots(target: TrafficData, profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray,
-           classes: Sequence[int], majority: np.ndarray, out_dir: Path, k: int) -> tuple[dict[str, str | None], list[str]]:
+def _plots(
+    target: TrafficData, profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray,
+    classes: Sequence[int], majority: np.ndarray, out_dir: Path, k: int,
+) -> tuple[dict[str, str | None], list[str]]:
     """Draw the prototype grid and, where the target has coordinates, the sensor map; returns paths and notes."""
     plots: dict[str, str | None] = {"prototypes": str(out_dir / "prototypes.png"), "map": None}
     plot_prototypes(profiles, assigned, rule, classes, Path(plots["prototypes"]),
