@@ -1,0 +1,200 @@
+"""Samplers: the small loop that joins a network and a noise schedule.
+
+All samplers walk down a grid of ``steps`` step indices from ``n_steps - 1``
+to 0 (evenly spaced in the index for DDPM and DDIM, evenly spaced in the
+log signal-to-noise ratio for DPM-Solver++, as Lu et al. recommend for
+small fields) and finish with the network's clean-field prediction at
+index 0 (the step to ``abar = 1``). Each step asks the network once for its
+clean-field prediction ``x0_hat``; the rest is arithmetic on floats.
+
+- ``"ddpm"``: ancestral sampling from the posterior ``q(x_s | x_t, x0_hat)``
+  between grid points (Ho et al. 2020; with ``steps = n_steps`` it is their
+  Algorithm 2, with fewer steps the strided form, which equals DDIM with
+  ``eta = 1``, Song et al. 2021, sec. 4.1).
+- ``"ddim"``: Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models",
+  eq. 12; ``eta = 0`` is deterministic given the initial noise.
+- ``"dpmpp"``: DPM-Solver++(2M), the multistep second-order solver of the
+  probability-flow ODE in data-prediction form (Lu et al. 2022,
+  "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+  Models", arXiv:2211.01095, Algorithm 2), with a first-order first step and a
+  first-order final step to noise level 0. One network evaluation per step:
+  10-25 steps suffice (on Gaussian data with the exact denoiser its spread is
+  within 4% of the truth at 10 steps, where DDIM and DDPM are 13-35% too
+  narrow; they need a few hundred steps).
+
+Inpainting with an unconditional model (``known``, ``known_mask``): after
+every step the known pixels are replaced by a fresh draw of
+``q(x_s | known)``, and with ``resample = r > 1`` each step is repeated r
+times, re-noising the merged state back to the step's start in between
+(RePaint, Lugmayr et al. 2022, with jump length 1; DPM-Solver++ takes its
+first-order step on the repeats, as its history belongs to the trajectory
+before the re-noising; on Gaussian data this narrows the spread by about 6%
+at 20 steps and 2 repeats). The returned tensor equals
+``known`` exactly where ``known_mask`` is True.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from metamap.diffusion.objective import model_output
+from metamap.diffusion.schedules import NoiseSchedule, check_prediction
+from metamap.errors import ConfigError, DataError, ShapeError, describe
+
+SAMPLERS = ("dpmpp", "ddim", "ddpm")
+SPACINGS = ("index", "logsnr")
+LAMBDA_MIN = -5.0
+
+
+def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "index") -> list[int]:
+    """``steps`` step indices from ``n_steps - 1`` down to 0 (fewer if they collide), descending.
+
+    ``spacing="index"`` spaces them evenly in the index, ``"logsnr"`` evenly
+    in ``lambda = log(sqrt(abar) / sqrt(1 - abar))`` (each point rounded to
+    the index of nearest lambda), from ``max(lambda_min, LAMBDA_MIN)``: the
+    cosine schedule ends at lambda ~ -10, and steps spent between -10 and -5
+    (noise/signal > 150, as good as pure noise) would be wasted; the first
+    point is still the last index.
+    """
+    if not 1 <= steps <= schedule.n_steps:
+        raise ConfigError(f"steps must lie in 1 .. {schedule.n_steps}; got {steps}")
+    if spacing not in SPACINGS:
+        raise ConfigError(f"spacing must be one of {SPACINGS}; got {spacing!r}")
+    if spacing == "index":
+        grid = torch.linspace(schedule.n_steps - 1, 0, steps).round().long()
+    else:
+        abar = schedule.alphas_cumprod
+        lam = 0.5 * torch.log(abar / (1 - abar))
+        low = max(lam[-1].item(), LAMBDA_MIN)
+        targets = torch.linspace(low, lam[0].item(), steps, dtype=torch.float64)
+        grid = (lam[None, :] - targets[:, None]).abs().argmin(dim=1)
+        grid[0] = schedule.n_steps - 1
+    return sorted(set(grid.tolist()), reverse=True)
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    shape: tuple[int, int, int, int],
+    *,
+    cond: torch.Tensor | None = None,
+    sampler: str = "dpmpp",
+    steps: int = 20,
+    eta: float = 0.0,
+    prediction: str = "eps",
+    generator: torch.Generator | None = None,
+    known: torch.Tensor | None = None,
+    known_mask: torch.Tensor | None = None,
+    resample: int = 1,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Draw fields ``[B, C, H, W]`` (``shape``) from the reverse process of ``model``.
+
+    ``cond [B, K, H, W]`` is passed to every network call (an ensemble of M
+    members is a batch of M: repeat ``cond``). ``known [B, C, H, W]`` with
+    ``known_mask`` (bool, same shape) asks for inpainting; ``known`` may hold
+    NaN where the mask is False. All randomness comes from ``generator``.
+    """
+    check_prediction(prediction)
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
+    if len(shape) != 4:
+        raise ShapeError(f"shape must be (B, C, H, W); got {tuple(shape)}")
+    if resample < 1:
+        raise ConfigError(f"resample must be >= 1; got {resample}")
+    if not 0 <= eta <= 1:
+        raise ConfigError(f"eta must lie in [0, 1]; got {eta}")
+    known = _check_known(shape, known, known_mask)
+    grid = timesteps(schedule, steps, "logsnr" if sampler == "dpmpp" else "index")
+    abars = [schedule.alphas_cumprod[k].item() for k in grid] + [1.0]
+    batch = shape[0]
+
+    def denoise(x: torch.Tensor, k: int) -> torch.Tensor:
+        t_index = torch.full((batch,), k, dtype=torch.long)
+        return schedule.predict_x0(x, t_index, model_output(model, schedule, x, t_index, cond), prediction)
+
+    step = _STEPS[sampler]
+    state: dict = {"eta": 1.0 if sampler == "ddpm" else eta}
+    x = torch.randn(shape, generator=generator)
+    for i in _progress(range(len(grid)), progress):
+        a_t, a_s = abars[i], abars[i + 1]
+        for r in range(resample if known is not None else 1):
+            x0_hat = denoise(x, grid[i])
+            x_next = step(x, x0_hat, a_t, a_s, state, generator)
+            if known is not None:
+                x_next = torch.where(known_mask, _noised(known, a_s, generator), x_next)
+                if r < resample - 1:
+                    ratio = a_t / a_s
+                    x = math.sqrt(ratio) * x_next + math.sqrt(1 - ratio) * torch.randn(shape, generator=generator)
+                    state["x0_prev"] = None  # the history belongs to the trajectory before re-noising
+        state["x0_prev"], state["h_prev"] = x0_hat, state.get("h")
+        x = x_next
+    if known is not None:
+        x = torch.where(known_mask, known, x)
+    return x
+
+
+def _check_known(shape, known, known_mask) -> torch.Tensor | None:
+    if known is None and known_mask is None:
+        return None
+    if known is None or known_mask is None:
+        raise ConfigError("inpainting needs both known and known_mask")
+    if tuple(known.shape) != tuple(shape) or tuple(known_mask.shape) != tuple(shape):
+        raise ShapeError(
+            f"known and known_mask must have the sample shape {list(shape)}; "
+            f"got {describe(known)} and {describe(known_mask)}"
+        )
+    if known_mask.dtype != torch.bool:
+        raise ShapeError(f"known_mask must be bool; got {describe(known_mask)}")
+    if not bool(torch.isfinite(known[known_mask]).all()):
+        raise DataError("known has NaN/inf values where known_mask is True")
+    return torch.where(known_mask, known, torch.zeros_like(known))
+
+
+def _noised(known: torch.Tensor, abar: float, generator) -> torch.Tensor:
+    """A draw of ``q(x_s | known)`` at cumulative alpha ``abar`` (the known field itself at abar = 1)."""
+    if abar >= 1.0:
+        return known
+    return math.sqrt(abar) * known + math.sqrt(1 - abar) * torch.randn(known.shape, generator=generator)
+
+
+def _progress(iterable, show: bool):
+    if not show:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc="sampling", leave=False)
+
+
+# -- one step from cumulative alpha a_t to a_s (> a_t) ----------------------------------------------
+
+
+def _ddim_step(x, x0_hat, a_t, a_s, state, generator) -> torch.Tensor:
+    eps_hat = (x - math.sqrt(a_t) * x0_hat) / math.sqrt(1 - a_t)
+    sigma = state["eta"] * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
+    out = math.sqrt(a_s) * x0_hat + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps_hat
+    if sigma > 0:
+        out = out + sigma * torch.randn(x.shape, generator=generator)
+    return out
+
+
+def _dpmpp_step(x, x0_hat, a_t, a_s, state, _generator) -> torch.Tensor:
+    if a_s >= 1.0:
+        return x0_hat
+    alpha_t, sigma_t = math.sqrt(a_t), math.sqrt(1 - a_t)
+    alpha_s, sigma_s = math.sqrt(a_s), math.sqrt(1 - a_s)
+    h = math.log(alpha_s / sigma_s) - math.log(alpha_t / sigma_t)
+    state["h"] = h
+    d = x0_hat
+    if state.get("x0_prev") is not None and state.get("h_prev"):
+        r = state["h_prev"] / h
+        d = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * state["x0_prev"]
+    return (sigma_s / sigma_t) * x - alpha_s * math.expm1(-h) * d
+
+
+_STEPS: dict[str, Callable] = {"ddim": _ddim_step, "ddpm": _ddim_step, "dpmpp": _dpmpp_step}

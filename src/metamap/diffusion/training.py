@@ -1,0 +1,261 @@
+"""Training a diffusion model: Adam on the simplified objective, an EMA copy for sampling, resumable.
+
+``train_diffusion`` runs the loop; checkpoints go through
+:mod:`metamap.training.checkpoint` (safetensors + JSON, atomic), so an
+interrupted run resumes where it stopped. The result,
+:class:`TrainedDiffusion`, holds the EMA network that sampling uses and
+saves to / loads from a folder (``weights.safetensors`` + ``diffusion.json``
+with the network's architecture, so ``load`` rebuilds it).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from metamap.diffusion.objective import diffusion_loss, variational_bound
+from metamap.diffusion.samplers import sample
+from metamap.diffusion.schedules import NoiseSchedule, check_prediction
+from metamap.errors import CheckpointError, ConfigError, DataError
+from metamap.nn.unet import UNet2d
+from metamap.report import atomic_write_bytes
+from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
+
+WEIGHTS = "weights.safetensors"
+CONFIG = "diffusion.json"
+FORMAT_VERSION = 1
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainedDiffusion:
+    """A trained model: ``model`` (the EMA network, eval mode), its ``schedule`` and ``prediction`` kind.
+
+    ``losses`` is the training loss per step (all runs of a resumed
+    training), ``seconds`` the wall time spent training.
+    """
+
+    model: nn.Module
+    schedule: NoiseSchedule
+    prediction: str
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def sample(self, shape: tuple[int, int, int, int], **options: Any) -> torch.Tensor:
+        """Fields ``[B, C, H, W]`` from :func:`metamap.diffusion.samplers.sample` (same options)."""
+        return sample(self.model, self.schedule, shape, prediction=self.prediction, **options)
+
+    def variational_bound(self, x0: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Negative ELBO ``[B]`` in nats per valid dimension (see :func:`variational_bound`)."""
+        return variational_bound(self.model, self.schedule, x0, prediction=self.prediction, **options)
+
+    def save(self, path: Path) -> None:
+        """Write ``path/weights.safetensors`` and ``path/diffusion.json`` (each atomically)."""
+        config = getattr(self.model, "config", None)
+        if not isinstance(self.model, UNet2d) or config is None:
+            raise ConfigError(f"save supports UNet2d networks only; got {type(self.model).__name__}")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        atomic_write_bytes(path / WEIGHTS, save_safetensors(tensors))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "network": {"class": "UNet2d", "config": config},
+            "schedule": self.schedule.config,
+            "prediction": self.prediction,
+            "step": self.step,
+            "seconds": self.seconds,
+            "losses": self.losses,
+        }
+        atomic_write_bytes(path / CONFIG, (json.dumps(meta, indent=1) + "\n").encode())
+
+    @classmethod
+    def load(cls, path: Path) -> TrainedDiffusion:
+        """Rebuild a model written by :meth:`save`."""
+        path = Path(path)
+        if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
+            raise CheckpointError(f"{path} is not a saved diffusion model: expected {WEIGHTS} and {CONFIG} in it")
+        try:
+            meta = json.loads((path / CONFIG).read_text())
+            tensors = load_safetensors((path / WEIGHTS).read_bytes())
+        except (json.JSONDecodeError, SafetensorError, OSError) as exc:
+            raise CheckpointError(f"saved diffusion model {path} is corrupt: {exc}") from None
+        if meta.get("format_version") != FORMAT_VERSION or meta.get("network", {}).get("class") != "UNet2d":
+            raise CheckpointError(
+                f"{path / CONFIG}: expected format_version {FORMAT_VERSION} and a UNet2d network; "
+                f"got {meta.get('format_version')!r}, {meta.get('network', {}).get('class')!r}"
+            )
+        config = dict(meta["network"]["config"])
+        config["mults"] = tuple(config["mults"])
+        model = UNet2d(**config)
+        try:
+            model.load_state_dict(tensors)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path / WEIGHTS} does not fit the network in {CONFIG}: {exc}") from None
+        model.eval()
+        return cls(
+            model=model,
+            schedule=NoiseSchedule.from_config(meta["schedule"]),
+            prediction=meta["prediction"],
+            step=int(meta.get("step", 0)),
+            losses=list(meta.get("losses", [])),
+            seconds=float(meta.get("seconds", 0.0)),
+        )
+
+
+def train_diffusion(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    batches: Iterable[Batch] | Callable[[], Batch],
+    *,
+    steps: int,
+    lr: float = 2e-4,
+    prediction: str = "eps",
+    ema: float = 0.999,
+    seed: int = 0,
+    run_dir: Path | None = None,
+    progress: bool = True,
+    max_seconds: float | None = None,
+    checkpoint_every: int = 500,
+    grad_clip: float = 1.0,
+) -> TrainedDiffusion:
+    """Train ``model`` for ``steps`` optimizer steps (or until ``max_seconds``) and return the EMA model.
+
+    ``batches`` is an iterable of dicts (cycled when exhausted) or a
+    zero-argument callable returning one; a dict holds ``"x0" [B, C, H, W]``
+    and optionally ``"cond" [B, K, H, W]`` and ``"valid"`` (bool, shape of
+    x0). Steps and noise come from a generator seeded with ``seed``. The EMA
+    decay is ``min(ema, (1 + step) / (10 + step))``. With ``run_dir`` a
+    checkpoint is written every ``checkpoint_every`` steps and at the end,
+    and a rerun resumes from the latest one.
+    """
+    check_prediction(prediction)
+    if steps < 1 or lr <= 0 or not 0 <= ema < 1:
+        raise ConfigError(f"expected steps >= 1, lr > 0, 0 <= ema < 1; got steps={steps}, lr={lr}, ema={ema}")
+    generator = torch.Generator().manual_seed(seed)
+    ema_model = copy.deepcopy(model).eval().requires_grad_(False)
+    both = nn.ModuleDict({"model": model, "ema": ema_model})
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    run_config = {"schedule": schedule.config, "prediction": prediction, "lr": lr, "ema": ema, "seed": seed,
+                  "network": getattr(model, "config", type(model).__name__)}
+    start, seconds, losses = 0, 0.0, []
+    if run_dir is not None and latest_checkpoint(Path(run_dir)) is not None:
+        start, seconds, losses = _restore(Path(run_dir), both, optimizer, generator, run_config)
+    source = _batch_source(batches)
+    bar = _bar(progress, start, steps)
+    t0 = time.perf_counter()
+    model.train()
+    step = start
+    while step < steps and not (max_seconds is not None and seconds + time.perf_counter() - t0 > max_seconds):
+        batch = next(source)
+        loss = diffusion_loss(model, schedule, batch["x0"], cond=batch.get("cond"), valid=batch.get("valid"),
+                              prediction=prediction, generator=generator)
+        if not math.isfinite(loss.item()):
+            raise DataError(f"the training loss became {loss.item()} at step {step}; check the data and lr={lr}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        _ema_update(ema_model, model, min(ema, (1 + step) / (10 + step)))
+        losses.append(loss.item())
+        step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if run_dir is not None and step % checkpoint_every == 0 and step < steps:
+            elapsed = seconds + time.perf_counter() - t0
+            _save(Path(run_dir), step, run_config, both, optimizer, generator, elapsed, losses)
+    seconds += time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    if run_dir is not None and step > start:
+        _save(Path(run_dir), step, run_config, both, optimizer, generator, seconds, losses)
+    model.eval()
+    return TrainedDiffusion(ema_model, schedule, prediction, step=step, losses=losses, seconds=seconds)
+
+
+@torch.no_grad()
+def _ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
+    ema_params, params = list(ema_model.parameters()), [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_params, params, 1 - decay)
+    for e, b in zip(ema_model.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def _batch_source(batches: Iterable[Batch] | Callable[[], Batch]) -> Iterator[Batch]:
+    """An endless stream of checked batches: a callable is called, a re-iterable is cycled."""
+    if isinstance(batches, Iterator):
+        return _one_shot(batches)
+    if isinstance(batches, Iterable):
+        return _cycle(batches)
+    if callable(batches):
+        return (_checked(batches()) for _ in itertools.repeat(None))
+    raise ConfigError(f"batches must be an iterable of dicts or a callable; got {type(batches).__name__}")
+
+
+def _one_shot(batches: Iterator[Batch]) -> Iterator[Batch]:
+    for batch in batches:
+        yield _checked(batch)
+    raise DataError("the batches iterator ran out before training finished; pass a list or a callable")
+
+
+def _cycle(batches: Iterable[Batch]) -> Iterator[Batch]:
+    while True:
+        count = 0
+        for batch in batches:
+            count += 1
+            yield _checked(batch)
+        if count == 0:
+            raise DataError("the batches iterable yielded nothing")
+
+
+def _checked(batch: Any) -> Batch:
+    if not isinstance(batch, dict) or "x0" not in batch:
+        raise DataError(
+            f"each batch must be a dict with key 'x0' (and optional 'cond', 'valid'); got {type(batch).__name__}"
+        )
+    return batch
+
+
+def _bar(progress: bool, start: int, steps: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, initial=start, desc="diffusion training", leave=False)
+
+
+def _save(run_dir, step, run_config, both, optimizer, generator, seconds, losses) -> None:
+    save_checkpoint(run_dir, step, run_config, both, optimizer, {"train": generator.get_state()},
+                    extra={"seconds": seconds, "losses": losses})
+
+
+def _restore(run_dir, both, optimizer, generator, run_config) -> tuple[int, float, list[float]]:
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint.config != json.loads(json.dumps(run_config)):
+        raise CheckpointError(
+            f"{run_dir} holds a run with another configuration ({checkpoint.config}); "
+            f"expected {run_config}: use a fresh run_dir"
+        )
+    load_learner_state(both, checkpoint, source=str(run_dir))
+    if checkpoint.optimizer_state is not None:
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+    if "train" in checkpoint.generators:
+        generator.set_state(checkpoint.generators["train"])
+    extra = checkpoint.extra
+    return checkpoint.step, float(extra.get("seconds", 0.0)), list(extra.get("losses", []))
