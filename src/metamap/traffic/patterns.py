@@ -45,6 +45,7 @@ from torch import nn
 from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
+from metamap.plotting import pyplot
 from metamap.report import mean_ci95, write_json
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import check_split, make_generator
@@ -452,7 +453,7 @@ def plot_prototypes(profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray
     """Grid of panels, one per pattern: mean and interquartile band of the days assigned to its prototype,
     with the mean of the days the rule gives it (dashed). ``profiles [D, B]``; ``assigned``, ``rule`` ``int64 [D]``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(classes))
     rows = -(-len(classes) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), sharex=True, sharey=True, squeeze=False)
@@ -483,7 +484,7 @@ def plot_prototypes(profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray
 
 def plot_sensor_map(coords: np.ndarray, patterns: np.ndarray, path: Path, title: str) -> None:
     """Scatter of sensors at ``coords [N, 2]`` (lat, lon in degrees) coloured by ``patterns int64 [N]`` (-1: none)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     for c in np.unique(patterns):
         at = patterns == c
@@ -496,15 +497,6 @@ def plot_sensor_map(coords: np.ndarray, patterns: np.ndarray, path: Path, title:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _colour(pattern: int) -> str:

@@ -8,32 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metamap.report import atomic_write_bytes
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    _pyplot().close(fig)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+from metamap.plotting import pyplot, save_png
 
 
 def error_by_horizon(mae_by_step: dict[str, Sequence[float]], path: Path, title: str = "",
                      step_minutes: int = 5) -> Path:
     """MAE (mph) against forecast horizon, one line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for method, values in sorted(mae_by_step.items(), key=lambda kv: kv[1][-1]):
         minutes = [step_minutes * (i + 1) for i in range(len(values))]
@@ -44,7 +25,7 @@ def error_by_horizon(mae_by_step: dict[str, Sequence[float]], path: Path, title:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def forecasts_vs_truth(
@@ -59,7 +40,7 @@ def forecasts_vs_truth(
 
     ``times [W]`` are the origins' timestamps; ``truth``, predictions ``[n, W, 12]`` (mph, 0 = missing).
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = len(sensor_names)
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), sharex=True, squeeze=False)
     valid_times = times + np.timedelta64(5 * horizon, "m")
@@ -73,7 +54,7 @@ def forecasts_vs_truth(
     axes[0, 0].legend(fontsize=7, ncol=4)
     fig.autofmt_xdate()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def target_forecasts(target, predictions: dict[str, torch.Tensor], shown: torch.Tensor, path: Path) -> Path:

@@ -1,0 +1,142 @@
+"""Standardization, static channels, and lazy random patches from a (dask-backed) field.
+
+Fields are standardized with the per-pixel mean (climatology) and one
+standard deviation of the anomalies, computed on the training times only
+(NaN ignored), never clipped. Static conditioning
+channels are latitude and longitude scaled to [-1, 1] over the whole grid, so
+a patch knows where it lies. :class:`PatchSource` draws random
+``[B, n_times, h, w]`` space-time patches by reading only the chunks that the
+patches touch, so memory stays bounded by the batch, not by the grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metamap.errors import ConfigError, DataError
+from metamap.geo.io import GeoField
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """``z = (x - mean) / std``: ``mean`` the per-pixel training mean ``[H, W]`` (the climatology; 0 where a
+    pixel is never valid), ``std`` one scalar, the standard deviation of the training anomalies. Never clipped.
+    """
+
+    mean: np.ndarray
+    std: float
+
+    def window(self, i: int, j: int, h: int, w: int) -> "Standardizer":
+        """The standardizer of the patch ``[i:i+h, j:j+w]``."""
+        return Standardizer(self.mean[i:i + h, j:j + w], self.std)
+
+    def forward(self, values: np.ndarray) -> np.ndarray:
+        """Standardize ``values [..., H, W]`` (the variable's unit; NaN stays NaN)."""
+        return ((np.asarray(values, np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Back to the variable's unit."""
+        return (np.asarray(values, np.float32) * self.std + self.mean).astype(np.float32)
+
+
+def scan_training(field: GeoField, times: np.ndarray, max_times: int = 64,
+                  seed: int = 0) -> tuple[Standardizer, np.ndarray]:
+    """Standardizer and ``never_valid [H, W]`` (NaN at every scanned time) from training time indices ``times``.
+
+    At most ``max_times`` of them (drawn with ``seed``) are read, one time
+    step at a time, so memory stays at a few fields.
+    """
+    times = np.asarray(times)
+    if times.size == 0:
+        raise DataError(f"{field.var}: no training time steps to standardize with")
+    if times.size > max_times:
+        times = np.sort(np.random.default_rng(seed).choice(times, size=max_times, replace=False))
+    total = np.zeros(field.shape[1:])
+    total_sq = np.zeros(field.shape[1:])
+    count = np.zeros(field.shape[1:])
+    for index in times:
+        values = np.asarray(field.data.isel(time=int(index)).values, np.float64)
+        finite = np.isfinite(values)
+        values = np.where(finite, values, 0.0)
+        total, total_sq, count = total + values, total_sq + values**2, count + finite
+    if count.sum() < 2:
+        raise DataError(f"{field.var}: the training times hold no finite value")
+    never_valid = count == 0
+    mean = total / np.maximum(count, 1)
+    std = float(np.sqrt(max((total_sq - count * mean**2).sum() / count.sum(), 0.0)))
+    if not std > 0:
+        raise DataError(f"{field.var}: the training data do not vary in time; cannot standardize")
+    return Standardizer(mean.astype(np.float32), std), never_valid
+
+
+def static_channels(lat: np.ndarray, lon: np.ndarray, lat_range: tuple[float, float],
+                    lon_range: tuple[float, float]) -> np.ndarray:
+    """Latitude and longitude scaled to [-1, 1] over the full grid's ranges: ``[2, H, W]`` float32."""
+    def scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
+        return (2 * (np.asarray(values, np.float64) - low) / max(high - low, 1e-9) - 1).astype(np.float32)
+
+    lat_s, lon_s = scale(lat, *lat_range), scale(lon, *lon_range)
+    return np.stack(np.broadcast_arrays(lat_s[:, None], lon_s[None, :])).astype(np.float32)
+
+
+def grid_ranges(field: GeoField) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``((lat_min, lat_max), (lon_min, lon_max))`` of the whole grid."""
+    return (float(field.lat.min()), float(field.lat.max())), (float(field.lon.min()), float(field.lon.max()))
+
+
+@dataclass
+class Patches:
+    """A batch of space-time patches: ``values [B, n_times, h, w]`` standardized (NaN kept),
+    ``static [B, 2, h, w]`` and ``origin [B, 3]`` (first time index, first row, first column)."""
+
+    values: torch.Tensor
+    static: torch.Tensor
+    origin: torch.Tensor
+
+
+class PatchSource:
+    """Random space-time patches of a :class:`GeoField`, read lazily (only the touched chunks are loaded).
+
+    ``times``: the time indices a patch may start from (e.g. the training
+    days); a patch covers ``n_times`` consecutive steps from its start.
+    ``patch``: ``(h, w)``, clipped to the grid. Randomness from ``seed``.
+    """
+
+    def __init__(self, field: GeoField, standardizer: Standardizer, times: np.ndarray, patch: tuple[int, int],
+                 n_times: int = 1, seed: int = 0) -> None:
+        _, height, width = field.shape
+        self.field, self.standardizer, self.n_times = field, standardizer, n_times
+        self.patch = (min(patch[0], height), min(patch[1], width))
+        times = np.asarray(times, dtype=np.int64)
+        starts = times[np.isin(times + n_times - 1, times)]
+        if starts.size == 0:
+            raise DataError(f"{field.var}: no run of {n_times} consecutive time steps in the chosen times")
+        self.starts = starts
+        self.rng = np.random.default_rng(seed)
+        self.lat, self.lon = field.lat, field.lon
+        self.lat_range, self.lon_range = grid_ranges(field)
+
+    def sample(self, batch: int) -> Patches:
+        """Draw ``batch`` patches."""
+        (h, w), (_, height, width) = self.patch, self.field.shape
+        values, static, origin = [], [], []
+        for _ in range(batch):
+            start = int(self.rng.choice(self.starts))
+            i, j = int(self.rng.integers(0, height - h + 1)), int(self.rng.integers(0, width - w + 1))
+            block = self.field.data.isel(time=slice(start, start + self.n_times), lat=slice(i, i + h),
+                                         lon=slice(j, j + w))
+            values.append(self.standardizer.window(i, j, h, w).forward(np.asarray(block.values)))
+            static.append(static_channels(self.lat[i:i + h], self.lon[j:j + w], self.lat_range, self.lon_range))
+            origin.append((start, i, j))
+        return Patches(torch.from_numpy(np.stack(values)), torch.from_numpy(np.stack(static)), torch.tensor(origin))
+
+
+def check_patch(patch: int | tuple[int, int]) -> tuple[int, int]:
+    """``64`` or ``(48, 64)`` -> a (h, w) pair of positive ints."""
+    pair = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    if len(pair) != 2 or min(pair) < 4:
+        raise ConfigError(f"patch must be one or two sizes >= 4, got {patch!r}")
+    return int(pair[0]), int(pair[1])

@@ -1,0 +1,100 @@
+"""Gap-filling with diffusion models, returning ensembles.
+
+Two ways, both in standardized units on a field ``[H, W]`` whose NaN pixels
+are missing:
+
+- :func:`conditional_fill`: a model trained on ``(target field | observed
+  mask, observed values with the missing set to 0, latitude, longitude)``
+  with random masks of the three kinds of :mod:`metamap.geo.masks`
+  (:func:`fill_batches`), sampled with a fast solver;
+- :func:`inpaint_fill`: training-free, with a model trained only to generate
+  fields (conditioned on latitude and longitude only), via the sampler's
+  RePaint-style resampling with the known pixels re-noised at every step.
+
+Both put the observed pixels back exactly and leave NaN where the field is
+undefined by nature (``never_valid``: NaN at every training time, such as sea
+surface temperature over land).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from metamap.errors import DataError, ShapeError, describe
+from metamap.geo.data import PatchSource
+from metamap.geo.masks import random_training_mask
+from metamap.geo.models import GeoModel, sample_ensemble
+
+FILL_COND_CHANNELS = 4  # observed mask, observed values (0 where missing), latitude, longitude
+
+
+def fill_condition(values: torch.Tensor, observed: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+    """Conditioning ``[B, 4, H, W]`` from standardized ``values [B, H, W]`` (NaN allowed where not observed),
+    ``observed [B, H, W]`` bool and ``static [B, 2, H, W]``."""
+    known = torch.where(observed, torch.nan_to_num(values), torch.zeros_like(values))
+    return torch.cat([observed.float()[:, None], known[:, None], static], dim=1)
+
+
+def fill_batches(source: PatchSource, batch: int, seed: int = 0) -> Callable[[], dict[str, torch.Tensor]]:
+    """A batch maker for :func:`metamap.diffusion.training.train_diffusion`: ``{"x0", "cond", "valid"}``.
+
+    Each patch gets a random mask (kind and missing fraction drawn as in
+    :func:`metamap.geo.masks.random_training_mask`); the target is the whole
+    patch, NaN pixels excluded through ``valid``.
+    """
+    rng = np.random.default_rng(seed)
+
+    def make() -> dict[str, torch.Tensor]:
+        patches = source.sample(batch)
+        values = patches.values[:, 0]
+        valid = torch.isfinite(values)
+        masks = np.stack([random_training_mask(tuple(values.shape[-2:]), rng) for _ in range(batch)])
+        observed = torch.from_numpy(masks) & valid
+        return {"x0": torch.nan_to_num(values)[:, None], "cond": fill_condition(values, observed, patches.static),
+                "valid": valid[:, None]}
+
+    return make
+
+
+def _check_field(values: np.ndarray, static: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    values = np.asarray(values, np.float32)
+    if values.ndim != 2 or static.shape != (2, *values.shape):
+        raise ShapeError(f"expected a field [H, W] and static [2, H, W]; got {describe(values)} and {describe(static)}")
+    observed = np.isfinite(values)
+    if not observed.any():
+        raise DataError("the field to fill has no observed (finite) pixel")
+    return torch.from_numpy(values), torch.from_numpy(observed)
+
+
+def _finish(samples: torch.Tensor, values: torch.Tensor, observed: torch.Tensor,
+            never_valid: np.ndarray | None) -> np.ndarray:
+    """Put the observed pixels back exactly and NaN where undefined by nature: ``[M, H, W]``."""
+    out = torch.where(observed, values, samples[:, 0]).numpy().astype(np.float32)
+    if never_valid is not None:
+        out[:, np.asarray(never_valid, bool)] = np.nan
+    return out
+
+
+def conditional_fill(model: GeoModel, values: np.ndarray, static: np.ndarray, members: int = 16, steps: int = 20,
+                     sampler: str = "dpmpp", seed: int = 0, never_valid: np.ndarray | None = None) -> np.ndarray:
+    """Ensemble ``[M, H, W]`` (standardized) filling the NaN pixels of ``values [H, W]`` with a conditional model."""
+    field, observed = _check_field(values, static)
+    cond = fill_condition(field[None], observed[None], torch.from_numpy(static)[None]).expand(members, -1, -1, -1)
+    samples = sample_ensemble(model, cond, members, steps=steps, sampler=sampler, seed=seed)
+    return _finish(samples, field, observed, never_valid)
+
+
+def inpaint_fill(model: GeoModel, values: np.ndarray, static: np.ndarray, members: int = 16, steps: int = 50,
+                 sampler: str = "ddim", resample: int = 4, seed: int = 0,
+                 never_valid: np.ndarray | None = None) -> np.ndarray:
+    """Ensemble ``[M, H, W]`` (standardized) by training-free inpainting with an unconditional model."""
+    field, observed = _check_field(values, static)
+    cond = torch.from_numpy(static)[None].expand(members, -1, -1, -1)
+    known = torch.nan_to_num(field)[None, None].expand(members, 1, -1, -1)
+    known_mask = observed[None, None].expand(members, 1, -1, -1)
+    samples = sample_ensemble(model, cond, members, steps=steps, sampler=sampler, seed=seed,
+                              known=known, known_mask=known_mask, resample=resample)
+    return _finish(samples, field, observed, never_valid)

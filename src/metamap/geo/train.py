@@ -1,0 +1,49 @@
+"""Train a geo model for one task on one field: the recipe shared by ``metamap geo train`` and the benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metamap.errors import ConfigError
+from metamap.geo.data import PatchSource, check_patch, grid_ranges, scan_training
+from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches
+from metamap.geo.forecast import MAX_LEAD, forecast_batches, forecast_cond_channels, increment_scales
+from metamap.geo.generate import GENERATE_COND_CHANNELS, generation_batches
+from metamap.geo.io import GeoField
+from metamap.geo.models import TASKS, GeoModel, train_model
+
+
+def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: int, run_dir: Path | None,
+               batch: int = 16, patch: int | tuple[int, int] = 64, k: int = 3, base: int = 32, lr: float = 5e-4,
+               ema: float = 0.995, seed: int = 0, max_seconds: float | None = None, max_scan: int = 64,
+               progress: bool = True) -> GeoModel:
+    """Train a diffusion model for ``task`` (``fill`` | ``forecast`` | ``generate``) on random patches of
+    ``field`` drawn from ``train_times`` (time indices); ``run_dir`` keeps checkpoints (a rerun resumes or,
+    when finished, reloads) and the result.
+
+    The climatology and the anomalies' standard deviation come from at most
+    ``max_scan`` of the training times.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"unknown geo task {task!r}; expected one of {', '.join(TASKS)}")
+    if k < 1:
+        raise ConfigError(f"the forecast history k must be >= 1, got {k}")
+    standardizer, never_valid = scan_training(field, train_times, max_times=max_scan, seed=seed)
+    n_times = k + MAX_LEAD if task == "forecast" else 1
+    source = PatchSource(field, standardizer, train_times, check_patch(patch), n_times=n_times, seed=seed)
+    lat_range, lon_range = grid_ranges(field)
+    meta = {"task": task, "var": field.var, "units": str(field.attrs.get("units", "")), "grid": list(field.shape[1:]),
+            "lat_range": lat_range, "lon_range": lon_range, "k": k, "patch": list(source.patch), "batch": batch,
+            "lr": lr, "ema": ema, "scanned_times": int(min(len(train_times), max_scan)),
+            "n_never_valid": int(never_valid.sum())}
+    if task == "fill":
+        batches, channels = fill_batches(source, batch, seed), FILL_COND_CHANNELS
+    elif task == "forecast":
+        meta["increment_std"] = increment_scales(source, k)
+        batches, channels = forecast_batches(source, batch, k, meta["increment_std"], seed), forecast_cond_channels(k)
+    else:
+        batches, channels = generation_batches(source, batch), GENERATE_COND_CHANNELS
+    return train_model(batches, channels, meta, standardizer, never_valid, steps=steps, run_dir=run_dir, base=base,
+                       lr=lr, ema=ema, seed=seed, max_seconds=max_seconds, progress=progress)
