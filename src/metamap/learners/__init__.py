@@ -1,7 +1,8 @@
 """Meta-learners behind one protocol (see :mod:`metamap.learners.base`).
 
 ``make_learner(name, model, **options)`` builds one by name; ``LEARNERS``
-lists the names.
+lists the names. :class:`GatedOptimizer` (a learned, gated optimizer) follows
+the same protocol but is built directly, not by name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from metamap.errors import ConfigError
 from metamap.learners.anil import ANIL
 from metamap.learners.base import Adapted, MetaLearner
+from metamap.learners.gated import GatedOptimizer
 from metamap.learners.gradient import GradientLearner
 from metamap.learners.maml import MAML
 from metamap.learners.matching import MatchingNet
@@ -65,6 +67,6 @@ def _options(factory: Callable) -> set[str]:
 
 
 __all__ = [
-    "ANIL", "LEARNERS", "MAML", "Adapted", "GradientLearner", "MatchingNet", "MetaLearner",
+    "ANIL", "LEARNERS", "MAML", "Adapted", "GatedOptimizer", "GradientLearner", "MatchingNet", "MetaLearner",
     "MetaSGD", "Pretrained", "ProtoNet", "Reptile", "make_learner",
 ]

@@ -1,0 +1,406 @@
+"""Benchmark ``energy``: DC-OPF on case118 with guaranteed feasibility, regime adaptation, transport.
+
+Three parts, all on one CPU thread:
+
+1. **Throughput** (case118, simbench 2016 load profiles, line limits from the
+   base case; see :mod:`metamap.energy.dcopf`): a :class:`DispatchModel`
+   trained on solved scenarios drawn over the whole year maps 10,000 new
+   scenarios to dispatches through :func:`guaranteed_dispatch` (check, repair,
+   fallback to HiGHS). Baseline: the persistent warm-started HiGHS QP on the
+   same scenarios (its result is kept in ``<json stem>_runs/throughput.json``
+   and reused by a rerun). Speedup = HiGHS total solve time / learned-path wall time
+   (median of 3 runs of the learned path); gap over the scenarios feasible
+   for HiGHS.
+2. **New regime from 50 scenarios**: regimes are (season, time of day,
+   branch outage); the learners meta-train on source regimes (no outage and
+   five single-branch outages: 96 regimes) and adapt to target regimes (two
+   other branches out: 32 regimes; a regime with fewer than 100 scenarios
+   that HiGHS finds feasible is dropped) from 50
+   solved scenarios; gap on 50 query scenarios per target regime of what the
+   guaranteed path returns (check, repair, fallback; so every point is
+   feasible), with the fallback count beside it. Against: an MLP trained from scratch on the 50,
+   the single model trained on all source regimes (as is, and fine-tuned).
+   The gated optimizer (Adam base) is meta-trained on the source regimes from
+   the single model's weights and compared with Adam, SGD (same init) and
+   Meta-SGD (its own meta-learned init and rates): steps to the loss Adam
+   reaches after half the steps.
+3. **Transportation** up to 50 x 200: ``ot.emd`` and HiGHS against batched
+   Sinkhorn + rounding to a feasible plan, per instance and batched.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metamap.energy.dcopf import load_case
+from metamap.energy.feasibility import PATHS, guaranteed_dispatch, optimality_gap
+from metamap.energy.highs import WarmDCOPF
+from metamap.energy.learned import RegimeData, Standardizer, fit_network, make_network, regime_episode, train_dispatch
+from metamap.energy.scenarios import SEASONS, TIMES_OF_DAY, assign_types, load_profiles, sample_loads
+from metamap.energy.transport import random_problems, round_to_feasible, sinkhorn_plans, solve_emd, solve_highs
+from metamap.learners import GatedOptimizer, make_learner
+from metamap.report import format_table, machine, mean_ci95, write_json
+
+FULL = dict(train=4000, test=10_000, per_regime=100, hidden=(256, 256), steps=3000, meta_steps=500,
+            gated_steps=150, transport=10, repeats=3)
+QUICK = dict(train=300, test=300, per_regime=100, hidden=(64, 64), steps=300, meta_steps=20,
+             gated_steps=5, transport=3, repeats=1)
+SOURCE_OUTAGES = (None, 0, 1, 2, 3, 4)  # indices into the outage candidates (None: all branches in service)
+TARGET_OUTAGES = (5, 6)
+N_SUPPORT, N_QUERY = 50, 50
+ADAPT_STEPS = 50
+INNER_LR = 0.03
+
+
+def _solved(exact: WarmDCOPF, pd: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The feasible scenarios of ``pd`` with their exact dispatch, cost and solve seconds."""
+    pg, cost, seconds = exact.solve_many(pd, progress=progress)
+    ok = np.isfinite(cost)
+    return pd[ok], pg[ok], cost[ok], seconds[ok]
+
+
+def throughput(case, profiles, types, cfg, rng) -> dict[str, Any]:
+    """Part 1: learned path with guarantees against warm HiGHS on ``cfg["test"]`` scenarios of the year."""
+    exact = WarmDCOPF(case)
+    year = np.arange(profiles.values.shape[0])
+    pd_train, pg_train, _, _ = _solved(exact, sample_loads(case, profiles, types, year, cfg["train"], rng))
+    started = time.perf_counter()
+    model = train_dispatch(pd_train, pg_train, hidden=cfg["hidden"], steps=cfg["steps"])
+    train_seconds = time.perf_counter() - started
+    pd_test = sample_loads(case, profiles, types, year, cfg["test"], rng)
+    pg_exact, cost_exact, seconds = exact.solve_many(pd_test, progress=True)
+    highs_total = float(seconds.sum())
+    walls, result = [], None
+    for _ in range(cfg["repeats"]):
+        started = time.perf_counter()
+        result = guaranteed_dispatch(case, pd_test, model.predict, exact)
+        walls.append(time.perf_counter() - started)
+    learned_wall = statistics.median(walls)
+    feasible = np.isfinite(cost_exact)
+    both = feasible & np.isfinite(result.cost)
+    gap = optimality_gap(result.cost[both], cost_exact[both])
+    counts = result.counts()
+    returned = len(pd_test) - counts["infeasible"]
+    return {
+        "n_train": int(len(pd_train)), "n_test": int(len(pd_test)), "train_seconds": train_seconds,
+        "n_infeasible_exact": int((~feasible).sum()),
+        "highs_warm_ms_median": float(np.median(seconds[feasible]) * 1e3),
+        "highs_warm_total_s": highs_total, "learned_wall_s_runs": walls, "learned_wall_s": learned_wall,
+        "learned_ms_per_scenario": learned_wall / len(pd_test) * 1e3,
+        "speedup": highs_total / learned_wall,
+        "gap_pct_mean": float(gap.mean() * 100), "gap_pct_median": float(np.median(gap) * 100),
+        "gap_pct_p99": float(np.quantile(gap, 0.99) * 100), "gap_pct_max": float(gap.max() * 100),
+        "paths": counts, "fallback_pct": counts["fallback"] / max(returned, 1) * 100,
+        "violations": result.n_violations,
+        "infeasible_agree": bool(((result.path == PATHS.index("infeasible")) == ~feasible).all()),
+        "gap_pct_histogram": _histogram(gap * 100),
+    }
+
+
+def _histogram(gap_pct: np.ndarray) -> dict[str, list]:
+    """Counts of gaps (%) in log-spaced bins from 1e-6 % to 10 % (smaller gaps in the first bin)."""
+    edges = np.logspace(-6, 1, 36)
+    counts, _ = np.histogram(np.clip(gap_pct, edges[0], edges[-1]), bins=edges)
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
+def _outage_candidates(case, count: int) -> list[int]:
+    """Branches carrying the most base-case flow relative to their limit whose loss islands nothing."""
+    exact = WarmDCOPF(case)
+    base = exact.solve(case.base_load)
+    loading = np.abs(case.flows(base.dispatch, case.base_load)) / case.fmax
+    out = []
+    for branch in np.argsort(-loading):
+        try:
+            outaged = case.without_branch(int(branch))
+            WarmDCOPF(outaged).solve(case.base_load)
+        except Exception:  # islanding or an infeasible base case: not a usable regime
+            continue
+        out.append(int(branch))
+        if len(out) == count:
+            break
+    return out
+
+
+def regimes(case, profiles, types, outage, cfg, rng) -> list[RegimeData]:
+    """One solved RegimeData per season x time of day on ``case`` with branch ``outage`` out (None: none)."""
+    net = case if outage is None else case.without_branch(outage)
+    exact = WarmDCOPF(net)
+    data = []
+    for season in SEASONS:
+        for tod in TIMES_OF_DAY:
+            pd = sample_loads(net, profiles, types, profiles.steps(season, tod), cfg["per_regime"], rng)
+            pd, pg, cost, _ = _solved(exact, pd, progress=False)
+            data.append(RegimeData(f"{net.name}/{season}/{tod}", pd, pg, cost))
+    return data
+
+
+def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
+    """Part 2: source/target regimes, every method's gap on the targets, and the gated optimizer."""
+    candidates = _outage_candidates(case, max(TARGET_OUTAGES) + 1)
+    source = [r for o in SOURCE_OUTAGES for r in regimes(case, profiles, types,
+                                                          None if o is None else candidates[o], cfg, rng)]
+    source = [r for r in source if len(r.pd) >= N_SUPPORT + N_QUERY]
+    target, target_cases = [], []
+    for o in TARGET_OUTAGES:
+        outaged = case.without_branch(candidates[o])
+        kept = [r for r in regimes(case, profiles, types, candidates[o], cfg, rng) if len(r.pd) >= N_SUPPORT + N_QUERY]
+        target += kept
+        target_cases += [outaged] * len(kept)
+    pooled_pd = np.concatenate([r.pd for r in source])
+    pooled_pg = np.concatenate([r.pg for r in source])
+    scaler = Standardizer.fit(pooled_pd, pooled_pg)
+    n_load, n_gen = case.n_load, case.n_gen
+    hidden = (128, 128)
+    episode = regime_episode(target, scaler, N_SUPPORT, N_QUERY, np.random.default_rng(123))
+    picks = episode.meta["index"][:, N_SUPPORT:].numpy()
+    query_pd = [r.pd[p] for r, p in zip(target, picks)]
+    query_cost = [r.cost[p] for r, p in zip(target, picks)]
+
+    exact = {c.name: WarmDCOPF(c) for c in target_cases}
+    fallbacks: dict[str, int] = {}
+
+    def gaps(pred: torch.Tensor, name: str) -> np.ndarray:
+        """Gap (%) of what the guaranteed path returns (check, repair, fallback): feasible, so >= 0."""
+        out, fallback = [], 0
+        for k in range(len(target)):
+            dispatch = scaler.dispatch(pred[k])
+            net = target_cases[k]
+            result = guaranteed_dispatch(net, query_pd[k], lambda loads: dispatch, exact[net.name])
+            fallback += result.counts()["fallback"]
+            out.append(optimality_gap(result.cost, query_cost[k]) * 100)
+        fallbacks[name] = fallback
+        return np.concatenate(out)
+
+    results: dict[str, Any] = {}
+    # single model on all source regimes
+    pooled = make_network(n_load, n_gen, hidden, seed=0)
+    fit_network(pooled, scaler.x(pooled_pd), scaler.y(pooled_pg), cfg["steps"])
+    with torch.no_grad():
+        results["pooled"] = gaps(torch.stack([pooled(episode.x_query[k]) for k in range(len(target))]), "pooled")
+    tuned = []
+    for k in range(len(target)):
+        net = copy.deepcopy(pooled)
+        fit_network(net, episode.x_support[k], episode.y_support[k], ADAPT_STEPS, lr=1e-3, batch=N_SUPPORT)
+        with torch.no_grad():
+            tuned.append(net(episode.x_query[k]))
+    results["pooled_finetune"] = gaps(torch.stack(tuned), "pooled_finetune")
+    scratch = []
+    for k in range(len(target)):
+        net = make_network(n_load, n_gen, hidden, seed=k)
+        fit_network(net, episode.x_support[k], episode.y_support[k], 1000, lr=1e-3, batch=N_SUPPORT)
+        with torch.no_grad():
+            scratch.append(net(episode.x_query[k]))
+    results["scratch"] = gaps(torch.stack(scratch), "scratch")
+    learners = {}
+    for name in ("maml", "metasgd", "reptile"):
+        # meta-training starts from the single model's weights (pretrain, then meta-train)
+        learner = make_learner(name, copy.deepcopy(pooled), inner_steps=5, inner_lr=INNER_LR)
+        _meta_train(learner, source, scaler, cfg["meta_steps"], rng)
+        adapted = learner.adapt(episode.x_support, episode.y_support, steps=ADAPT_STEPS if name == "reptile" else 5)
+        with torch.no_grad():
+            results[name] = gaps(adapted.predict(episode.x_query), name)
+        learners[name] = learner
+    table = {name: dict(zip(("mean", "ci95"), mean_ci95(values))) for name, values in results.items()}
+    best = min(("maml", "metasgd", "reptile"), key=lambda n: table[n]["mean"])
+    gated = gated_comparison(pooled, learners["metasgd"], source, episode, scaler, cfg, rng)
+    return {
+        "outage_candidates": candidates,
+        "source_outages": [None if o is None else candidates[o] for o in SOURCE_OUTAGES],
+        "target_outages": [candidates[o] for o in TARGET_OUTAGES],
+        "n_source_regimes": len(source), "n_target_regimes": len(target),
+        "gap_pct": table, "best_meta": best, "n_query": len(target) * N_QUERY, "fallbacks": fallbacks,
+        "ratio_vs_scratch": table[best]["mean"] / table["scratch"]["mean"],
+        "gated": gated,
+    }
+
+
+def _meta_train(learner, source: list[RegimeData], scaler: Standardizer, steps: int, rng, meta_batch: int = 8) -> None:
+    optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(steps):
+        chosen = [source[i] for i in rng.choice(len(source), size=min(meta_batch, len(source)), replace=False)]
+        episode = regime_episode(chosen, scaler, N_SUPPORT, N_QUERY, rng)
+        optimizer.zero_grad()
+        learner.meta_backward(episode)
+        optimizer.step()
+
+
+def gated_comparison(pooled, metasgd, source, episode, scaler, cfg, rng) -> dict[str, Any]:
+    """Query-loss curves over ADAPT_STEPS steps on the target regimes; steps to Adam's half-way loss."""
+    gated = GatedOptimizer(copy.deepcopy(pooled), base="adam", lr=1e-3, inner_steps=10)
+    for p in gated.model.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.Adam(gated.gate.parameters(), lr=3e-3)
+    for _ in range(cfg["gated_steps"]):
+        chosen = [source[i] for i in rng.choice(len(source), size=4, replace=False)]
+        optimizer.zero_grad()
+        gated.meta_loss(regime_episode(chosen, scaler, N_SUPPORT, N_QUERY, rng)).backward()
+        optimizer.step()
+    sgd = GatedOptimizer(copy.deepcopy(pooled), base="sgd", lr=0.05)
+    curves = {"adam": [], "gated_adam": [], "sgd": [], "metasgd": []}
+    for k in range(episode.n_tasks):
+        xs, ys, xq, yq = episode.x_support[k], episode.y_support[k], episode.x_query[k], episode.y_query[k]
+        init = gated.init_params(True)
+        curves["adam"].append(gated.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False, gated=False,
+                                           x_eval=xq, y_eval=yq)[1])
+        curves["gated_adam"].append(gated.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False,
+                                                 x_eval=xq, y_eval=yq)[1])
+        curves["sgd"].append(sgd.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False, gated=False,
+                                        x_eval=xq, y_eval=yq)[1])
+        curve = []
+        for steps in range(0, ADAPT_STEPS + 1, 5):
+            with torch.no_grad():
+                pred = metasgd.adapt(xs[None], ys[None], steps=steps).predict(xq[None])[0]
+            curve.append(float(((pred - yq) ** 2).mean()))
+        curves["metasgd"].append(curve)
+    mean = {k: np.mean(np.array(v), 0).tolist() for k, v in curves.items()}
+    target = mean["adam"][ADAPT_STEPS // 2]
+
+    def steps_to(curve: list[float], every: int = 1) -> float:
+        hit = [i * every for i, value in enumerate(curve) if value <= target]
+        return float(hit[0]) if hit else float("inf")
+
+    steps = {"adam": steps_to(mean["adam"]), "gated_adam": steps_to(mean["gated_adam"]),
+             "sgd": steps_to(mean["sgd"]), "metasgd": steps_to(mean["metasgd"], 5)}
+    return {"target_loss": target, "steps_to_target": steps, "curves": mean,
+            "final_loss": {k: v[-1] for k, v in mean.items()},
+            "ratio_vs_adam": steps["gated_adam"] / max(steps["adam"], 1.0)}
+
+
+def transport(cfg, rng) -> list[dict[str, Any]]:
+    """Part 3: exact solvers against batched Sinkhorn + rounding, per size."""
+    rows = []
+    for n, m in ((3, 2), (10, 20), (50, 200)):
+        problems = random_problems(n, m, cfg["transport"], rng)
+
+        def timed(fn) -> tuple[float, list]:
+            out, times = [], []
+            for p in problems:
+                started = time.perf_counter()
+                out.append(fn(p))
+                times.append(time.perf_counter() - started)
+            return statistics.median(times) * 1e3, out
+
+        emd_ms, emd = timed(solve_emd)
+        highs_ms, highs = timed(solve_highs)
+        optimum = np.array([p.total_cost(x) for p, x in zip(problems, emd)])
+        single_ms, single = timed(lambda p: round_to_feasible(p, sinkhorn_plans([p])[0].numpy()))
+        started = time.perf_counter()
+        batch = [round_to_feasible(p, x) for p, x in zip(problems, sinkhorn_plans(problems).numpy())]
+        batched_ms = (time.perf_counter() - started) / len(problems) * 1e3
+        rows.append({
+            "size": f"{n}x{m}", "emd_ms": emd_ms, "highs_ms": highs_ms, "sinkhorn_single_ms": single_ms,
+            "sinkhorn_batched_ms": batched_ms,
+            "highs_vs_emd_max_rel": float(np.max(np.abs([p.total_cost(x) for p, x in zip(problems, highs)] - optimum)
+                                                 / optimum)),
+            "sinkhorn_gap_pct": float(np.mean([(p.total_cost(x) - o) / o * 100 for p, x, o in zip(problems, batch, optimum)])),
+            "max_violation": float(max(p.violation(x) for p, x in zip(problems, batch + single))),
+            "speedup_batched_vs_emd": emd_ms / batched_ms,
+        })
+    return rows
+
+
+def run(quick: bool, json_path: Path) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    cfg = QUICK if quick else FULL
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    runs = json_path.with_name(f"{json_path.stem}_runs")
+    profiles = load_profiles(runs / "profiles.npz")
+    case = load_case("case118")
+    types = assign_types(case, profiles, seed=0)
+    started = time.perf_counter()
+    print("energy: 1/3 throughput on case118", flush=True)
+    # a finished throughput part is kept (it takes minutes): a stopped benchmark resumes after it
+    done = runs / ("throughput_quick.json" if quick else "throughput.json")
+    if done.exists():
+        dcopf = json.loads(done.read_text())
+        rng = np.random.default_rng(1)
+    else:
+        dcopf = throughput(case, profiles, types, cfg, rng)
+        write_json(done, dcopf)
+        rng = np.random.default_rng(1)
+    print(f"energy: 2/3 regimes and adaptation ({time.perf_counter() - started:.0f} s)", flush=True)
+    adapt = adaptation(case, profiles, types, cfg, rng)
+    print(f"energy: 3/3 transportation ({time.perf_counter() - started:.0f} s)", flush=True)
+    trans = transport(cfg, rng)
+    big = trans[-1]
+    headline = {
+        "dcopf118_speedup_vs_highs_warm": dcopf["speedup"],
+        "dcopf118_mean_gap_pct": dcopf["gap_pct_mean"],
+        "dcopf118_violations": dcopf["violations"],
+        "dcopf118_fallback_pct": dcopf["fallback_pct"],
+        "adapt50_gap_ratio_vs_scratch": adapt["ratio_vs_scratch"],
+        "transport_speedup_vs_emd": big["speedup_batched_vs_emd"],
+        "gated_steps_ratio_vs_adam": adapt["gated"]["ratio_vs_adam"],
+    }
+    goals = {
+        "dcopf118_speedup_ge_10": headline["dcopf118_speedup_vs_highs_warm"] >= 10,
+        "dcopf118_gap_le_0.1pct": headline["dcopf118_mean_gap_pct"] <= 0.1,
+        "dcopf118_zero_violations": headline["dcopf118_violations"] == 0,
+        "adapt50_ratio_le_0.5": headline["adapt50_gap_ratio_vs_scratch"] <= 0.5,
+        "transport_learned_beats_emd": headline["transport_speedup_vs_emd"] > 1,
+    }
+    payload = {
+        "benchmark": "energy", "quick": quick, "headline": headline, "goals_met": goals,
+        "dcopf118": dcopf, "adaptation": adapt, "transport": trans, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        "wall_seconds": time.perf_counter() - started, "machine": machine(),
+        "notes": (
+            f"case118, line limits max(1.1|f_base|, 0.1 max|f_base|); simbench 1-HV-mixed 2016 load profiles; "
+            f"dispatch MLP {cfg['hidden']} trained {cfg['steps']} Adam steps on {cfg['train']} scenarios; "
+            f"meta-learners start from the single model's weights, then {cfg['meta_steps']} meta-steps (Adam 1e-3, 8 regimes, "
+            f"5 inner SGD steps of {INNER_LR}, MLP 128x128; adaptation: 5 steps, Reptile {ADAPT_STEPS}); "
+            f"gated optimizer {cfg['gated_steps']} meta-steps (4 regimes, 10 unrolled Adam steps); "
+            f"scratch: 1000 full-batch Adam steps on the 50; pooled fine-tune: {ADAPT_STEPS} Adam steps. One CPU thread."
+        ),
+    }
+    write_json(json_path, payload)
+    _plot(payload, json_path.with_suffix(".png"))
+    print(format_table(["key", "value"], [[k, v] for k, v in headline.items()]))
+    print(format_table(["method", "gap % mean", "ci95"],
+                       [[k, v["mean"], v["ci95"]] for k, v in adapt["gap_pct"].items()]))
+    print(format_table(list(trans[0]), [list(r.values()) for r in trans]))
+    return payload
+
+
+def _plot(payload: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    histogram = payload["dcopf118"]["gap_pct_histogram"]
+    edges = np.array(histogram["edges"])
+    axes[0].bar(edges[:-1], histogram["counts"], width=np.diff(edges), align="edge")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("optimality gap (%)")
+    paths = payload["dcopf118"]["paths"]
+    axes[0].set_title(f"case118, {payload['dcopf118']['n_test']} scenarios\n"
+                      + ", ".join(f"{k} {v}" for k, v in paths.items()), fontsize=9)
+    table = payload["adaptation"]["gap_pct"]
+    names = list(table)
+    axes[1].bar(names, [table[n]["mean"] for n in names], yerr=[table[n]["ci95"] or 0 for n in names])
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("gap of the returned dispatch (%)")
+    axes[1].set_title("new regime from 50 scenarios")
+    axes[1].tick_params(axis="x", rotation=30)
+    for name, curve in payload["adaptation"]["gated"]["curves"].items():
+        every = 5 if name == "metasgd" else 1
+        axes[2].plot(np.arange(len(curve)) * every, curve, label=name)
+    axes[2].axhline(payload["adaptation"]["gated"]["target_loss"], color="grey", ls=":")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("adaptation step")
+    axes[2].set_ylabel("query MSE (standardized)")
+    axes[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

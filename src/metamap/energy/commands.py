@@ -1,0 +1,197 @@
+"""``metamap energy solve | train | adapt``: DC-OPF dispatch with guaranteed feasibility.
+
+Loads files (``--loads``, ``.csv`` or ``.parquet``) hold one row per scenario
+and either one column per load of the case, named ``load_0 .. load_<n-1>``
+in the order of pandapower's ``net.load`` table, in MW, or a single column
+``multiplier`` that scales the case's own loads. Other columns (a time stamp)
+are ignored.
+
+- ``solve --case C --loads F --out D [--model RUN]``: every scenario through
+  check / repair / fallback (without ``--model`` all are solved exactly by
+  HiGHS and reported as ``fallback``); writes ``D/dispatch.csv`` (``gen_<k>``
+  columns, MW), ``D/scenarios.csv`` (cost EUR/h, path, worst balance /
+  generator / line violation in MW) and ``D/summary.json`` (path counts).
+  Infeasible scenarios get path ``infeasible`` and empty values.
+- ``train --case C --out RUN [--loads F | --scenarios N]``: solve the
+  scenarios exactly (a loads file, or N draws from simbench's 2016 profiles)
+  and fit the dispatch model; ``RUN`` holds ``model.safetensors`` +
+  ``model.json``.
+- ``adapt --run RUN --loads F --out RUN2``: fine-tune a trained model on the
+  (at most 50) solved scenarios of a new regime; writes a new run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from metamap.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # numpy is imported inside the handlers: building the parser stays light
+    import numpy as np
+
+MAX_ADAPT = 50
+
+
+def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``metamap energy {solve,train,adapt}``."""
+    energy = subparsers.add_parser("energy", help="DC-OPF dispatch with guaranteed feasibility (solve | train | adapt)")
+    commands = energy.add_subparsers(dest="energy_command", required=True)
+
+    solve = commands.add_parser("solve", help="dispatch every scenario of a loads file; writes CSV + JSON")
+    solve.add_argument("--case", default="case118", help="case30 | case57 | case118")
+    solve.add_argument("--loads", type=Path, required=True, help="scenarios: .csv | .parquet (see docs)")
+    solve.add_argument("--out", type=Path, required=True, help="output folder")
+    solve.add_argument("--model", type=Path, default=None, help="run folder of metamap energy train|adapt")
+    solve.set_defaults(handler=_solve)
+
+    train = commands.add_parser("train", help="solve scenarios exactly and fit the dispatch model")
+    train.add_argument("--case", default="case118", help="case30 | case57 | case118")
+    train.add_argument("--loads", type=Path, default=None, help="training scenarios (default: simbench profiles)")
+    train.add_argument("--scenarios", type=int, default=2000, help="draws from simbench without --loads")
+    train.add_argument("--out", type=Path, required=True, help="run folder")
+    train.add_argument("--steps", type=int, default=3000, help="Adam steps")
+    train.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=_train)
+
+    adapt = commands.add_parser("adapt", help="fine-tune a trained model on <= 50 scenarios of a new regime")
+    adapt.add_argument("--run", type=Path, required=True, help="run folder of metamap energy train")
+    adapt.add_argument("--loads", type=Path, required=True, help=f"at most {MAX_ADAPT} scenarios of the new regime")
+    adapt.add_argument("--out", type=Path, required=True, help="new run folder")
+    adapt.add_argument("--steps", type=int, default=50, help="Adam steps on the new scenarios")
+    adapt.add_argument("--lr", type=float, default=1e-3)
+    adapt.set_defaults(handler=_adapt)
+
+
+def read_loads(path: Path, case) -> np.ndarray:
+    """Scenarios ``[N, n_load]`` MW from a loads file (layout in the module doc); DataError if unusable."""
+    import numpy as np
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"loads file {path} does not exist")
+    if path.suffix == ".csv":
+        table = pd.read_csv(path)
+    elif path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        raise DataError(f"loads file {path}: expected a .csv or .parquet file, got {path.suffix or 'no suffix'!r}")
+    if len(table) == 0:
+        raise DataError(f"loads file {path} has no rows")
+    columns = [f"load_{i}" for i in range(case.n_load)]
+    if "multiplier" in table.columns:
+        values = _numeric(table[["multiplier"]], path).to_numpy(dtype=np.float64) * case.base_load
+    elif set(columns) <= set(table.columns):
+        values = _numeric(table[columns], path).to_numpy(dtype=np.float64)
+    else:
+        missing = [c for c in columns if c not in table.columns]
+        raise DataError(
+            f"loads file {path}: expected columns load_0..load_{case.n_load - 1} (MW, one per load of "
+            f"{case.name}) or a 'multiplier' column; missing {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+        )
+    return case.check_loads(values, what=f"loads file {path}", allow_infeasible=True)
+
+
+def _numeric(table, path: Path):
+    import pandas as pd
+
+    try:
+        return table.apply(pd.to_numeric)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"loads file {path}: values must be numbers ({exc})") from None
+
+
+def _solve(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from metamap.energy.dcopf import load_case
+    from metamap.energy.feasibility import PATHS, guaranteed_dispatch
+    from metamap.energy.highs import WarmDCOPF
+    from metamap.energy.learned import DispatchModel
+    from metamap.report import write_json
+
+    case = load_case(args.case)
+    predict = None
+    if args.model is not None:
+        model, info = DispatchModel.load(args.model)
+        if info.get("case") != args.case:
+            raise ConfigError(f"{args.model} was trained on {info.get('case')!r}, not on {args.case!r}")
+        predict = model.predict
+    pd_ = read_loads(args.loads, case)
+    result = guaranteed_dispatch(case, pd_, predict, WarmDCOPF(case))
+    args.out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(result.dispatch, columns=[f"gen_{k}" for k in range(case.n_gen)]).to_csv(
+        args.out / "dispatch.csv", index_label="scenario")
+    violations = result.violations
+    returned = result.path != PATHS.index("infeasible")
+    table = pd.DataFrame({
+        "cost": result.cost, "path": np.array(PATHS)[result.path],
+        "balance_violation_mw": np.where(returned, violations.balance, np.nan),
+        "gen_violation_mw": np.where(returned, violations.gen, np.nan),
+        "line_violation_mw": np.where(returned, violations.line, np.nan),
+    })
+    table.to_csv(args.out / "scenarios.csv", index_label="scenario")
+    summary = {"case": args.case, "scenarios": int(len(pd_)), "paths": result.counts(),
+               "violations_returned": result.n_violations, "mean_cost": float(np.nanmean(result.cost))
+               if returned.any() else None}
+    write_json(args.out / "summary.json", summary)
+    print(json.dumps(summary))
+    return 0
+
+
+def _solved(case, pd_):
+    import numpy as np
+
+    from metamap.energy.highs import WarmDCOPF
+
+    pg, cost, _ = WarmDCOPF(case).solve_many(pd_, progress=True)
+    ok = np.isfinite(cost)
+    if ok.sum() == 0:
+        raise DataError(f"none of the {len(pd_)} scenarios has a feasible dispatch on {case.name}")
+    return pd_[ok], pg[ok]
+
+
+def _train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from metamap.energy.dcopf import load_case
+    from metamap.energy.learned import train_dispatch
+    from metamap.energy.scenarios import assign_types, load_profiles, sample_loads
+
+    case = load_case(args.case)
+    if args.loads is not None:
+        pd_ = read_loads(args.loads, case)
+    else:
+        if args.scenarios < 2:
+            raise ConfigError(f"--scenarios must be >= 2, got {args.scenarios}")
+        profiles = load_profiles()
+        steps = np.arange(profiles.values.shape[0])
+        pd_ = sample_loads(case, profiles, assign_types(case, profiles, args.seed), steps, args.scenarios,
+                           np.random.default_rng(args.seed))
+    pd_, pg = _solved(case, pd_)
+    model = train_dispatch(pd_, pg, hidden=tuple(args.hidden), steps=args.steps, seed=args.seed)
+    model.save(args.out, {"case": args.case, "scenarios": int(len(pd_)), "steps": args.steps, "seed": args.seed})
+    print(f"trained on {len(pd_)} solved scenarios of {args.case}; model in {args.out}")
+    return 0
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    from metamap.energy.dcopf import load_case
+    from metamap.energy.learned import DispatchModel, fit_network
+
+    model, info = DispatchModel.load(args.run)
+    case = load_case(info["case"])
+    pd_ = read_loads(args.loads, case)
+    if len(pd_) > MAX_ADAPT:
+        raise DataError(f"adapt takes at most {MAX_ADAPT} scenarios; {args.loads} has {len(pd_)}")
+    pd_, pg = _solved(case, pd_)
+    fit_network(model.network, model.scaler.x(pd_), model.scaler.y(pg), args.steps, lr=args.lr, batch=len(pd_))
+    model.save(args.out, {**{k: v for k, v in info.items() if k not in ("hidden", "n_load", "n_gen")},
+                          "adapted_on": str(args.loads), "adapt_steps": args.steps})
+    print(f"adapted on {len(pd_)} solved scenarios; model in {args.out}")
+    return 0

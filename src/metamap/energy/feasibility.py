@@ -1,0 +1,174 @@
+"""Feasibility of dispatches: check, repair, and the fallback to the exact solver.
+
+Every dispatch the energy module returns goes through :func:`guaranteed_dispatch`:
+
+1. ``check`` the candidate (balance, generator limits, line flows, within
+   ``TOLERANCE_MW``); a candidate that passes is returned as ``learned``;
+2. else ``repair`` it (clip to the generator limits, restore the balance by
+   moving the mismatch onto the units with headroom in proportion to their
+   headroom; where lines are still overloaded, ``repair_lines``: least-squares
+   redispatch along the PTDF rows of the overloaded lines) and check again:
+   ``repaired``;
+3. else solve exactly with the warm-started HiGHS model: ``fallback``;
+4. a scenario the exact solver also rejects (or whose total load is outside
+   the generation range) is ``infeasible``: NaN dispatch and cost, never a
+   silent wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from metamap.energy.dcopf import DCOPFCase, InfeasibleError
+from metamap.energy.highs import WarmDCOPF
+from metamap.errors import ShapeError
+
+TOLERANCE_MW = 1e-4
+PATHS = ("learned", "repaired", "fallback", "infeasible")
+
+
+@dataclass(frozen=True)
+class Violations:
+    """Worst violation per scenario, MW (0 = satisfied): ``balance``, ``gen``, ``line`` ``[N]``."""
+
+    balance: np.ndarray
+    gen: np.ndarray
+    line: np.ndarray
+
+    @property
+    def ok(self) -> np.ndarray:
+        """``[N]`` bool: every violation within ``TOLERANCE_MW``."""
+        return (self.balance <= TOLERANCE_MW) & (self.gen <= TOLERANCE_MW) & (self.line <= TOLERANCE_MW)
+
+
+def check(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray) -> Violations:
+    """Violations of dispatches ``pg [N, n_gen]`` for loads ``pd [N, n_load]`` (MW); NaN counts as infinite."""
+    pg = np.asarray(pg, dtype=np.float64)
+    balance = np.abs(pg.sum(-1) - pd.sum(-1))
+    gen = np.maximum(case.pmin - pg, pg - case.pmax).max(-1).clip(min=0.0)
+    line = (np.abs(case.flows(pg, pd)) - case.fmax).max(-1).clip(min=0.0)
+    nan = ~np.isfinite(pg).all(-1)
+    return Violations(*(np.where(nan, np.inf, v) for v in (balance, gen, line)))
+
+
+def repair(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray) -> np.ndarray:
+    """Clip ``pg [N, n_gen]`` to the limits, then balance it against ``pd [N, n_load]`` (MW).
+
+    A shortfall is spread over the units in proportion to their headroom
+    ``pmax - pg``, a surplus in proportion to ``pg - pmin``: the result meets
+    the balance and the generator limits exactly whenever the total load lies
+    in ``[sum pmin, sum pmax]``. Line flows are not repaired (``check`` them).
+    """
+    pg = np.clip(np.nan_to_num(np.asarray(pg, dtype=np.float64), nan=0.0), case.pmin, case.pmax)
+    mismatch = pd.sum(-1, keepdims=True) - pg.sum(-1, keepdims=True)
+    room = np.where(mismatch > 0, case.pmax - pg, pg - case.pmin)
+    share = room / np.maximum(room.sum(-1, keepdims=True), 1e-12)
+    return np.clip(pg + mismatch * share, case.pmin, case.pmax)
+
+
+def repair_lines(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray, iterations: int = 5,
+                 margin: float = 1e-3) -> np.ndarray:
+    """Push balanced dispatches ``pg [N, n_gen]`` back inside violated line limits (MW).
+
+    Per scenario and iteration: the minimum-norm change of the units that are
+    off their limits which keeps the balance and brings every violated line to
+    ``(1 - margin) * fmax`` (a least-squares step on the PTDF rows), then
+    clip + balance again (:func:`repair`). Scenarios it cannot fix stay
+    infeasible and go to the exact solver.
+    """
+    pg = pg.copy()
+    ptdf_gen = case.ptdf_gen
+    for k in range(pg.shape[0]):
+        for _ in range(iterations):
+            flow = case.flows(pg[k], pd[k])
+            over = np.flatnonzero(np.abs(flow) > case.fmax - TOLERANCE_MW)
+            excess = np.abs(flow[over]) - case.fmax[over]
+            if over.size == 0 or excess.max() <= 0:
+                break
+            free = (pg[k] > case.pmin + 1e-9) & (pg[k] < case.pmax - 1e-9)
+            rows = np.vstack([np.ones(case.n_gen), ptdf_gen[over]])[:, free]
+            target = np.concatenate([[0.0], -np.sign(flow[over]) * (excess + margin * case.fmax[over])])
+            step, *_ = np.linalg.lstsq(rows, target, rcond=None)
+            pg[k, free] += step
+            pg[k] = repair(case, pd[k:k + 1], pg[k:k + 1])[0]
+    return pg
+
+
+@dataclass(frozen=True)
+class GuaranteedDispatch:
+    """Returned dispatches with how each was obtained.
+
+    Attributes:
+        dispatch: ``[N, n_gen]`` MW (NaN rows for infeasible scenarios).
+        cost: ``[N]`` EUR/h (NaN for infeasible).
+        path: ``[N]`` index into :data:`PATHS`.
+        violations: the final check of what is returned.
+    """
+
+    dispatch: np.ndarray
+    cost: np.ndarray
+    path: np.ndarray
+    violations: Violations
+
+    def counts(self) -> dict[str, int]:
+        """How many scenarios took each path."""
+        return {name: int((self.path == k).sum()) for k, name in enumerate(PATHS)}
+
+    @property
+    def n_violations(self) -> int:
+        """Returned (non-infeasible) scenarios that fail the check: 0 by construction."""
+        returned = self.path != PATHS.index("infeasible")
+        return int((~self.violations.ok & returned).sum())
+
+
+def guaranteed_dispatch(
+    case: DCOPFCase,
+    pd: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray] | None,
+    exact: WarmDCOPF,
+) -> GuaranteedDispatch:
+    """Dispatch every scenario of ``pd [N, n_load]`` (MW) feasibly; see the module doc.
+
+    ``predict`` maps loads ``[N, n_load]`` to candidate dispatches ``[N, n_gen]``
+    (``None``: solve everything exactly).
+    """
+    pd = case.check_loads(pd, allow_infeasible=True)
+    n = pd.shape[0]
+    if predict is None:
+        candidate = np.full((n, case.n_gen), np.nan)
+    else:
+        candidate = np.asarray(predict(pd), dtype=np.float64)
+        if candidate.shape != (n, case.n_gen):
+            raise ShapeError(f"predict returned shape {candidate.shape}; expected {(n, case.n_gen)} (scenarios, generators)")
+    path = np.full(n, PATHS.index("learned"))
+    if predict is None:
+        failed = np.arange(n)
+    else:
+        passed = check(case, pd, candidate).ok
+        candidate[~passed] = repair(case, pd[~passed], candidate[~passed])
+        path[~passed] = PATHS.index("repaired")
+        lines = np.flatnonzero(~check(case, pd, candidate).ok)
+        candidate[lines] = repair_lines(case, pd[lines], candidate[lines])
+        failed = np.flatnonzero(~check(case, pd, candidate).ok)
+    for k in failed:
+        path[k] = PATHS.index("fallback")
+        try:
+            candidate[k] = exact.solve(pd[k]).dispatch
+        except InfeasibleError:
+            candidate[k] = np.nan
+            path[k] = PATHS.index("infeasible")
+    final = check(case, pd, candidate)
+    # HiGHS may return a point a hair outside TOLERANCE_MW on a degenerate scenario: never pass it on.
+    bad = np.flatnonzero(~final.ok & (path != PATHS.index("infeasible")))
+    candidate[bad] = np.nan
+    path[bad] = PATHS.index("infeasible")
+    cost = np.where(path == PATHS.index("infeasible"), np.nan, case.cost(np.nan_to_num(candidate)))
+    return GuaranteedDispatch(candidate, cost, path, check(case, pd, candidate))
+
+
+def optimality_gap(cost: np.ndarray, optimal: np.ndarray) -> np.ndarray:
+    """Relative gap ``(cost - optimal) / |optimal|`` per scenario (>= 0 for feasible points)."""
+    return (np.asarray(cost) - np.asarray(optimal)) / np.abs(np.asarray(optimal))

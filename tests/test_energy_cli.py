@@ -1,0 +1,79 @@
+"""``metamap energy solve | train | adapt`` end to end on case30, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metamap.cli import main
+from metamap.energy.dcopf import load_case
+
+
+@pytest.fixture(scope="module")
+def case30():
+    return load_case("case30")
+
+
+def _loads(case, n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    values = case.base_load * rng.uniform(0.5, 0.9, size=(n, 1)) * rng.uniform(0.95, 1.05, size=(n, case.n_load))
+    return pd.DataFrame(values, columns=[f"load_{i}" for i in range(case.n_load)])
+
+
+def test_solve_train_adapt(case30, tmp_path, capsys):
+    _loads(case30, 120, 0).to_csv(tmp_path / "train.csv", index=False)
+    test = _loads(case30, 6, 1)
+    test.loc[5] = case30.base_load * 100  # beyond the generation capacity: must be reported, not answered
+    test.to_parquet(tmp_path / "test.parquet")
+    assert main(["energy", "solve", "--case", "case30", "--loads", str(tmp_path / "test.parquet"),
+                 "--out", str(tmp_path / "exact")]) == 0
+    exact = pd.read_csv(tmp_path / "exact" / "scenarios.csv")
+    assert list(exact.path) == ["fallback"] * 5 + ["infeasible"]
+    assert np.isnan(exact.cost[5])
+    assert main(["energy", "train", "--case", "case30", "--loads", str(tmp_path / "train.csv"), "--out",
+                 str(tmp_path / "run"), "--steps", "200", "--hidden", "32"]) == 0
+    assert main(["energy", "solve", "--case", "case30", "--loads", str(tmp_path / "test.parquet"),
+                 "--model", str(tmp_path / "run"), "--out", str(tmp_path / "learned")]) == 0
+    learned = pd.read_csv(tmp_path / "learned" / "scenarios.csv")
+    summary = json.loads((tmp_path / "learned" / "summary.json").read_text())
+    assert summary["violations_returned"] == 0 and summary["paths"]["infeasible"] == 1
+    assert set(learned.path[:5]) <= {"learned", "repaired", "fallback"}
+    assert (learned.cost[:5] >= exact.cost[:5] - 1e-6).all()
+    assert (learned[["balance_violation_mw", "gen_violation_mw", "line_violation_mw"]][:5] <= 1e-4).all().all()
+    dispatch = pd.read_csv(tmp_path / "learned" / "dispatch.csv")
+    assert dispatch.shape == (6, case30.n_gen + 1)
+    pd.DataFrame({"multiplier": [0.6, 0.7]}).to_csv(tmp_path / "new.csv", index=False)
+    assert main(["energy", "adapt", "--run", str(tmp_path / "run"), "--loads", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "adapted"), "--steps", "5"]) == 0
+    assert json.loads((tmp_path / "adapted" / "model.json").read_text())["case"] == "case30"
+
+
+@pytest.mark.parametrize(
+    "make, argv, message",
+    [
+        (None, ["--case", "case9999"], "unknown case 'case9999'"),
+        (lambda c: pd.DataFrame({"x": [1.0]}), [], "expected columns load_0..load_19"),
+        (lambda c: -_loads(c, 2, 0), [], ">= 0 MW"),
+        (lambda c: _loads(c, 2, 0).assign(load_3=np.nan), [], "finite"),
+        (lambda c: _loads(c, 2, 0).assign(load_3="many"), [], "must be numbers"),
+    ],
+)
+def test_mistakes_end_with_one_clear_line(case30, tmp_path, capsys, make, argv, message):
+    path = tmp_path / "loads.csv"
+    (make(case30) if make else _loads(case30, 2, 0)).to_csv(path, index=False)
+    code = main(["energy", "solve", "--case", "case30", "--loads", str(path), "--out", str(tmp_path / "o"), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_wrong_suffix_and_missing_model(tmp_path, capsys):
+    (tmp_path / "loads.txt").write_text("load_0\n1\n")
+    assert main(["energy", "solve", "--case", "case30", "--loads", str(tmp_path / "loads.txt"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "expected a .csv or .parquet" in capsys.readouterr().err
+    assert main(["energy", "adapt", "--run", str(tmp_path / "nothing"), "--loads", str(tmp_path / "loads.txt"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "not a readable energy model" in capsys.readouterr().err
