@@ -1,4 +1,4 @@
-"""The ``metamap`` command: train, evaluate, demo, bench."""
+"""The ``metamap`` command: train, evaluate, demo, bench, and the domains (traffic, geo, energy, astro, physics)."""
 
 from __future__ import annotations
 
@@ -77,14 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     bench = commands.add_parser("bench", help="run a benchmark; writes JSON (+ PNG)")
-    bench.add_argument("name", help="sinusoid | speed | omniglot")
+    bench.add_argument("name", help="sinusoid | speed | omniglot | traffic | geo | samplers | energy | astro | physics")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--json", type=Path, required=True)
     bench.set_defaults(handler=_bench)
 
+    from metamap.astro.commands import add_astro_parser
+    from metamap.energy.commands import add_energy_parser
+    from metamap.geo.commands import add_geo_parser
+    from metamap.physics.commands import add_physics_parser
     from metamap.traffic.commands import add_traffic_parser
 
-    add_traffic_parser(commands)
+    for add_domain_parser in (add_traffic_parser, add_geo_parser, add_energy_parser, add_astro_parser, add_physics_parser):
+        add_domain_parser(commands)
     return parser
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from metamap.errors import ConfigError
 
-BENCHMARKS = ("sinusoid", "speed", "omniglot", "traffic")
+BENCHMARKS = ("sinusoid", "speed", "omniglot", "traffic", "geo", "samplers", "energy", "astro", "physics")
 
 
 def run_benchmark(name: str, quick: bool, json_path: Path) -> dict[str, Any]:
