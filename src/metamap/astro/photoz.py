@@ -42,12 +42,12 @@ from metamap.nn import MLP
 from metamap.report import mean_ci95
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
-from metamap.training import TrainConfig, meta_train
+from metamap.training import TrainConfig
+from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd", "anil")
 ADAPT_STEPS = (1, 5, 10, 25)  # meta-learners: SGD steps at their inner rate
 FINETUNE_SETTINGS = tuple((steps, lr) for lr in (1e-3, 1e-2) for steps in (5, 25, 100))  # Adam (steps, rate)
-INNER_LRS = (0.05, 0.02, 0.01)
 SUPPORT_OPTIONS = {"knn": (1, 3, 5, 10), "gbm": (1, 2, 3)}
 Predictor = Callable[[Episode], np.ndarray]
 
@@ -154,22 +154,17 @@ def train_learners(data: RegionData, names: Sequence[str], *, k_shot: int, steps
     0.02, then 0.01. Returns the learners and the inner rate each was trained with.
     """
     family = data.family(k_shot, 30, "train")
+    config = TrainConfig(steps=steps, meta_batch=10, lr=1e-3, seed=seed, checkpoint_every=0, grad_clip=1.0,
+                         progress=False)
     learners, rates = {}, {}
     for name in (*names, "pretrain"):
-        for inner_lr in INNER_LRS:
+
+        def build(inner_lr: float, name: str = name) -> MetaLearner:
             torch.manual_seed(seed)
-            learner = make_learner(name, MLP(data.x.shape[1], [64, 64], 1), inner_steps=5, inner_lr=inner_lr)
-            config = TrainConfig(steps=steps, meta_batch=10, lr=1e-3, seed=seed, checkpoint_every=0,
-                                 grad_clip=1.0, progress=False)
-            try:
-                meta_train(learner, family, config)
-            except DataError as exc:
-                print(f"[photo-z] {name}: {exc}; retrying with a lower inner rate")
-                continue
-            learners[name], rates[name] = learner, inner_lr
-            break
-        else:
-            raise DataError(f"photo-z: {name} diverged at every inner rate {INNER_LRS}")
+            return make_learner(name, MLP(data.x.shape[1], [64, 64], 1), inner_steps=5, inner_lr=inner_lr)
+
+        learners[name] = meta_train_lowering_inner_lr(build, family, config, label=f"photo-z {name}")
+        rates[name] = learners[name].inner_lr
     return learners, rates
 
 

@@ -34,7 +34,6 @@ from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import KNeighborsRegressor
 from tqdm import tqdm
 
-from metamap.errors import DataError
 from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
 from metamap.learners.finetune import fit_per_task
@@ -45,11 +44,11 @@ from metamap.physics.systems import System
 from metamap.report import mean_ci95
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
-from metamap.training import TrainConfig, meta_train
+from metamap.training import TrainConfig
+from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd")
 ADAPT_STEPS = (1, 5, 25, 100, 300)  # meta-learners: SGD steps at their inner rate
-INNER_LRS = (0.05, 0.02, 0.01)
 ADAM_SETTINGS = {  # per-task Adam fits: (steps, learning rate)
     "pretrain_finetune": tuple((steps, lr) for lr in (1e-3, 1e-2) for steps in (10, 50, 200)),
     "scratch": tuple((steps, 1e-2) for steps in (100, 300, 1000)),
@@ -68,21 +67,15 @@ def train_learners(family: SystemFamily, names: Sequence[str], steps: int, seed:
     Inner rate 0.05; a learner whose meta-loss turns NaN is trained again from scratch at 0.02, then 0.01
     (the rate used is ``learner.inner_lr``).
     """
+    config = TrainConfig(steps=steps, meta_batch=16, lr=1e-3, seed=seed, checkpoint_every=0, grad_clip=1.0,
+                         progress=False)
     learners = {}
     for name in (*names, "pretrain"):
-        for inner_lr in INNER_LRS:
-            learner = make_learner(name, new_model(family.system, seed), inner_steps=5, inner_lr=inner_lr)
-            config = TrainConfig(steps=steps, meta_batch=16, lr=1e-3, seed=seed, checkpoint_every=0,
-                                 grad_clip=1.0, progress=False)
-            try:
-                meta_train(learner, family, config)
-            except DataError as exc:
-                print(f"[physics] {family.system.name} {name}: {exc}; retrying with a lower inner rate")
-                continue
-            learners[name] = learner
-            break
-        else:
-            raise DataError(f"{family.system.name}: {name} diverged at every inner rate {INNER_LRS}")
+
+        def build(inner_lr: float, name: str = name) -> MetaLearner:
+            return make_learner(name, new_model(family.system, seed), inner_steps=5, inner_lr=inner_lr)
+
+        learners[name] = meta_train_lowering_inner_lr(build, family, config, label=f"{family.system.name} {name}")
     return learners
 
 
