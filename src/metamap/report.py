@@ -30,6 +30,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Atomically write ``tensors`` (moved to CPU, made contiguous) as one safetensors file."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(Path(path), save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomically write ``payload`` as indented, standard JSON (non-finite floats become null)."""
     text = json.dumps(_finite(payload), indent=2, allow_nan=False)

@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from metamap.diffusion.objective import diffusion_loss, variational_bound
@@ -31,7 +30,7 @@ from metamap.diffusion.samplers import sample
 from metamap.diffusion.schedules import NoiseSchedule, check_prediction
 from metamap.errors import CheckpointError, ConfigError, DataError
 from metamap.nn.unet import UNet2d
-from metamap.report import atomic_write_bytes
+from metamap.report import write_json, write_safetensors
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
 
 WEIGHTS = "weights.safetensors"
@@ -71,8 +70,7 @@ class TrainedDiffusion:
             raise ConfigError(f"save supports UNet2d networks only; got {type(self.model).__name__}")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        atomic_write_bytes(path / WEIGHTS, save_safetensors(tensors))
+        write_safetensors(path / WEIGHTS, self.model.state_dict())
         meta = {
             "format_version": FORMAT_VERSION,
             "network": {"class": "UNet2d", "config": config},
@@ -82,7 +80,7 @@ class TrainedDiffusion:
             "seconds": self.seconds,
             "losses": self.losses,
         }
-        atomic_write_bytes(path / CONFIG, (json.dumps(meta, indent=1) + "\n").encode())
+        write_json(path / CONFIG, meta)
 
     @classmethod
     def load(cls, path: Path) -> TrainedDiffusion:

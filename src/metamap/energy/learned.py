@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from metamap.errors import CheckpointError, DataError
 from metamap.nn import MLP
-from metamap.report import atomic_write_bytes
+from metamap.report import write_json, write_safetensors
 from metamap.tasks.episode import Episode
 
 
@@ -80,15 +80,13 @@ class DispatchModel:
         """``model.safetensors`` (weights and standardization) + ``model.json`` (``meta``, the widths)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.network.state_dict().items()}
+        tensors = {f"net.{k}": v for k, v in self.network.state_dict().items()}
         for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
             tensors[f"scaler.{name}"] = torch.as_tensor(getattr(self.scaler, name))
-        tmp = folder / ".model.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(folder / "model.safetensors")
+        write_safetensors(folder / "model.safetensors", tensors)
         hidden = [m.out_features for m in list(self.network)[:-1] if isinstance(m, torch.nn.Linear)]
         info = {**meta, "hidden": hidden, "n_load": self.network.in_features, "n_gen": self.network.out_features}
-        atomic_write_bytes(folder / "model.json", (json.dumps(info, indent=2) + "\n").encode())
+        write_json(folder / "model.json", info)
 
     @classmethod
     def load(cls, folder: Path) -> tuple["DispatchModel", dict]:

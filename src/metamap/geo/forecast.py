@@ -14,7 +14,6 @@ MSE on the same batches and the same number of steps).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from metamap.errors import CheckpointError, ShapeError, describe
 from metamap.geo.data import PatchSource
 from metamap.geo.models import GeoModel, build_network, sample_ensemble
-from metamap.report import atomic_write_bytes
+from metamap.report import write_json, write_safetensors
 
 MAX_LEAD = 6
 
@@ -103,7 +102,7 @@ def train_deterministic(batches: Callable[[], dict[str, torch.Tensor]], k: int, 
 
     With ``run_dir`` a finished model is reloaded instead of trained again.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     torch.manual_seed(seed)
     network = build_network(forecast_cond_channels(k), base, time_embedding=False)
@@ -128,11 +127,9 @@ def train_deterministic(batches: Callable[[], dict[str, torch.Tensor]], k: int, 
             break
     if weights is not None:
         weights.parent.mkdir(parents=True, exist_ok=True)
-        tmp = weights.with_suffix(".tmp")
-        save_file(network.state_dict(), str(tmp))
-        tmp.replace(weights)
+        write_safetensors(weights, network.state_dict())
         info = {"steps": done, "seconds": time.perf_counter() - start, "lr": lr, "base": base, "k": k}
-        atomic_write_bytes(weights.with_suffix(".json"), json.dumps(info, indent=2).encode())
+        write_json(weights.with_suffix(".json"), info)
     return network.eval()
 
 

@@ -24,7 +24,7 @@ import torch
 
 from metamap.errors import CheckpointError
 from metamap.geo.data import Standardizer
-from metamap.report import atomic_write_bytes
+from metamap.report import write_json
 
 TASKS = ("fill", "forecast", "generate")
 GEO_META = "geo.json"
@@ -54,7 +54,7 @@ class GeoModel:
         np.save(run_dir / CLIMATOLOGY, self.standardizer.mean.astype(np.float32), allow_pickle=False)
         np.save(run_dir / NEVER_VALID, self.never_valid.astype(bool), allow_pickle=False)
         meta = {**self.meta, "std": self.standardizer.std}
-        atomic_write_bytes(run_dir / GEO_META, (json.dumps(meta, indent=2) + "\n").encode())
+        write_json(run_dir / GEO_META, meta)
 
     @classmethod
     def load(cls, run_dir: Path) -> "GeoModel":
