@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from metamap.plotting import pyplot, save_png
+
 
 def photoz_figure(all_data: dict[str, Any] | None, fewshot: dict[str, Any] | None, path: Path) -> Path:
     """Left: all-data test galaxies; middle: 20-shot predictions on test cells; right: sigma_NMAD vs K."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     if all_data is not None:
@@ -40,8 +39,7 @@ def photoz_figure(all_data: dict[str, Any] | None, fewshot: dict[str, Any] | Non
         axes[2].set_ylabel("sigma_NMAD (mean over episodes, 95% CI)")
         axes[2].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return Path(path)
 
 

@@ -47,6 +47,7 @@ from metamap.energy.learned import RegimeData, Standardizer, fit_network, make_n
 from metamap.energy.scenarios import SEASONS, TIMES_OF_DAY, assign_types, load_profiles, sample_loads
 from metamap.energy.transport import random_problems, round_to_feasible, sinkhorn_plans, solve_emd, solve_highs
 from metamap.learners import GatedOptimizer, make_learner
+from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, mean_ci95, write_json
 
 FULL = dict(train=4000, test=10_000, per_regime=100, hidden=(256, 256), steps=3000, meta_steps=500,
@@ -372,10 +373,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
 
 
 def _plot(payload: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     histogram = payload["dcopf118"]["gap_pct_histogram"]
@@ -402,5 +400,4 @@ def _plot(payload: dict[str, Any], path: Path) -> None:
     axes[2].set_ylabel("query MSE (standardized)")
     axes[2].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

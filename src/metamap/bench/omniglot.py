@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from metamap.paths import shared_data_dir
+from metamap.plotting import pyplot, save_png
 from metamap.recipes import build_family, build_learner
 from metamap.report import format_table, machine, write_json
 from metamap.training import TrainConfig, evaluate_learner, meta_train
@@ -170,10 +171,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
 
 def _plot_curves(runs_dir: Path, path: Path) -> None:
     """Training loss against meta-step for each run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in RUNS:
@@ -187,5 +185,4 @@ def _plot_curves(runs_dir: Path, path: Path) -> None:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)

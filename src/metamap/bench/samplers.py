@@ -34,6 +34,7 @@ import torch
 from metamap.diffusion.reference import GaussianDenoiser
 from metamap.diffusion.samplers import sample
 from metamap.diffusion.schedules import NoiseSchedule
+from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, write_json
 
 MU = 1.5
@@ -104,10 +105,7 @@ def _percent(row: dict[str, Any]) -> str:
 
 def plot(rows: list[dict[str, Any]], steps: tuple[int, ...], path: Path) -> None:
     """Relative std error (%) against steps, one line per sampler and sigma, one panel per schedule."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(SCHEDULES), figsize=(5.5 * len(SCHEDULES), 4), sharey=True)
     for ax, kind in zip(axes, SCHEDULES):
@@ -126,8 +124,7 @@ def plot(rows: list[dict[str, Any]], steps: tuple[int, ...], path: Path) -> None
     axes[0].set_ylabel("relative error of the sample std (%)")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from metamap.learners.base import MetaLearner
+from metamap.plotting import pyplot, save_png
 from metamap.recipes import build_learner
 from metamap.report import format_table, machine, write_json
-from metamap.tasks.sinusoid import Sinusoid
 from metamap.tasks.family import make_generator
+from metamap.tasks.sinusoid import Sinusoid
 from metamap.training import TrainConfig, evaluate_learner, meta_train
 
 LEARNER_NAMES = ("maml", "fomaml", "metasgd", "reptile", "anil", "pretrain")
@@ -85,10 +86,7 @@ def _cell(score: dict[str, float]) -> str:
 
 def plot_adapted_curves(learners: dict[str, MetaLearner], path: Path, n_tasks: int = 3, steps: int = 10) -> None:
     """Adapted predictions of each learner on a few test tasks: true curve, support points, fits."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     episode = Sinusoid(k_shot=5, n_query=10, split_name="test").sample(n_tasks, make_generator(TEST_SEED))
     grid = torch.linspace(-5, 5, 200)[None, :, None].expand(n_tasks, -1, -1)
@@ -107,15 +105,11 @@ def plot_adapted_curves(learners: dict[str, MetaLearner], path: Path, n_tasks: i
     axes[0].set_ylabel("y")
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def plot_mse_by_steps(scores: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, by_steps in scores.items():
@@ -130,8 +124,7 @@ def plot_mse_by_steps(scores: dict[str, dict[int, dict[str, float]]], path: Path
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from metamap.physics.family import HEAT_POSITIONS, HEAT_TIMES
 from metamap.physics.systems import get_system
+from metamap.plotting import pyplot, save_png
 
 STYLE = {"maml": "tab:blue", "metasgd": "tab:cyan", "pretrain_finetune": "tab:orange", "scratch": "tab:gray",
          "least_squares": "tab:green"}
@@ -16,10 +17,7 @@ STYLE = {"maml": "tab:blue", "metasgd": "tab:cyan", "pretrain_finetune": "tab:or
 
 def trajectory_figure(results: dict[str, dict[str, Any]], path: Path) -> Path:
     """One panel per system: truth, the K noisy observations, and every method's prediction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.8 * len(results), 3.8), squeeze=False)
     for ax, (name, result) in zip(axes[0], results.items()):
@@ -47,6 +45,5 @@ def trajectory_figure(results: dict[str, dict[str, Any]], path: Path) -> Path:
         ax.set_xlabel(label)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return Path(path)
