@@ -13,6 +13,7 @@ the final model (``model/``), ``climatology.npy``, ``never_valid.npy`` and
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import torch
 
 from metamap.errors import CheckpointError
 from metamap.geo.data import Standardizer
-from metamap.report import write_json
+from metamap.report import atomic_write_bytes, write_json
 
 TASKS = ("fill", "forecast", "generate")
 GEO_META = "geo.json"
@@ -51,8 +52,8 @@ class GeoModel:
         """Write the diffusion checkpoint, the climatology, the never-valid mask and ``geo.json``."""
         run_dir = Path(run_dir)
         self.trained.save(run_dir / MODEL_FILE)
-        np.save(run_dir / CLIMATOLOGY, self.standardizer.mean.astype(np.float32), allow_pickle=False)
-        np.save(run_dir / NEVER_VALID, self.never_valid.astype(bool), allow_pickle=False)
+        _save_array(run_dir / CLIMATOLOGY, self.standardizer.mean.astype(np.float32))
+        _save_array(run_dir / NEVER_VALID, self.never_valid.astype(bool))
         meta = {**self.meta, "std": self.standardizer.std}
         write_json(run_dir / GEO_META, meta)
 
@@ -75,6 +76,13 @@ class GeoModel:
             raise CheckpointError(f"{run_dir}: corrupt run folder ({exc})") from exc
         standardizer = Standardizer(mean, float(meta["std"]))
         return wrap(TrainedDiffusion.load(run_dir / MODEL_FILE), meta, standardizer, never_valid)
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary file and rename it, so that an interruption leaves no torn ``.npy``."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def wrap(trained: Any, meta: dict[str, Any], standardizer: Standardizer, never_valid: np.ndarray) -> GeoModel:
