@@ -107,11 +107,16 @@ def dense_mse(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
 
 
 def choose_steps(family: SystemFamily, learners: dict[str, MetaLearner], n_tasks: int,
-                 seed: int) -> tuple[dict[str, Any], dict[str, float]]:
-    """Adaptation setting per network method, by mean dense MSE on meta-val systems; also that MSE."""
+                 seed: int, methods: Sequence[str] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Adaptation setting per network method, by mean dense MSE on meta-val systems; also that MSE.
+
+    ``methods``: only these (default: every meta-learner of ``learners``, ``pretrain_finetune`` and ``scratch``).
+    """
     episode = family.split("val").sample(n_tasks, make_generator(seed))
     options: dict[str, tuple] = {name: ADAPT_STEPS for name in learners if name != "pretrain"}
     options.update(ADAM_SETTINGS)
+    if methods is not None:
+        options = {name: options[name] for name in methods}
     choices, val_mse = {}, {}
     for method, steps in options.items():
         scores = {s: _finite_or_inf(np.mean(dense_mse(predict_dense(method, learners, episode, s, seed),

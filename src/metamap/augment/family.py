@@ -1,0 +1,112 @@
+"""Task families with synthetic tasks mixed into meta-training.
+
+:class:`AugmentedFamily` wraps a real family and a synthetic one (same
+kind of tasks: same K, noise, query sampling). Its ``"train"`` split draws
+``round(synthetic_fraction * n_tasks)`` of every batch from the synthetic
+family (as given: all of its tasks are meta-train tasks) and the rest from
+the real one; ``"val"`` and ``"test"`` are the
+real family's, unchanged. With ``synthetic_fraction = 0`` (the default:
+augmentation off) ``sample`` returns exactly the real family's episode for
+the same generator state.
+
+:class:`SyntheticSystems` is the synthetic family of the physics domain: a
+:class:`~metamap.physics.family.SystemFamily` whose bank is a given set of
+dense trajectories (drawn from a generator) instead of simulated systems.
+Their true parameters are unknown: ``meta["params"]`` is NaN for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from metamap.errors import ConfigError, ShapeError, describe
+from metamap.physics.family import SystemFamily, grid_points
+from metamap.tasks.episode import Episode
+from metamap.tasks.family import TaskFamily, check_split
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticSystems(SystemFamily):
+    """Tasks of synthetic systems: ``states [n, G, n_out]`` on the system's dense grid (every split)."""
+
+    states: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n_grid = grid_points(self.system)[0].size
+        states = self.states
+        if states is None or states.ndim != 3 or states.shape[1:] != (n_grid, self.system.n_out) or not len(states):
+            raise ShapeError(f"SyntheticSystems({self.system.name}): expected states [n >= 1, {n_grid}, "
+                             f"{self.system.n_out}], got {describe(states)}")
+
+    @property
+    def bank(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(params [n, P]`` all NaN, ``states [n, G, n_out])``."""
+        return np.full((self.states.shape[0], len(self.system.names)), np.nan), self.states
+
+
+def synthetic_like(real: SystemFamily, states: np.ndarray | torch.Tensor) -> SyntheticSystems:
+    """A :class:`SyntheticSystems` with the task settings (K, query, noise, dense) of ``real``."""
+    fields = {name: getattr(real, name) for name in ("system", "k_shot", "n_query", "noise", "seed", "dense")}
+    return SyntheticSystems(**fields, states=np.asarray(states, dtype=np.float32))
+
+
+@dataclass(frozen=True, eq=False)
+class AugmentedFamily:
+    """``real`` tasks, with ``synthetic_fraction`` of each meta-train batch from ``synthetic``."""
+
+    real: TaskFamily
+    synthetic: TaskFamily | None = None
+    synthetic_fraction: float = 0.0
+    split_name: str = "train"
+
+    def __post_init__(self) -> None:
+        check_split(self.split_name)
+        if not 0 <= self.synthetic_fraction <= 1:
+            raise ConfigError(f"AugmentedFamily: expected 0 <= synthetic_fraction <= 1, got {self.synthetic_fraction}")
+        if self.synthetic_fraction > 0 and self.synthetic is None:
+            raise ConfigError("AugmentedFamily: synthetic_fraction > 0 needs a synthetic family")
+
+    def __getattr__(self, name: str) -> Any:
+        """Other attributes (``system``, ``k_shot``, ...) are the real family's."""
+        if name.startswith("__") or name in ("real", "synthetic", "synthetic_fraction", "split_name"):
+            raise AttributeError(name)
+        return getattr(self.real, name)
+
+    def split(self, name: str) -> AugmentedFamily:
+        """The real family's split ``name`` (built once here: a real family may simulate its bank per split)."""
+        return replace(self, real=self.real.split(check_split(name)), split_name=name)
+
+    def n_synthetic(self, n_tasks: int) -> int:
+        """How many of ``n_tasks`` a batch of this split draws from the synthetic family."""
+        return round(self.synthetic_fraction * n_tasks) if self.split_name == "train" else 0
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> Episode:
+        """Real tasks first, then synthetic ones; ``meta["synthetic"]`` (bool ``[T]``) tells which is which."""
+        n_synthetic = self.n_synthetic(n_tasks)
+        real = self.real if self.real.split_name == self.split_name else self.real.split(self.split_name)
+        if n_synthetic == 0:
+            return real.sample(n_tasks, generator)
+        parts = [real.sample(n_tasks - n_synthetic, generator)] if n_tasks > n_synthetic else []
+        parts.append(self.synthetic.sample(n_synthetic, generator))
+        flags = torch.cat([torch.full((p.n_tasks,), i == len(parts) - 1) for i, p in enumerate(parts)])
+        return concat_episodes(parts, extra_meta={"synthetic": flags})
+
+
+def concat_episodes(parts: list[Episode], extra_meta: dict[str, Any] | None = None) -> Episode:
+    """Episodes with the same example counts joined along the task axis (their tensor ``meta`` too)."""
+    if not parts:
+        raise ShapeError("concat_episodes: expected at least one episode")
+
+    def cat(values: list[torch.Tensor | None]) -> torch.Tensor | None:
+        return None if values[0] is None else torch.cat(values)
+
+    fields = ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")
+    joined = {name: cat([getattr(p, name) for p in parts]) for name in fields}
+    meta = {key: torch.cat([p.meta[key] for p in parts]) for key, value in parts[0].meta.items()
+            if isinstance(value, torch.Tensor) and value.dim() > 0}
+    return Episode(**joined, meta={**meta, **(extra_meta or {})})
