@@ -1,8 +1,9 @@
 """Meta-learners behind one protocol (see :mod:`metamap.learners.base`).
 
 ``make_learner(name, model, **options)`` builds one by name; ``LEARNERS``
-lists the names. :class:`GatedOptimizer` (a learned, gated optimizer) follows
-the same protocol but is built directly, not by name.
+lists the names. :class:`GatedOptimizer` (a learned, gated optimizer) and :class:`MANN` (a
+memory-augmented LSTM that needs shuffled sequence episodes) follow the same
+protocol but are built directly, not by name.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from metamap.learners.base import Adapted, MetaLearner
 from metamap.learners.gated import GatedOptimizer
 from metamap.learners.gradient import GradientLearner
 from metamap.learners.maml import MAML
+from metamap.learners.mann import MANN
 from metamap.learners.matching import MatchingNet
 from metamap.learners.meta_sgd import MetaSGD
 from metamap.learners.pretrain import Pretrained
@@ -67,6 +69,6 @@ def _options(factory: Callable) -> set[str]:
 
 
 __all__ = [
-    "ANIL", "LEARNERS", "MAML", "Adapted", "GatedOptimizer", "GradientLearner", "MatchingNet", "MetaLearner",
+    "ANIL", "LEARNERS", "MAML", "MANN", "Adapted", "GatedOptimizer", "GradientLearner", "MatchingNet", "MetaLearner",
     "MetaSGD", "Pretrained", "ProtoNet", "Reptile", "make_learner",
 ]

@@ -4,16 +4,21 @@ from metamap.tasks.classification import NWayKShot
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import SPLITS, TaskFamily, make_generator
 from metamap.tasks.omniglot import load_omniglot, omniglot_class_splits, omniglot_family
+from metamap.tasks.sequence import SequenceEpisodes, instance_index, shift_labels, shuffled_sequences
 from metamap.tasks.sinusoid import Sinusoid
 
 __all__ = [
     "SPLITS",
     "Episode",
     "NWayKShot",
+    "SequenceEpisodes",
     "Sinusoid",
     "TaskFamily",
+    "instance_index",
     "load_omniglot",
     "make_generator",
     "omniglot_class_splits",
     "omniglot_family",
+    "shift_labels",
+    "shuffled_sequences",
 ]
