@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     bench = commands.add_parser("bench", help="run a benchmark; writes JSON (+ PNG)")
-    bench.add_argument("name", help="sinusoid | speed | omniglot | traffic | geo | samplers | energy | astro | physics")
+    bench.add_argument("name", help="sinusoid | speed | omniglot | traffic | geo | samplers | energy | astro | physics | mann | augment")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--json", type=Path, required=True)
     bench.set_defaults(handler=_bench)
