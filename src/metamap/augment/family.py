@@ -17,12 +17,14 @@ Their true parameters are unknown: ``meta["params"]`` is NaN for them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from metamap.augment.generators import fit_and_draw
 from metamap.errors import ConfigError, ShapeError, describe
 from metamap.physics.family import SystemFamily, grid_points
 from metamap.tasks.episode import Episode
@@ -95,6 +97,27 @@ class AugmentedFamily:
         parts.append(self.synthetic.sample(n_synthetic, generator))
         flags = torch.cat([torch.full((p.n_tasks,), i == len(parts) - 1) for i, p in enumerate(parts)])
         return concat_episodes(parts, extra_meta={"synthetic": flags})
+
+
+def augmented_conditions(
+    family: TaskFamily, real_samples: np.ndarray, make_synthetic: Callable[[np.ndarray], TaskFamily],
+    generators: Sequence[str], n_synthetic: int, synthetic_fraction: float, seed: int,
+    generator_options: dict[str, dict[str, Any]] | None = None,
+) -> tuple[dict[str, TaskFamily], dict[str, Any], dict[str, list]]:
+    """The training families of an ablation: ``"none"`` (``family`` itself), then one per generator.
+
+    Each generator is fitted on ``real_samples [n_real, *shape]`` and draws ``n_synthetic``;
+    ``make_synthetic(drawn)`` turns them into the synthetic family mixed in at ``synthetic_fraction``.
+    Also returns each generator's fit info and the first 3 real and drawn samples (JSON-able, for plots).
+    """
+    conditions: dict[str, TaskFamily] = {"none": family}
+    info: dict[str, Any] = {}
+    examples = {"real": real_samples[:3].tolist()}
+    for name in generators:
+        drawn, info[name] = fit_and_draw(name, real_samples, n_synthetic, seed, (generator_options or {}).get(name))
+        examples[name] = drawn[:3].tolist()
+        conditions[name] = AugmentedFamily(family, make_synthetic(drawn), synthetic_fraction)
+    return conditions, info, examples
 
 
 def concat_episodes(parts: list[Episode], extra_meta: dict[str, Any] | None = None) -> Episode:

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from metamap.augment.family import AugmentedFamily, synthetic_like
-from metamap.augment.generators import fit_and_draw
+from metamap.augment.family import augmented_conditions, synthetic_like
 from metamap.physics.experiment import choose_steps, dense_mse, predict_dense, train_learners
 from metamap.physics.family import SystemFamily
 from metamap.physics.systems import System
@@ -45,13 +44,9 @@ def run_ablation(system: System, *, seed: int, generators: Sequence[str] = ("dif
     real_states = family.bank[1]
     dense = replace(family, dense=True)
     test = dense.split("test").sample(test_tasks, make_generator(seed + 3))
-    conditions: dict[str, Any] = {"none": family}
-    info: dict[str, Any] = {}
-    examples = {"real": real_states[:3].tolist()}
-    for name in generators:
-        drawn, info[name] = fit_and_draw(name, real_states, n_synthetic, seed, (generator_options or {}).get(name))
-        examples[name] = drawn[:3].tolist()
-        conditions[name] = AugmentedFamily(family, synthetic_like(family, drawn), synthetic_fraction)
+    conditions, info, examples = augmented_conditions(
+        family, real_states, lambda drawn: synthetic_like(family, drawn), generators, n_synthetic,
+        synthetic_fraction, seed, generator_options)
     if reference_n_real is not None:
         conditions[f"real_{reference_n_real}"] = replace(family, n_systems={**family.n_systems,
                                                                              "train": reference_n_real})

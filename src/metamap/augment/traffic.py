@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metamap.augment.family import AugmentedFamily
-from metamap.augment.generators import fit_and_draw
+from metamap.augment.family import augmented_conditions
 from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import ExperimentConfig, compare, train_methods
 from metamap.traffic.family import SensorTasks
@@ -73,13 +72,9 @@ def run_ablation(data: TrafficData, *, seed: int, generators: Sequence[str] = ("
     family, chosen = scarce_family(setup, n_real, seed)
     start, stop = family.periods[0]
     real_series = family.sources[0].target[torch.as_tensor(chosen), start:stop].numpy()  # [n_real, steps]
-    conditions: dict[str, Any] = {"none": family}
-    info: dict[str, Any] = {}
-    examples = {"real": real_series[:3].tolist()}
-    for name in generators:
-        drawn, info[name] = fit_and_draw(name, real_series, n_synthetic, seed, (generator_options or {}).get(name))
-        examples[name] = drawn[:3].tolist()
-        conditions[name] = AugmentedFamily(family, synthetic_sensors(family, drawn), synthetic_fraction)
+    conditions, info, examples = augmented_conditions(
+        family, real_series, lambda drawn: synthetic_sensors(family, drawn), generators, n_synthetic,
+        synthetic_fraction, seed, generator_options)
     targets = {"day": setup.targets["day"]}
     errors: dict[str, dict[str, Any]] = {}
     for condition, train_family in conditions.items():
