@@ -32,8 +32,8 @@ Where ours differs, because this trains for 40 minutes on one CPU core
   encoder (32 channels, with or without a LayerNorm after it) was still on it
   after 300 steps at 0.6 s each, so the paper's raw pixels were kept;
 - learned key strengths (initialised at 10) on the cosine read, see
-  :mod:`metamap.learners.mann`; without them toy sequences stayed near chance
-  for 400 steps;
+  :mod:`metamap.learners.mann`; without them (plain cosine) 5-way toy
+  sequences reached ~0.55 at the 2nd instance after 400 steps, with them ~0.9;
 - no random translation or small-angle rotation of the drawings (only the
   90-degree class rotations);
 - the character split is MAML's 1100 / 100 / 423 in file order, not the
