@@ -78,6 +78,7 @@ from metamap.report import format_table, machine, mean_ci95, write_json
 from metamap.tasks import SequenceEpisodes, make_generator, omniglot_family
 from metamap.tasks.sequence import accuracy_by_instance
 from metamap.training import TrainConfig, meta_train
+from metamap.training.metrics_log import read_records
 
 INSTANCES = (1, 2, 3, 4, 5, 10)
 PAPER = {1: 36.4, 2: 82.8, 3: 91.0, 4: 92.6, 5: 94.9, 10: 98.1}  # Santoro et al. 2016, Table 1, MANN (LSTM), 5 classes
@@ -198,7 +199,7 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
     """Train ProtoNet, MAML and MANN on METR-LA sensor-days; score them on PeMS04's (see the module notes)."""
     from metamap.traffic import load_traffic
     from metamap.traffic.patterns import (
-        PATTERNS, PatternEpisodes, ProfileEncoder, _sensor_splits, few_shot_scores, sensor_days, target_classes,
+        PATTERNS, PatternEpisodes, ProfileEncoder, sensor_splits, few_shot_scores, sensor_days, target_classes,
         train_protonet,
     )
 
@@ -206,7 +207,7 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
     target = sensor_days(load_traffic(data / "PEMS04.npz"))
     x = torch.from_numpy(source.filled())
     labels = torch.from_numpy(source.labels())
-    family = PatternEpisodes(x, labels, _sensor_splits(source.sensor, make_generator(0)), k_shot=5, n_query=5)
+    family = PatternEpisodes(x, labels, sensor_splits(source.sensor, make_generator(0)), k_shot=5, n_query=5)
     bins, n_out = x.shape[1], len(PATTERNS)
     protonet, proto_summary = train_protonet(source, seed=0, steps=settings.steps, meta_batch=settings.meta_batch)
     torch.manual_seed(0)
@@ -269,7 +270,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
               f"{100 * s['balanced_mean']:.1f} ± {100 * s['balanced_ci95']:.1f}"]
              for k, methods in traffic["accuracy"].items() for name, s in methods.items()]
     print(format_table(["labelled days", "method", "accuracy %", "balanced accuracy %"], trows))
-    _plot(result, runs_dir / "omniglot" / "metrics.jsonl", json_path.with_suffix(".png"))
+    _plot(result, runs_dir / "omniglot", json_path.with_suffix(".png"))
     return result
 
 
@@ -277,7 +278,7 @@ def _ordinal(k: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(k, f"{k}th")
 
 
-def _plot(result: dict[str, Any], log: Path, path: Path) -> None:
+def _plot(result: dict[str, Any], run_dir: Path, path: Path) -> None:
     """Accuracy by instance (ours with 95% CI, the paper's as markers), the traffic comparison, training loss."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
@@ -304,8 +305,8 @@ def _plot(result: dict[str, Any], log: Path, path: Path) -> None:
     ax.set_title("traffic patterns, METR-LA -> PeMS04")
     ax.legend(fontsize=7)
     ax = axes[2]
-    if log.is_file():
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    records = read_records(run_dir)
+    if records:
         ax.plot([r["step"] * result["omniglot"]["settings"]["meta_batch"] / 1000 for r in records],
                 [r["train_loss"] for r in records], marker=".")
     ax.set_xlabel("training episodes (thousands)")

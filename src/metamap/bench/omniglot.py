@@ -49,6 +49,7 @@ from metamap.recipes import build_family, build_learner
 from metamap.report import format_table, machine, write_json
 from metamap.training import TrainConfig, evaluate_learner, meta_train
 from metamap.training.distributed import pick_device
+from metamap.training.metrics_log import read_records
 
 TEST_EPISODES = 600
 TEST_QUERY = 15
@@ -175,10 +176,9 @@ def _plot_curves(runs_dir: Path, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in RUNS:
-        log = runs_dir / run.name / "metrics.jsonl"
-        if not log.is_file():
+        records = read_records(runs_dir / run.name)
+        if not records:
             continue
-        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         ax.plot([r["step"] for r in records], [r["train_loss"] for r in records], label=run.name)
     ax.set_xlabel("meta-step")
     ax.set_ylabel("training query loss (cross-entropy)")

@@ -309,7 +309,7 @@ def train_protonet(
     """
     x = torch.from_numpy(days.filled())
     labels = torch.from_numpy(days.labels())
-    splits = _sensor_splits(days.sensor, make_generator(seed))
+    splits = sensor_splits(days.sensor, make_generator(seed))
     family = PatternEpisodes(x, labels, splits, k_shot=k_shot, n_query=n_query)
     torch.manual_seed(seed)  # the encoder's initial weights
     learner = make_learner("protonet", ProfileEncoder(x.shape[1]))
@@ -325,7 +325,7 @@ def train_protonet(
     }
 
 
-def _sensor_splits(sensor: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def sensor_splits(sensor: np.ndarray, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Sensor-day indices of a random 80% (train) and 20% (val) of the sensors."""
     ids = np.unique(sensor)
     if ids.size < 2:

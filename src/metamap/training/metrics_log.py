@@ -8,6 +8,14 @@ from pathlib import Path
 from typing import Any
 
 
+def read_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl`` in order (``[]`` when there is none yet); reads only."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class MetricsLog:
     """Appends one record per logged step to ``metrics.jsonl`` and ``metrics.csv`` in ``run_dir``.
 
@@ -39,9 +47,7 @@ class MetricsLog:
                     self.writer.add_scalar(key, value, step)
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.jsonl.is_file():
-            return []
-        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        return read_records(self.run_dir)
 
     def close(self) -> None:
         if self.writer is not None:
