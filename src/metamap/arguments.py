@@ -1,0 +1,109 @@
+"""Checks of command-line values at the boundary, shared by every ``metamap`` command.
+
+The argparse types (:func:`positive_int`, :func:`nonnegative_int`,
+:func:`positive_float`, :func:`nonnegative_float`, :func:`finite_float`)
+turn a bad value into argparse's own one-line usage error (exit code 2).
+The path checks (:func:`output_folder`, :func:`output_file`) run before any
+work starts, so that a run never computes for minutes and then fails to
+write; they raise :class:`~metamap.errors.ConfigError`, which the CLI prints
+as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from metamap.errors import ConfigError
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (sizes, counts, steps)."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0 (0 usually means 'off')."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (no nan, no inf)."""
+    return float(_number(text, float))
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (rates, budgets)."""
+    value = float(_number(text, float))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = float(_number(text, float))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def output_folder(path: Path, what: str = "--out") -> Path:
+    """Check that ``path`` is, or can become, a writable folder; return it.
+
+    Raises:
+        ConfigError: ``path`` is a file or a device, lies under a file, or
+            its nearest existing parent is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path}: expected a folder (or a new path), but it is a file")
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {path}: expected a folder, but {existing} on its path is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: the folder {existing} is not writable")
+    return path
+
+
+def output_file(path: Path, inputs: Iterable[Path] = (), what: str = "--out") -> Path:
+    """Check that ``path`` can be written as a regular file and is none of ``inputs``; return it.
+
+    Raises:
+        ConfigError: ``path`` is a folder or a device, lies under a file, is
+            not writable, or is the same file as one of ``inputs``.
+    """
+    path = Path(path)
+    for source in inputs:
+        source = Path(source)
+        if path.resolve() == source.resolve() or (path.exists() and source.exists() and os.path.samefile(path, source)):
+            raise ConfigError(f"{what} {path} is the input file {source}: choose another output path")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{what} {path}: expected a file path, but it is {'a folder' if path.is_dir() else 'not a regular file'}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{what} {path}: the file is not writable")
+    output_folder(path.parent, what=f"{what} {path}: its folder")
+    return path
