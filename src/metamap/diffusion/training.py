@@ -16,6 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from metamap.errors import CheckpointError, ConfigError, DataError
 from metamap.nn.unet import UNet2d
 from metamap.report import write_json, write_safetensors
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
+from metamap.training.run_folder import claim_run_folder
 
 WEIGHTS = "weights.safetensors"
 CONFIG = "diffusion.json"
@@ -140,51 +142,54 @@ def train_diffusion(
     x0). Steps and noise come from a generator seeded with ``seed``. The EMA
     decay is ``min(ema, (1 + step) / (10 + step))``. With ``run_dir`` a
     checkpoint is written every ``checkpoint_every`` steps and at the end,
-    and a rerun resumes from the latest one.
+    and a rerun resumes from the latest one; the folder is held for the run
+    (:func:`~metamap.training.run_folder.claim_run_folder` with
+    ``resume=True``: a second process training into it is refused).
     """
     check_prediction(prediction)
     if steps < 1 or lr <= 0 or not 0 <= ema < 1:
         raise ConfigError(f"expected steps >= 1, lr > 0, 0 <= ema < 1; got steps={steps}, lr={lr}, ema={ema}")
-    generator = torch.Generator().manual_seed(seed)
-    ema_model = copy.deepcopy(model).eval().requires_grad_(False)
-    both = nn.ModuleDict({"model": model, "ema": ema_model})
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    run_config = {"schedule": schedule.config, "prediction": prediction, "lr": lr, "ema": ema, "seed": seed,
-                  "network": getattr(model, "config", type(model).__name__)}
-    start, seconds, losses = 0, 0.0, []
-    if run_dir is not None and latest_checkpoint(Path(run_dir)) is not None:
-        start, seconds, losses = _restore(Path(run_dir), both, optimizer, generator, run_config)
-    source = _batch_source(batches)
-    bar = _bar(progress, start, steps)
-    t0 = time.perf_counter()
-    model.train()
-    step = start
-    while step < steps and not (max_seconds is not None and seconds + time.perf_counter() - t0 > max_seconds):
-        batch = next(source)
-        loss = diffusion_loss(model, schedule, batch["x0"], cond=batch.get("cond"), valid=batch.get("valid"),
-                              prediction=prediction, generator=generator)
-        if not math.isfinite(loss.item()):
-            raise DataError(f"the training loss became {loss.item()} at step {step}; check the data and lr={lr}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        _ema_update(ema_model, model, min(ema, (1 + step) / (10 + step)))
-        losses.append(loss.item())
-        step += 1
+    with claim_run_folder(run_dir, resume=True, what="run_dir") if run_dir is not None else nullcontext():
+        generator = torch.Generator().manual_seed(seed)
+        ema_model = copy.deepcopy(model).eval().requires_grad_(False)
+        both = nn.ModuleDict({"model": model, "ema": ema_model})
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        run_config = {"schedule": schedule.config, "prediction": prediction, "lr": lr, "ema": ema, "seed": seed,
+                      "network": getattr(model, "config", type(model).__name__)}
+        start, seconds, losses = 0, 0.0, []
+        if run_dir is not None and latest_checkpoint(Path(run_dir)) is not None:
+            start, seconds, losses = _restore(Path(run_dir), both, optimizer, generator, run_config)
+        source = _batch_source(batches)
+        bar = _bar(progress, start, steps)
+        t0 = time.perf_counter()
+        model.train()
+        step = start
+        while step < steps and not (max_seconds is not None and seconds + time.perf_counter() - t0 > max_seconds):
+            batch = next(source)
+            loss = diffusion_loss(model, schedule, batch["x0"], cond=batch.get("cond"), valid=batch.get("valid"),
+                                  prediction=prediction, generator=generator)
+            if not math.isfinite(loss.item()):
+                raise DataError(f"the training loss became {loss.item()} at step {step}; check the data and lr={lr}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            _ema_update(ema_model, model, min(ema, (1 + step) / (10 + step)))
+            losses.append(loss.item())
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if run_dir is not None and step % checkpoint_every == 0 and step < steps:
+                elapsed = seconds + time.perf_counter() - t0
+                _save(Path(run_dir), step, run_config, both, optimizer, generator, elapsed, losses)
+        seconds += time.perf_counter() - t0
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if run_dir is not None and step % checkpoint_every == 0 and step < steps:
-            elapsed = seconds + time.perf_counter() - t0
-            _save(Path(run_dir), step, run_config, both, optimizer, generator, elapsed, losses)
-    seconds += time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
-    if run_dir is not None and step > start:
-        _save(Path(run_dir), step, run_config, both, optimizer, generator, seconds, losses)
-    model.eval()
-    return TrainedDiffusion(ema_model, schedule, prediction, step=step, losses=losses, seconds=seconds)
+            bar.close()
+        if run_dir is not None and step > start:
+            _save(Path(run_dir), step, run_config, both, optimizer, generator, seconds, losses)
+        model.eval()
+        return TrainedDiffusion(ema_model, schedule, prediction, step=step, losses=losses, seconds=seconds)
 
 
 @torch.no_grad()
@@ -251,9 +256,13 @@ def _restore(run_dir, both, optimizer, generator, run_config) -> tuple[int, floa
             f"expected {run_config}: use a fresh run_dir"
         )
     load_learner_state(both, checkpoint, source=str(run_dir))
-    if checkpoint.optimizer_state is not None:
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-    if "train" in checkpoint.generators:
-        generator.set_state(checkpoint.generators["train"])
     extra = checkpoint.extra
-    return checkpoint.step, float(extra.get("seconds", 0.0)), list(extra.get("losses", []))
+    try:
+        if checkpoint.optimizer_state is not None:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+        if "train" in checkpoint.generators:
+            generator.set_state(checkpoint.generators["train"])
+        seconds, losses = float(extra.get("seconds", 0.0)), [float(x) for x in extra.get("losses", [])]
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{run_dir}: its optimizer, generator or loss history does not fit ({exc})") from None
+    return checkpoint.step, seconds, losses

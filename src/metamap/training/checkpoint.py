@@ -1,33 +1,63 @@
-"""Checkpoints: tensors in safetensors, everything else in JSON, written atomically.
+"""Checkpoints: tensors in safetensors, everything else in JSON, written atomically, verified on load.
 
-A checkpoint is a folder ``<run>/checkpoints/step-000123/`` holding
+A checkpoint is a folder ``<run>/checkpoints/step-000000123/`` holding
 ``tensors.safetensors`` (learner state, optimizer state, random-generator
 states) and ``state.json`` (step, config, optimizer hyper-parameters, any
-extra metadata). It is written to a hidden temporary folder and renamed into
-place, then the text file ``<run>/checkpoints/latest`` is replaced atomically:
-an interruption at any moment leaves the previous checkpoint intact. No
-pickle is involved anywhere.
+extra metadata, and the SHA-256 of the tensors file). The text file
+``<run>/checkpoints/latest`` names the checkpoint to resume from. A step
+saved again gets the next free name ``step-000000123-1`` (``-2``, ...), so
+the checkpoint ``latest`` names is never touched while its replacement is
+written.
+
+:func:`save_checkpoint` writes, in this order, each file and folder synced
+to disk: both files into a hidden ``.tmp-<name>-<pid>`` folder; that folder
+renamed into place; ``latest`` replaced (atomic rename) by the new name;
+then the checkpoint of the same step it supersedes, and checkpoints beyond
+the newest ``keep`` by step number, are moved aside (``.tmp-trash-*``) and
+deleted. A kill at any moment leaves ``latest`` naming a complete
+checkpoint (or no ``latest`` at all before the first one); the hidden
+leftovers are removed by the next
+:func:`metamap.training.run_folder.claim_run_folder`.
+
+:func:`load_checkpoint` checks ``state.json`` (an object with a whole
+``step``, a ``config`` object, ...), the tensors file against its recorded
+SHA-256, and that the learner's weights are finite; every failure is one
+:class:`~metamap.errors.CheckpointError` line naming the file. No pickle is
+involved anywhere.
+
+:func:`fault_point` marks each write above for the crash tests of
+:mod:`metamap.training.faults`: with ``METAMAP_FAULT_POINT=<name>`` (or
+``<name>#<k>`` for its k-th occurrence) in the environment the process kills
+itself with SIGKILL there; without it the call does nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from metamap.errors import CheckpointError
 from metamap.report import atomic_write_bytes
 
 TENSORS = "tensors.safetensors"
 STATE = "state.json"
-FORMAT_VERSION = 1
+POINTER = "latest"
+FORMAT_VERSION = 2  # 2: state.json records "tensors_sha256"; version 1 (without it) is still read
+FAULT_ENV = "METAMAP_FAULT_POINT"
+_NAME = re.compile(r"step-(\d{9,})(?:-(\d+))?")
+_fault_hits: dict[str, int] = {}
 
 
 @dataclass
@@ -42,6 +72,16 @@ class Checkpoint:
     extra: dict[str, Any]
 
 
+def fault_point(name: str) -> None:
+    """Kill this process with SIGKILL when ``$METAMAP_FAULT_POINT`` is ``name`` or ``name#<this occurrence>``."""
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    _fault_hits[name] = hits = _fault_hits.get(name, 0) + 1
+    if wanted in (name, f"{name}#{hits}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -52,10 +92,15 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     keep: int = 2,
 ) -> Path:
-    """Write the checkpoint of ``step`` and point ``latest`` at it; keep the newest ``keep``."""
+    """Write the checkpoint of ``step``, point ``latest`` at it, keep the newest ``keep`` (all when < 1).
+
+    The checkpoint just written is always kept; the others are ranked by step
+    number. Returns the new checkpoint folder.
+    """
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:09d}"
+    kind = "resave" if step in _steps(folder).values() else "save"
+    name = _free_name(folder, step)
     tmp = folder / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -66,36 +111,51 @@ def save_checkpoint(
         tensors.update(optim_tensors)
     for key, value in (generators or {}).items():
         tensors[f"rng/{key}"] = value.detach().cpu().contiguous()
-    save_file(tensors, str(tmp / TENSORS))
+    data = save_safetensors(tensors)
+    _write_synced(tmp / TENSORS, data)
+    fault_point(f"{kind}:tensors-written")
     state = {
         "format_version": FORMAT_VERSION,
         "step": step,
         "config": config,
         "optimizer": optim_json,
         "extra": extra or {},
+        "tensors_sha256": hashlib.sha256(data).hexdigest(),
     }
-    (tmp / STATE).write_text(json.dumps(state, indent=2))
+    _write_synced(tmp / STATE, json.dumps(state, indent=2).encode())
+    fault_point(f"{kind}:state-written")
+    _sync_folder(tmp)
     final = folder / name
-    shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    atomic_write_bytes(folder / "latest", name.encode())
-    _prune(folder, keep)
+    _sync_folder(folder)
+    fault_point(f"{kind}:renamed")
+    atomic_write_bytes(folder / POINTER, name.encode())
+    _sync_folder(folder)
+    fault_point(f"{kind}:pointer-switched")
+    _prune(folder, name, keep, kind)
+    fault_point(f"{kind}:pruned")
     return final
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The folder ``latest`` points at, or None if the run has no checkpoint yet."""
-    pointer = Path(run_dir) / "checkpoints" / "latest"
+    pointer = Path(run_dir) / "checkpoints" / POINTER
     if not pointer.is_file():
         return None
-    folder = pointer.parent / pointer.read_text().strip()
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{pointer} is unreadable: {exc}") from None
+    if not _NAME.fullmatch(name):
+        raise CheckpointError(f"{pointer}: expected the name of a checkpoint folder (step-000000123), got {name[:40]!r}")
+    folder = pointer.parent / name
     if not folder.is_dir():
-        raise CheckpointError(f"{pointer} points at {folder.name}, which does not exist")
+        raise CheckpointError(f"{pointer} points at {name}, which does not exist")
     return folder
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint folder (or a run folder: its latest checkpoint)."""
+    """Read and verify a checkpoint folder (or a run folder: its latest checkpoint)."""
     path = Path(path)
     if (path / "checkpoints").is_dir():
         found = latest_checkpoint(path)
@@ -107,24 +167,37 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path} is not a metamap checkpoint: expected {TENSORS} and {STATE} in it")
     try:
         state = json.loads(state_file.read_text())
-        tensors = load_file(str(tensor_file))
-    except (json.JSONDecodeError, SafetensorError, OSError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from None
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        data = tensor_file.read_bytes()
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {state_file.name}: {exc}") from None
+    _check_state(state, state_file)
+    recorded = state.get("tensors_sha256")
+    if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
         raise CheckpointError(
-            f"checkpoint {path}: expected format_version {FORMAT_VERSION}, got {state.get('format_version')!r}"
+            f"checkpoint {path} is corrupt: {tensor_file} does not match the SHA-256 recorded in {STATE}"
         )
+    try:
+        tensors = load_safetensors(data)
+    except (SafetensorError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {tensor_file.name}: {exc}") from None
     groups = _group(tensors)
+    learner_state = groups.get("learner", {})
+    bad = [k for k, v in learner_state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: learner weights {bad[:5]} in {TENSORS} hold NaN or inf")
     optimizer_state = None
-    if state.get("optimizer") is not None:
-        optimizer_state = _unflatten_optimizer(groups.get("optim", {}), state["optimizer"])
+    if state["optimizer"] is not None:
+        try:
+            optimizer_state = _unflatten_optimizer(groups.get("optim", {}), state["optimizer"])
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{state_file}: the optimizer entry is malformed ({exc!r})") from None
     return Checkpoint(
-        step=int(state["step"]),
+        step=state["step"],
         config=state["config"],
-        learner_state=groups.get("learner", {}),
+        learner_state=learner_state,
         optimizer_state=optimizer_state,
         generators=groups.get("rng", {}),
-        extra=state.get("extra", {}),
+        extra=state["extra"],
     )
 
 
@@ -152,10 +225,81 @@ def load_learner_state(learner: torch.nn.Module, checkpoint: Checkpoint, source:
     learner.load_state_dict(checkpoint.learner_state)
 
 
-def _prune(folder: Path, keep: int) -> None:
-    steps = sorted(p for p in folder.glob("step-*") if p.is_dir())
-    for old in steps[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+def _check_state(state: Any, where: Path) -> None:
+    """One-line CheckpointError unless ``state`` has the layout :func:`save_checkpoint` writes."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: expected a JSON object, got {_kind(state)}")
+    version = state.get("format_version")
+    if version not in (1, FORMAT_VERSION):
+        raise CheckpointError(f"{where}: expected format_version 1 or {FORMAT_VERSION}, got {version!r}")
+    step = state.get("step")
+    if type(step) is not int or step < 0:
+        raise CheckpointError(f"{where}: expected 'step' to be a whole number >= 0, got {_kind(step)} {step!r:.40}")
+    expected = {"config": (dict,), "optimizer": (dict, type(None)), "extra": (dict,)}
+    for key, types in expected.items():
+        if not isinstance(state.get(key), types):
+            wanted = "an object" + (" or null" if type(None) in types else "")
+            raise CheckpointError(f"{where}: expected '{key}' to be {wanted}, got {_kind(state.get(key))}")
+    digest = state.get("tensors_sha256")
+    if version == FORMAT_VERSION and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise CheckpointError(f"{where}: expected 'tensors_sha256' to be 64 hex digits, got {digest!r:.70}")
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "nothing (missing or null)"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _steps(folder: Path) -> dict[str, int]:
+    """Checkpoint folder name -> its step, for every ``step-*`` folder in ``folder``."""
+    found = {}
+    for entry in folder.iterdir():
+        match = _NAME.fullmatch(entry.name)
+        if match and entry.is_dir():
+            found[entry.name] = int(match.group(1))
+    return found
+
+
+def _free_name(folder: Path, step: int) -> str:
+    base = name = f"step-{step:09d}"
+    suffix = 0
+    while (folder / name).exists():
+        suffix += 1
+        name = f"{base}-{suffix}"
+    return name
+
+
+def _prune(folder: Path, current: str, keep: int, kind: str) -> None:
+    """Delete other checkpoints of ``current``'s step, then all but the newest ``keep`` (``current`` included)."""
+    steps = _steps(folder)
+    step = steps.pop(current)
+    superseded = [name for name, s in steps.items() if s == step]
+    ranked = sorted((s, name) for name, s in steps.items() if s != step)
+    surplus = [name for _, name in ranked[: max(len(ranked) - (keep - 1), 0)]] if keep > 0 else []
+    for name in superseded + surplus:
+        trash = folder / f".tmp-trash-{name}-{os.getpid()}"
+        os.replace(folder / name, trash)
+        fault_point(f"{kind}:removing")
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_folder(path: Path) -> None:
+    """Make a rename or new entry in ``path`` durable (a no-op where folders cannot be opened)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _group(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -186,4 +330,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any])
         state.setdefault(int(param_id), {})[name] = value
     for param_id, entries in rest.get("scalars", {}).items():
         state.setdefault(int(param_id), {}).update(entries)
+    if not isinstance(rest["param_groups"], list):
+        raise ValueError(f"'param_groups' must be a list, got {_kind(rest['param_groups'])}")
     return {"state": dict(sorted(state.items())), "param_groups": rest["param_groups"]}

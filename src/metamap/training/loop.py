@@ -20,6 +20,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from metamap.tasks.family import TaskFamily, make_generator
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
 from metamap.training.evaluate import evaluate_learner
 from metamap.training.metrics_log import MetricsLog
+from metamap.training.run_folder import claim_run_folder
 
 
 @dataclass(frozen=True)
@@ -126,13 +128,20 @@ def meta_train(
     """Meta-train ``learner`` on ``family.split('train')``, validating on ``family.split('val')``.
 
     ``run_dir`` receives checkpoints and metrics (none are written when it is
-    None). ``run_config`` is stored in every checkpoint so that a run can be
-    rebuilt and evaluated later. ``resume`` continues from the latest
-    checkpoint in ``run_dir``.
+    None); it is claimed for the run (:func:`claim_run_folder`: locked, and
+    without ``resume`` it must be empty or new). ``run_config`` is stored in
+    every checkpoint so that a run can be rebuilt and evaluated later.
+    ``resume`` continues from the latest checkpoint in ``run_dir``.
     """
     rank, world = _rank_world()
     if config.meta_batch % world:
         raise ConfigError(f"meta_batch {config.meta_batch} must be divisible by the {world} processes")
+    owner = rank == 0 and run_dir is not None
+    with claim_run_folder(run_dir, resume=resume, what="run folder") if owner else nullcontext():
+        return _meta_train(learner, family, config, run_dir, run_config, resume, on_step, rank, world)
+
+
+def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, rank, world) -> TrainResult:
     train_family, val_family = family.split("train"), family.split("val")
     optimizer = make_optimizer(learner, config)
     generator = make_generator(config.seed)  # tasks are drawn on the CPU, then moved to the learner's device
@@ -261,17 +270,26 @@ def _restore(run_dir, learner, optimizer, generator, run_config) -> tuple[int, f
         return 0, 0.0
     checkpoint = load_checkpoint(folder)
     saved_run = checkpoint.config.get("run", {})
+    if not isinstance(saved_run, dict):
+        raise CheckpointError(f"{folder}: expected the run configuration to be an object, got {saved_run!r:.60}")
     if run_config is not None and saved_run and saved_run != run_config:
         changed = sorted(k for k in set(saved_run) | set(run_config) if saved_run.get(k) != run_config.get(k))
         raise CheckpointError(
             f"cannot resume {run_dir}: it was started with a different configuration (differs in {changed})"
         )
     load_learner_state(learner, checkpoint, source=str(folder))
-    if checkpoint.optimizer_state is not None:
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-    generator.set_state(checkpoint.generators["sampler"])
-    torch.set_rng_state(checkpoint.generators["torch"])
-    return checkpoint.step, float(checkpoint.extra.get("train_seconds", 0.0))
+    missing = sorted({"sampler", "torch"} - set(checkpoint.generators))
+    if missing:
+        raise CheckpointError(f"{folder}: expected the random-generator states {missing} for an exact resume")
+    try:
+        if checkpoint.optimizer_state is not None:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+        generator.set_state(checkpoint.generators["sampler"])
+        torch.set_rng_state(checkpoint.generators["torch"])
+        seconds = float(checkpoint.extra.get("train_seconds", 0.0))
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder}: its optimizer or generator state does not fit this run ({exc})") from None
+    return checkpoint.step, seconds
 
 
 def _rank_world() -> tuple[int, int]:
