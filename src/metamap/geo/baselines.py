@@ -67,14 +67,21 @@ def ordinary_kriging(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, 
 
     Returns ``(mean [H, W], variance [H, W])``; the variance is kriging's
     predictive variance (zero at observed pixels up to the fitted nugget).
+    Observations that are all equal (say a completely dry precipitation
+    field) have no variogram to fit: the answer is then that constant with
+    zero variance.
     """
     from pykrige.ok import OrdinaryKriging
 
     if variogram not in VARIOGRAMS:
         raise ConfigError(f"variogram must be one of {', '.join(VARIOGRAMS)}, got {variogram!r}")
     anomaly, observed = _split(values, observed, background)
+    known = anomaly[observed]
+    if np.all(known == known[0]):
+        return np.full(anomaly.shape, known[0]) + (background if background is not None else 0.0), \
+            np.zeros(anomaly.shape)
     yy, xx = _plane(lat, lon)
-    model = OrdinaryKriging(xx[observed], yy[observed], anomaly[observed], variogram_model=variogram, nlags=nlags)
+    model = OrdinaryKriging(xx[observed], yy[observed], known, variogram_model=variogram, nlags=nlags)
     mean, variance = model.execute("points", xx.ravel(), yy.ravel())
     mean = np.asarray(mean, np.float64).reshape(anomaly.shape)
     variance = np.maximum(np.asarray(variance, np.float64).reshape(anomaly.shape), 0.0)

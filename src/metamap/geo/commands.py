@@ -11,6 +11,11 @@
 Outputs are netCDF with dims ``member, time, lat, lon`` (the input's own axis
 names and latitude order), the variable's CF attributes and the input's
 global attributes; ``fill`` adds ``ensemble_mean`` and ``observed``.
+
+Every ``--out`` is checked before any work (a folder for ``train``; a new or
+writable regular file other than ``--data`` for the others), and a run is
+applied only to data with the variable, units, calendar and grid coordinates
+it was trained on (:func:`metamap.geo.models.check_applies`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from metamap.arguments import nonnegative_int, output_file, output_folder, positive_float, positive_int
 from metamap.errors import ConfigError
 
 DEFAULT_CHUNKS = {"time": 1, "lat": 256, "lon": 256}
@@ -32,16 +38,17 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     _data_flags(train)
     train.add_argument("--task", default="fill", help="fill | forecast | generate")
     train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, model, geo.json)")
-    train.add_argument("--steps", type=int, default=2000)
-    train.add_argument("--batch", type=int, default=16)
-    train.add_argument("--patch", type=int, nargs="+", default=[64], help="patch size: one size or h w")
-    train.add_argument("--k", type=int, default=3, help="forecast: number of previous fields")
-    train.add_argument("--base", type=int, default=32, help="UNet width of the first level")
-    train.add_argument("--lr", type=float, default=5e-4)
-    train.add_argument("--train-days", type=int, default=None,
+    train.add_argument("--steps", type=positive_int, default=2000)
+    train.add_argument("--batch", type=positive_int, default=16)
+    train.add_argument("--patch", type=positive_int, nargs="+", default=[64], help="patch size: one size or h w")
+    train.add_argument("--k", type=positive_int, default=3, help="forecast: number of previous fields")
+    train.add_argument("--base", type=positive_int, default=32, help="UNet width of the first level")
+    train.add_argument("--lr", type=positive_float, default=5e-4)
+    train.add_argument("--train-days", type=positive_int, default=None,
                        help="train on the days of the month 1..N only (default: every time step)")
-    train.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (stops with a checkpoint)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-minutes", type=positive_float, default=None,
+                       help="wall-clock budget (stops with a checkpoint)")
+    train.add_argument("--seed", type=nonnegative_int, default=0)
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
@@ -49,7 +56,7 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     _data_flags(fill)
     _sample_flags(fill)
     fill.add_argument("--times", type=int, nargs="+", default=None, help="time indices to fill (default all)")
-    fill.add_argument("--resample", type=int, default=4, help="generate runs: RePaint resampling per step")
+    fill.add_argument("--resample", type=positive_int, default=4, help="generate runs: RePaint resampling per step")
     fill.set_defaults(handler=_fill)
 
     forecast = commands.add_parser("forecast", help="ensemble forecast of the next 1..6 steps")
@@ -57,7 +64,7 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     _sample_flags(forecast)
     forecast.add_argument("--start", type=int, default=-1,
                           help="time index of the last known field (default: the file's last)")
-    forecast.add_argument("--leads", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="leads in time steps")
+    forecast.add_argument("--leads", type=positive_int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="leads in time steps")
     forecast.set_defaults(handler=_forecast)
 
     sample = commands.add_parser("sample", help="draw new fields on the file's grid")
@@ -74,10 +81,11 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
 def _sample_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by metamap geo train")
     parser.add_argument("--out", type=Path, required=True, help="output netCDF file")
-    parser.add_argument("--members", type=int, default=16, help="ensemble members (sample: number of fields)")
-    parser.add_argument("--steps", type=int, default=20, help="sampler steps")
+    parser.add_argument("--members", type=positive_int, default=16,
+                        help="ensemble members (sample: number of fields)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="sampler steps")
     parser.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm | heun")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -86,6 +94,7 @@ def _train(args: argparse.Namespace) -> int:
     from metamap.geo.io import open_field
     from metamap.geo.train import train_task
 
+    output_folder(args.out)
     field = open_field(args.data, args.var, chunks=DEFAULT_CHUNKS)
     times = np.arange(field.shape[0])
     if args.train_days is not None:
@@ -100,21 +109,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, task: str | tuple[str, ...]):
-    """The run's model, the field and the static channels; the field must lie on the run's grid."""
+    """The run's model, the field and the static channels, after checking ``--out`` and that the field is
+    the run's variable on the run's grid."""
     from metamap.geo.data import static_channels
     from metamap.geo.io import open_field
-    from metamap.geo.models import GeoModel
+    from metamap.geo.models import GeoModel, check_applies
 
+    output_file(args.out, inputs=[args.data])
     model = GeoModel.load(args.run)
     tasks = (task,) if isinstance(task, str) else task
     if model.meta["task"] not in tasks:
         raise ConfigError(f"{args.run} is a {model.meta['task']} run; this command needs a {' or '.join(tasks)} run")
-    if args.members < 1 or args.steps < 1:
-        raise ConfigError(f"--members and --steps must be >= 1, got {args.members} and {args.steps}")
     field = open_field(args.data, args.var)
-    if list(field.shape[1:]) != list(model.meta["grid"]):
-        raise ConfigError(f"{args.data}: grid {field.shape[1]} x {field.shape[2]}, but {args.run} was trained on "
-                          f"{model.meta['grid'][0]} x {model.meta['grid'][1]} (its climatology is per pixel)")
+    check_applies(model.meta, field, f"--data {args.data}", f"the run {args.run}")
     static = static_channels(field.lat, field.lon, tuple(model.meta["lat_range"]), tuple(model.meta["lon_range"]))
     return model, field, static
 

@@ -2,13 +2,20 @@
 
 A :class:`GeoModel` is a trained diffusion model (its EMA network, noise
 schedule and prediction type) plus the geo metadata needed to use it on a
-file: the task (``fill`` | ``forecast`` | ``generate``), the variable, the
-standardization (the training climatology of its grid), the grid ranges for
-the static channels, the history length ``k`` of a forecaster, and the
-pixels that are undefined by nature. A run folder holds the diffusion
-checkpoints (written by :func:`metamap.diffusion.training.train_diffusion`),
-the final model (``model/``), ``climatology.npy``, ``never_valid.npy`` and
-``geo.json``.
+file: the task (``fill`` | ``forecast`` | ``generate``), what it was trained
+on (variable, units, calendar, latitude and longitude values, see
+:meth:`metamap.geo.io.GeoField.identity`), the transform (the training
+climatology of its grid and one standard deviation), the grid ranges for the
+static channels, the history length ``k`` of a forecaster, and the pixels
+that are undefined by nature. A run folder holds the diffusion checkpoints
+(written by :func:`metamap.diffusion.training.train_diffusion`), the final
+model (``model/``), ``climatology.npy``, ``never_valid.npy`` and
+``geo.json``; all but the model are written before training starts, so that
+an interrupted run can be checked against the data it resumes with.
+
+Run folders whose ``geo.json`` does not record the training data's identity
+(written before it did) are refused by :func:`check_applies`: a run cannot
+be checked against new data without it, so it must be trained again.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import torch
 
 from metamap.errors import CheckpointError
 from metamap.geo.data import Standardizer
+from metamap.geo.io import GeoField, check_same_field
 from metamap.report import atomic_write_bytes, write_json
 
 TASKS = ("fill", "forecast", "generate")
@@ -32,6 +40,7 @@ GEO_META = "geo.json"
 MODEL_FILE = "model"
 CLIMATOLOGY = "climatology.npy"
 NEVER_VALID = "never_valid.npy"
+IDENTITY_KEYS = ("var", "units", "calendar", "lat", "lon")
 
 
 @dataclass
@@ -50,12 +59,8 @@ class GeoModel:
 
     def save(self, run_dir: Path) -> None:
         """Write the diffusion checkpoint, the climatology, the never-valid mask and ``geo.json``."""
-        run_dir = Path(run_dir)
-        self.trained.save(run_dir / MODEL_FILE)
-        _save_array(run_dir / CLIMATOLOGY, self.standardizer.mean.astype(np.float32))
-        _save_array(run_dir / NEVER_VALID, self.never_valid.astype(bool))
-        meta = {**self.meta, "std": self.standardizer.std}
-        write_json(run_dir / GEO_META, meta)
+        self.trained.save(Path(run_dir) / MODEL_FILE)
+        save_run_data(run_dir, self.meta, self.standardizer, self.never_valid)
 
     @classmethod
     def load(cls, run_dir: Path) -> "GeoModel":
@@ -69,13 +74,46 @@ class GeoModel:
             raise CheckpointError(
                 f"{run_dir}: missing {', '.join(missing)}; expected a run folder of metamap geo train"
             )
+        meta = read_meta(run_dir)
         try:
-            meta = json.loads(paths[0].read_text())
             mean, never_valid = np.load(paths[1], allow_pickle=False), np.load(paths[2], allow_pickle=False)
-        except (json.JSONDecodeError, ValueError, OSError) as exc:
+            standardizer = Standardizer(mean, float(meta["std"]))
+        except (KeyError, TypeError, ValueError, OSError) as exc:
             raise CheckpointError(f"{run_dir}: corrupt run folder ({exc})") from exc
-        standardizer = Standardizer(mean, float(meta["std"]))
         return wrap(TrainedDiffusion.load(run_dir / MODEL_FILE), meta, standardizer, never_valid)
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """The ``geo.json`` of a run folder."""
+    path = Path(run_dir) / GEO_META
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable run metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def check_applies(meta: dict[str, Any], field: GeoField, data_label: str, run_label: str) -> None:
+    """Refuse to apply (or go on training) a run with metadata ``meta`` on ``field`` unless it is the same
+    variable, units, calendar and grid (:func:`metamap.geo.io.check_same_field`); a run that does not record
+    them is refused too (:class:`CheckpointError`)."""
+    missing = [key for key in IDENTITY_KEYS if key not in meta]
+    if missing:
+        raise CheckpointError(f"{run_label} does not record the {', '.join(missing)} of its training data "
+                              f"(written by an older metamap); train it again into a new run folder")
+    check_same_field(meta, field, data_label, run_label)
+
+
+def save_run_data(run_dir: Path, meta: dict[str, Any], standardizer: Standardizer, never_valid: np.ndarray) -> None:
+    """Write everything of a run but its network: ``climatology.npy`` ``[H, W]``, ``never_valid.npy``
+    ``[H, W]`` and ``geo.json`` (``meta`` plus the transform ``z = (x - climatology) / std``), each atomically."""
+    run_dir = Path(run_dir)
+    _save_array(run_dir / CLIMATOLOGY, standardizer.mean.astype(np.float32))
+    _save_array(run_dir / NEVER_VALID, never_valid.astype(bool))
+    transform = {"z": "(x - climatology) / std", "climatology": CLIMATOLOGY, "std": standardizer.std}
+    write_json(run_dir / GEO_META, {**meta, "std": standardizer.std, "transform": transform})
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:

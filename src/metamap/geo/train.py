@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from metamap.errors import ConfigError
+from metamap.errors import CheckpointError, ConfigError
 from metamap.geo.data import PatchSource, check_patch, grid_ranges, scan_training
 from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches
 from metamap.geo.forecast import MAX_LEAD, forecast_batches, forecast_cond_channels, increment_scales
 from metamap.geo.generate import GENERATE_COND_CHANNELS, generation_batches
 from metamap.geo.io import GeoField
-from metamap.geo.models import TASKS, GeoModel, train_model
+from metamap.geo.models import GEO_META, TASKS, GeoModel, check_applies, read_meta, save_run_data, train_model
 
 
 def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: int, run_dir: Path | None,
@@ -24,17 +24,22 @@ def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: in
     when finished, reloads) and the result.
 
     The climatology and the anomalies' standard deviation come from at most
-    ``max_scan`` of the training times.
+    ``max_scan`` of the training times. An existing ``run_dir`` is continued
+    only when it holds a run of the same task on the same variable, units,
+    calendar and grid (else :class:`ConfigError`, :class:`DataError` or
+    :class:`CheckpointError`, before any data are read).
     """
     if task not in TASKS:
         raise ConfigError(f"unknown geo task {task!r}; expected one of {', '.join(TASKS)}")
     if k < 1:
         raise ConfigError(f"the forecast history k must be >= 1, got {k}")
+    if run_dir is not None:
+        check_run_folder(Path(run_dir), field, task)
     standardizer, never_valid = scan_training(field, train_times, max_times=max_scan, seed=seed)
     n_times = k + MAX_LEAD if task == "forecast" else 1
     source = PatchSource(field, standardizer, train_times, check_patch(patch), n_times=n_times, seed=seed)
     lat_range, lon_range = grid_ranges(field)
-    meta = {"task": task, "var": field.var, "units": str(field.attrs.get("units", "")), "grid": list(field.shape[1:]),
+    meta = {"task": task, **field.identity(), "grid": list(field.shape[1:]),
             "lat_range": lat_range, "lon_range": lon_range, "k": k, "patch": list(source.patch), "batch": batch,
             "lr": lr, "ema": ema, "scanned_times": int(min(len(train_times), max_scan)),
             "n_never_valid": int(never_valid.sum())}
@@ -45,5 +50,23 @@ def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: in
         batches, channels = forecast_batches(source, batch, k, meta["increment_std"], seed), forecast_cond_channels(k)
     else:
         batches, channels = generation_batches(source, batch), GENERATE_COND_CHANNELS
+    if run_dir is not None:
+        save_run_data(run_dir, meta, standardizer, never_valid)
     return train_model(batches, channels, meta, standardizer, never_valid, steps=steps, run_dir=run_dir, base=base,
                        lr=lr, ema=ema, seed=seed, max_seconds=max_seconds, progress=progress)
+
+
+def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:
+    """Refuse to continue in ``run_dir`` unless it is new or holds a ``task`` run on ``field``'s variable,
+    units, calendar and grid."""
+    from metamap.training.checkpoint import latest_checkpoint
+
+    if (run_dir / GEO_META).is_file():
+        meta = read_meta(run_dir)
+        check_applies(meta, field, field.source or field.var, f"the run folder {run_dir}")
+        if meta.get("task") != task:
+            raise ConfigError(f"the run folder {run_dir} holds a {meta.get('task')} run; a {task} run needs "
+                              f"its own folder")
+    elif run_dir.is_dir() and latest_checkpoint(run_dir) is not None:
+        raise CheckpointError(f"the run folder {run_dir} holds checkpoints but no {GEO_META}; it is not a run of "
+                              f"metamap geo train: choose a new folder")
