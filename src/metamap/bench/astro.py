@@ -23,18 +23,24 @@ from metamap.paths import shared_data_dir
 from metamap.report import format_table, machine, write_json
 
 SHOTS = (10, 20, 50)
+FULL = {"steps": 1500, "episodes": 600, "other_episodes": 300, "val_episodes": 100, "classify_steps": 1500,
+        "classify_episodes": 600, "missing_fractions": (0.1, 0.3, 0.5), "noise_mags": (0.05, 0.1)}
+QUICK = {"steps": 10, "episodes": 10, "other_episodes": 5, "val_episodes": 5, "classify_steps": 10,
+         "classify_episodes": 10, "missing_fractions": (0.3,), "noise_mags": (0.1,)}
 
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
     cat = load_catalogue(shared_data_dir() / "astro" / "sdss_dr14_10k.csv")
     started = time.perf_counter()
+    settings = QUICK if quick else FULL
     print("[astro] photo-z, all data")
-    all_data = run_all_data(cat, quick=quick)
+    all_data = run_all_data(cat, quick=quick, missing_fractions=settings["missing_fractions"],
+                            noise_mags=settings["noise_mags"])
     print(f"[astro] photo-z, new sky cells, K = {SHOTS}")
-    fewshot = run_fewshot(cat, shots=SHOTS, steps=200 if quick else 1500, episodes=60 if quick else 600,
-                          other_episodes=30 if quick else 300, val_episodes=20 if quick else 100, quick=quick)
+    fewshot = run_fewshot(cat, shots=SHOTS, steps=settings["steps"], episodes=settings["episodes"],
+                          other_episodes=settings["other_episodes"], val_episodes=settings["val_episodes"], quick=quick)
     print("[astro] star / galaxy / QSO, 3-way K-shot")
-    classes = run_classification(cat, steps=200 if quick else 1500, episodes=60 if quick else 600)
+    classes = run_classification(cat, steps=settings["classify_steps"], episodes=settings["classify_episodes"])
     best = fewshot["best_meta_learner_on_val"]
     sigma_all = all_data["chosen_metrics"]["sigma_nmad"]
     k20 = fewshot["by_k"]["20"]
@@ -58,7 +64,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "classification": classes,
         "training_budget": f"photo-z meta-learners {fewshot['meta_training']['steps']} meta-steps each, "
                            f"classification {classes['meta_training']['steps']} meta-steps each, one CPU core",
-        "seconds": time.perf_counter() - started, "machine": machine(),
+        "settings": settings, "seconds": time.perf_counter() - started, "machine": machine(),
     }
     write_json(json_path, result)
     rows = [[m, *(f"{fewshot['by_k'][str(k)][m]['sigma_nmad']:.4f} ± {fewshot['by_k'][str(k)][m]['sigma_nmad_ci95']:.4f}"

@@ -8,7 +8,7 @@ Three parts, all on one CPU thread:
    scenarios to dispatches through :func:`guaranteed_dispatch` (check, repair,
    fallback to HiGHS). Baseline: the persistent warm-started HiGHS QP on the
    same scenarios (its result is kept in ``<json stem>_runs/throughput.json``
-   and reused by a rerun). Speedup = HiGHS total solve time / learned-path wall time
+   and reused by a rerun with the same settings). Speedup = HiGHS total solve time / learned-path wall time
    (median of 3 runs of the learned path); gap over the scenarios feasible
    for HiGHS.
 2. **New regime from 50 scenarios**: regimes are (season, time of day,
@@ -31,7 +31,6 @@ Three parts, all on one CPU thread:
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metamap.bench.cache import load_cached, runs_folder, save_cached
 from metamap.energy.dcopf import load_case
 from metamap.energy.feasibility import PATHS, guaranteed_dispatch, optimality_gap
 from metamap.energy.highs import WarmDCOPF
@@ -50,13 +50,14 @@ from metamap.learners import GatedOptimizer, make_learner
 from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, mean_ci95, write_json
 
+# source/target outages: indices into the outage candidates (None: all branches in service)
 FULL = dict(train=4000, test=10_000, per_regime=100, hidden=(256, 256), steps=3000, meta_steps=500,
-            gated_steps=150, transport=10, repeats=3)
-QUICK = dict(train=300, test=300, per_regime=100, hidden=(64, 64), steps=300, meta_steps=20,
-             gated_steps=5, transport=3, repeats=1)
-SOURCE_OUTAGES = (None, 0, 1, 2, 3, 4)  # indices into the outage candidates (None: all branches in service)
-TARGET_OUTAGES = (5, 6)
-N_SUPPORT, N_QUERY = 50, 50
+            gated_steps=150, transport=10, repeats=3, source_outages=(None, 0, 1, 2, 3, 4), target_outages=(5, 6),
+            support=50, query=50, scratch_steps=1000)
+QUICK = dict(train=60, test=40, per_regime=25, hidden=(16, 16), steps=20, meta_steps=2,
+             gated_steps=1, transport=1, repeats=1, source_outages=(None, 0), target_outages=(1,),
+             support=8, query=8, scratch_steps=20)
+THROUGHPUT_SETTINGS = ("train", "test", "hidden", "steps", "repeats")  # what part 1 depends on, besides the case
 ADAPT_STEPS = 50
 INNER_LR = 0.03
 
@@ -146,14 +147,15 @@ def regimes(case, profiles, types, outage, cfg, rng) -> list[RegimeData]:
 
 def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     """Part 2: source/target regimes, every method's gap on the targets, and the gated optimizer."""
-    candidates = _outage_candidates(case, max(TARGET_OUTAGES) + 1)
-    source = [r for o in SOURCE_OUTAGES for r in regimes(case, profiles, types,
-                                                          None if o is None else candidates[o], cfg, rng)]
-    source = [r for r in source if len(r.pd) >= N_SUPPORT + N_QUERY]
+    n_support, n_query = cfg["support"], cfg["query"]
+    candidates = _outage_candidates(case, max(cfg["target_outages"]) + 1)
+    source = [r for o in cfg["source_outages"] for r in regimes(case, profiles, types,
+                                                                 None if o is None else candidates[o], cfg, rng)]
+    source = [r for r in source if len(r.pd) >= n_support + n_query]
     target, target_cases = [], []
-    for o in TARGET_OUTAGES:
+    for o in cfg["target_outages"]:
         outaged = case.without_branch(candidates[o])
-        kept = [r for r in regimes(case, profiles, types, candidates[o], cfg, rng) if len(r.pd) >= N_SUPPORT + N_QUERY]
+        kept = [r for r in regimes(case, profiles, types, candidates[o], cfg, rng) if len(r.pd) >= n_support + n_query]
         target += kept
         target_cases += [outaged] * len(kept)
     pooled_pd = np.concatenate([r.pd for r in source])
@@ -161,8 +163,8 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     scaler = Standardizer.fit(pooled_pd, pooled_pg)
     n_load, n_gen = case.n_load, case.n_gen
     hidden = (128, 128)
-    episode = regime_episode(target, scaler, N_SUPPORT, N_QUERY, np.random.default_rng(123))
-    picks = episode.meta["index"][:, N_SUPPORT:].numpy()
+    episode = regime_episode(target, scaler, n_support, n_query, np.random.default_rng(123))
+    picks = episode.meta["index"][:, n_support:].numpy()
     query_pd = [r.pd[p] for r, p in zip(target, picks)]
     query_cost = [r.cost[p] for r, p in zip(target, picks)]
 
@@ -190,14 +192,14 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     tuned = []
     for k in range(len(target)):
         net = copy.deepcopy(pooled)
-        fit_network(net, episode.x_support[k], episode.y_support[k], ADAPT_STEPS, lr=1e-3, batch=N_SUPPORT)
+        fit_network(net, episode.x_support[k], episode.y_support[k], ADAPT_STEPS, lr=1e-3, batch=n_support)
         with torch.no_grad():
             tuned.append(net(episode.x_query[k]))
     results["pooled_finetune"] = gaps(torch.stack(tuned), "pooled_finetune")
     scratch = []
     for k in range(len(target)):
         net = make_network(n_load, n_gen, hidden, seed=k)
-        fit_network(net, episode.x_support[k], episode.y_support[k], 1000, lr=1e-3, batch=N_SUPPORT)
+        fit_network(net, episode.x_support[k], episode.y_support[k], cfg["scratch_steps"], lr=1e-3, batch=n_support)
         with torch.no_grad():
             scratch.append(net(episode.x_query[k]))
     results["scratch"] = gaps(torch.stack(scratch), "scratch")
@@ -205,7 +207,7 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     for name in ("maml", "metasgd", "reptile"):
         # meta-training starts from the single model's weights (pretrain, then meta-train)
         learner = make_learner(name, copy.deepcopy(pooled), inner_steps=5, inner_lr=INNER_LR)
-        _meta_train(learner, source, scaler, cfg["meta_steps"], rng)
+        _meta_train(learner, source, scaler, cfg, rng)
         adapted = learner.adapt(episode.x_support, episode.y_support, steps=ADAPT_STEPS if name == "reptile" else 5)
         with torch.no_grad():
             results[name] = gaps(adapted.predict(episode.x_query), name)
@@ -215,20 +217,20 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     gated = gated_comparison(pooled, learners["metasgd"], source, episode, scaler, cfg, rng)
     return {
         "outage_candidates": candidates,
-        "source_outages": [None if o is None else candidates[o] for o in SOURCE_OUTAGES],
-        "target_outages": [candidates[o] for o in TARGET_OUTAGES],
+        "source_outages": [None if o is None else candidates[o] for o in cfg["source_outages"]],
+        "target_outages": [candidates[o] for o in cfg["target_outages"]],
         "n_source_regimes": len(source), "n_target_regimes": len(target),
-        "gap_pct": table, "best_meta": best, "n_query": len(target) * N_QUERY, "fallbacks": fallbacks,
+        "gap_pct": table, "best_meta": best, "n_query": len(target) * n_query, "fallbacks": fallbacks,
         "ratio_vs_scratch": table[best]["mean"] / table["scratch"]["mean"],
         "gated": gated,
     }
 
 
-def _meta_train(learner, source: list[RegimeData], scaler: Standardizer, steps: int, rng, meta_batch: int = 8) -> None:
+def _meta_train(learner, source: list[RegimeData], scaler: Standardizer, cfg, rng, meta_batch: int = 8) -> None:
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-3)
-    for _ in range(steps):
+    for _ in range(cfg["meta_steps"]):
         chosen = [source[i] for i in rng.choice(len(source), size=min(meta_batch, len(source)), replace=False)]
-        episode = regime_episode(chosen, scaler, N_SUPPORT, N_QUERY, rng)
+        episode = regime_episode(chosen, scaler, cfg["support"], cfg["query"], rng)
         optimizer.zero_grad()
         learner.meta_backward(episode)
         optimizer.step()
@@ -243,7 +245,7 @@ def gated_comparison(pooled, metasgd, source, episode, scaler, cfg, rng) -> dict
     for _ in range(cfg["gated_steps"]):
         chosen = [source[i] for i in rng.choice(len(source), size=4, replace=False)]
         optimizer.zero_grad()
-        gated.meta_loss(regime_episode(chosen, scaler, N_SUPPORT, N_QUERY, rng)).backward()
+        gated.meta_loss(regime_episode(chosen, scaler, cfg["support"], cfg["query"], rng)).backward()
         optimizer.step()
     sgd = GatedOptimizer(copy.deepcopy(pooled), base="sgd", lr=0.05)
     curves = {"adam": [], "gated_adam": [], "sgd": [], "metasgd": []}
@@ -314,21 +316,19 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     cfg = QUICK if quick else FULL
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    runs = json_path.with_name(f"{json_path.stem}_runs")
+    runs = runs_folder(json_path, quick)
     profiles = load_profiles(runs / "profiles.npz")
     case = load_case("case118")
     types = assign_types(case, profiles, seed=0)
     started = time.perf_counter()
     print("energy: 1/3 throughput on case118", flush=True)
     # a finished throughput part is kept (it takes minutes): a stopped benchmark resumes after it
-    done = runs / ("throughput_quick.json" if quick else "throughput.json")
-    if done.exists():
-        dcopf = json.loads(done.read_text())
-        rng = np.random.default_rng(1)
-    else:
-        dcopf = throughput(case, profiles, types, cfg, rng)
-        write_json(done, dcopf)
-        rng = np.random.default_rng(1)
+    done = runs / "throughput.json"
+    settings = {"case": case.name, "seed": 0, **{k: cfg[k] for k in THROUGHPUT_SETTINGS}}
+    dcopf = load_cached(done, settings)
+    if dcopf is None:
+        dcopf = save_cached(done, settings, throughput(case, profiles, types, cfg, rng))
+    rng = np.random.default_rng(1)
     print(f"energy: 2/3 regimes and adaptation ({time.perf_counter() - started:.0f} s)", flush=True)
     adapt = adaptation(case, profiles, types, cfg, rng)
     print(f"energy: 3/3 transportation ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -360,7 +360,8 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             f"meta-learners start from the single model's weights, then {cfg['meta_steps']} meta-steps (Adam 1e-3, 8 regimes, "
             f"5 inner SGD steps of {INNER_LR}, MLP 128x128; adaptation: 5 steps, Reptile {ADAPT_STEPS}); "
             f"gated optimizer {cfg['gated_steps']} meta-steps (4 regimes, 10 unrolled Adam steps); "
-            f"scratch: 1000 full-batch Adam steps on the 50; pooled fine-tune: {ADAPT_STEPS} Adam steps. One CPU thread."
+            f"scratch: {cfg['scratch_steps']} full-batch Adam steps on the {cfg['support']}; pooled fine-tune: "
+            f"{ADAPT_STEPS} Adam steps. One CPU thread."
         ),
     }
     write_json(json_path, payload)

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metamap.bench.cache import runs_folder
 from metamap.geo import baselines, metrics, plots
 from metamap.geo.data import PatchSource, Standardizer, static_channels
 from metamap.geo.fill import conditional_fill, inpaint_fill
@@ -84,11 +85,10 @@ class Settings:
 
 
 FULL = Settings()
-QUICK = Settings(fill_fields=3, slow_fields=2, kriging_tuning_fields=2, forecast_cases=2, generated=8, base=16,
-                 batch=4, fill_steps=5, inpaint_steps=5, inpaint_resample=2, repaint_steps=10, repaint_jump=5,
-                 repaint_jump_n_sample=2, fill_budget=(30, 60),
-                 generate_budget=(30, 60), peer_budget=(30, 60), forecast_budget=(30, 60),
-                 deterministic_budget=(30, 60))
+QUICK = Settings(fill_fields=2, slow_fields=1, kriging_tuning_fields=1, forecast_cases=1, generated=16, base=8,
+                 batch=2, fill_steps=2, inpaint_steps=2, inpaint_resample=1, repaint_steps=4, repaint_jump=2,
+                 repaint_jump_n_sample=1, fill_budget=(3, 30), generate_budget=(3, 30), peer_budget=(3, 30),
+                 forecast_budget=(3, 30), deterministic_budget=(3, 30))
 
 
 @dataclass
@@ -330,7 +330,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
     settings = QUICK if quick else FULL
     json_path = Path(json_path)
-    runs = json_path.with_name(f"{json_path.stem}_runs")
+    runs = runs_folder(json_path, quick)
     field = open_field(shared_data_dir() / "geo" / "era5_t2m_uk_2019-03.nc", "t2m")
     field.data = field.data.load()
     days = field.day_of_month()

@@ -33,7 +33,6 @@ minutes of one core.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +42,7 @@ from typing import Any
 
 import torch
 
+from metamap.bench.cache import load_cached, runs_folder, save_cached
 from metamap.paths import shared_data_dir
 from metamap.plotting import pyplot, save_png
 from metamap.recipes import build_family, build_learner
@@ -52,6 +52,7 @@ from metamap.training.distributed import pick_device
 from metamap.training.metrics_log import read_records
 
 TEST_EPISODES = 600
+QUICK_MINUTES, QUICK_TEST_EPISODES = 0.05, 10
 TEST_QUERY = 15
 TEST_SEED = 1234
 
@@ -104,16 +105,13 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
     """
     folder = runs_dir / run.name
     config = run_config(run, data)
-    minutes = 0.3 if quick else run.minutes
-    episodes = 50 if quick else TEST_EPISODES
+    minutes = QUICK_MINUTES if quick else run.minutes
+    episodes = QUICK_TEST_EPISODES if quick else TEST_EPISODES
     settings = {"run": config, "budget_minutes": minutes, "meta_batch": run.meta_batch, "lr": run.lr,
                 "tests": [list(t) for t in run.tests], "test_episodes": episodes, "test_seed": TEST_SEED}
-    saved = folder / "result.json"
-    if saved.is_file():
-        previous = json.loads(saved.read_text())
-        if previous.get("settings") == settings:
-            print(f"[omniglot] {run.name}: reusing {saved}")
-            return previous
+    previous = load_cached(folder / "result.json", settings)
+    if previous is not None:
+        return previous
     learner = build_learner(config).to(pick_device("auto"))
     train = TrainConfig(steps=10**9, meta_batch=run.meta_batch, lr=run.lr, seed=0, checkpoint_every=50,
                         log_every=10, max_seconds=minutes * 60, progress=progress)
@@ -127,10 +125,8 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
         score = evaluate_learner(learner, test_family, n_tasks=episodes, seed=TEST_SEED, tasks_per_batch=10, **options)
         scores[f"{way}w{shot}s"] = {**score.as_dict(), "adapt_steps": steps}
         print(f"[omniglot] {run.name} {way}-way {shot}-shot: {score}")
-    outcome = {"settings": settings, "train_steps": result.final_step, "train_minutes": result.total_seconds / 60,
-               "test": scores}
-    write_json(saved, outcome)
-    return outcome
+    return save_cached(folder / "result.json", settings,
+                       {"train_steps": result.final_step, "train_minutes": result.total_seconds / 60, "test": scores})
 
 
 def _one_thread() -> None:
@@ -140,7 +136,7 @@ def _one_thread() -> None:
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
     """Train and test every run; with 2+ cores, two runs at a time (one thread each), longest first."""
     data = shared_data_dir() / "omniglot"
-    runs_dir = json_path.with_name(json_path.stem + "_runs")
+    runs_dir = runs_folder(json_path, quick)
     workers = min(2, os.cpu_count() or 1)
     if workers == 1:
         results = {r.name: train_and_test(r, data, runs_dir, quick) for r in RUNS}
@@ -162,7 +158,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
                          res["train_steps"], f"{res['train_minutes']:.1f}", f"{res['settings']['budget_minutes']:g}"])
     headline["train_minutes"] = sum(r["train_minutes"] for r in results.values())
     result = {"benchmark": "omniglot", "quick": quick, "headline": headline, "paper": PAPER,
-              "runs": results, "test_episodes": 50 if quick else TEST_EPISODES, "machine": machine(),
+              "runs": results, "test_episodes": QUICK_TEST_EPISODES if quick else TEST_EPISODES, "machine": machine(),
               "notes": __doc__}
     write_json(json_path, result)
     print(format_table(["setting", "accuracy % (95% CI)", "paper", "meta-steps", "train min", "budget min"], rows))

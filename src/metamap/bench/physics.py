@@ -34,7 +34,7 @@ def _geometric_mean(values) -> float:
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    settings = ({"steps": 150, "test_tasks": 10, "val_tasks": 10, "head_tasks": 100, "n_systems": 100, "ls_starts": 2}
+    settings = ({"steps": 10, "test_tasks": 3, "val_tasks": 3, "head_tasks": 20, "n_systems": 20, "ls_starts": 1}
                 if quick else
                 {"steps": 600, "test_tasks": 40, "val_tasks": 30, "head_tasks": 400, "n_systems": 500, "ls_starts": 3})
     results = {}

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from metamap.bench.cache import runs_folder
 from metamap.learners.base import MetaLearner
 from metamap.plotting import pyplot, save_png
 from metamap.recipes import build_learner
@@ -30,8 +31,9 @@ LEARNER_NAMES = ("maml", "fomaml", "metasgd", "reptile", "anil", "pretrain")
 META_LEARNERS = ("maml", "fomaml", "metasgd", "reptile", "anil")
 EVAL_STEPS = (1, 5, 10)
 STEPS = 30_000
-QUICK_STEPS = 300
+QUICK_STEPS = 20
 TEST_TASKS = 600
+QUICK_TEST_TASKS = 20
 TEST_SEED = 1234
 PAPER = {"maml": (0.67, 0.38, 0.35), "pretrain": (2.41, 2.23, 2.19)}
 # Reptile takes several SGD steps on its task's data per meta-step (Nichol et al. 2018).
@@ -129,11 +131,11 @@ def plot_mse_by_steps(scores: dict[str, dict[int, dict[str, float]]], path: Path
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
     steps = QUICK_STEPS if quick else STEPS
-    n_tasks = 100 if quick else TEST_TASKS
+    n_tasks = QUICK_TEST_TASKS if quick else TEST_TASKS
     learners: dict[str, MetaLearner] = {}
     scores: dict[str, dict[int, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
-    runs_dir = json_path.with_name(json_path.stem + ("_quick_runs" if quick else "_runs"))
+    runs_dir = runs_folder(json_path, quick)
     for name in LEARNER_NAMES:
         print(f"[sinusoid] meta-training {name} for {steps} steps in {runs_dir / name}")
         learners[name], seconds[name] = train(name, steps, runs_dir / name)

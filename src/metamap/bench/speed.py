@@ -70,10 +70,11 @@ from torch.func import functional_call
 
 from metamap.learners import make_learner
 from metamap.nn.mlp import MLP
+from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, write_json
 from metamap.tasks import Episode, Sinusoid, make_generator
 
-# -- settings (the issue's protocol) ---------------------------------------------------
+# -- settings (Finn et al.'s sinusoid protocol) ----------------------------------------
 
 HIDDEN = (40, 40)
 K_SHOT = 5
@@ -99,7 +100,7 @@ Params = dict[str, torch.Tensor]
 def _mode(quick: bool) -> dict[str, Any]:
     """Repetition settings: full finishes in a few minutes on a quiet machine."""
     if quick:
-        return {"rounds": 3, "target_s": 0.15, "warmup_steps": 2, "min_steps": 2}
+        return {"rounds": 2, "target_s": 0.03, "warmup_steps": 1, "min_steps": 2}
     return {"rounds": 7, "target_s": 1.0, "warmup_steps": 5, "min_steps": 5}
 
 
@@ -670,10 +671,7 @@ def _num(value: Any) -> Any:
 
 
 def _plot(results: dict[str, dict[str, Any]], path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9.5, 4.5))
-    ax = fig.subplots()
+    fig, ax = pyplot().subplots(figsize=(9.5, 4.5))
     names = [m for m in METHODS if any(results[k][m]["available"] for k in results)]
     width = 0.8 / len(results)
     top = 0.0
@@ -700,8 +698,7 @@ def _plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     ax.legend(loc="upper center", ncols=2)
     ax.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_png(fig, path, dpi=120)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,14 +14,13 @@ RMSE / MAPE in mph at 15 / 30 / 60 min; the table gives the mean over seeds
 and the spread (standard deviation across seeds). Runs are kept under
 ``<json stem>_runs/`` with their results, so a stopped benchmark resumes.
 
-The goal (issue 3): the best meta-learned method at least 10% below the best
+The goal: the best meta-learned method at least 10% below the best
 baseline in MAE at 60 min, and at least 20% below persistence. The JSON says
 whether it was met, with the numbers.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import statistics
@@ -32,6 +31,7 @@ from typing import Any
 
 import torch
 
+from metamap.bench.cache import load_cached, runs_folder, save_cached
 from metamap.paths import shared_data_dir
 from metamap.report import format_table, machine, write_json
 from metamap.traffic import plots
@@ -61,11 +61,9 @@ def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -
     folder = runs_dir / f"{protocol}_{model}_seed{seed}"
     saved = folder / "result.json"
     settings = {"protocol": protocol, **asdict(config)}
-    settings = json.loads(json.dumps(settings))  # tuples as lists, as they come back from the file
-    if saved.is_file():
-        previous = json.loads(saved.read_text())
-        if previous.get("settings") == settings:
-            return previous
+    previous = load_cached(saved, settings)
+    if previous is not None:
+        return previous
     la = load_la()
     setup = new_sensors(la, config) if protocol == "p1" else new_city(la, load_pems04(), config)
     trained = train_methods(setup.family, config)
@@ -74,10 +72,8 @@ def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -
         main = next(iter(setup.targets))
         shown = {m: results[main][m].prediction for m in PLOTTED if m in results[main]}
         plots.target_forecasts(setup.targets[main], shown, torch.arange(3), folder / "forecasts.png")
-    outcome = {"settings": settings,
-               "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()}}
-    write_json(saved, outcome)
-    return outcome
+    return save_cached(saved, settings,
+                       {"targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()}})
 
 
 def _one_thread() -> None:
@@ -135,7 +131,7 @@ def _headline(table: dict) -> dict[str, Any]:
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
     """Every (protocol, model, seed) job, two at a time on 2+ cores; table, JSON and plots."""
-    runs_dir = json_path.with_name(json_path.stem + "_runs")
+    runs_dir = runs_folder(json_path, quick)
     seeds = SEEDS[:1] if quick else SEEDS
     keys = [(p, m, s) for s in seeds for p in ("p1", "p2") for m in MODELS]  # every setting's first seed first
     workers = min(2, os.cpu_count() or 1)

@@ -45,7 +45,7 @@ from torch import nn
 from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
-from metamap.plotting import pyplot
+from metamap.plotting import pyplot, save_png
 from metamap.report import mean_ci95, write_json
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import check_split, make_generator
@@ -478,8 +478,7 @@ def plot_prototypes(profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray
     axes.flat[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_sensor_map(coords: np.ndarray, patterns: np.ndarray, path: Path, title: str) -> None:
@@ -495,8 +494,7 @@ def plot_sensor_map(coords: np.ndarray, patterns: np.ndarray, path: Path, title:
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _colour(pattern: int) -> str:
