@@ -76,7 +76,8 @@ def output_folder(path: Path, what: str = "--out") -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"{what} {path}: expected a folder (or a new path), but it is a file")
+        kind = "a file" if path.is_file() else "a device or other special file"
+        raise ConfigError(f"{what} {path}: expected a folder (or a new path), but it is {kind}")
     existing = path
     while not existing.exists():
         if existing.parent == existing:
@@ -106,4 +107,56 @@ def output_file(path: Path, inputs: Iterable[Path] = (), what: str = "--out") ->
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what} {path}: the file is not writable")
     output_folder(path.parent, what=f"{what} {path}: its folder")
+    return path
+
+
+def available_memory(device: str = "cpu") -> int:
+    """Bytes that can be allocated now: ``MemAvailable`` of ``/proc/meminfo`` on the CPU (else free pages), free GPU memory on CUDA."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(needed: int, what: str, hint: str, device: str = "cpu") -> None:
+    """Refuse, before allocating, work estimated to need ``needed`` bytes when the device has less available.
+
+    Raises:
+        ConfigError: naming ``what`` takes the memory, the estimate, what is available, and ``hint``.
+    """
+    available = available_memory(device)
+    if needed > available:
+        raise ConfigError(f"{what} needs about {needed / 2**30:.1f} GiB of memory, but {available / 2**30:.1f} GiB "
+                          f"are available on {device}; {hint}")
+
+
+def writable_output_folder(path: Path, what: str = "--out") -> Path:
+    """:func:`output_folder`, then a real write test in the nearest existing folder; return ``path``.
+
+    The test (a temporary file, removed at once) catches what permission bits
+    do not show: read-only mounts, ``/proc``, and the superuser, for whom
+    every folder looks writable.
+
+    Raises:
+        ConfigError: as :func:`output_folder`, or the folder refuses a new file.
+    """
+    import tempfile
+
+    path = output_folder(path, what)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
     return path

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from metamap import __version__
+from metamap.arguments import (
+    check_memory,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    writable_output_folder,
+)
 from metamap.errors import ConfigError, MetamapError, TrainingInterrupted
+
+
+EVALUATION_BATCH = 25  # tasks evaluated at once
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes end in one stderr line (exit code 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,12 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metamap: {exc} (add --resume to the same command)", file=sys.stderr)
         return 130
     except MetamapError as exc:
-        print(f"metamap: error: {exc}", file=sys.stderr)
+        # One line even when the message quotes a file's bytes or a library's multi-line text.
+        print(f"metamap: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from metamap.bench import BENCHMARKS
+
+    parser = OneLineParser(
         prog="metamap", description="Meta-learning and diffusion models for scientific and spatial data."
     )
     parser.add_argument("--version", action="version", version=f"metamap {__version__}")
@@ -35,39 +57,41 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--family", default="sinusoid", help="sinusoid | omniglot")
     train.add_argument("--data", help="data folder (omniglot: the folder holding images_background.npz)")
     train.add_argument("--learner", default="maml", help="maml | fomaml | metasgd | anil | reptile | protonet | matching | pretrain")
-    train.add_argument("--n-way", type=int, default=5)
-    train.add_argument("--k-shot", type=int, default=5)
-    train.add_argument("--n-query", type=int, default=None, help="query examples per task (per class)")
-    train.add_argument("--inner-steps", type=int, default=1)
-    train.add_argument("--inner-lr", type=float, default=0.01)
+    train.add_argument("--n-way", type=positive_int, default=5)
+    train.add_argument("--k-shot", type=positive_int, default=5)
+    train.add_argument("--n-query", type=positive_int, default=None, help="query examples per task (per class)")
+    train.add_argument("--inner-steps", type=nonnegative_int, default=1)
+    train.add_argument("--inner-lr", type=positive_float, default=0.01)
     train.add_argument("--learn-inner-lr", action="store_true", help="MAML: learn per-step, per-tensor inner rates")
-    train.add_argument("--chunk-size", type=int, default=None, help="tasks per vmap chunk (bounds memory)")
-    train.add_argument("--hidden", type=int, nargs="+", default=None, help="MLP widths or Conv4 channels")
-    train.add_argument("--steps", type=int, default=1000, help="meta-training steps")
-    train.add_argument("--max-minutes", type=float, default=None,
+    train.add_argument("--chunk-size", type=positive_int, default=None, help="tasks per vmap chunk (bounds memory)")
+    train.add_argument("--hidden", type=positive_int, nargs="+", default=None, help="MLP widths or Conv4 channels")
+    train.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
+    train.add_argument("--max-minutes", type=positive_float, default=None,
                        help="wall-clock budget for the run, counted across --resume (stops with a checkpoint)")
-    train.add_argument("--meta-batch", type=int, default=25, help="tasks per meta-step (over all processes)")
-    train.add_argument("--lr", type=float, default=1e-3, help="outer (meta) learning rate")
+    train.add_argument("--meta-batch", type=positive_int, default=25, help="tasks per meta-step (over all processes)")
+    train.add_argument("--lr", type=positive_float, default=1e-3, help="outer (meta) learning rate")
     train.add_argument("--optimizer", default="adam", help="adam | sgd")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--val-every", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=int, default=500)
-    train.add_argument("--episodes", type=int, default=600, help="test tasks for the final evaluation (0: skip)")
+    train.add_argument("--seed", type=nonnegative_int, default=0)
+    train.add_argument("--val-every", type=nonnegative_int, default=0, help="validate every N steps (0: never)")
+    train.add_argument("--checkpoint-every", type=nonnegative_int, default=500, help="0: only at the end")
+    train.add_argument("--episodes", type=nonnegative_int, default=600, help="test tasks for the final evaluation (0: skip)")
     train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, evaluation")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in --out (deletes its checkpoints, metrics and evaluation)")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: the GPU when there is one)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its family's test split")
     evaluate.add_argument("run", type=Path, help="run folder (or checkpoint folder)")
-    evaluate.add_argument("--episodes", type=int, default=600)
-    evaluate.add_argument("--n-way", type=int, default=None, help="test with another way than trained (metric learners)")
-    evaluate.add_argument("--k-shot", type=int, default=None, help="test with another shot than trained")
-    evaluate.add_argument("--n-query", type=int, default=None)
-    evaluate.add_argument("--inner-steps", type=int, default=None, help="adaptation steps (gradient learners)")
-    evaluate.add_argument("--seed", type=int, default=1234)
-    evaluate.add_argument("--json", type=Path, default=None)
+    evaluate.add_argument("--episodes", type=positive_int, default=600)
+    evaluate.add_argument("--n-way", type=positive_int, default=None, help="test with another way than trained (metric learners)")
+    evaluate.add_argument("--k-shot", type=positive_int, default=None, help="test with another shot than trained")
+    evaluate.add_argument("--n-query", type=positive_int, default=None)
+    evaluate.add_argument("--inner-steps", type=nonnegative_int, default=None, help="adaptation steps (gradient learners)")
+    evaluate.add_argument("--seed", type=nonnegative_int, default=1234)
+    evaluate.add_argument("--json", type=Path, default=None, help="write the score here")
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -77,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     bench = commands.add_parser("bench", help="run a benchmark; writes JSON (+ PNG)")
-    bench.add_argument("name", help="sinusoid | speed | omniglot | traffic | geo | samplers | energy | astro | physics | mann | augment")
+    bench.add_argument("name", help=" | ".join(BENCHMARKS))
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--json", type=Path, required=True)
     bench.set_defaults(handler=_bench)
@@ -86,10 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     from metamap.energy.commands import add_energy_parser
     from metamap.geo.commands import add_geo_parser
     from metamap.physics.commands import add_physics_parser
+    from metamap.extras import guard_commands
     from metamap.traffic.commands import add_traffic_parser
 
+    # Parsers are built without the domains' optional dependencies; a command checks its extra when dispatched.
     for add_domain_parser in (add_traffic_parser, add_geo_parser, add_energy_parser, add_astro_parser, add_physics_parser):
         add_domain_parser(commands)
+    guard_commands(commands)
     return parser
 
 
@@ -117,16 +144,23 @@ def run_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _train(args: argparse.Namespace) -> int:
     from metamap.recipes import build_family, build_learner
     from metamap.training import TrainConfig, evaluate_learner, meta_train
-    from metamap.training.distributed import distributed_session, pick_device
+    from contextlib import nullcontext
 
+    from metamap.training.distributed import distributed_session, pick_device
+    from metamap.training.run_folder import claim_run_folder
+
+    writable_output_folder(args.out)
     run = run_config_from_args(args)
+    device = pick_device(args.device)
+    _check_batch_memory(run, args.meta_batch, device, training=True, hint="lower --meta-batch, --n-way, --k-shot or --n-query")
     config = TrainConfig(
         steps=args.steps, meta_batch=args.meta_batch, lr=args.lr, optimizer=args.optimizer, seed=args.seed,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
         max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
     )
-    device = pick_device(args.device)
-    with distributed_session(device) as rank:
+    with distributed_session(device) as rank, (  # rank 0 writes the run folder and holds it
+        claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite) if rank == 0 else nullcontext()
+    ):
         family = build_family(run["family"])
         learner = build_learner(run).to(device)
         result = meta_train(learner, family, config, run_dir=args.out, run_config=run, resume=args.resume)
@@ -146,6 +180,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metamap.training.checkpoint import load_learner_state
     from metamap.training.distributed import pick_device
 
+    if args.json is not None:
+        run_files = [f for f in Path(args.run).rglob("*") if f.is_file()] if Path(args.run).is_dir() else []
+        _output_file(args.json, "--json", inputs=run_files)
     checkpoint = load_checkpoint(args.run)
     run = checkpoint.config.get("run")
     if not run:
@@ -154,11 +191,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run} is a traffic run; use metamap traffic adapt --run {args.run} --data ...")
     learner = build_learner(run)
     load_learner_state(learner, checkpoint, source=str(args.run))
-    learner.to(pick_device(args.device))
+    device = pick_device(args.device)
+    learner.to(device)
     options = {"steps": args.inner_steps} if args.inner_steps is not None else {}
     overrides = {"n_way": args.n_way, "k_shot": args.k_shot, "n_query": args.n_query}
     family_spec = {**run["family"], **{k: v for k, v in overrides.items() if v is not None}}
-    score = evaluate_learner(learner, build_family(family_spec).split("test"), args.episodes, args.seed, **options)
+    _check_batch_memory({**run, "family": family_spec}, min(EVALUATION_BATCH, args.episodes), device, training=False,
+                        hint="lower --n-way, --k-shot or --n-query")
+    score = evaluate_learner(learner, build_family(family_spec).split("test"), args.episodes, args.seed,
+                             tasks_per_batch=EVALUATION_BATCH, **options)
     print(f"{run['learner']['name']} on {family_spec} (step {checkpoint.step}): {score}")
     if args.json:
         _write(args.json, {"run": run, "test_family": family_spec, "step": checkpoint.step, "test": score.as_dict()})
@@ -168,15 +209,34 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from metamap.demo import run_demo
 
-    run_demo(args.out, quick=args.quick)
+    run_demo(writable_output_folder(args.out), quick=args.quick)
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
     from metamap.bench import run_benchmark
 
-    run_benchmark(args.name, args.quick, args.json)
+    run_benchmark(args.name, args.quick, _output_file(args.json, "--json"))
     return 0
+
+
+def _check_batch_memory(run: dict[str, Any], n_tasks: int, device, training: bool, hint: str) -> None:
+    """Refuse a family the data cannot provide, or a batch of ``n_tasks`` episodes too large for the device."""
+    from metamap.recipes import batch_memory, check_family_spec
+
+    family = run["family"]
+    check_family_spec(family)
+    ways = f"{family['n_way']}-way " if "n_way" in family else ""
+    check_memory(batch_memory(run, n_tasks, training=training),
+                 f"a batch of {n_tasks} {ways}{family['k_shot']}-shot tasks with {family['n_query']} queries",
+                 hint, device=str(device))
+
+
+def _output_file(path: Path, what: str, inputs: Iterable[Path] = ()) -> Path:
+    """``path`` if it can be written as a new or replaced regular file that is none of ``inputs`` (else ConfigError)."""
+    output_file(path, inputs=inputs, what=what)
+    writable_output_folder(path.parent, what=f"{what} {path}: its folder")
+    return path
 
 
 def _write(path: Path, payload: dict[str, Any]) -> None:

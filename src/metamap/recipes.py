@@ -41,6 +41,7 @@ def build_family(spec: dict[str, Any]) -> TaskFamily:
         options = _known(options, ("data", "n_way", "k_shot", "n_query", "image_size"), "omniglot family")
         if not options.get("data"):
             raise ConfigError("the omniglot family needs --data FOLDER (holding images_background.npz)")
+        check_family_spec(spec)
         return omniglot_family(Path(options.pop("data")), **options)
     raise ConfigError(f"unknown task family {name!r}; expected one of {', '.join(FAMILIES)}")
 
@@ -72,6 +73,46 @@ def build_learner(run: dict[str, Any]) -> MetaLearner:
     if isinstance(learner, EmbeddingLearner) and run["family"]["name"] == "sinusoid":
         raise ConfigError(f"learner {name!r} classifies; the sinusoid family is regression")
     return learner
+
+
+def batch_memory(run: dict[str, Any], n_tasks: int, training: bool) -> int:
+    """Lower estimate, in bytes, of the memory a batch of ``n_tasks`` episodes of ``run`` takes in its model.
+
+    Counts the float32 inputs and, per example, two copies of every layer's
+    output (the layer and its normalisation or nonlinearity, kept for the
+    backward pass; Conv4 halves the image at each of its four blocks).
+    Meta-training a gradient learner keeps them once more per inner step (it
+    backpropagates through the adaptation). Real use is higher (a third copy
+    before pooling, weights, optimiser, allocator), so a batch this estimate
+    refuses could never run.
+    """
+    family, model, learner = run["family"], run.get("model", {}), run["learner"]
+    shots = int(family["k_shot"]) + int(family["n_query"])
+    if family["name"] == "sinusoid":
+        examples, inputs = shots, 1
+        outputs = sum(int(h) for h in model.get("hidden", [40, 40])) + 1
+    else:
+        size = int(family.get("image_size", 28))
+        examples, inputs = int(family.get("n_way", 5)) * shots, size * size
+        outputs = sum(int(model.get("hidden", 64)) * (size // 2**block) ** 2 for block in range(4))
+    kept = 1 + int(learner.get("inner_steps", 0)) if training and learner["name"] not in EMBEDDING_LEARNERS else 1
+    return 4 * n_tasks * examples * (inputs + 2 * outputs * kept)
+
+
+def check_family_spec(spec: dict[str, Any]) -> None:
+    """Refuse, before any data are read, a way or shot the family's meta-train or meta-test split cannot provide."""
+    if spec.get("name") != "omniglot":
+        return
+    from metamap.tasks.omniglot import DRAWERS, omniglot_class_splits
+
+    n_way, k_shot, n_query = (int(spec.get(k, default)) for k, default in (("n_way", 5), ("k_shot", 1), ("n_query", 15)))
+    for split in ("train", "test"):
+        classes = omniglot_class_splits()[split].numel()
+        if n_way > classes:
+            raise ConfigError(f"omniglot: --n-way {n_way} exceeds the {classes} classes of the {split} split")
+    if k_shot + n_query > DRAWERS:
+        raise ConfigError(f"omniglot: --k-shot + --n-query = {k_shot} + {n_query} exceeds the {DRAWERS} drawings "
+                          "of each character")
 
 
 def _known(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> dict[str, Any]:

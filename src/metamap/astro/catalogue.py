@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metamap.errors import DataError
+from metamap.errors import DataError, one_line
 
 BANDS = ("u", "g", "r", "i", "z")
 SENTINEL_LIMIT = 90.0  # |magnitude| >= 90 marks a missing value (-9999, 99, 99.99)
@@ -25,6 +25,8 @@ _MAG_NAMES = ("{b}", "modelmag_{b}", "psfmag_{b}", "petromag_{b}", "mag_{b}", "{
 _ERR_NAMES = ("err_{b}", "{b}_err", "modelmagerr_{b}", "psfmagerr_{b}", "magerr_{b}", "{b}_magerr", "{b}err")
 _REDSHIFT_NAMES = ("redshift", "z_spec", "zspec", "specz", "spec_z")
 _CLASS_NAMES = ("class", "spec_class", "type_name")
+# What pandas, pyarrow (its errors subclass these) and astropy raise on a corrupt file; no reader here unpickles.
+_CORRUPT_FILE_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, NotImplementedError)
 
 
 @dataclass(frozen=True)
@@ -75,16 +77,27 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"catalogue {path} not found")
     name = path.name.lower()
-    if name.endswith((".csv", ".csv.gz", ".txt")):
-        return pd.read_csv(path)
-    if name.endswith((".parquet", ".pq")):
-        return pd.read_parquet(path)
-    if name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
-        try:
-            from astropy.table import Table
-        except ImportError:
-            raise DataError(f"reading {path} needs astropy (pip install astropy)") from None
-        return Table.read(path).to_pandas()
+    try:
+        if name.endswith((".csv", ".csv.gz", ".txt")):
+            return pd.read_csv(path)
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        if name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
+            try:
+                from astropy.table import Table
+                from astropy.table.meta import YamlParseError
+            except ImportError:
+                raise DataError(f"reading {path} needs astropy (pip install astropy)") from None
+            try:
+                return Table.read(path).to_pandas()
+            except YamlParseError as exc:  # astropy's YAML loader builds plain data only and refuses the rest
+                raise DataError(
+                    f"catalogue {path}: its astropy column header is not plain YAML data ({one_line(exc)})"
+                ) from None
+    except _CORRUPT_FILE_ERRORS as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"catalogue {path} cannot be read ({one_line(exc)})") from None
     raise DataError(f"catalogue {path}: unknown format; expected .csv, .parquet or .fits")
 
 

@@ -97,6 +97,8 @@ def run_classification(cat: Catalogue, *, shots: Sequence[int] = (1, 5, 10), tra
     scaler = FeatureScaler.fit(train.mags, train.valid)
     train_pool, test_pool = class_pool(train, scaler, seed), class_pool(test, scaler, seed + 1)
     family = NWayKShot(train_pool, n_way=3, k_shot=train_k, n_query=N_QUERY, split_name="train")
+    # Built before training, so that a K the test region cannot provide is refused before any work.
+    test_families = {k: NWayKShot(test_pool, n_way=3, k_shot=k, n_query=N_QUERY, split_name="test") for k in shots}
     learners: dict[str, MetaLearner] = {}
     for name in LEARNERS:
         torch.manual_seed(seed)
@@ -106,7 +108,7 @@ def run_classification(cat: Catalogue, *, shots: Sequence[int] = (1, 5, 10), tra
     knn_k = max(KNN_OPTIONS, key=lambda k: np.mean(knn_accuracy(family, k, 200, seed + 3)))
     by_k: dict[str, dict[str, Any]] = {}
     for k in shots:
-        test_family = NWayKShot(test_pool, n_way=3, k_shot=k, n_query=N_QUERY, split_name="test")
+        test_family = test_families[k]
         row = {name: evaluate_learner(learner, test_family, n_tasks=episodes, seed=seed + 100 + k).as_dict()
                for name, learner in learners.items()}
         mean, ci = mean_ci95(knn_accuracy(test_family, knn_k, episodes, seed + 100 + k))

@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from metamap.arguments import nonnegative_int, positive_float, positive_int, writable_output_folder
+from metamap.errors import ConfigError
+
 # torch and the models are imported inside the handlers: building the parser stays light.
+PHOTOZ_LEARNERS = ("maml", "fomaml", "metasgd", "anil", "reptile")  # adapt by inner SGD steps
 
 
 def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,29 +29,40 @@ def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
 
     photoz = commands.add_parser("photoz", help="photo-z on all data and K-shot in new sky cells")
     _common(photoz)
-    photoz.add_argument("--shots", type=int, nargs="+", default=[10, 20, 50], help="labelled galaxies per new cell")
+    photoz.add_argument("--shots", type=positive_int, nargs="+", default=[10, 20, 50], help="labelled galaxies per new cell")
     photoz.add_argument("--group-by", default="sky", choices=("sky", "magnitude"),
                         help="tasks are sky cells or bins of r magnitude")
-    photoz.add_argument("--bins", type=int, default=20, help="magnitude bins (with --group-by magnitude)")
-    photoz.add_argument("--cell-deg", type=float, default=10.0, help="sky cell size in degrees")
-    photoz.add_argument("--min-cell", type=int, default=80, help="galaxies a cell needs to become a task")
+    photoz.add_argument("--bins", type=positive_int, default=20, help="magnitude bins (with --group-by magnitude)")
+    photoz.add_argument("--cell-deg", type=positive_float, default=10.0, help="sky cell size in degrees")
+    photoz.add_argument("--min-cell", type=positive_int, default=80, help="galaxies a cell needs to become a task")
     photoz.add_argument("--learners", default="maml,metasgd,anil", help="comma-separated meta-learners")
     photoz.add_argument("--quick", action="store_true", help="small CV grids (a smoke run)")
     photoz.set_defaults(handler=_photoz)
 
     classify = commands.add_parser("classify", help="3-way K-shot star / galaxy / QSO classification")
     _common(classify)
-    classify.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
-    classify.add_argument("--cell-deg", type=float, default=10.0, help="sky cell size of the region split")
+    classify.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5, 10],
+                          help="labelled objects per class")
+    classify.add_argument("--cell-deg", type=positive_float, default=10.0, help="sky cell size of the region split")
     classify.set_defaults(handler=_classify)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="catalogue: .csv | .parquet | .fits")
     parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json (and plots)")
-    parser.add_argument("--steps", type=int, default=2000, help="meta-training steps per learner")
-    parser.add_argument("--episodes", type=int, default=600, help="test episodes per K")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=positive_int, default=2000, help="meta-training steps per learner")
+    parser.add_argument("--episodes", type=positive_int, default=600, help="test episodes per K")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+
+
+def _photoz_learners(text: str) -> list[str]:
+    """The comma-separated ``--learners`` as a list of gradient meta-learner names (ConfigError otherwise)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PHOTOZ_LEARNERS]
+    if not names or unknown:
+        raise ConfigError(f"--learners: expected comma-separated names among {', '.join(PHOTOZ_LEARNERS)}, "
+                          f"got {text!r}")
+    return names
 
 
 def _photoz(args: argparse.Namespace) -> int:
@@ -56,11 +71,18 @@ def _photoz(args: argparse.Namespace) -> int:
     from metamap.astro.plots import photoz_figure
     from metamap.report import write_json
 
+    writable_output_folder(args.out)
+    learner_names = _photoz_learners(args.learners)
+    if max(args.shots) >= args.min_cell:
+        raise ConfigError(f"--shots {max(args.shots)}: K support galaxies and at least one query must fit in every "
+                          f"task, and the smallest holds --min-cell {args.min_cell}; choose K < {args.min_cell}")
+    if args.group_by == "magnitude" and args.bins < 2:
+        raise ConfigError(f"--bins: magnitude tasks need >= 2 bins (meta-train and test), got {args.bins}")
     cat = load_catalogue(args.data)
     all_data = run_all_data(cat, seed=args.seed, quick=args.quick)
     fewshot = run_fewshot(cat, shots=args.shots, train_k=args.shots[len(args.shots) // 2], steps=args.steps,
                           episodes=args.episodes, val_episodes=max(10, args.episodes // 6), cell_deg=args.cell_deg,
-                          min_cell=args.min_cell, learner_names=args.learners.split(","), seed=args.seed,
+                          min_cell=args.min_cell, learner_names=learner_names, seed=args.seed,
                           quick=args.quick, group_by=args.group_by, n_bins=args.bins)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", {"all_data": all_data, "fewshot": fewshot})
@@ -77,6 +99,7 @@ def _classify(args: argparse.Namespace) -> int:
     from metamap.astro.classify import run_classification
     from metamap.report import write_json
 
+    writable_output_folder(args.out)
     result = run_classification(load_catalogue(args.data), shots=args.shots, train_k=args.shots[len(args.shots) // 2],
                                 steps=args.steps, episodes=args.episodes, cell_deg=args.cell_deg, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metamap.arguments import nonnegative_int, positive_float, positive_int, writable_output_folder
 from metamap.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # numpy is imported inside the handlers: building the parser stays light
     import numpy as np
 
 MAX_ADAPT = 50
+RUN_FILES = ("model.safetensors", "model.json")  # what train and adapt write into --out
 
 
 def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,19 +53,21 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="solve scenarios exactly and fit the dispatch model")
     train.add_argument("--case", default="case118", help="case30 | case57 | case118")
     train.add_argument("--loads", type=Path, default=None, help="training scenarios (default: simbench profiles)")
-    train.add_argument("--scenarios", type=int, default=2000, help="draws from simbench without --loads")
+    train.add_argument("--scenarios", type=positive_int, default=2000, help="draws from simbench without --loads")
     train.add_argument("--out", type=Path, required=True, help="run folder")
-    train.add_argument("--steps", type=int, default=3000, help="Adam steps")
-    train.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=positive_int, default=3000, help="Adam steps")
+    train.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
+    train.add_argument("--seed", type=nonnegative_int, default=0)
+    train.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
     train.set_defaults(handler=_train)
 
     adapt = commands.add_parser("adapt", help="fine-tune a trained model on <= 50 scenarios of a new regime")
     adapt.add_argument("--run", type=Path, required=True, help="run folder of metamap energy train")
     adapt.add_argument("--loads", type=Path, required=True, help=f"at most {MAX_ADAPT} scenarios of the new regime")
     adapt.add_argument("--out", type=Path, required=True, help="new run folder")
-    adapt.add_argument("--steps", type=int, default=50, help="Adam steps on the new scenarios")
-    adapt.add_argument("--lr", type=float, default=1e-3)
+    adapt.add_argument("--steps", type=positive_int, default=50, help="Adam steps on the new scenarios")
+    adapt.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    adapt.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
     adapt.set_defaults(handler=_adapt)
 
 
@@ -74,15 +79,19 @@ def read_loads(path: Path, case) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise DataError(f"loads file {path} does not exist")
-    if path.suffix == ".csv":
-        table = pd.read_csv(path)
-    elif path.suffix == ".parquet":
-        table = pd.read_parquet(path)
-    else:
+    if path.suffix not in (".csv", ".parquet"):
         raise DataError(f"loads file {path}: expected a .csv or .parquet file, got {path.suffix or 'no suffix'!r}")
+    try:
+        table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # parser errors and undecodable bytes are ValueErrors
+        raise DataError(f"loads file {path} cannot be read as {path.suffix} ({type(exc).__name__}: {exc})") from None
     if len(table) == 0:
         raise DataError(f"loads file {path} has no rows")
     columns = [f"load_{i}" for i in range(case.n_load)]
+    in_file = [c for c in map(str, table.columns) if re.fullmatch(r"load_\d+", c)]
+    if in_file and set(in_file) != set(columns):
+        raise DataError(f"loads file {path} has {len(in_file)} load columns, but {case.name} has {case.n_load} loads "
+                        f"(load_0..load_{case.n_load - 1}); was it written for another case?")
     if "multiplier" in table.columns:
         values = _numeric(table[["multiplier"]], path).to_numpy(dtype=np.float64) * case.base_load
     elif set(columns) <= set(table.columns):
@@ -115,6 +124,7 @@ def _solve(args: argparse.Namespace) -> int:
     from metamap.energy.learned import DispatchModel
     from metamap.report import write_json
 
+    writable_output_folder(args.out)
     case = load_case(args.case)
     predict = None
     if args.model is not None:
@@ -124,11 +134,14 @@ def _solve(args: argparse.Namespace) -> int:
         predict = model.predict
     pd_ = read_loads(args.loads, case)
     result = guaranteed_dispatch(case, pd_, predict, WarmDCOPF(case))
+    returned = result.path != PATHS.index("infeasible")
+    if not returned.any():
+        raise DataError(f"none of the {len(pd_)} scenarios of {args.loads} has a feasible dispatch on {case.name}; "
+                        "check that the loads (MW) belong to this case")
     args.out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(result.dispatch, columns=[f"gen_{k}" for k in range(case.n_gen)]).to_csv(
         args.out / "dispatch.csv", index_label="scenario")
     violations = result.violations
-    returned = result.path != PATHS.index("infeasible")
     table = pd.DataFrame({
         "cost": result.cost, "path": np.array(PATHS)[result.path],
         "balance_violation_mw": np.where(returned, violations.balance, np.nan),
@@ -137,8 +150,7 @@ def _solve(args: argparse.Namespace) -> int:
     })
     table.to_csv(args.out / "scenarios.csv", index_label="scenario")
     summary = {"case": args.case, "scenarios": int(len(pd_)), "paths": result.counts(),
-               "violations_returned": result.n_violations, "mean_cost": float(np.nanmean(result.cost))
-               if returned.any() else None}
+               "violations_returned": result.n_violations, "mean_cost": float(np.nanmean(result.cost))}
     write_json(args.out / "summary.json", summary)
     print(json.dumps(summary))
     return 0
@@ -156,13 +168,26 @@ def _solved(case, pd_):
     return pd_[ok], pg[ok]
 
 
+def _claim(args: argparse.Namespace, inputs: tuple[Path, ...] = ()):
+    """Hold ``--out`` for this command: locked, and refused when it holds a run unless ``--overwrite``."""
+    from metamap.training.run_folder import claim_run_folder
+
+    return claim_run_folder(args.out, resume=False, overwrite=args.overwrite, outputs=RUN_FILES, inputs=inputs)
+
+
 def _train(args: argparse.Namespace) -> int:
+    with _claim(args):
+        return _train_in_run(args)
+
+
+def _train_in_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from metamap.energy.dcopf import load_case
     from metamap.energy.learned import train_dispatch
     from metamap.energy.scenarios import assign_types, load_profiles, sample_loads
 
+    writable_output_folder(args.out)
     case = load_case(args.case)
     if args.loads is not None:
         pd_ = read_loads(args.loads, case)
@@ -181,9 +206,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _adapt(args: argparse.Namespace) -> int:
+    with _claim(args, inputs=(args.run,)):
+        return _adapt_in_run(args)
+
+
+def _adapt_in_run(args: argparse.Namespace) -> int:
     from metamap.energy.dcopf import load_case
     from metamap.energy.learned import DispatchModel, fit_network
 
+    writable_output_folder(args.out)
+    if args.out.resolve() == args.run.resolve():
+        raise ConfigError(f"--out {args.out} is the --run folder: adapting writes a new run; choose another --out")
     model, info = DispatchModel.load(args.run)
     case = load_case(info["case"])
     pd_ = read_loads(args.loads, case)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from metamap.arguments import nonnegative_float, nonnegative_int, positive_int, writable_output_folder
+
 # numpy, torch and the models are imported inside the handlers: building the parser stays light.
 SYSTEM_NAMES = "oscillator | pendulum | lotka_volterra | heat"
 OBSERVED = {"oscillator": ("y",), "pendulum": ("y",), "lotka_volterra": ("prey", "predator"), "heat": ("u",)}
@@ -27,20 +29,20 @@ def add_physics_parser(subparsers: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="few-shot trajectory prediction and parameter identification")
     run.add_argument("--system", required=True, help=SYSTEM_NAMES)
     run.add_argument("--out", type=Path, required=True, help="folder for metrics.json and trajectories.png")
-    run.add_argument("--k-shot", type=int, default=10, help="observations per new system")
-    run.add_argument("--noise", type=float, default=0.05, help="observation noise std")
-    run.add_argument("--steps", type=int, default=1000, help="meta-training steps per learner")
-    run.add_argument("--test-tasks", type=int, default=50)
-    run.add_argument("--train-systems", type=int, default=1000, help="systems in the meta-train bank")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--k-shot", type=positive_int, default=10, help="observations per new system")
+    run.add_argument("--noise", type=nonnegative_float, default=0.05, help="observation noise std")
+    run.add_argument("--steps", type=positive_int, default=1000, help="meta-training steps per learner")
+    run.add_argument("--test-tasks", type=positive_int, default=50, help="new systems scored")
+    run.add_argument("--train-systems", type=positive_int, default=1000, help="systems in the meta-train bank")
+    run.add_argument("--seed", type=nonnegative_int, default=0)
     run.set_defaults(handler=_run)
 
     fit = commands.add_parser("fit", help="least-squares fit of a system's equation to your observations")
     fit.add_argument("--system", required=True, help=SYSTEM_NAMES)
     fit.add_argument("--data", type=Path, required=True, help="CSV: t,y (lotka_volterra: t,prey,predator; heat: t,x,u)")
     fit.add_argument("--out", type=Path, required=True, help="folder for fit.json")
-    fit.add_argument("--starts", type=int, default=8, help="random starts of the fit")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--starts", type=positive_int, default=8, help="random starts of the fit")
+    fit.add_argument("--seed", type=nonnegative_int, default=0)
     fit.set_defaults(handler=_fit)
 
 
@@ -50,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     from metamap.physics.systems import get_system
     from metamap.report import write_json
 
+    writable_output_folder(args.out)
     system = get_system(args.system)
     result = run_system(system, k_shot=args.k_shot, noise=args.noise, steps=args.steps, test_tasks=args.test_tasks,
                         val_tasks=max(10, args.test_tasks // 2), head_tasks=max(50, 4 * args.test_tasks),
@@ -74,10 +77,14 @@ def _fit(args: argparse.Namespace) -> int:
     from metamap.physics.systems import get_system
     from metamap.report import write_json
 
+    writable_output_folder(args.out)
     system = get_system(args.system)
     if not args.data.is_file():
         raise DataError(f"observations file {args.data} not found")
-    frame = pd.read_csv(args.data)
+    try:
+        frame = pd.read_csv(args.data)
+    except (OSError, ValueError) as exc:  # pandas' parser errors and undecodable bytes are ValueErrors
+        raise DataError(f"{args.data}: expected a CSV table of observations ({type(exc).__name__}: {exc})") from None
     needed = ("t", *(("x",) if system.n_in == 2 else ()), *OBSERVED[system.name])
     missing = [c for c in needed if c not in frame.columns]
     if missing:

@@ -59,6 +59,10 @@ class SystemFamily:
         if self.k_shot < 1 or self.n_query < 1 or self.noise < 0:
             raise ConfigError(f"SystemFamily: expected k_shot, n_query >= 1 and noise >= 0, "
                               f"got {self.k_shot}, {self.n_query}, {self.noise}")
+        n_grid = grid_points(self.system)[0].size
+        if self.k_shot + self.n_query > n_grid:
+            raise ConfigError(f"SystemFamily: k_shot + n_query = {self.k_shot} + {self.n_query} exceeds the "
+                              f"{n_grid} points of {self.system.name}'s grid")
 
     def split(self, name: str) -> SystemFamily:
         return replace(self, split_name=check_split(name))

@@ -29,6 +29,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from metamap.arguments import nonnegative_int, positive_float, positive_int, writable_output_folder
 from metamap.errors import CheckpointError, ConfigError, DataError
 
 # numpy, torch and the models are imported inside the handlers: building the parser stays light.
@@ -52,12 +53,14 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     _model_flags(train)
     train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics)")
     train.add_argument("--method", default="maml", help=" | ".join(TRAINED_METHODS))
-    train.add_argument("--steps", type=int, default=1000, help="meta-training steps")
-    train.add_argument("--train-days", type=int, default=None,
+    train.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
+    train.add_argument("--train-days", type=positive_int, default=None,
                        help="train on the file's first N days (default: all whole days)")
-    train.add_argument("--inner-steps", type=int, default=5)
-    train.add_argument("--inner-lr", type=float, default=0.05)
+    train.add_argument("--inner-steps", type=nonnegative_int, default=5)
+    train.add_argument("--inner-lr", type=positive_float, default=0.05)
     train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in --out (deletes its checkpoints and metrics)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
@@ -65,8 +68,8 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
     _data_flags(adapt)
     adapt.add_argument("--out", type=Path, required=True, help="folder for metrics, predictions and plots")
-    adapt.add_argument("--target-days", type=int, default=1, help="adapt on the first K days, forecast the rest")
-    adapt.add_argument("--steps", type=int, default=None,
+    adapt.add_argument("--target-days", type=positive_int, default=1, help="adapt on the first K days, forecast the rest")
+    adapt.add_argument("--steps", type=nonnegative_int, default=None,
                        help="adaptation steps (default: those chosen on the validation sensors at training)")
     adapt.set_defaults(handler=_adapt)
 
@@ -83,13 +86,13 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--target-key", default=None, help="HDF key of --target-data (default: --key)")
     evaluate.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
     evaluate.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
-    evaluate.add_argument("--target-days", type=int, default=1, help="days the targets adapt on")
-    evaluate.add_argument("--train-days", type=int, default=None,
+    evaluate.add_argument("--target-days", type=positive_int, default=1, help="days the targets adapt on")
+    evaluate.add_argument("--train-days", type=positive_int, default=None,
                           help="P1: training days (default: whole days - 2, or - 1 for a short file); "
                                "P2: use the source's first N days (default all)")
-    evaluate.add_argument("--steps", type=int, default=1000, help="meta-training steps")
-    evaluate.add_argument("--inner-steps", type=int, default=5)
-    evaluate.add_argument("--inner-lr", type=float, default=0.05)
+    evaluate.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
+    evaluate.add_argument("--inner-steps", type=nonnegative_int, default=5)
+    evaluate.add_argument("--inner-lr", type=positive_float, default=0.05)
     evaluate.add_argument("--methods", default=None,
                           help="comma-separated, e.g. maml,pretrain_finetune,persistence (default: all methods)")
     evaluate.add_argument("--no-progress", action="store_true")
@@ -105,9 +108,9 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     patterns.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
     patterns.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
     patterns.add_argument("--out", type=Path, required=True, help="folder for patterns.json and the plots")
-    patterns.add_argument("--steps", type=int, default=500, help="ProtoNet meta-training steps")
-    patterns.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="labelled days per pattern")
-    patterns.add_argument("--seed", type=int, default=0)
+    patterns.add_argument("--steps", type=positive_int, default=500, help="ProtoNet meta-training steps")
+    patterns.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5], help="labelled days per pattern")
+    patterns.add_argument("--seed", type=nonnegative_int, default=0)
     patterns.set_defaults(handler=_patterns)
 
 
@@ -124,10 +127,10 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
 def _model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="graph | node (default: graph with --adj, node without; graph needs --adj)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=None, help="hidden widths (default 64 64)")
-    parser.add_argument("--meta-batch", type=int, default=16, help="sensors per meta-step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="outer learning rate")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=None, help="hidden widths (default 64 64)")
+    parser.add_argument("--meta-batch", type=positive_int, default=16, help="sensors per meta-step")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="outer learning rate")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -159,11 +162,6 @@ def _experiment(args: argparse.Namespace, steps_per_day: int, methods: tuple[str
     )
     if args.hidden:
         options["hidden"] = tuple(args.hidden)
-    if args.steps < 0 or args.meta_batch < 1 or args.inner_steps < 0:
-        raise ConfigError(f"expected --steps >= 0, --meta-batch >= 1, --inner-steps >= 0; got {args.steps}, "
-                          f"{args.meta_batch}, {args.inner_steps}")
-    if any(h < 1 for h in options.get("hidden", (1,))):
-        raise ConfigError(f"--hidden: expected positive widths, got {args.hidden}")
     return ExperimentConfig(**options)
 
 
@@ -179,11 +177,6 @@ def _config_from_run(run: dict[str, Any]):
 def _adapted_method(method: str) -> str:
     """How a trained ``method`` adapts to a new sensor: meta-learners adapt, the pretrained network fine-tunes."""
     return "pretrain_finetune" if method == PRETRAIN else method
-
-
-def _check_days(value: int, flag: str) -> None:
-    if value < 1:
-        raise ConfigError(f"{flag}: expected a whole number of days >= 1, got {value}")
 
 
 def _store_adaptation(run_dir: Path, adaptation: dict[str, Any]) -> None:
@@ -242,6 +235,13 @@ def _write_outputs(out: Path, targets: dict[str, Any], results: dict[str, dict[s
 
 
 def _train(args: argparse.Namespace) -> int:
+    from metamap.training.run_folder import claim_run_folder
+
+    with claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite):
+        return _train_in_run(args)
+
+
+def _train_in_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from metamap.traffic.experiment import _choose, _forecaster, method_learner, train_settings
@@ -249,20 +249,18 @@ def _train(args: argparse.Namespace) -> int:
     from metamap.traffic.metrics import masked_errors
     from metamap.traffic.protocols import _source_family
     from metamap.training import meta_train
-    from metamap.training.checkpoint import latest_checkpoint
 
     if args.method not in TRAINED_METHODS:
         raise ConfigError(f"unknown method {args.method!r}; expected one of {', '.join(TRAINED_METHODS)}")
-    if not args.resume and latest_checkpoint(args.out) is not None:
-        raise ConfigError(f"{args.out} already holds a run; add --resume to continue it, or choose another --out")
+    writable_output_folder(args.out)
     data = _load_source(args)
     per_day = data.steps_per_day
     days = data.n_steps // per_day
     train_days = days if args.train_days is None else args.train_days
-    _check_days(train_days, "--train-days")
     if days < 2 or train_days > days:
+        needed = "2 whole days of readings" if args.train_days is None else f"--train-days {train_days} whole days"
         raise DataError(
-            f"{args.data}: training needs at least {max(train_days, 2)} whole days of readings, the file holds "
+            f"{args.data}: training needs at least {needed}, the file holds "
             f"{data.n_steps} steps ({data.n_steps / per_day:.1f} days of {per_day} steps)"
         )
     config = _experiment(args, per_day, (args.method,), data.adjacency is not None)
@@ -317,6 +315,7 @@ def _adapt(args: argparse.Namespace) -> int:
     from metamap.training import load_checkpoint
     from metamap.training.checkpoint import load_learner_state
 
+    writable_output_folder(args.out)
     checkpoint = load_checkpoint(args.run)
     run = checkpoint.config.get("run") or {}
     if run.get("kind") != RUN_KIND:
@@ -328,9 +327,6 @@ def _adapt(args: argparse.Namespace) -> int:
             f"{args.run}: training did not finish, so no adaptation settings were chosen; "
             "resume it (metamap traffic train ... --resume) or pass --steps"
         )
-    if args.steps is not None and args.steps < 0:
-        raise ConfigError(f"--steps: expected adaptation steps >= 0, got {args.steps}")
-    _check_days(args.target_days, "--target-days")
     learner = method_learner(run["method"], run["n_features"], config)
     load_learner_state(learner, checkpoint, source=str(args.run))
 
@@ -400,9 +396,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
     if not methods:
         raise ConfigError(f"--methods: expected some of {','.join(METHODS)}, got {args.methods!r}")
-    _check_days(args.target_days, "--target-days")
-    if args.train_days is not None:
-        _check_days(args.train_days, "--train-days")
+    writable_output_folder(args.out)
     data = _load_source(args)
     per_day = data.steps_per_day
     days = data.n_steps // per_day
@@ -463,6 +457,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _patterns(args: argparse.Namespace) -> int:
     from metamap.traffic.patterns import run_patterns
 
+    writable_output_folder(args.out)
     source = _load_source(args)
     target = _load(args.target_data, None, args.target_locations, args, key=args.target_key or args.key,
                    channel=args.target_channel or args.channel, start=args.target_start)

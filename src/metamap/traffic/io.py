@@ -3,8 +3,9 @@
 Supported layouts (those of DCRNN, ASTGCN and their successors):
 
 * readings: pandas HDF (``.h5``, METR-LA / PEMS-BAY: a ``[time, sensor]``
-  DataFrame with a DatetimeIndex) or numpy ``.npz`` (PeMS03/04/07/08: key
-  ``data``, ``[time, node, channel]``, no timestamps);
+  DataFrame with a DatetimeIndex, read without unpickling) or numpy
+  ``.npz`` (PeMS03/04/07/08: key ``data``, ``[time, node, channel]``, no
+  timestamps);
 * graph: DCRNN's ``adj_mx.pkl`` (``[sensor_ids, sensor_id_to_ind, adj_mx]``)
   or a ``from,to,cost`` road-distance CSV turned into weights by DCRNN's
   thresholded Gaussian kernel;
@@ -23,7 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from metamap.errors import ConfigError, DataError, ShapeError, describe
+from metamap.errors import ConfigError, DataError, ShapeError, describe, one_line
+from metamap.safe_hdf import read_frame
 from metamap.traffic.data import TrafficData
 from metamap.traffic.safe_pickle import load_allowed
 
@@ -90,25 +92,7 @@ def _check_unique(sensor_ids: tuple[str, ...], path: Path) -> None:
 # --------------------------------------------------------------------------- pandas HDF
 
 
-def _open_h5_object(path: Path, key: str) -> object:
-    try:
-        store = pd.HDFStore(path, mode="r")
-    except (OSError, ValueError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[-1]
-        raise DataError(f"{path}: expected a pandas HDF5 file, but it cannot be opened ({reason})") from exc
-    with store:
-        keys = [k.lstrip("/") for k in store.keys()]
-        if key.lstrip("/") not in keys:
-            raise DataError(f"{path}: expected the key {key!r}, but the file holds {_few(keys) or 'no keys'}")
-        try:
-            return store.get(key)
-        except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
-            raise DataError(f"{path}: the object under key {key!r} cannot be read ({exc})") from exc
-
-
-def _check_frame(frame: object, path: Path, key: str) -> pd.DataFrame:
-    if not isinstance(frame, pd.DataFrame):
-        raise DataError(f"{path}: expected a DataFrame [time, sensor] under key {key!r}, got {type(frame).__name__}")
+def _check_frame(frame: pd.DataFrame, path: Path, key: str) -> pd.DataFrame:
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise DataError(f"{path}: expected a DatetimeIndex of timestamps, got {type(frame.index).__name__}")
     if frame.shape[1] == 0:
@@ -151,7 +135,10 @@ def _step_minutes(times: np.ndarray, path: Path) -> int:
 
 
 def read_h5(path: PathLike, key: str = "df") -> Readings:
-    """Read a pandas HDF file of readings (METR-LA / PEMS-BAY layout).
+    """Read a pandas HDF file of readings (METR-LA / PEMS-BAY layout) without unpickling anything.
+
+    The file is read by :func:`metamap.safe_hdf.read_frame`, which refuses
+    pickled attributes and object (pickled) nodes instead of loading them.
 
     Args:
         path: the ``.h5`` file; under ``key`` a DataFrame ``[T, N]`` with a
@@ -165,11 +152,12 @@ def read_h5(path: PathLike, key: str = "df") -> Readings:
 
     Raises:
         DataError: missing or unreadable file, missing key, not a DataFrame,
-            no DatetimeIndex, duplicate, decreasing or irregular timestamps,
-            non-numeric columns, infinite values.
+            pickled objects in the file, no DatetimeIndex, duplicate,
+            decreasing or irregular timestamps, non-numeric columns,
+            infinite values.
     """
     path = _require_file(path, "a pandas HDF5 file of readings")
-    frame = _check_frame(_open_h5_object(path, key), path, key)
+    frame = _check_frame(read_frame(path, key), path, key)
     times = frame.index.to_numpy(dtype="datetime64[ns]")
     step = _step_minutes(times, path)
     sensor_ids = tuple(str(c) for c in frame.columns)
@@ -213,7 +201,7 @@ def _load_npz_data(path: Path) -> np.ndarray:
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: expected a numpy .npz archive, but it is not one (numpy: {exc})") from exc
+        raise DataError(f"{path}: expected a numpy .npz archive, but it is not one ({one_line(exc)})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: expected a .npz archive with key 'data', got a single {describe(archive)} array")
     with archive:
@@ -223,7 +211,7 @@ def _load_npz_data(path: Path) -> np.ndarray:
         try:
             return archive["data"]
         except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{path}: the array 'data' cannot be read ({exc})") from exc
+            raise DataError(f"{path}: the array 'data' cannot be read ({one_line(exc)})") from exc
 
 
 def read_npz(
@@ -440,7 +428,8 @@ def _read_csv(path: Path, columns: tuple[str, ...], dtype: dict[str, type]) -> p
         frame = pd.read_csv(path, dtype=dtype, skipinitialspace=True)
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         expected = ", ".join(columns)
-        raise DataError(f"{path}: expected a CSV with columns {expected}, but it cannot be read ({exc})") from exc
+        reason = one_line(exc)
+        raise DataError(f"{path}: expected a CSV with columns {expected}, but it cannot be read ({reason})") from exc
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(
@@ -536,7 +525,7 @@ def _without_silent(data: TrafficData, path: Path, drop_silent: bool) -> Traffic
     if not drop_silent:
         raise DataError(
             f"{path}: expected every sensor to report at least once, {silent.size} never do: {_few(names)}; "
-            "pass drop_silent=True to drop them"
+            "add --drop-silent (load_traffic(..., drop_silent=True)) to drop them"
         )
     if silent.size == data.n_sensors:
         raise DataError(f"{path}: expected some readings, but all {data.n_sensors} sensors are silent")

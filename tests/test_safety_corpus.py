@@ -1,0 +1,52 @@
+"""Every bad input of the safety corpus (``metamap.bench.safety.CASES``) is refused in one line.
+
+Each case runs in-process through ``metamap.cli.main`` (fast); the cases with
+a crafted pickle run as a subprocess, so that a payload that did run could not
+touch the test process. Every case must exit with code 2, print exactly one
+stderr line naming what it expects, leave its prepared files untouched, and
+never run a payload.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from metamap.bench import safety
+from metamap.cli import main
+
+
+def _outcome(case: safety.Case, folder, capsys) -> dict:
+    argv = case.prepare(folder)
+    before = safety.snapshot(folder)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse refuses a flag value
+        code = exc.code
+    return safety.judge(case, folder, before, code, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("case", [c for c in safety.CASES if not c.payload], ids=lambda c: c.name)
+def test_bad_input_ends_in_one_line(case, tmp_path, capsys, monkeypatch):
+    if case.needs is not None and not case.needs.exists():
+        pytest.skip(f"needs {case.needs}")
+    monkeypatch.chdir(tmp_path)
+    result = _outcome(case, tmp_path, capsys)
+    assert result["problems"] == [], result["error"]
+    assert result["error"].startswith("metamap")
+    assert not result["traceback"] and not result["payload_ran"]
+    assert result["files_changed"] == []
+
+
+@pytest.mark.parametrize("case", [c for c in safety.CASES if c.payload], ids=lambda c: c.name)
+def test_crafted_pickles_never_run(case):
+    result = safety.run_case(case)
+    assert not result["payload_ran"]
+    assert not result["traceback"], result["error"]
+    assert result["problems"] == [], result["error"]
+    assert result["files_changed"] == []
+
+
+def test_the_corpus_covers_every_command():
+    commands = {case.prepare.__code__.co_consts for case in safety.CASES}
+    assert len(safety.CASES) >= 40 and commands
+    assert len({case.name for case in safety.CASES}) == len(safety.CASES)
