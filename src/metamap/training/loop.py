@@ -146,9 +146,9 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
     optimizer = make_optimizer(learner, config)
     generator = make_generator(config.seed)  # tasks are drawn on the CPU, then moved to the learner's device
     device = learner_device(learner)
-    start, earlier_seconds = 0, 0.0
+    start, earlier_seconds, running = 0, 0.0, []  # running: losses since the last logged record
     if resume:
-        start, earlier_seconds = _restore(run_dir, learner, optimizer, generator, run_config)
+        start, earlier_seconds, running = _restore(run_dir, learner, optimizer, generator, run_config)
     is_main = rank == 0 and run_dir is not None
     log = MetricsLog(run_dir, resume_step=start if resume else None) if is_main else None
     history: list[dict[str, Any]] = log.records() if log else []
@@ -160,7 +160,6 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
     )
     t0 = time.perf_counter()
     step = start
-    running: list[float] = []
     completed = False
     try:
         with _StopFlag() as stop:
@@ -181,7 +180,7 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
                         log.log(step, {k: v for k, v in record.items() if k != "step"})
                 if is_main and config.checkpoint_every and step % config.checkpoint_every == 0:
                     _save(run_dir, step, run_config, learner, optimizer, generator, config,
-                          earlier_seconds + time.perf_counter() - t0)
+                          earlier_seconds + time.perf_counter() - t0, running)
             interrupted = stop.requested and step < config.steps
         completed = True
     finally:
@@ -192,7 +191,7 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
     # mid-step leaves the last periodic checkpoint as the state to resume from.
     seconds = time.perf_counter() - t0
     if is_main and completed:
-        _save(run_dir, step, run_config, learner, optimizer, generator, config, earlier_seconds + seconds)
+        _save(run_dir, step, run_config, learner, optimizer, generator, config, earlier_seconds + seconds, running)
     if interrupted:
         where = f"; checkpoint saved in {run_dir}, resume to go on" if run_dir is not None else ""
         raise TrainingInterrupted(f"training interrupted at step {step}{where}")
@@ -248,7 +247,8 @@ def _record(step, running, learner, val_family, config) -> dict[str, Any] | None
     return record
 
 
-def _save(run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig, seconds: float) -> None:
+def _save(run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig, seconds: float,
+          running: list[float]) -> None:
     save_checkpoint(
         run_dir,
         step,
@@ -256,18 +256,19 @@ def _save(run_dir, step, run_config, learner, optimizer, generator, config: Trai
         learner,
         optimizer,
         generators={"sampler": generator.get_state(), "torch": torch.get_rng_state()},
-        extra={"train_seconds": seconds},
+        extra={"train_seconds": seconds, "running_losses": running},
         keep=config.keep_checkpoints,
     )
 
 
-def _restore(run_dir, learner, optimizer, generator, run_config) -> tuple[int, float]:
-    """Load the latest checkpoint into the objects; returns its step and the training seconds before it."""
+def _restore(run_dir, learner, optimizer, generator, run_config) -> tuple[int, float, list[float]]:
+    """Load the latest checkpoint into the objects; returns its step, the training seconds before it and
+    the losses of the steps since the last logged record (so that the next record averages the same steps)."""
     if run_dir is None:
         raise ConfigError("resume needs a run folder")
     folder = latest_checkpoint(Path(run_dir))
     if folder is None:
-        return 0, 0.0
+        return 0, 0.0, []
     checkpoint = load_checkpoint(folder)
     saved_run = checkpoint.config.get("run", {})
     if not isinstance(saved_run, dict):
@@ -287,9 +288,10 @@ def _restore(run_dir, learner, optimizer, generator, run_config) -> tuple[int, f
         generator.set_state(checkpoint.generators["sampler"])
         torch.set_rng_state(checkpoint.generators["torch"])
         seconds = float(checkpoint.extra.get("train_seconds", 0.0))
+        running = [float(x) for x in checkpoint.extra.get("running_losses", [])]
     except (ValueError, TypeError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{folder}: its optimizer or generator state does not fit this run ({exc})") from None
-    return checkpoint.step, seconds
+    return checkpoint.step, seconds, running
 
 
 def _rank_world() -> tuple[int, int]:

@@ -26,7 +26,8 @@ On entry the claim
    besides its lock; with ``overwrite``, deletes the previous run's files
    first: metamap's own outputs (:data:`RUN_OUTPUTS` plus the command's
    ``outputs``), nothing else. ``resume`` with a folder that holds no
-   checkpoint yet starts from scratch.
+   checkpoint yet starts from scratch. A folder among the command's
+   ``inputs`` is refused (ConfigError) before anything is touched.
 
 On exit the lock is released and its file removed; a folder the claim
 created that is still empty (the command failed before writing) is removed
@@ -90,6 +91,7 @@ def claim_run_folder(
     resume: bool,
     overwrite: bool = False,
     outputs: Iterable[str] = (),
+    inputs: Iterable[Path] = (),
     what: str = "--out",
     command: str | None = None,
 ) -> Iterator[RunFolder]:
@@ -101,12 +103,15 @@ def claim_run_folder(
         overwrite: replace the run already in the folder; excludes ``resume``.
         outputs: names of further files or folders the command writes into
             the run folder, deleted by ``overwrite`` with :data:`RUN_OUTPUTS`.
+        inputs: folders the command reads (``--run``); the run folder must be
+            none of them.
         what: how messages name the folder (the command-line flag).
         command: recorded in the lock file; default the process's command line.
 
     Raises:
         ConfigError: bad path; a non-empty folder without ``resume`` or
-            ``overwrite``; both ``resume`` and ``overwrite``.
+            ``overwrite``; both ``resume`` and ``overwrite``; the folder is
+            one of ``inputs``.
         CheckpointError: another process holds the folder (its PID named).
     """
     path = output_folder(Path(path), what=what)
@@ -114,6 +119,9 @@ def claim_run_folder(
     if key in _held:
         yield _held[key]
         return
+    for source in inputs:
+        if Path(source).resolve() == key:
+            raise ConfigError(f"{what} {path} is the input folder {source}: write the new run to another folder")
     if resume and overwrite:
         raise ConfigError(f"{what} {path}: --resume continues the run in it, --overwrite replaces it; choose one")
     created = not path.exists()
