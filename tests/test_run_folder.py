@@ -85,6 +85,16 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, capsys):
     assert not run.exists()  # created by the claims, still empty: removed
 
 
+def test_diffusion_training_into_a_held_folder_is_refused(tmp_path):
+    from metamap.diffusion.schedules import NoiseSchedule
+    from metamap.diffusion.training import train_diffusion
+
+    with _held_by_another_process(tmp_path / "run") as pid:
+        with pytest.raises(CheckpointError, match=f"PID {pid}"):
+            train_diffusion(torch.nn.Identity(), NoiseSchedule.cosine(10), [{"x0": torch.zeros(1, 1, 4, 4)}],
+                            steps=1, run_dir=tmp_path / "run", progress=False)
+
+
 def test_a_lock_held_by_a_killed_process_is_free_again(tmp_path):
     run = tmp_path / "run"
     with _held_by_another_process(run) as pid:

@@ -15,6 +15,7 @@ from metamap.tasks import Sinusoid
 from metamap.training import TrainConfig, evaluate_learner, load_checkpoint, meta_train, save_checkpoint
 from metamap.training.checkpoint import latest_checkpoint, load_learner_state
 from metamap.training.loop import make_optimizer
+from metamap.training.metrics_log import read_records
 
 RUN = {
     "family": {"name": "sinusoid", "k_shot": 5, "n_query": 10},
@@ -132,6 +133,8 @@ def test_interrupt_saves_checkpoint_and_resume_completes_identically(tmp_path):
     meta_train(resumed, FAMILY, _config(checkpoint_every=0), run_dir=tmp_path / "run", run_config=RUN, resume=True)
     for key, value in _params(straight).items():
         assert torch.equal(_params(resumed)[key], value), key
+    # stopped between two records (every 2 steps): the record of step 6 still averages steps 5 and 6
+    assert read_records(tmp_path / "run") == read_records(tmp_path / "straight")
 
 
 def test_resume_with_another_configuration_is_refused(tmp_path):

@@ -10,7 +10,7 @@ Every command that writes a run folder wraps its work in
 
 On entry the claim
 
-1. checks the path with :func:`metamap.arguments.output_folder`
+1. checks the path with :func:`metamap.arguments.writable_output_folder`
    (ConfigError when it is a file, lies under a file, or is not writable)
    and creates the folder;
 2. takes an exclusive, non-blocking lock on ``<run>/.lock``
@@ -59,7 +59,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from metamap.arguments import output_folder
+from metamap.arguments import writable_output_folder
 from metamap.errors import CheckpointError, ConfigError
 
 try:
@@ -114,7 +114,7 @@ def claim_run_folder(
             one of ``inputs``.
         CheckpointError: another process holds the folder (its PID named).
     """
-    path = output_folder(Path(path), what=what)
+    path = writable_output_folder(Path(path), what=what)
     key = path.resolve()
     if key in _held:
         yield _held[key]
@@ -161,14 +161,17 @@ def lock_holder(path: Path) -> str:
 
 def _lock(path: Path, what: str, command: str) -> int | None:
     """Open and lock ``path/.lock``; the open descriptor (None where there is no fcntl)."""
-    path.mkdir(parents=True, exist_ok=True)
     if fcntl is None:  # pragma: no cover - Windows
+        path.mkdir(parents=True, exist_ok=True)
         _warn_no_lock()
         return None
     lock = path / LOCK
     for _ in range(5):  # a releasing holder removes the file: lock the file that is at the path now
-        path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"{what} {path}: cannot create {lock.name} in it ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
