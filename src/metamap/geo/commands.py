@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metamap.arguments import nonnegative_int, output_file, output_folder, positive_float, positive_int
+from metamap.arguments import nonnegative_int, output_file, positive_float, positive_int, writable_output_folder
 from metamap.errors import ConfigError
 
 DEFAULT_CHUNKS = {"time": 1, "lat": 256, "lon": 256}
@@ -94,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
     from metamap.geo.io import open_field
     from metamap.geo.train import train_task
 
-    output_folder(args.out)
+    writable_output_folder(args.out)
     field = open_field(args.data, args.var, chunks=DEFAULT_CHUNKS)
     times = np.arange(field.shape[0])
     if args.train_days is not None:
@@ -116,6 +116,7 @@ def _load(args: argparse.Namespace, task: str | tuple[str, ...]):
     from metamap.geo.models import GeoModel, check_applies
 
     output_file(args.out, inputs=[args.data])
+    writable_output_folder(args.out.parent, what=f"--out {args.out}: its folder")
     model = GeoModel.load(args.run)
     tasks = (task,) if isinstance(task, str) else task
     if model.meta["task"] not in tasks:

@@ -29,7 +29,7 @@ class Standardizer:
     mean: np.ndarray
     std: float
 
-    def window(self, i: int, j: int, h: int, w: int) -> "Standardizer":
+    def window(self, i: int, j: int, h: int, w: int) -> Standardizer:
         """The standardizer of the patch ``[i:i+h, j:j+w]``."""
         return Standardizer(self.mean[i:i + h, j:j + w], self.std)
 

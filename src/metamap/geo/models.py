@@ -63,7 +63,7 @@ class GeoModel:
         save_run_data(run_dir, self.meta, self.standardizer, self.never_valid)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "GeoModel":
+    def load(cls, run_dir: Path) -> GeoModel:
         """Rebuild a model saved by :meth:`save`."""
         from metamap.diffusion.training import TrainedDiffusion
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ from metamap.geo.forecast import MAX_LEAD, forecast_batches, forecast_cond_chann
 from metamap.geo.generate import GENERATE_COND_CHANNELS, generation_batches
 from metamap.geo.io import GeoField
 from metamap.geo.models import GEO_META, TASKS, GeoModel, check_applies, read_meta, save_run_data, train_model
+from metamap.training.checkpoint import latest_checkpoint
+from metamap.training.run_folder import claim_run_folder
+
+IN_MEMORY_BYTES = 512 * 2**20  # smaller fields are read once; larger ones stream patch by patch from dask chunks
 
 
 def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: int, run_dir: Path | None,
@@ -21,10 +26,12 @@ def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: in
                progress: bool = True) -> GeoModel:
     """Train a diffusion model for ``task`` (``fill`` | ``forecast`` | ``generate``) on random patches of
     ``field`` drawn from ``train_times`` (time indices); ``run_dir`` keeps checkpoints (a rerun resumes or,
-    when finished, reloads) and the result.
+    when finished, reloads) and the result, and is held by this process for the run
+    (:func:`metamap.training.run_folder.claim_run_folder`: a second writer is refused).
 
-    The climatology and the anomalies' standard deviation come from at most
-    ``max_scan`` of the training times. An existing ``run_dir`` is continued
+    A field of at most ``IN_MEMORY_BYTES`` (as float32) is read into memory
+    once; a larger one streams lazily. The climatology and the anomalies'
+    standard deviation come from at most ``max_scan`` of the training times. An existing ``run_dir`` is continued
     only when it holds a run of the same task on the same variable, units,
     calendar and grid (else :class:`ConfigError`, :class:`DataError` or
     :class:`CheckpointError`, before any data are read).
@@ -33,34 +40,36 @@ def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: in
         raise ConfigError(f"unknown geo task {task!r}; expected one of {', '.join(TASKS)}")
     if k < 1:
         raise ConfigError(f"the forecast history k must be >= 1, got {k}")
-    if run_dir is not None:
-        check_run_folder(Path(run_dir), field, task)
-    standardizer, never_valid = scan_training(field, train_times, max_times=max_scan, seed=seed)
-    n_times = k + MAX_LEAD if task == "forecast" else 1
-    source = PatchSource(field, standardizer, train_times, check_patch(patch), n_times=n_times, seed=seed)
-    lat_range, lon_range = grid_ranges(field)
-    meta = {"task": task, **field.identity(), "grid": list(field.shape[1:]),
-            "lat_range": lat_range, "lon_range": lon_range, "k": k, "patch": list(source.patch), "batch": batch,
-            "lr": lr, "ema": ema, "scanned_times": int(min(len(train_times), max_scan)),
-            "n_never_valid": int(never_valid.sum())}
-    if task == "fill":
-        batches, channels = fill_batches(source, batch, seed), FILL_COND_CHANNELS
-    elif task == "forecast":
-        meta["increment_std"] = increment_scales(source, k)
-        batches, channels = forecast_batches(source, batch, k, meta["increment_std"], seed), forecast_cond_channels(k)
-    else:
-        batches, channels = generation_batches(source, batch), GENERATE_COND_CHANNELS
-    if run_dir is not None:
-        save_run_data(run_dir, meta, standardizer, never_valid)
-    return train_model(batches, channels, meta, standardizer, never_valid, steps=steps, run_dir=run_dir, base=base,
-                       lr=lr, ema=ema, seed=seed, max_seconds=max_seconds, progress=progress)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    with claim_run_folder(run_dir, resume=True, what="run folder") if run_dir is not None else nullcontext():
+        if run_dir is not None:
+            check_run_folder(run_dir, field, task)
+        field = field.loaded(IN_MEMORY_BYTES)
+        standardizer, never_valid = scan_training(field, train_times, max_times=max_scan, seed=seed)
+        n_times = k + MAX_LEAD if task == "forecast" else 1
+        source = PatchSource(field, standardizer, train_times, check_patch(patch), n_times=n_times, seed=seed)
+        lat_range, lon_range = grid_ranges(field)
+        meta = {"task": task, **field.identity(), "grid": list(field.shape[1:]),
+                "lat_range": lat_range, "lon_range": lon_range, "k": k, "patch": list(source.patch), "batch": batch,
+                "lr": lr, "ema": ema, "scanned_times": int(min(len(train_times), max_scan)),
+                "n_never_valid": int(never_valid.sum())}
+        if task == "fill":
+            batches, channels = fill_batches(source, batch, seed), FILL_COND_CHANNELS
+        elif task == "forecast":
+            meta["increment_std"] = increment_scales(source, k)
+            batches = forecast_batches(source, batch, k, meta["increment_std"], seed)
+            channels = forecast_cond_channels(k)
+        else:
+            batches, channels = generation_batches(source, batch), GENERATE_COND_CHANNELS
+        if run_dir is not None:
+            save_run_data(run_dir, meta, standardizer, never_valid)
+        return train_model(batches, channels, meta, standardizer, never_valid, steps=steps, run_dir=run_dir,
+                           base=base, lr=lr, ema=ema, seed=seed, max_seconds=max_seconds, progress=progress)
 
 
 def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:
     """Refuse to continue in ``run_dir`` unless it is new or holds a ``task`` run on ``field``'s variable,
     units, calendar and grid."""
-    from metamap.training.checkpoint import latest_checkpoint
-
     if (run_dir / GEO_META).is_file():
         meta = read_meta(run_dir)
         check_applies(meta, field, field.source or field.var, f"the run folder {run_dir}")
