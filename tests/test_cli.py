@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -109,3 +110,45 @@ def test_time_budget_from_the_command_line(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     steps = int(capsys.readouterr().out.split("trained ")[1].split(" steps")[0])
     assert 0 < steps < 100000
+
+
+def test_batch_memory_counts_inputs_and_kept_activations():
+    from metamap.recipes import batch_memory
+
+    run = {"family": {"name": "sinusoid", "k_shot": 5, "n_query": 10}, "model": {"hidden": [40, 40]},
+           "learner": {"name": "maml", "inner_steps": 3}}
+    # 15 examples per task: 1 input, 2 copies of 81 layer outputs, kept for 3 inner steps + the query pass
+    assert batch_memory(run, 25, training=True) == 4 * 25 * 15 * (1 + 2 * 81 * 4)
+    assert batch_memory(run, 25, training=False) == 4 * 25 * 15 * (1 + 2 * 81)
+    omniglot = {"family": {"name": "omniglot", "n_way": 5, "k_shot": 1, "n_query": 15}, "model": {"hidden": 64},
+                "learner": {"name": "protonet"}}
+    assert batch_memory(omniglot, 1, training=True) == 4 * 80 * (28 * 28 + 2 * 64 * (784 + 196 + 49 + 9))
+
+
+def test_a_batch_beyond_available_memory_is_refused_before_any_data(tmp_path, capsys, monkeypatch):
+    import metamap.arguments
+
+    monkeypatch.setattr(metamap.arguments, "available_memory", lambda device="cpu": 2**30)
+    argv = ["train", "--family", "omniglot", "--data", str(tmp_path / "absent"), "--learner", "maml",
+            "--meta-batch", "32", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs about" in err and "1.0 GiB are available on cpu" in err
+    assert "--meta-batch" in err and not (tmp_path / "run").exists()
+
+
+def test_available_memory_is_what_the_kernel_reports():
+    from metamap.arguments import available_memory
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < available_memory() <= total
+
+
+def test_evaluate_json_may_not_replace_the_runs_checkpoint(tmp_path, capsys):
+    assert main(["train", *TINY, "--episodes", "0", "--out", str(tmp_path)]) == 0
+    pointer = tmp_path / "checkpoints" / "latest"
+    before = pointer.read_bytes()
+    assert main(["evaluate", str(tmp_path), "--episodes", "2", "--json", str(pointer)]) == 2
+    assert "is the input file" in capsys.readouterr().err and pointer.read_bytes() == before
+    for _ in range(2):  # a score written beside the run may be written again
+        assert main(["evaluate", str(tmp_path), "--episodes", "2", "--json", str(tmp_path / "e.json")]) == 0

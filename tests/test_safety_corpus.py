@@ -47,6 +47,8 @@ def test_crafted_pickles_never_run(case):
 
 
 def test_the_corpus_covers_every_command():
-    commands = {case.prepare.__code__.co_consts for case in safety.CASES}
-    assert len(safety.CASES) >= 40 and commands
+    assert len(safety.CASES) >= 40
     assert len({case.name for case in safety.CASES}) == len(safety.CASES)
+    commands = {case.name.split()[0] for case in safety.CASES}
+    assert {"train", "evaluate", "demo", "bench", "omniglot", "traffic", "astro", "physics", "energy"} <= commands
+    assert sum(case.payload for case in safety.CASES) >= 3

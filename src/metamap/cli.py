@@ -108,9 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 
     from metamap.astro.commands import add_astro_parser
     from metamap.energy.commands import add_energy_parser
+    from metamap.extras import guard_commands
     from metamap.geo.commands import add_geo_parser
     from metamap.physics.commands import add_physics_parser
-    from metamap.extras import guard_commands
     from metamap.traffic.commands import add_traffic_parser
 
     # Parsers are built without the domains' optional dependencies; a command checks its extra when dispatched.
@@ -180,9 +180,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metamap.training.checkpoint import load_learner_state
     from metamap.training.distributed import pick_device
 
-    if args.json is not None:
-        run_files = [f for f in Path(args.run).rglob("*") if f.is_file()] if Path(args.run).is_dir() else []
-        _output_file(args.json, "--json", inputs=run_files)
+    if args.json is not None:  # never over the run's checkpoints or training log
+        kept = [f for f in (*args.run.glob("checkpoints/**/*"), *args.run.glob("*.safetensors"),
+                            *args.run.glob("state.json"), *args.run.glob("metrics.jsonl")) if f.is_file()]
+        _output_file(args.json, "--json", inputs=kept)
     checkpoint = load_checkpoint(args.run)
     run = checkpoint.config.get("run")
     if not run:

@@ -67,7 +67,7 @@ def _photoz_learners(text: str) -> list[str]:
 
 def _photoz(args: argparse.Namespace) -> int:
     from metamap.astro.catalogue import load_catalogue
-    from metamap.astro.photoz import run_all_data, run_fewshot
+    from metamap.astro.photoz import region_data, run_all_data, run_fewshot
     from metamap.astro.plots import photoz_figure
     from metamap.report import write_json
 
@@ -79,6 +79,9 @@ def _photoz(args: argparse.Namespace) -> int:
     if args.group_by == "magnitude" and args.bins < 2:
         raise ConfigError(f"--bins: magnitude tasks need >= 2 bins (meta-train and test), got {args.bins}")
     cat = load_catalogue(args.data)
+    # The grouping into tasks takes a second and refuses impossible settings: check it before the CV searches.
+    region_data(cat, cell_deg=args.cell_deg, min_cell=args.min_cell, seed=args.seed, group_by=args.group_by,
+                n_bins=args.bins)
     all_data = run_all_data(cat, seed=args.seed, quick=args.quick)
     fewshot = run_fewshot(cat, shots=args.shots, train_k=args.shots[len(args.shots) // 2], steps=args.steps,
                           episodes=args.episodes, val_episodes=max(10, args.episodes // 6), cell_deg=args.cell_deg,

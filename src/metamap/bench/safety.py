@@ -225,6 +225,8 @@ CASES: tuple[Case, ...] = (
     Case("train --meta-batch 0", lambda f: _train(f, "--meta-batch", "0"), "--meta-batch"),
     Case("train --k-shot 0", lambda f: _train(f, "--k-shot", "0"), "--k-shot"),
     Case("train --max-minutes -1", lambda f: _train(f, "--max-minutes", "-1"), "--max-minutes"),
+    Case("train --chunk-size 0", lambda f: _train(f, "--chunk-size", "0"), "--chunk-size"),
+    Case("train --seed -1", lambda f: _train(f, "--seed", "-1"), "--seed"),
     Case("train --optimizer lbfgs", lambda f: _train(f, "--optimizer", "lbfgs"), "lbfgs"),
     Case("train --device tpu", lambda f: _train(f, "--device", "tpu"), "tpu"),
     Case("train huge sinusoid batch", lambda f: _train(f, "--k-shot", "2000000000", "--meta-batch", "1000"),
@@ -246,6 +248,9 @@ CASES: tuple[Case, ...] = (
          lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
                           str(_omniglot_folder(f, lambda p: _zip(p, {"images.npy": b"\x93NUMPY\x09garbage",
                                                                      "labels.npy": b"x"})))), "images"),
+    Case("omniglot .npz with images of the wrong size",
+         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
+                          str(_omniglot_folder(f, _small_images))), "105"),
     Case("omniglot .npz with a pickled object array",
          lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
                           str(_omniglot_folder(f, _object_npz(f)))), "npz", quick=True, payload=True),
@@ -271,6 +276,8 @@ CASES: tuple[Case, ...] = (
     Case("evaluate --json onto the run's checkpoint pointer",
          lambda f: ["evaluate", str(_sinusoid_run(f)), "--json", str(f / "run" / "checkpoints" / "latest")],
          "--json"),
+    Case("evaluate a checkpoint whose state.json is not JSON",
+         lambda f: ["evaluate", str(_broken_state(_sinusoid_run(f)))], "state.json"),
     Case("evaluate a folder that is no run", lambda f: ["evaluate", str(f)], "checkpoint"),
     Case("evaluate a corrupt checkpoint",
          lambda f: ["evaluate", str(_corrupt(_sinusoid_run(f)))], "run"),
@@ -293,6 +300,15 @@ CASES: tuple[Case, ...] = (
     Case("traffic adapt with a sinusoid run",
          lambda f: ["traffic", "adapt", "--run", str(_sinusoid_run(f)), "--data", str(_readings(f, 3)), "--out",
                     str(f / "o")], "traffic"),
+    Case("traffic train --channel 7 (of 3)", lambda f: _traffic(f, "train", "--out", str(f / "run"), "--channel", "7"),
+         "channel"),
+    Case("traffic patterns --shots 1000",
+         lambda f: ["traffic", "patterns", "--data", str(_readings(f, 3)), "--target-data",
+                    str(_readings(f, 3, name="target.npz")), "--steps", "2", "--shots", "1000", "--out", str(f / "o")],
+         "1000"),
+    Case("traffic evaluate writing predictions.npz over its --data",
+         lambda f: ["traffic", "evaluate", "--data", str(_readings(f, 3, name="predictions.npz")), "--out", str(f)],
+         "predictions.npz", quick=True),
     Case("traffic HDF readings with a pickled column name",
          lambda f: ["traffic", "train", "--data", str(_pickled_hdf(f)), "--out", str(f / "run")], "",
          quick=True, payload=True),
@@ -308,6 +324,8 @@ CASES: tuple[Case, ...] = (
          needs=ASTRO),
     Case("astro photoz --learners maml,bogus", lambda f: _astro(f, "photoz", "--learners", "maml,bogus"),
          "--learners", needs=ASTRO),
+    Case("astro photoz --min-cell 100000 (no task that large)",
+         lambda f: _astro(f, "photoz", "--min-cell", "100000", "--shots", "5"), "100000", needs=ASTRO),
     Case("astro --out under a file",
          lambda f: _astro(f, "classify")[:-1] + [str(_file(f) / "out")], "--out", needs=ASTRO),
     Case("astro corrupt parquet catalogue",
@@ -330,6 +348,12 @@ CASES: tuple[Case, ...] = (
     Case("physics fit --starts -3", lambda f: _fit(f, "--out", str(f / "o"), "--starts", "-3"), "--starts"),
     Case("physics fit --out /dev/null", lambda f: _fit(f, "--out", "/dev/null"), "--out"),
     Case("physics fit --out is a file", lambda f: _fit(f, "--out", str(_file(f))), "--out"),
+    Case("physics fit writing fit.json over its --data",
+         lambda f: ["physics", "fit", "--system", "oscillator", "--data",
+                    str(_observations(f).rename(f / "fit.json")), "--out", str(f)], "fit.json"),
+    Case("physics fit with a NaN observation",
+         lambda f: ["physics", "fit", "--system", "oscillator", "--data",
+                    str(_file(f, "obs.csv", b"t,y\n0,1\n1,nan\n2,3\n3,4\n4,5\n")), "--out", str(f / "o")], "finite"),
     Case("physics fit binary observations",
          lambda f: ["physics", "fit", "--system", "oscillator", "--data",
                     str(_file(f, "obs.csv", bytes(range(256)) * 4)), "--out", str(f / "o")], "obs.csv"),
@@ -337,6 +361,12 @@ CASES: tuple[Case, ...] = (
     Case("energy loads of case118 given to case30",
          lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_loads(f, 99)), "--out", str(f / "o")],
          "case30", quick=True),
+    Case("energy solve writing scenarios.csv over its --loads",
+         lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_loads(f, 20, "scenarios.csv")), "--out",
+                    str(f)], "scenarios.csv", quick=True),
+    Case("energy loads with NaN and negative values",
+         lambda f: ["energy", "solve", "--case", "case30", "--loads",
+                    str(_file(f, "loads.csv", b"multiplier\n1.0\nnan\n-3\n")), "--out", str(f / "o")], "finite"),
     Case("energy undecodable loads file",
          lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_file(f, "loads.csv", b"\xff\xfe\x00" * 50)),
                     "--out", str(f / "o")], "loads.csv"),
@@ -349,6 +379,20 @@ CASES: tuple[Case, ...] = (
          lambda f: ["energy", "solve", "--case", "case9999", "--loads", str(_loads(f, 3)), "--out", str(f / "o")],
          "case9999"),
 )
+
+
+def _broken_state(run_dir: Path) -> Path:
+    """Cut the run's checkpoint ``state.json`` short (as a crash mid-write would, without atomic writes)."""
+    from metamap.training.checkpoint import STATE, latest_checkpoint
+
+    (latest_checkpoint(run_dir) / STATE).write_text('{"format_version": 1, "step"')
+    return run_dir
+
+
+def _small_images(path: Path) -> None:
+    import numpy as np
+
+    np.savez(path, images=np.ones((3, 20, 50, 50), dtype=bool), labels=np.zeros((3, 20), dtype=np.int64))
 
 
 def _corrupt(run_dir: Path) -> Path:

@@ -28,13 +28,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metamap.arguments import nonnegative_int, positive_float, positive_int, writable_output_folder
+from metamap.arguments import nonnegative_int, output_file, positive_float, positive_int, writable_output_folder
 from metamap.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # numpy is imported inside the handlers: building the parser stays light
     import numpy as np
 
 MAX_ADAPT = 50
+SOLVE_OUTPUTS = ("dispatch.csv", "scenarios.csv", "summary.json")
 RUN_FILES = ("model.safetensors", "model.json")  # what train and adapt write into --out
 
 
@@ -125,6 +126,8 @@ def _solve(args: argparse.Namespace) -> int:
     from metamap.report import write_json
 
     writable_output_folder(args.out)
+    for name in SOLVE_OUTPUTS:
+        output_file(args.out / name, inputs=[args.loads])
     case = load_case(args.case)
     predict = None
     if args.model is not None:

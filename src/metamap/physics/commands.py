@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metamap.arguments import nonnegative_float, nonnegative_int, positive_int, writable_output_folder
+from metamap.arguments import (
+    nonnegative_float,
+    nonnegative_int,
+    output_file,
+    positive_int,
+    writable_output_folder,
+)
 
 # numpy, torch and the models are imported inside the handlers: building the parser stays light.
 SYSTEM_NAMES = "oscillator | pendulum | lotka_volterra | heat"
@@ -77,7 +83,7 @@ def _fit(args: argparse.Namespace) -> int:
     from metamap.physics.systems import get_system
     from metamap.report import write_json
 
-    writable_output_folder(args.out)
+    output_file(writable_output_folder(args.out) / "fit.json", inputs=[args.data])
     system = get_system(args.system)
     if not args.data.is_file():
         raise DataError(f"observations file {args.data} not found")

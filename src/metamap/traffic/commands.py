@@ -29,13 +29,16 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from metamap.arguments import nonnegative_int, positive_float, positive_int, writable_output_folder
+from metamap.arguments import nonnegative_int, output_file, positive_float, positive_int, writable_output_folder
 from metamap.errors import CheckpointError, ConfigError, DataError
 
 # numpy, torch and the models are imported inside the handlers: building the parser stays light.
 PRETRAIN = "pretrain"
 TRAINED_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil", PRETRAIN)
 RUN_KIND = "traffic"
+OUTPUTS = ("metrics.json", "predictions.npz", "forecasts.png", "error_by_horizon.png")  # of adapt and evaluate
+PATTERN_OUTPUTS = ("patterns.json", "prototypes.png", "sensor_map.png")
+INPUT_FLAGS = ("data", "adj", "locations", "target_data", "target_adj", "target_locations")
 
 
 # --------------------------------------------------------------------------- parser
@@ -179,6 +182,14 @@ def _adapted_method(method: str) -> str:
     return "pretrain_finetune" if method == PRETRAIN else method
 
 
+def _check_outputs(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Refuse an ``--out`` that cannot be written, or where an output would replace one of the input files."""
+    writable_output_folder(args.out)
+    inputs = [path for flag in INPUT_FLAGS if (path := getattr(args, flag, None)) is not None]
+    for name in names:
+        output_file(args.out / name, inputs=inputs)
+
+
 def _store_adaptation(run_dir: Path, adaptation: dict[str, Any]) -> None:
     """Add the chosen adaptation settings to the run's latest checkpoint (``config["adaptation"]``)."""
     from metamap.report import atomic_write_bytes
@@ -315,7 +326,7 @@ def _adapt(args: argparse.Namespace) -> int:
     from metamap.training import load_checkpoint
     from metamap.training.checkpoint import load_learner_state
 
-    writable_output_folder(args.out)
+    _check_outputs(args, OUTPUTS)
     checkpoint = load_checkpoint(args.run)
     run = checkpoint.config.get("run") or {}
     if run.get("kind") != RUN_KIND:
@@ -396,7 +407,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
     if not methods:
         raise ConfigError(f"--methods: expected some of {','.join(METHODS)}, got {args.methods!r}")
-    writable_output_folder(args.out)
+    _check_outputs(args, OUTPUTS)
     data = _load_source(args)
     per_day = data.steps_per_day
     days = data.n_steps // per_day
@@ -457,7 +468,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _patterns(args: argparse.Namespace) -> int:
     from metamap.traffic.patterns import run_patterns
 
-    writable_output_folder(args.out)
+    _check_outputs(args, PATTERN_OUTPUTS)
     source = _load_source(args)
     target = _load(args.target_data, None, args.target_locations, args, key=args.target_key or args.key,
                    channel=args.target_channel or args.channel, start=args.target_start)
