@@ -251,6 +251,9 @@ CASES: tuple[Case, ...] = (
     Case("omniglot .npz with images of the wrong size",
          lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
                           str(_omniglot_folder(f, _small_images))), "105"),
+    Case("omniglot .npz whose header claims 2 TB",
+         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
+                          str(_omniglot_folder(f, _lying_header))), "claims"),
     Case("omniglot .npz with a pickled object array",
          lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
                           str(_omniglot_folder(f, _object_npz(f)))), "npz", quick=True, payload=True),
@@ -393,6 +396,21 @@ def _small_images(path: Path) -> None:
     import numpy as np
 
     np.savez(path, images=np.ones((3, 20, 50, 50), dtype=bool), labels=np.zeros((3, 20), dtype=np.int64))
+
+
+def _lying_header(path: Path) -> None:
+    """An ``.npz`` whose ``.npy`` headers claim 10 million characters (2 TiB) over a few bytes of data."""
+    import io
+
+    import numpy as np
+
+    def member(shape: tuple[int, ...], dtype: type) -> bytes:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                      "fortran_order": False, "shape": shape})
+        return header.getvalue() + bytes(64)
+
+    _zip(path, {"images.npy": member((10**7, 20, 105, 105), bool), "labels.npy": member((10**7, 20), np.int64)})
 
 
 def _corrupt(run_dir: Path) -> Path:

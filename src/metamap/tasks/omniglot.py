@@ -16,6 +16,7 @@ for the exact cut and where it differs from those papers' code.
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -139,9 +140,25 @@ def _open_archive(handle: BinaryIO, path: Path) -> np.lib.npyio.NpzFile:
 
 def _read_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
+        _check_claimed_size(archive, key, path)
         return archive[key]
+    except DataError:
+        raise
     except _READ_ERRORS as err:
         raise DataError(f"{path}: array {key!r} cannot be read ({err})") from err
+
+
+def _check_claimed_size(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
+    """Refuse a member whose ``.npy`` header claims more bytes than the member holds (numpy would allocate them first)."""
+    member = archive.zip.getinfo(f"{key}.npy")
+    with archive.zip.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > member.file_size:
+        raise DataError(f"{path}: array {key!r} claims shape {tuple(shape)} of {dtype} ({claimed / 2**30:.1f} GiB), "
+                        f"but the archive holds {member.file_size} bytes for it")
 
 
 def _check_arrays(images: np.ndarray, labels: np.ndarray, path: Path) -> None:
