@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -152,7 +153,9 @@ def _train(args: argparse.Namespace) -> int:
     writable_output_folder(args.out)
     run = run_config_from_args(args)
     device = pick_device(args.device)
-    _check_batch_memory(run, args.meta_batch, device, training=True, hint="lower --meta-batch, --n-way, --k-shot or --n-query")
+    per_process = -(-args.meta_batch // int(os.environ.get("WORLD_SIZE", "1")))  # the meta-batch is split over torchrun
+    _check_batch_memory(run, per_process, device, training=True,
+                        hint="lower --meta-batch, --n-way, --k-shot or --n-query")
     config = TrainConfig(
         steps=args.steps, meta_batch=args.meta_batch, lr=args.lr, optimizer=args.optimizer, seed=args.seed,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
