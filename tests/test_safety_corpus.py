@@ -52,3 +52,30 @@ def test_the_corpus_covers_every_command():
     commands = {case.name.split()[0] for case in safety.CASES}
     assert {"train", "evaluate", "demo", "bench", "omniglot", "traffic", "astro", "physics", "energy"} <= commands
     assert sum(case.payload for case in safety.CASES) >= 3
+
+
+def test_judge_tells_each_failure_apart(tmp_path):
+    case = safety.Case("example", lambda f: [], expect="--hidden")
+    kept = tmp_path / "kept.txt"
+    kept.write_text("run")
+    before = safety.snapshot(tmp_path)
+    assert safety.judge(case, tmp_path, before, 2, "metamap train: error: --hidden 0\n")["problems"] == []
+    traceback = safety.judge(case, tmp_path, before, 1, f"{safety.TRACEBACK}:\n  File ...\nValueError: x\n")
+    assert traceback["traceback"] and not traceback["silent_wrong"]
+    assert safety.judge(case, tmp_path, before, 0, "")["silent_wrong"]
+    assert safety.judge(case, tmp_path, before, None, "")["problems"][0] == "still running at the timeout"
+    assert safety.judge(case, tmp_path, before, 2, "metamap: error: --lr\n")["silent_wrong"]  # names the wrong flag
+    kept.write_text("lost")
+    (tmp_path / safety.MARKER).touch()
+    hurt = safety.judge(case, tmp_path, before, 2, "metamap: error: --hidden\n")
+    assert hurt["files_changed"] == ["kept.txt"] and hurt["payload_ran"]
+
+
+def test_bench_run_counts_a_command_that_is_not_refused(tmp_path, monkeypatch):
+    cases = (safety.Case("refused", lambda f: ["train", "--hidden", "0", "--out", str(f / "r")], "--hidden", quick=True),
+             safety.Case("not refused", lambda f: ["--version"], quick=True))
+    monkeypatch.setattr(safety, "CASES", cases)
+    result = safety.run(quick=True, json_path=tmp_path / "safety.json")
+    assert result["headline"] == {"payloads_run": 0, "tracebacks": 0, "silent_wrong": 1, "runs_lost": 0,
+                                  "kill_points_exact": None, "kill_points_total": None, "cases": 2}
+    assert result["goals"]["met"] is False and (tmp_path / "safety.json").is_file()
