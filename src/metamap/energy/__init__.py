@@ -9,11 +9,32 @@
 - :mod:`~metamap.energy.commands`: ``metamap energy solve | train | adapt``.
 """
 
-from metamap.energy.dcopf import CASES, DCOPFCase, InfeasibleError, load_case
-from metamap.energy.feasibility import PATHS, GuaranteedDispatch, check, guaranteed_dispatch, optimality_gap, repair
-from metamap.energy.highs import WarmDCOPF
-from metamap.energy.learned import DispatchModel, train_dispatch
-from metamap.energy.transport import TransportProblem, solve_emd, solve_highs
+from typing import TYPE_CHECKING
+
+from metamap.extras import lazy_exports
+
+# Names are imported on first use: highspy, POT and pandapower (the 'energy' extra) stay unimported until then.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "dcopf": ("CASES", "DCOPFCase", "InfeasibleError", "load_case"),
+    "feasibility": ("PATHS", "GuaranteedDispatch", "check", "guaranteed_dispatch", "optimality_gap", "repair"),
+    "highs": ("WarmDCOPF",),
+    "learned": ("DispatchModel", "train_dispatch"),
+    "transport": ("TransportProblem", "solve_emd", "solve_highs"),
+})
+
+if TYPE_CHECKING:
+    from metamap.energy.dcopf import CASES, DCOPFCase, InfeasibleError, load_case
+    from metamap.energy.feasibility import (
+        PATHS,
+        GuaranteedDispatch,
+        check,
+        guaranteed_dispatch,
+        optimality_gap,
+        repair,
+    )
+    from metamap.energy.highs import WarmDCOPF
+    from metamap.energy.learned import DispatchModel, train_dispatch
+    from metamap.energy.transport import TransportProblem, solve_emd, solve_highs
 
 __all__ = [
     "CASES", "PATHS", "DCOPFCase", "DispatchModel", "GuaranteedDispatch", "InfeasibleError", "TransportProblem",
