@@ -102,7 +102,7 @@ def test_pca_gaussian_recovers_mean_and_covariance():
     data, mean, cov = _gaussian_data()
     model = PCAGaussian(keep_variance=1.0).fit(data)
     draws = model.sample(20000, make_generator(1)).double()
-    assert draws.shape == (20000, 3) and draws.dtype == torch.float32 or draws.dtype == torch.float64
+    assert draws.shape == (20000, 3) and draws.dtype in (torch.float32, torch.float64)
     assert torch.allclose(draws.mean(0), mean, atol=0.05)
     assert torch.allclose(torch.cov(draws.T), cov, atol=0.06)
 

@@ -15,7 +15,11 @@ from metamap.errors import DataError
 from metamap.geo.data import PatchSource, Standardizer, scan_training, static_channels
 from metamap.geo.fill import FILL_COND_CHANNELS, conditional_fill, fill_batches, inpaint_fill
 from metamap.geo.forecast import (
-    MAX_LEAD, deterministic_forecast, forecast_batches, increment_scales, train_deterministic,
+    MAX_LEAD,
+    deterministic_forecast,
+    forecast_batches,
+    increment_scales,
+    train_deterministic,
 )
 from metamap.geo.generate import GENERATE_COND_CHANNELS, autocorrelation, generate, power_spectrum, wasserstein1
 from metamap.geo.io import open_field

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from metamap.errors import ShapeError
 from metamap.learners import ANIL, MAML, MetaSGD, Pretrained, Reptile, make_learner
 from metamap.nn import MLP, Conv4
-from metamap.errors import ShapeError
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
 from metamap.tasks.sinusoid import Sinusoid

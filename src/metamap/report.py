@@ -80,7 +80,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A fixed-width text table; floats printed with 4 significant digits."""
     cells = [[_fmt(c) for c in row] for row in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

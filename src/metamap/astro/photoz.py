@@ -191,7 +191,7 @@ def predictors(data: RegionData, learners: dict[str, MetaLearner], global_model:
         def predict(ep: Episode) -> np.ndarray:
             s_rows, q_rows = ep.meta["support_rows"].numpy(), ep.meta["query_rows"].numpy()
             return np.stack([baselines.fit_predict_support(method, data.x[s], data.z[s], data.x[q], option)
-                             for s, q in zip(s_rows, q_rows)])
+                             for s, q in zip(s_rows, q_rows, strict=True)])
         return predict
 
     def finetune_method(learner: MetaLearner, setting: tuple[int, float]) -> Predictor:

@@ -8,8 +8,16 @@
 """
 
 from metamap.augment.family import AugmentedFamily, SyntheticSystems, concat_episodes, synthetic_like
-from metamap.augment.generators import (GENERATORS, LatentDiffusion, PCAGaussian, PCASpace, fit_and_draw,
-                                       make_generator_model)
+from metamap.augment.generators import (
+    GENERATORS,
+    LatentDiffusion,
+    PCAGaussian,
+    PCASpace,
+    fit_and_draw,
+    make_generator_model,
+)
 
-__all__ = ["AugmentedFamily", "SyntheticSystems", "concat_episodes", "synthetic_like", "GENERATORS",
-           "LatentDiffusion", "PCAGaussian", "PCASpace", "fit_and_draw", "make_generator_model"]
+__all__ = [
+    "GENERATORS", "AugmentedFamily", "LatentDiffusion", "PCAGaussian", "PCASpace", "SyntheticSystems",
+    "concat_episodes", "fit_and_draw", "make_generator_model", "synthetic_like",
+]

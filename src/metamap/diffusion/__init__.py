@@ -10,4 +10,4 @@ from metamap.diffusion.objective import diffusion_loss, variational_bound
 from metamap.diffusion.samplers import SAMPLERS, sample
 from metamap.diffusion.schedules import NoiseSchedule
 
-__all__ = ["NoiseSchedule", "diffusion_loss", "variational_bound", "sample", "SAMPLERS"]
+__all__ = ["SAMPLERS", "NoiseSchedule", "diffusion_loss", "sample", "variational_bound"]

@@ -140,7 +140,7 @@ class DCOPFCase:
             )
         return pd
 
-    def without_branch(self, branch: int) -> "DCOPFCase":
+    def without_branch(self, branch: int) -> DCOPFCase:
         """The same case with ``branch`` out of service; InfeasibleError if that islands a bus."""
         if not 0 <= branch < self.ptdf.shape[0]:
             raise ConfigError(f"{self.name}: branch {branch} does not exist; expected 0..{self.ptdf.shape[0] - 1}")

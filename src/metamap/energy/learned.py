@@ -40,7 +40,7 @@ class Standardizer:
     y_scale: np.ndarray
 
     @classmethod
-    def fit(cls, pd: np.ndarray, pg: np.ndarray) -> "Standardizer":
+    def fit(cls, pd: np.ndarray, pg: np.ndarray) -> Standardizer:
         """From training loads ``pd [N, n_load]`` and dispatches ``pg [N, n_gen]`` (MW); spreads floored at 1 MW."""
         if not (np.isfinite(pd).all() and np.isfinite(pg).all()):
             raise DataError("Standardizer.fit: training loads and dispatches must be finite (drop infeasible scenarios)")
@@ -89,7 +89,7 @@ class DispatchModel:
         write_json(folder / "model.json", info)
 
     @classmethod
-    def load(cls, folder: Path) -> tuple["DispatchModel", dict]:
+    def load(cls, folder: Path) -> tuple[DispatchModel, dict]:
         """Inverse of :meth:`save`; CheckpointError when the files are missing or do not match."""
         folder = Path(folder)
         try:

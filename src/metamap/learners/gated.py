@@ -127,7 +127,7 @@ class GatedOptimizer(MetaLearner):
                 loss = task_loss(self.loss, functional_call(self.model, fast, (x,)), y, mask)
                 grads = torch.autograd.grad(loss, list(fast.values()), create_graph=keep_graph)
                 new = {}
-                for (name, value), grad in zip(fast.items(), grads):
+                for (name, value), grad in zip(fast.items(), grads, strict=True):
                     if self.base == "sgd":
                         step = self.lr * grad
                     else:
@@ -170,7 +170,7 @@ class GatedOptimizer(MetaLearner):
     def adapt(
         self, x_support: torch.Tensor, y_support: torch.Tensor, support_mask: torch.Tensor | None = None,
         steps: int | None = None, gated: bool = True,
-    ) -> "GatedAdapted":
+    ) -> GatedAdapted:
         """Adapt to each task of ``x_support [T, S, ...]``; ``gated=False``: the plain base optimizer."""
         self.check(x_support, y_support)
         steps = self.inner_steps if steps is None else steps

@@ -130,7 +130,7 @@ class GradientLearner(MetaLearner):
                 grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
                 fast = {
                     name: self._step(name, step, value, grad, keep_graph)
-                    for (name, value), grad in zip(fast.items(), grads)
+                    for (name, value), grad in zip(fast.items(), grads, strict=True)
                 }
         return {**frozen, **fast}
 

@@ -31,7 +31,7 @@ class MLP(nn.Sequential):
             raise ConfigError(f"MLP: unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}")
         widths = [in_features, *hidden]
         layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths[:-1], widths[1:]):
+        for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Linear(width_in, width_out), _ACTIVATIONS[activation]()]
         layers.append(nn.Linear(widths[-1], out_features))
         super().__init__(*layers)
@@ -42,7 +42,7 @@ class MLP(nn.Sequential):
     def head_prefix(self) -> str:
         return str(len(self) - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - shapes in class doc
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # shapes in the class doc
         return super().forward(x)
 
     def batched_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:

@@ -30,12 +30,12 @@ from metamap.learners import make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.report import format_table
-from metamap.training import TrainConfig, meta_train
 from metamap.traffic.baselines import historical_average, persistence
 from metamap.traffic.family import SensorTasks
 from metamap.traffic.features import SeriesFeatures
 from metamap.traffic.linear import fit_ridge, predict_ridge
 from metamap.traffic.metrics import errors_by_step, horizon_errors, masked_errors
+from metamap.training import TrainConfig, meta_train
 
 META_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil")
 BASELINES = (
