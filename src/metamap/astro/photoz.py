@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from metamap.astro import baselines
 from metamap.astro.catalogue import BANDS, Catalogue
@@ -39,6 +38,7 @@ from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
+from metamap.progress import progress_bar
 from metamap.report import mean_ci95
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
@@ -227,7 +227,7 @@ def score_episodes(data: RegionData, family: GroupedRegression, methods: dict[st
     values: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
     pairs: dict[str, list[np.ndarray]] = {name: [] for name in methods}
     done = 0
-    with tqdm(total=n_episodes, disable=not progress, desc=f"{family.split_name} K={family.k_shot}") as bar:
+    with progress_bar(total=n_episodes, enabled=progress, desc=f"{family.split_name} K={family.k_shot}") as bar:
         while done < n_episodes:
             ep = family.sample(min(batch, n_episodes - done), generator)
             mask, rows = ep.query_mask.numpy(), ep.meta["query_rows"].numpy()

@@ -166,9 +166,9 @@ def _noised(known: torch.Tensor, abar: float, generator) -> torch.Tensor:
 def _progress(iterable, show: bool):
     if not show:
         return iterable
-    from tqdm.auto import tqdm
+    from metamap.progress import progress_bar
 
-    return tqdm(iterable, desc="sampling", leave=False)
+    return progress_bar(iterable, desc="sampling", leave=False)
 
 
 # -- one step from cumulative alpha a_t to a_s (> a_t) ----------------------------------------------

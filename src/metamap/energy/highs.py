@@ -97,12 +97,12 @@ class WarmDCOPF:
         An infeasible scenario gets NaN dispatch and cost (and is reported by
         the callers that need a feasible answer).
         """
-        from tqdm import tqdm
+        from metamap.progress import progress_bar
 
         n = pd.shape[0]
         dispatch = np.full((n, self.case.n_gen), np.nan)
         cost, seconds = np.full(n, np.nan), np.zeros(n)
-        for k in tqdm(range(n), disable=not progress, desc=f"HiGHS {self.case.name}", leave=False):
+        for k in progress_bar(range(n), enabled=progress, desc=f"HiGHS {self.case.name}", leave=False):
             start = time.perf_counter()
             try:
                 solution = self.solve(pd[k])

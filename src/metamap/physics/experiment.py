@@ -32,7 +32,6 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import KNeighborsRegressor
-from tqdm import tqdm
 
 from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
@@ -41,6 +40,7 @@ from metamap.nn import MLP
 from metamap.physics.family import SystemFamily, grid_points, model_inputs
 from metamap.physics.fit import least_squares_fit
 from metamap.physics.systems import System
+from metamap.progress import progress_bar
 from metamap.report import mean_ci95
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
@@ -227,7 +227,7 @@ def least_squares_tasks(family: SystemFamily, episode: Episode, n_starts: int, s
     system = family.system
     t, x = grid_points(system)
     params, trajectories = [], []
-    for task in tqdm(range(episode.n_tasks), disable=not progress, desc=f"least squares {system.name}"):
+    for task in progress_bar(range(episode.n_tasks), enabled=progress, desc=f"least squares {system.name}"):
         index = episode.meta["support_index"][task].numpy()
         fitted = least_squares_fit(system, t[index], episode.y_support[task].numpy(),
                                    None if x is None else x[index], n_starts=n_starts, seed=seed + task)
