@@ -42,13 +42,13 @@ FULL = {
     "traffic_seeds": (0, 1, 2),
     "traffic": {"steps": 600, "n_real": 20, "n_synthetic": 500, "synthetic_fraction": 0.5},
 }
-QUICK_DIFFUSION = {"diffusion": {"train_steps": 100}}
+QUICK_DIFFUSION = {"diffusion": {"train_steps": 20}}
 QUICK = {
     "seeds": (0,),
-    "physics": {"steps": 10, "n_real": 50, "n_synthetic": 50, "synthetic_fraction": 0.5, "val_tasks": 4,
-                "test_tasks": 4, "reference_n_real": None, "generator_options": QUICK_DIFFUSION},
+    "physics": {"steps": 5, "n_real": 20, "n_synthetic": 20, "synthetic_fraction": 0.5, "val_tasks": 3,
+                "test_tasks": 3, "reference_n_real": None, "generator_options": QUICK_DIFFUSION},
     "traffic_seeds": (0,),
-    "traffic": {"steps": 10, "n_real": 20, "n_synthetic": 50, "synthetic_fraction": 0.5,
+    "traffic": {"steps": 5, "n_real": 20, "n_synthetic": 20, "synthetic_fraction": 0.5,
                 "generator_options": QUICK_DIFFUSION},
 }
 

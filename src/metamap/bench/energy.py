@@ -53,10 +53,11 @@ from metamap.report import format_table, machine, mean_ci95, write_json
 # source/target outages: indices into the outage candidates (None: all branches in service)
 FULL = dict(train=4000, test=10_000, per_regime=100, hidden=(256, 256), steps=3000, meta_steps=500,
             gated_steps=150, transport=10, repeats=3, source_outages=(None, 0, 1, 2, 3, 4), target_outages=(5, 6),
-            support=50, query=50, scratch_steps=1000)
+            support=50, query=50, scratch_steps=1000, seasons=tuple(SEASONS), times_of_day=tuple(TIMES_OF_DAY))
 QUICK = dict(train=60, test=40, per_regime=25, hidden=(16, 16), steps=20, meta_steps=2,
              gated_steps=1, transport=1, repeats=1, source_outages=(None, 0), target_outages=(1,),
-             support=8, query=8, scratch_steps=20)
+             support=8, query=8, scratch_steps=20, seasons=("winter", "summer"),
+             times_of_day=("morning", "evening"))
 THROUGHPUT_SETTINGS = ("train", "test", "hidden", "steps", "repeats")  # what part 1 depends on, besides the case
 ADAPT_STEPS = 50
 INNER_LR = 0.03
@@ -133,12 +134,12 @@ def _outage_candidates(case, count: int) -> list[int]:
 
 
 def regimes(case, profiles, types, outage, cfg, rng) -> list[RegimeData]:
-    """One solved RegimeData per season x time of day on ``case`` with branch ``outage`` out (None: none)."""
+    """One solved RegimeData per season x time of day of ``cfg`` on ``case`` with branch ``outage`` out (None: none)."""
     net = case if outage is None else case.without_branch(outage)
     exact = WarmDCOPF(net)
     data = []
-    for season in SEASONS:
-        for tod in TIMES_OF_DAY:
+    for season in cfg["seasons"]:
+        for tod in cfg["times_of_day"]:
             pd = sample_loads(net, profiles, types, profiles.steps(season, tod), cfg["per_regime"], rng)
             pd, pg, cost, _ = _solved(exact, pd, progress=False)
             data.append(RegimeData(f"{net.name}/{season}/{tod}", pd, pg, cost))

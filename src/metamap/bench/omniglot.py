@@ -33,6 +33,7 @@ minutes of one core.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -52,7 +53,7 @@ from metamap.training.distributed import pick_device
 from metamap.training.metrics_log import read_records
 
 TEST_EPISODES = 600
-QUICK_MINUTES, QUICK_TEST_EPISODES = 0.05, 10
+QUICK_MINUTES, QUICK_TEST_EPISODES = 0.05, 5
 TEST_QUERY = 15
 TEST_SEED = 1234
 
@@ -114,9 +115,9 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
         return previous
     learner = build_learner(config).to(pick_device("auto"))
     train = TrainConfig(steps=10**9, meta_batch=run.meta_batch, lr=run.lr, seed=0, checkpoint_every=50,
-                        log_every=10, max_seconds=minutes * 60, progress=progress)
+                        log_every=1 if quick else 10, max_seconds=minutes * 60, progress=progress)
     print(f"[omniglot] {run.name}: training for {minutes:g} min (resumes from {folder} if present)")
-    family = build_family(config["family"])  # loads Omniglot once; test families below reuse its pool
+    family = replace(_images(data), n_way=run.train_way, k_shot=run.shot, n_query=run.train_query)
     result = meta_train(learner, family, train, run_dir=folder, run_config=config, resume=True)
     scores = {}
     for way, shot, steps in run.tests:
@@ -129,6 +130,13 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
                        {"train_steps": result.final_step, "train_minutes": result.total_seconds / 60, "test": scores})
 
 
+@functools.lru_cache(maxsize=1)
+def _images(data: Path):
+    """The Omniglot family on ``data``, loaded once per process (decoding the images takes seconds);
+    every run and test family is a ``replace`` of it with its own way, shot and query sizes."""
+    return build_family({"name": "omniglot", "data": str(data)})
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
@@ -137,7 +145,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     """Train and test every run; with 2+ cores, two runs at a time (one thread each), longest first."""
     data = shared_data_dir() / "omniglot"
     runs_dir = runs_folder(json_path, quick)
-    workers = min(2, os.cpu_count() or 1)
+    workers = 1 if quick else min(2, os.cpu_count() or 1)  # quick: one process loads the images once
     if workers == 1:
         results = {r.name: train_and_test(r, data, runs_dir, quick) for r in RUNS}
     else:
