@@ -110,3 +110,29 @@ def test_quick_benchmark(name, tmp_path, request):
     for plot in spec.plots:
         png = tmp_path / plot.format(stem=path.stem)
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{png.name} missing or not a PNG"
+
+
+def test_cached_result_is_reused_only_with_the_same_settings(tmp_path, capsys):
+    from metamap.bench.cache import load_cached, save_cached
+
+    path = tmp_path / "runs" / "result.json"
+    settings = {"steps": 20, "hidden": (16,)}
+    saved = save_cached(path, settings, {"mae": 1.5})
+    assert saved == {"mae": 1.5, "settings": {"steps": 20, "hidden": [16]}}
+    assert load_cached(path, {"hidden": (16,), "steps": 20}) == saved  # tuples compare as the lists JSON holds
+    capsys.readouterr()
+    assert load_cached(path, {"steps": 600, "hidden": (16,)}) is None
+    assert "other settings (steps differ)" in capsys.readouterr().out
+    assert load_cached(tmp_path / "absent.json", settings) is None
+
+
+@pytest.mark.parametrize("text, reason", [('{"speedup": 21.8}', "records no settings"),  # an older, settings-less file
+                                          ("{not json", "unreadable")])
+def test_cached_result_without_settings_or_unreadable_is_not_reused(tmp_path, capsys, text, reason):
+    from metamap.bench.cache import load_cached
+
+    path = tmp_path / "throughput.json"
+    path.write_text(text)
+    assert load_cached(path, {"test": 10_000}) is None
+    assert reason in capsys.readouterr().out
+    assert path.read_text() == text
