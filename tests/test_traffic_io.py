@@ -275,3 +275,23 @@ def test_distance_csv_bad_columns_and_costs(tmp_path):
     path.write_text("from,to,cost\n0,5,1.0\n1,0,2.0\n")
     with pytest.raises(DataError, match=r"'to'.*\[0, 2\).*5"):
         read_distance_csv(path, 2)
+
+
+def test_safe_reader_equals_pandas_on_the_real_file(shared_data):
+    """Index (with freq), sensor-id columns and values exactly as pandas.read_hdf reads them."""
+    from metamap.safe_hdf import read_frame
+
+    path = shared_data / "traffic" / "metr-la-week.h5"
+    pd.testing.assert_frame_equal(read_frame(path), pd.read_hdf(path, "df"))
+
+
+@pytest.mark.parametrize("table", [False, True])
+def test_safe_reader_equals_pandas_on_written_frames(tmp_path, table):
+    """Integer sensor ids, several dtype blocks, a named index with freq, and (fixed layout) a time zone."""
+    from metamap.safe_hdf import read_frame
+
+    index = pd.date_range("2020-03-29", periods=6, freq="15min", name="time", tz=None if table else "Europe/Paris")
+    frame = pd.DataFrame({717: np.arange(6.0), 718: np.arange(6), 719: [np.nan, 1.0, np.inf, 0.0, -1.0, 2.0]}, index)
+    path = tmp_path / "frame.h5"
+    frame.to_hdf(path, key="speed/la", format="table" if table else "fixed")
+    pd.testing.assert_frame_equal(read_frame(path, "speed/la", isolate=False), pd.read_hdf(path, "speed/la"))

@@ -27,6 +27,12 @@ class CheckpointError(MetamapError):
     """A checkpoint is missing, corrupt, or was written for another model."""
 
 
+def one_line(exc: BaseException) -> str:
+    """``exc`` as ``Type: last non-empty line`` of its message, for quoting a library's error in one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
+
+
 def describe(t) -> str:
     """Short human description of a tensor/array: ``float32[25, 5, 1]``."""
     shape = getattr(t, "shape", None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metamap.errors import DataError
+from metamap.errors import DataError, one_line
 from metamap.traffic.data import TrafficData
 
 BUNDLE = Path(__file__).with_name("bundled") / "metr_la_week.npz"
@@ -31,10 +31,14 @@ def load_bundled_la(path: Path = BUNDLE) -> TrafficData:
     """The bundled METR-LA week: values ``[2016, 207]`` mph, DCRNN adjacency, coordinates."""
     if not path.is_file():
         raise DataError(f"the bundled LA week is missing: expected {path} (reinstall metamap)")
-    with np.load(path, allow_pickle=False) as bundle:
-        values = bundle["values"]
-        return TrafficData(
-            values=values, mask=values != 0, times=bundle["times"].astype("datetime64[ns]"),
-            sensor_ids=tuple(str(s) for s in bundle["sensor_ids"]), adjacency=bundle["adjacency"],
-            coords=bundle["coords"], name="metr-la-week",
-        )
+    try:
+        with np.load(path, allow_pickle=False) as bundle:  # no pickled objects: see write_bundle
+            arrays = {key: bundle[key] for key in ("values", "times", "sensor_ids", "adjacency", "coords")}
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DataError(f"the bundled LA week {path} cannot be read ({one_line(exc)}); reinstall metamap") from exc
+    values = arrays["values"]
+    return TrafficData(
+        values=values, mask=values != 0, times=arrays["times"].astype("datetime64[ns]"),
+        sensor_ids=tuple(str(s) for s in arrays["sensor_ids"]), adjacency=arrays["adjacency"],
+        coords=arrays["coords"], name="metr-la-week",
+    )

@@ -18,6 +18,8 @@ Every error names the file, what was expected and what came.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +38,7 @@ H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 NPZ_SUFFIXES = (".npz",)
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 CSV_SUFFIXES = (".csv",)
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)  # corrupt; object arrays: ValueError
 
 
 class Readings(NamedTuple):
@@ -80,7 +83,12 @@ def _values_and_mask(array: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndar
             f"the first at time step {t}, sensor column {n}"
         )
     mask = ~np.isnan(array) & (array != 0)
-    return np.where(mask, array, 0).astype(np.float32), mask
+    with np.errstate(over="ignore"):
+        values = np.where(mask, array, 0).astype(np.float32)
+    if np.isinf(values).any():
+        largest = float(np.abs(array[mask]).max())
+        raise DataError(f"{path}: expected readings within float32 range (|x| < 3.4e38), got {largest:.3g}")
+    return values, mask
 
 
 def _check_unique(sensor_ids: tuple[str, ...], path: Path) -> None:
@@ -200,7 +208,7 @@ def _regular_times(start: str, step_minutes: int, n_steps: int) -> np.ndarray:
 def _load_npz_data(path: Path) -> np.ndarray:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except _NPZ_ERRORS as exc:
         raise DataError(f"{path}: expected a numpy .npz archive, but it is not one ({one_line(exc)})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: expected a .npz archive with key 'data', got a single {describe(archive)} array")
@@ -210,7 +218,7 @@ def _load_npz_data(path: Path) -> np.ndarray:
             raise DataError(f"{path}: expected the key 'data', but the archive holds {keys}")
         try:
             return archive["data"]
-        except (OSError, ValueError, EOFError) as exc:
+        except _NPZ_ERRORS as exc:
             raise DataError(f"{path}: the array 'data' cannot be read ({one_line(exc)})") from exc
 
 
