@@ -8,7 +8,7 @@ TORCH_PIP_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.metamap-installed
 
-.PHONY: setup demo test bench-extras bench-sinusoid bench-speed bench-omniglot clean
+.PHONY: setup demo test test-fast lint core-install bench-extras bench-sinusoid bench-speed bench-omniglot clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,20 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The edit-test loop: everything but the tests marked slow.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+# ruff format --check holds once the tree has been formatted in one commit (ruff check --fix; ruff format).
+lint: setup
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/mypy
+
+# A core install (no extras) in a fresh venv: the CLI and every module that needs no extra must import.
+core-install:
+	bash .ci/core-install
 
 bench-extras: setup
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,bench]"
