@@ -20,7 +20,6 @@ the DataFrame as pandas does: the ``fixed`` layout (``axis0`` columns,
 
 from __future__ import annotations
 
-import builtins
 import codecs
 import collections
 import contextlib
