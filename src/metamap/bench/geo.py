@@ -196,7 +196,7 @@ def _peer(settings: Settings, field: GeoField, setup: Setup, train_times: np.nda
 
 def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel], peer_fill, rng_seed: int = 0):
     """Every gap-filling method on both scenarios; returns (results, rank histograms, an example)."""
-    from tqdm import tqdm
+    from metamap.progress import progress_bar
 
     rng = np.random.default_rng(rng_seed)
     picks = np.sort(rng.choice(setup.test_times, size=settings.fill_fields, replace=False))
@@ -217,7 +217,7 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
             rows.setdefault(name, []).append(scores)
             times.setdefault(name, []).append(seconds)
 
-        for number, index in enumerate(tqdm(picks, desc=f"fill {scenario}")):
+        for number, index in enumerate(progress_bar(picks, desc=f"fill {scenario}")):
             truth = setup.field.values(slice(int(index), int(index) + 1))[0]
             observed = make_mask(kind, truth.shape, missing, np.random.default_rng(1000 + number))
             hidden = np.where(observed, truth, np.nan)
@@ -264,7 +264,7 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
 
 def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, deterministic: torch.nn.Module):
     """Ensemble CRPS / RMSE / spread-skill per lead against persistence and the deterministic UNet."""
-    from tqdm import tqdm
+    from metamap.progress import progress_bar
 
     st, lat = setup.standardizer, setup.lat
     test = set(int(t) for t in setup.test_times)
@@ -274,7 +274,7 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
     rows: dict[str, dict[int, list[dict[str, float]]]] = {}
     times: list[float] = []
     histogram = 0
-    for number, start in enumerate(tqdm(picks, desc="forecast")):
+    for number, start in enumerate(progress_bar(picks, desc="forecast")):
         raw = setup.field.values(slice(int(start) - K + 1, int(start) + max(FORECAST_LEADS) + 1))
         history = st.forward(raw[:K])
         ensembles, seconds = _timed(lambda: diffusion_forecast(model, history, setup.static, list(FORECAST_LEADS),

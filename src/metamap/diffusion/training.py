@@ -238,9 +238,9 @@ def _checked(batch: Any) -> Batch:
 def _bar(progress: bool, start: int, steps: int):
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from metamap.progress import progress_bar
 
-    return tqdm(total=steps, initial=start, desc="diffusion training", leave=False)
+    return progress_bar(total=steps, initial=start, desc="diffusion training", leave=False)
 
 
 def _save(run_dir, step, run_config, both, optimizer, generator, seconds, losses) -> None:

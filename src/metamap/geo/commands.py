@@ -84,7 +84,7 @@ def _sample_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--members", type=positive_int, default=16,
                         help="ensemble members (sample: number of fields)")
     parser.add_argument("--steps", type=positive_int, default=20, help="sampler steps")
-    parser.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm | heun")
+    parser.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
 
 

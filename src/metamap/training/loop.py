@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
+from metamap.progress import progress_bar
 
 from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from metamap.learners.base import MetaLearner, learner_device
@@ -152,10 +152,10 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
     is_main = rank == 0 and run_dir is not None
     log = MetricsLog(run_dir, resume_step=start if resume else None) if is_main else None
     history: list[dict[str, Any]] = log.records() if log else []
-    bar = tqdm(  # a time-budgeted run has no meaningful step total to show
+    bar = progress_bar(  # a time-budgeted run has no meaningful step total to show
         total=config.steps if config.max_seconds is None else None,
         initial=start,
-        disable=not (config.progress and rank == 0),
+        enabled=config.progress and rank == 0,
         desc="meta-train",
     )
     t0 = time.perf_counter()
