@@ -20,8 +20,15 @@ from metamap.tasks.family import make_generator
 def _frame(n: int = 6) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     data = {b: 18 + rng.random(n) for b in "ugriz"}
-    return pd.DataFrame({"ra": rng.random(n) * 10, "dec": rng.random(n), **data, "class": ["GALAXY"] * n,
-                         "redshift": rng.random(n) * 0.2})
+    return pd.DataFrame(
+        {
+            "ra": rng.random(n) * 10,
+            "dec": rng.random(n),
+            **data,
+            "class": ["GALAXY"] * n,
+            "redshift": rng.random(n) * 0.2,
+        }
+    )
 
 
 def test_real_sdss_file(shared_data):

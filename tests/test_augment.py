@@ -55,8 +55,9 @@ def test_synthetic_fraction_is_respected_in_train_only():
     assert torch.isnan(episode.meta["params"][flags]).all() and torch.isfinite(episode.meta["params"][~flags]).all()
     assert episode.x_support.shape == (16, 6, 2) and episode.y_query.shape == (16, 8, 1)
     for split in ("val", "test"):
-        assert _episodes_equal(family.split(split).sample(8, make_generator(1)),
-                               real.split(split).sample(8, make_generator(1)))
+        assert _episodes_equal(
+            family.split(split).sample(8, make_generator(1)), real.split(split).sample(8, make_generator(1))
+        )
     assert bool(AugmentedFamily(real, _synthetic(real), 1.0).sample(5, make_generator(0)).meta["synthetic"].all())
 
 
@@ -192,5 +193,6 @@ def test_traffic_synthetic_sensors_mix_into_p1(shared_data):
     assert torch.allclose(real[0], fake[0], atol=1e-4) and torch.allclose(real[1], fake[1], atol=1e-4)
     mixed = AugmentedFamily(family, synthetic, 0.5).sample(8, make_generator(0))
     assert int(mixed.meta["synthetic"].sum()) == 4 and mixed.x_support.shape[1:] == one.x_support.shape[1:]
-    assert _episodes_equal(AugmentedFamily(family, synthetic).sample(8, make_generator(3)),
-                           family.sample(8, make_generator(3)))
+    assert _episodes_equal(
+        AugmentedFamily(family, synthetic).sample(8, make_generator(3)), family.sample(8, make_generator(3))
+    )

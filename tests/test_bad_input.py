@@ -43,15 +43,21 @@ def test_error_hierarchy():
 @pytest.mark.parametrize("verb", ["meta_loss", "evaluate", "meta_backward"])
 def test_model_input_size_mismatch_is_shape_error(name, verb, sinusoid_episode):
     learner = make_learner(name, MLP(3, [8], 1))
-    with pytest.raises(ShapeError, match=r"cannot take this episode's inputs: one example is float32\[1\].*"
-                                         r"x_support float32\[2, 3, 1\].*3x8"):
+    with pytest.raises(
+        ShapeError,
+        match=r"cannot take this episode's inputs: one example is float32\[1\].*"
+        r"x_support float32\[2, 3, 1\].*3x8",
+    ):
         getattr(learner, verb)(sinusoid_episode)
 
 
 def test_model_output_size_mismatch_is_shape_error(sinusoid_episode):
     learner = make_learner("maml", MLP(1, [8], 2))
-    with pytest.raises(ShapeError, match=r"model outputs float32\[2\] per example but the episode's targets "
-                                         r"are float32\[1\] per example"):
+    with pytest.raises(
+        ShapeError,
+        match=r"model outputs float32\[2\] per example but the episode's targets "
+        r"are float32\[1\] per example",
+    ):
         learner.meta_loss(sinusoid_episode)
 
 
@@ -71,8 +77,11 @@ def test_mse_with_class_labels_is_shape_error():
 def test_cross_entropy_with_float_targets_is_shape_error(name, sinusoid_episode):
     options = {"loss": "cross_entropy"} if name == "maml" else {}
     learner = make_learner(name, MLP(1, [8], 2), **options)
-    with pytest.raises(ShapeError, match=r"'cross_entropy' needs int64 class labels \[tasks, examples\], "
-                                         r"got float32\[2, 3, 1\]"):
+    with pytest.raises(
+        ShapeError,
+        match=r"'cross_entropy' needs int64 class labels \[tasks, examples\], "
+        r"got float32\[2, 3, 1\]",
+    ):
         learner.meta_loss(sinusoid_episode)
 
 
@@ -174,8 +183,13 @@ def test_nan_in_episode_is_data_error():
 
 def test_episode_shape_errors_name_expected_and_got():
     with pytest.raises(ShapeError, match=r"support_mask: expected bool\[2, 3\] or bool\[2, 3, 1\], got int64\[2, 3\]"):
-        Episode(torch.zeros(2, 3, 1), torch.zeros(2, 3, 1), torch.zeros(2, 4, 1), torch.zeros(2, 4, 1),
-                support_mask=torch.ones(2, 3, dtype=torch.long))
+        Episode(
+            torch.zeros(2, 3, 1),
+            torch.zeros(2, 3, 1),
+            torch.zeros(2, 4, 1),
+            torch.zeros(2, 4, 1),
+            support_mask=torch.ones(2, 3, dtype=torch.long),
+        )
 
 
 def test_metric_adapt_rejects_options():

@@ -38,7 +38,9 @@ def test_learners_on_mlp_equal_the_generic_vmap_path(name):
     plain.load_state_dict(mlp.state_dict())
     plain.head_prefix = mlp.head_prefix
     episode = Sinusoid().sample(6, make_generator(3))
-    episode = type(episode)(**{f: getattr(episode, f).double() for f in ("x_support", "y_support", "x_query", "y_query")})
+    episode = type(episode)(
+        **{f: getattr(episode, f).double() for f in ("x_support", "y_support", "x_query", "y_query")}
+    )
     results = []
     for model in (mlp, plain):
         learner = make_learner(name, model, inner_steps=2)

@@ -34,40 +34,112 @@ class Spec:
 
 
 SPECS = {
-    "sinusoid": Spec(("maml_mse_1step", "maml_mse_5step", "maml_mse_10step", "best_mse_1step"),
-                     ("{stem}.png", "{stem}_curves.png")),
-    "speed": Spec(("speedup_vs_loop",), ("{stem}.png",),
-                  may_be_null=("speedup_vs_best_peer", "speedup_vs_best_peer_5steps")),
-    "samplers": Spec(("dpmpp_std_rel_error_10steps", "dpmpp_std_rel_error_25steps", "ddim_std_rel_error_25steps",
-                      "ddpm_std_rel_error_25steps", "inpaint_dpmpp_20x1_std_rel_error"), ("{stem}.png",)),
-    "physics": Spec(("physics_mse_ratio_vs_finetune_k10", "physics_param_rel_error_k10",
-                     "physics_mse_ratio_least_squares_vs_finetune_k10", "physics_param_rel_error_k10_least_squares"),
-                    ("{stem}.png",)),
-    "astro": Spec(("photoz_sigma_nmad_all", "photoz_sigma_nmad_20shot_ratio", "photoz_outlier_frac_20shot",
-                   "classify_5shot_acc"), ("{stem}.png",), shared_data=True, extras=("sklearn",)),
-    "energy": Spec(("dcopf118_speedup_vs_highs_warm", "dcopf118_mean_gap_pct", "dcopf118_violations",
-                    "dcopf118_fallback_pct", "adapt50_gap_ratio_vs_scratch", "transport_speedup_vs_emd"),
-                   ("{stem}.png",), goals="goals_met", may_be_null=("gated_steps_ratio_vs_adam",),
-                   extras=("highspy", "ot", "pandapower", "simbench")),
-    "geo": Spec(("rmse_ratio_vs_kriging_sparse90", "crps_ratio_vs_kriging_sparse90", "spread_skill_sparse90",
-                 "rmse_ratio_vs_kriging_blobs40", "forecast_crps_ratio_vs_persistence_1h",
-                 "forecast_crps_ratio_vs_persistence_6h"),
-                ("{stem}.png", "{stem}_fill.png", "{stem}_forecast.png", "{stem}_generation.png"),
-                goals="goals", may_be_null=("speedup_vs_repaint", "speedup_method"), shared_data=True,
-                extras=("xarray", "netCDF4", "pykrige", "diffusers")),
-    "mann": Spec(("mann_5w_2nd_instance", "mann_5w_10th_instance", "goal_2nd_instance_at_least_82.8",
-                  "mann_traffic_patterns_balanced_acc", "traffic_patterns_chance_balanced_acc",
-                  "protonet_traffic_patterns_bacc_5shot", "maml_traffic_patterns_bacc_5shot"),
-                 ("{stem}.png",), shared_data=True),
-    "omniglot": Spec(("protonet_5w1s", "protonet_5w5s", "protonet_20w1s", "protonet_20w5s", "maml_5w1s",
-                      "maml_20w1s", "train_minutes"), ("{stem}.png",), shared_data=True),
-    "traffic": Spec(("p1_best_meta_mae60", "p1_best_baseline_mae60", "p1_persistence_mae60", "p1_goal_met",
-                     "p2_best_meta_mae60", "p2_best_baseline_mae60", "p2_persistence_mae60", "p2_goal_met"),
-                    ("{stem}_p1_day.png", "{stem}_p1_6h.png", "{stem}_p2_city.png"), shared_data=True,
-                    may_be_null=("p1_adapt_seconds_target_only", "p2_adapt_seconds_target_only")),  # not in --quick
-    "augment": Spec(("augment_mse_ratio", "augment_goal_met", "augment_mse_ratio_gaussian",
-                     "augment_mse_ratio_pretrain_finetune"), ("{stem}.png",),
-                    may_be_null=("augment_mse_ratio_ci95",)),  # one seed in --quick: no interval
+    "sinusoid": Spec(
+        ("maml_mse_1step", "maml_mse_5step", "maml_mse_10step", "best_mse_1step"), ("{stem}.png", "{stem}_curves.png")
+    ),
+    "speed": Spec(
+        ("speedup_vs_loop",), ("{stem}.png",), may_be_null=("speedup_vs_best_peer", "speedup_vs_best_peer_5steps")
+    ),
+    "samplers": Spec(
+        (
+            "dpmpp_std_rel_error_10steps",
+            "dpmpp_std_rel_error_25steps",
+            "ddim_std_rel_error_25steps",
+            "ddpm_std_rel_error_25steps",
+            "inpaint_dpmpp_20x1_std_rel_error",
+        ),
+        ("{stem}.png",),
+    ),
+    "physics": Spec(
+        (
+            "physics_mse_ratio_vs_finetune_k10",
+            "physics_param_rel_error_k10",
+            "physics_mse_ratio_least_squares_vs_finetune_k10",
+            "physics_param_rel_error_k10_least_squares",
+        ),
+        ("{stem}.png",),
+    ),
+    "astro": Spec(
+        ("photoz_sigma_nmad_all", "photoz_sigma_nmad_20shot_ratio", "photoz_outlier_frac_20shot", "classify_5shot_acc"),
+        ("{stem}.png",),
+        shared_data=True,
+        extras=("sklearn",),
+    ),
+    "energy": Spec(
+        (
+            "dcopf118_speedup_vs_highs_warm",
+            "dcopf118_mean_gap_pct",
+            "dcopf118_violations",
+            "dcopf118_fallback_pct",
+            "adapt50_gap_ratio_vs_scratch",
+            "transport_speedup_vs_emd",
+        ),
+        ("{stem}.png",),
+        goals="goals_met",
+        may_be_null=("gated_steps_ratio_vs_adam",),
+        extras=("highspy", "ot", "pandapower", "simbench"),
+    ),
+    "geo": Spec(
+        (
+            "rmse_ratio_vs_kriging_sparse90",
+            "crps_ratio_vs_kriging_sparse90",
+            "spread_skill_sparse90",
+            "rmse_ratio_vs_kriging_blobs40",
+            "forecast_crps_ratio_vs_persistence_1h",
+            "forecast_crps_ratio_vs_persistence_6h",
+        ),
+        ("{stem}.png", "{stem}_fill.png", "{stem}_forecast.png", "{stem}_generation.png"),
+        goals="goals",
+        may_be_null=("speedup_vs_repaint", "speedup_method"),
+        shared_data=True,
+        extras=("xarray", "netCDF4", "pykrige", "diffusers"),
+    ),
+    "mann": Spec(
+        (
+            "mann_5w_2nd_instance",
+            "mann_5w_10th_instance",
+            "goal_2nd_instance_at_least_82.8",
+            "mann_traffic_patterns_balanced_acc",
+            "traffic_patterns_chance_balanced_acc",
+            "protonet_traffic_patterns_bacc_5shot",
+            "maml_traffic_patterns_bacc_5shot",
+        ),
+        ("{stem}.png",),
+        shared_data=True,
+    ),
+    "omniglot": Spec(
+        (
+            "protonet_5w1s",
+            "protonet_5w5s",
+            "protonet_20w1s",
+            "protonet_20w5s",
+            "maml_5w1s",
+            "maml_20w1s",
+            "train_minutes",
+        ),
+        ("{stem}.png",),
+        shared_data=True,
+    ),
+    "traffic": Spec(
+        (
+            "p1_best_meta_mae60",
+            "p1_best_baseline_mae60",
+            "p1_persistence_mae60",
+            "p1_goal_met",
+            "p2_best_meta_mae60",
+            "p2_best_baseline_mae60",
+            "p2_persistence_mae60",
+            "p2_goal_met",
+        ),
+        ("{stem}_p1_day.png", "{stem}_p1_6h.png", "{stem}_p2_city.png"),
+        shared_data=True,
+        may_be_null=("p1_adapt_seconds_target_only", "p2_adapt_seconds_target_only"),
+    ),  # not in --quick
+    "augment": Spec(
+        ("augment_mse_ratio", "augment_goal_met", "augment_mse_ratio_gaussian", "augment_mse_ratio_pretrain_finetune"),
+        ("{stem}.png",),
+        may_be_null=("augment_mse_ratio_ci95",),
+    ),  # one seed in --quick: no interval
 }
 
 
@@ -126,8 +198,13 @@ def test_cached_result_is_reused_only_with_the_same_settings(tmp_path, capsys):
     assert load_cached(tmp_path / "absent.json", settings) is None
 
 
-@pytest.mark.parametrize("text, reason", [('{"speedup": 21.8}', "records no settings"),  # an older, settings-less file
-                                          ("{not json", "unreadable")])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"speedup": 21.8}', "records no settings"),  # an older, settings-less file
+        ("{not json", "unreadable"),
+    ],
+)
 def test_cached_result_without_settings_or_unreadable_is_not_reused(tmp_path, capsys, text, reason):
     from metamap.bench.cache import load_cached
 

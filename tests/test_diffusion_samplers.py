@@ -95,8 +95,17 @@ def test_inpainting_keeps_known_pixels_exactly(sampler, resample):
     known = torch.randn(3, 2, 5, 7, generator=gen) * 3 + 10
     mask = torch.rand(3, 2, 5, 7, generator=gen) < 0.4
     known = known.masked_fill(~mask, float("nan"))
-    out = sample(_random_unet(), schedule, (3, 2, 5, 7), sampler=sampler, steps=6, known=known, known_mask=mask,
-                 resample=resample, generator=gen)
+    out = sample(
+        _random_unet(),
+        schedule,
+        (3, 2, 5, 7),
+        sampler=sampler,
+        steps=6,
+        known=known,
+        known_mask=mask,
+        resample=resample,
+        generator=gen,
+    )
     assert torch.isfinite(out).all()
     assert torch.equal(out[mask], known[mask])
 
@@ -152,7 +161,12 @@ def test_bad_input_is_named():
     with pytest.raises(ShapeError, match="sample shape"):
         sample(net, schedule, (1, 1, 2, 2), known=torch.zeros(1, 1, 3, 2), known_mask=torch.ones(1, 1, 3, 2) > 0)
     with pytest.raises(DataError, match="NaN"):
-        sample(net, schedule, (1, 1, 2, 2), known=torch.full((1, 1, 2, 2), float("nan")),
-               known_mask=torch.ones(1, 1, 2, 2, dtype=torch.bool))
+        sample(
+            net,
+            schedule,
+            (1, 1, 2, 2),
+            known=torch.full((1, 1, 2, 2), float("nan")),
+            known_mask=torch.ones(1, 1, 2, 2, dtype=torch.bool),
+        )
     with pytest.raises(ConfigError, match="eta"):
         sample(net, schedule, (1, 1, 2, 2), sampler="ddim", eta=2.0)

@@ -94,8 +94,16 @@ def _fresh_model(seed: int = 0) -> UNet2d:
 def trained() -> TrainedDiffusion:
     """v-prediction: with the cosine schedule abar at the last step is 2e-9, and an eps-network's error
     would be amplified 2e4 times in its clean-field prediction there."""
-    return train_diffusion(_fresh_model(), NoiseSchedule.cosine(100), _toy_batches(), steps=250, lr=2e-3,
-                           ema=0.99, prediction="v", progress=False)
+    return train_diffusion(
+        _fresh_model(),
+        NoiseSchedule.cosine(100),
+        _toy_batches(),
+        steps=250,
+        lr=2e-3,
+        ema=0.99,
+        prediction="v",
+        progress=False,
+    )
 
 
 def test_training_reduces_the_loss(trained):
@@ -119,9 +127,9 @@ def test_variational_bound_is_finite_and_lower_after_training(trained):
     after = trained.variational_bound(held_out, generator=gen())
     assert after.shape == (4,) and torch.isfinite(after).all() and torch.isfinite(untrained).all()
     assert bool((after < untrained).all())
-    sparse = torch.stack([
-        trained.variational_bound(held_out, n_terms=20, generator=torch.Generator().manual_seed(s)) for s in range(3)
-    ])
+    sparse = torch.stack(
+        [trained.variational_bound(held_out, n_terms=20, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    )
     assert torch.isfinite(sparse).all()
     assert sparse.mean().item() == pytest.approx(after.mean().item(), abs=0.5)
 
@@ -182,14 +190,16 @@ def test_repaint_peer_matches_the_parameter_count_and_keeps_known_pixels(base):
         x0 = make()["x0"][:4]
         return {"x0": torch.nn.functional.interpolate(x0, size=(11, 13))}
 
-    peer = train_repaint_peer(batches, channels=1, reference_parameters=reference, schedule=schedule, steps=3,
-                              progress=False)
+    peer = train_repaint_peer(
+        batches, channels=1, reference_parameters=reference, schedule=schedule, steps=3, progress=False
+    )
     assert abs(peer.n_parameters - reference) <= 0.2 * reference
     gen = torch.Generator().manual_seed(0)
     known = torch.randn(2, 1, 11, 13, generator=gen)
     mask = torch.rand(2, 1, 11, 13, generator=gen) > 0.5
-    out = peer.inpaint(known.masked_fill(~mask, float("nan")), mask, steps=10, jump_length=2, jump_n_sample=2,
-                       generator=gen)
+    out = peer.inpaint(
+        known.masked_fill(~mask, float("nan")), mask, steps=10, jump_length=2, jump_n_sample=2, generator=gen
+    )
     assert out.shape == known.shape and torch.isfinite(out).all()
     assert torch.equal(out[mask], known[mask])
 

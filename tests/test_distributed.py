@@ -11,8 +11,29 @@ import torch
 
 from metamap.training import load_checkpoint
 
-ARGS = ["train", "--family", "sinusoid", "--learner", "maml", "--hidden", "16", "16", "--inner-steps", "2",
-        "--steps", "6", "--meta-batch", "8", "--lr", "0.01", "--seed", "5", "--episodes", "0", "--no-progress"]
+ARGS = [
+    "train",
+    "--family",
+    "sinusoid",
+    "--learner",
+    "maml",
+    "--hidden",
+    "16",
+    "16",
+    "--inner-steps",
+    "2",
+    "--steps",
+    "6",
+    "--meta-batch",
+    "8",
+    "--lr",
+    "0.01",
+    "--seed",
+    "5",
+    "--episodes",
+    "0",
+    "--no-progress",
+]
 
 
 def _run(command: list[str], tmp_path) -> None:
@@ -42,7 +63,12 @@ def test_two_processes_equal_one(tmp_path):
 def test_uneven_meta_batch_is_refused(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     args = [a if a != "8" else "7" for a in ARGS]
-    done = subprocess.run([*torchrun, "-m", "metamap", *args, "--out", str(tmp_path / "x")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*torchrun, "-m", "metamap", *args, "--out", str(tmp_path / "x")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "divisible" in done.stderr

@@ -28,15 +28,60 @@ def test_solve_train_adapt(case30, tmp_path, capsys):
     test = _loads(case30, 6, 1)
     test.loc[5] = case30.base_load * 100  # beyond the generation capacity: must be reported, not answered
     test.to_parquet(tmp_path / "test.parquet")
-    assert main(["energy", "solve", "--case", "case30", "--loads", str(tmp_path / "test.parquet"),
-                 "--out", str(tmp_path / "exact")]) == 0
+    assert (
+        main(
+            [
+                "energy",
+                "solve",
+                "--case",
+                "case30",
+                "--loads",
+                str(tmp_path / "test.parquet"),
+                "--out",
+                str(tmp_path / "exact"),
+            ]
+        )
+        == 0
+    )
     exact = pd.read_csv(tmp_path / "exact" / "scenarios.csv")
     assert list(exact.path) == ["fallback"] * 5 + ["infeasible"]
     assert np.isnan(exact.cost[5])
-    assert main(["energy", "train", "--case", "case30", "--loads", str(tmp_path / "train.csv"), "--out",
-                 str(tmp_path / "run"), "--steps", "200", "--hidden", "32"]) == 0
-    assert main(["energy", "solve", "--case", "case30", "--loads", str(tmp_path / "test.parquet"),
-                 "--model", str(tmp_path / "run"), "--out", str(tmp_path / "learned")]) == 0
+    assert (
+        main(
+            [
+                "energy",
+                "train",
+                "--case",
+                "case30",
+                "--loads",
+                str(tmp_path / "train.csv"),
+                "--out",
+                str(tmp_path / "run"),
+                "--steps",
+                "200",
+                "--hidden",
+                "32",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "energy",
+                "solve",
+                "--case",
+                "case30",
+                "--loads",
+                str(tmp_path / "test.parquet"),
+                "--model",
+                str(tmp_path / "run"),
+                "--out",
+                str(tmp_path / "learned"),
+            ]
+        )
+        == 0
+    )
     learned = pd.read_csv(tmp_path / "learned" / "scenarios.csv")
     summary = json.loads((tmp_path / "learned" / "summary.json").read_text())
     assert summary["violations_returned"] == 0 and summary["paths"]["infeasible"] == 1
@@ -46,8 +91,23 @@ def test_solve_train_adapt(case30, tmp_path, capsys):
     dispatch = pd.read_csv(tmp_path / "learned" / "dispatch.csv")
     assert dispatch.shape == (6, case30.n_gen + 1)
     pd.DataFrame({"multiplier": [0.6, 0.7]}).to_csv(tmp_path / "new.csv", index=False)
-    assert main(["energy", "adapt", "--run", str(tmp_path / "run"), "--loads", str(tmp_path / "new.csv"),
-                 "--out", str(tmp_path / "adapted"), "--steps", "5"]) == 0
+    assert (
+        main(
+            [
+                "energy",
+                "adapt",
+                "--run",
+                str(tmp_path / "run"),
+                "--loads",
+                str(tmp_path / "new.csv"),
+                "--out",
+                str(tmp_path / "adapted"),
+                "--steps",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "adapted" / "model.json").read_text())["case"] == "case30"
 
 
@@ -71,9 +131,35 @@ def test_mistakes_end_with_one_clear_line(case30, tmp_path, capsys, make, argv, 
 
 def test_wrong_suffix_and_missing_model(tmp_path, capsys):
     (tmp_path / "loads.txt").write_text("load_0\n1\n")
-    assert main(["energy", "solve", "--case", "case30", "--loads", str(tmp_path / "loads.txt"), "--out",
-                 str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "energy",
+                "solve",
+                "--case",
+                "case30",
+                "--loads",
+                str(tmp_path / "loads.txt"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "expected a .csv or .parquet" in capsys.readouterr().err
-    assert main(["energy", "adapt", "--run", str(tmp_path / "nothing"), "--loads", str(tmp_path / "loads.txt"),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "energy",
+                "adapt",
+                "--run",
+                str(tmp_path / "nothing"),
+                "--loads",
+                str(tmp_path / "loads.txt"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "not a readable energy model" in capsys.readouterr().err

@@ -14,10 +14,21 @@ def tiny_case(fmax=np.inf, c1=(0.0, 2.0)) -> DCOPFCase:
     """Three buses in a triangle of equal reactances; gen 0 at bus 0 (slack), gen 1 at bus 1, the load at bus 2."""
     f, t, x = np.array([0, 1, 0]), np.array([1, 2, 2]), np.array([0.1, 0.1, 0.1])
     return DCOPFCase(
-        name="tiny", gen_bus=np.array([0, 1]), pmin=np.zeros(2), pmax=np.array([20.0, 20.0]),
-        c0=np.zeros(2), c1=np.array(c1), c2=np.array([1.0, 1.0]), load_bus=np.array([2]),
-        base_load=np.array([10.0]), ptdf=_ptdf(3, f, t, x, 0, "tiny"), fmax=np.broadcast_to(fmax, (3,)).astype(float),
-        slack=0, branch_x=x, branch_from=f, branch_to=t,
+        name="tiny",
+        gen_bus=np.array([0, 1]),
+        pmin=np.zeros(2),
+        pmax=np.array([20.0, 20.0]),
+        c0=np.zeros(2),
+        c1=np.array(c1),
+        c2=np.array([1.0, 1.0]),
+        load_bus=np.array([2]),
+        base_load=np.array([10.0]),
+        ptdf=_ptdf(3, f, t, x, 0, "tiny"),
+        fmax=np.broadcast_to(fmax, (3,)).astype(float),
+        slack=0,
+        branch_x=x,
+        branch_from=f,
+        branch_to=t,
     )
 
 
@@ -116,8 +127,9 @@ def test_bad_loads(loads, error, message):
 def test_islanding_outage_is_reported():
     case = load_case("case30", line_limits="case")
     degree = np.bincount(np.concatenate([case.branch_from, case.branch_to]), minlength=case.n_bus)
-    radial = next(k for k in range(len(case.branch_from))
-                  if degree[case.branch_from[k]] == 1 or degree[case.branch_to[k]] == 1)
+    radial = next(
+        k for k in range(len(case.branch_from)) if degree[case.branch_from[k]] == 1 or degree[case.branch_to[k]] == 1
+    )
     with pytest.raises(InfeasibleError, match="islanded"):
         case.without_branch(radial)
     with pytest.raises(ConfigError, match="does not exist"):

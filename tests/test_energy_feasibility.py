@@ -23,11 +23,21 @@ def random_case(seed: int, n_gen: int, n_load: int) -> DCOPFCase:
     x = rng.uniform(0.05, 0.5, n_bus)
     pmin = rng.uniform(0, 5, n_gen) * (rng.random(n_gen) < 0.5)
     return DCOPFCase(
-        name="random", gen_bus=rng.integers(0, n_bus, n_gen), pmin=pmin, pmax=pmin + rng.uniform(1, 50, n_gen),
-        c0=np.zeros(n_gen), c1=rng.uniform(1, 40, n_gen), c2=rng.uniform(0, 0.1, n_gen),
-        load_bus=rng.integers(0, n_bus, n_load), base_load=rng.uniform(1, 10, n_load),
-        ptdf=_ptdf(n_bus, f, t, x, 0, "random"), fmax=np.full(n_bus, np.inf), slack=0, branch_x=x,
-        branch_from=f, branch_to=t,
+        name="random",
+        gen_bus=rng.integers(0, n_bus, n_gen),
+        pmin=pmin,
+        pmax=pmin + rng.uniform(1, 50, n_gen),
+        c0=np.zeros(n_gen),
+        c1=rng.uniform(1, 40, n_gen),
+        c2=rng.uniform(0, 0.1, n_gen),
+        load_bus=rng.integers(0, n_bus, n_load),
+        base_load=rng.uniform(1, 10, n_load),
+        ptdf=_ptdf(n_bus, f, t, x, 0, "random"),
+        fmax=np.full(n_bus, np.inf),
+        slack=0,
+        branch_x=x,
+        branch_from=f,
+        branch_to=t,
     )
 
 

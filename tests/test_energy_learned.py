@@ -80,13 +80,17 @@ def test_standardizer_refuses_infeasible_rows():
 
 def test_regime_episodes_feed_the_meta_learners(solved):
     case, _, _, pd, pg, cost = solved
-    regimes = [RegimeData(f"r{k}", pd[k * 60:(k + 1) * 60], pg[k * 60:(k + 1) * 60], cost[k * 60:(k + 1) * 60])
-               for k in range(3)]
+    regimes = [
+        RegimeData(f"r{k}", pd[k * 60 : (k + 1) * 60], pg[k * 60 : (k + 1) * 60], cost[k * 60 : (k + 1) * 60])
+        for k in range(3)
+    ]
     scaler = Standardizer.fit(pd, pg)
     episode = regime_episode(regimes, scaler, 10, 20, np.random.default_rng(0))
     assert episode.x_support.shape == (3, 10, case.n_load)
     assert episode.y_query.shape == (3, 20, case.n_gen)
-    np.testing.assert_allclose(episode.x_query[1].numpy(), scaler.x(regimes[1].pd[episode.meta["index"][1, 10:].numpy()]).numpy())
+    np.testing.assert_allclose(
+        episode.x_query[1].numpy(), scaler.x(regimes[1].pd[episode.meta["index"][1, 10:].numpy()]).numpy()
+    )
     learner = make_learner("maml", MLP(case.n_load, [16], case.n_gen), inner_steps=1, inner_lr=0.01)
     loss = learner.meta_loss(episode)
     assert torch.isfinite(loss)

@@ -114,7 +114,10 @@ def test_valid_episode_properties():
     ep = _episode(t=4, s=3, q=2)
     assert ep.n_tasks == 4 and not ep.is_classification
     cls = Episode(
-        torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 1, 4), torch.zeros(2, 1, dtype=torch.long)
+        torch.zeros(2, 3, 4),
+        torch.zeros(2, 3, dtype=torch.long),
+        torch.zeros(2, 1, 4),
+        torch.zeros(2, 1, dtype=torch.long),
     )
     assert cls.is_classification
 
@@ -154,8 +157,12 @@ def test_non_finite_values_raise_data_error(field, bad):
 
 
 def test_mask_dtype_and_shape_validated():
-    base = dict(x_support=torch.zeros(2, 3, 1), y_support=torch.zeros(2, 3, 1),
-                x_query=torch.zeros(2, 5, 1), y_query=torch.zeros(2, 5, 1))
+    base = dict(
+        x_support=torch.zeros(2, 3, 1),
+        y_support=torch.zeros(2, 3, 1),
+        x_query=torch.zeros(2, 5, 1),
+        y_query=torch.zeros(2, 5, 1),
+    )
     with pytest.raises(ShapeError, match=r"support_mask: expected bool\[2, 3\] or bool\[2, 3, 1\], got uint8\[2, 3\]"):
         Episode(**base, support_mask=torch.ones(2, 3, dtype=torch.uint8))
     with pytest.raises(ShapeError, match=r"query_mask: expected bool\[2, 5\] or bool\[2, 5, 1\], got float32\[2, 5\]"):

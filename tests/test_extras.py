@@ -59,7 +59,10 @@ def test_every_guarded_command_checks_its_extra(monkeypatch, path, extra):
     for leaf in leaves:
         with pytest.raises(ConfigError) as caught:
             leaf.get_default("handler")(argparse.Namespace())
-        assert str(caught.value) == f"{' '.join(('metamap', *path))} needs the '{extra}' extra: pip install 'metamap[{extra}]'"
+        assert (
+            str(caught.value)
+            == f"{' '.join(('metamap', *path))} needs the '{extra}' extra: pip install 'metamap[{extra}]'"
+        )
 
 
 def test_physics_fit_needs_no_extra():

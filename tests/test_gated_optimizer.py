@@ -33,8 +33,11 @@ def test_gates_of_one_reproduce_the_base_optimizer(base):
     learner = GatedOptimizer(copy.deepcopy(model), base=base, lr=0.05, inner_steps=7)
     adapted = learner.adapt(episode.x_support, episode.y_support)  # freshly built: every gate is exactly 1
     reference = copy.deepcopy(model)
-    optimizer = (torch.optim.Adam(reference.parameters(), lr=0.05) if base == "adam"
-                 else torch.optim.SGD(reference.parameters(), lr=0.05))
+    optimizer = (
+        torch.optim.Adam(reference.parameters(), lr=0.05)
+        if base == "adam"
+        else torch.optim.SGD(reference.parameters(), lr=0.05)
+    )
     for _ in range(7):
         optimizer.zero_grad()
         nn.functional.mse_loss(reference(episode.x_support[0]), episode.y_support[0]).backward()

@@ -19,12 +19,21 @@ def data_file(tmp_path):
     values = (285 + np.cumsum(rng.standard_normal((n_times, H, W)), axis=0) * 0.2).astype(np.float32)
     values[:, 0, :3] = np.nan  # land in an SST file: NaN at every time
     values[-1, 4:7, 5:9] = np.nan  # a cloud over the last field
-    ds = xr.Dataset({"sst": (("valid_time", "latitude", "longitude"), values,
-                             {"units": "K", "long_name": "sea surface temperature",
-                              "standard_name": "sea_surface_temperature"})},
-                    coords={"valid_time": pd.date_range("2019-03-01", periods=n_times, freq="h"),
-                            "latitude": np.linspace(50, 54, H), "longitude": np.linspace(-6, 0, W)},
-                    attrs={"institution": "a test"})
+    ds = xr.Dataset(
+        {
+            "sst": (
+                ("valid_time", "latitude", "longitude"),
+                values,
+                {"units": "K", "long_name": "sea surface temperature", "standard_name": "sea_surface_temperature"},
+            )
+        },
+        coords={
+            "valid_time": pd.date_range("2019-03-01", periods=n_times, freq="h"),
+            "latitude": np.linspace(50, 54, H),
+            "longitude": np.linspace(-6, 0, W),
+        },
+        attrs={"institution": "a test"},
+    )
     path = tmp_path / "sst.nc"
     ds.to_netcdf(path)
     return path, values
@@ -32,8 +41,31 @@ def data_file(tmp_path):
 
 def _train(path, tmp_path, task):
     run = tmp_path / task
-    code = main(["geo", "train", "--data", str(path), "--var", "sst", "--task", task, "--out", str(run),
-                 "--steps", "2", "--batch", "2", "--patch", "8", "--base", "8", "--k", "2", "--no-progress"])
+    code = main(
+        [
+            "geo",
+            "train",
+            "--data",
+            str(path),
+            "--var",
+            "sst",
+            "--task",
+            task,
+            "--out",
+            str(run),
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--patch",
+            "8",
+            "--base",
+            "8",
+            "--k",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return run
 
@@ -59,11 +91,16 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
 
     generate_run = _train(path, tmp_path, "generate")
     out = tmp_path / "inpainted.nc"
-    assert main(["geo", "fill", "--run", str(generate_run), "--out", str(out), "--times", "29", "--resample", "2",
-                 *common]) == 0
+    assert (
+        main(
+            ["geo", "fill", "--run", str(generate_run), "--out", str(out), "--times", "29", "--resample", "2", *common]
+        )
+        == 0
+    )
     with xr.open_dataset(out) as inpainted:
-        np.testing.assert_array_equal(inpainted["sst"].values[:, 0][:, known],
-                                      np.broadcast_to(values[-1][known], (3, known.sum())))
+        np.testing.assert_array_equal(
+            inpainted["sst"].values[:, 0][:, known], np.broadcast_to(values[-1][known], (3, known.sum()))
+        )
     out = tmp_path / "samples.nc"
     assert main(["geo", "sample", "--run", str(generate_run), "--out", str(out), *common]) == 0
     with xr.open_dataset(out) as samples:
@@ -71,12 +108,30 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
 
     forecast_run = _train(path, tmp_path, "forecast")
     out = tmp_path / "forecast.nc"
-    assert main(["geo", "forecast", "--run", str(forecast_run), "--out", str(out), "--start", "20", "--leads", "1", "6",
-                 *common]) == 0
+    assert (
+        main(
+            [
+                "geo",
+                "forecast",
+                "--run",
+                str(forecast_run),
+                "--out",
+                str(out),
+                "--start",
+                "20",
+                "--leads",
+                "1",
+                "6",
+                *common,
+            ]
+        )
+        == 0
+    )
     with xr.open_dataset(out) as forecast:
         assert forecast["sst"].shape == (3, 2, H, W)
-        np.testing.assert_array_equal(forecast["valid_time"].values,
-                                      pd.to_datetime(["2019-03-01T21:00", "2019-03-02T02:00"]).values)
+        np.testing.assert_array_equal(
+            forecast["valid_time"].values, pd.to_datetime(["2019-03-01T21:00", "2019-03-02T02:00"]).values
+        )
         assert np.isfinite(forecast["sst"].values[:, :, 3:, 3:]).all()
 
     assert main(["geo", "forecast", "--run", str(fill_run), "--out", str(out), *common]) == 2

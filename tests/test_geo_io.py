@@ -22,11 +22,22 @@ def _dataset(time_name="time", lat_name="lat", lon_name="lon", ascending=False, 
     lon = np.linspace(-4, 2, 7)
     values = np.arange(n_times * 5 * 7, dtype=np.float32).reshape(n_times, 5, 7) + 270
     times = pd.date_range("2019-03-01", periods=n_times, freq="h")
-    ds = xr.Dataset({"t2m": ((time_name, lat_name, lon_name), values,
-                             {"units": "K", "long_name": "2 metre temperature", "standard_name": "air_temperature",
-                              "GRIB_paramId": 167})},
-                    coords={time_name: times, lat_name: lat, lon_name: lon},
-                    attrs={"Conventions": "CF-1.7", "institution": "test", "history": "made by a test"})
+    ds = xr.Dataset(
+        {
+            "t2m": (
+                (time_name, lat_name, lon_name),
+                values,
+                {
+                    "units": "K",
+                    "long_name": "2 metre temperature",
+                    "standard_name": "air_temperature",
+                    "GRIB_paramId": 167,
+                },
+            )
+        },
+        coords={time_name: times, lat_name: lat, lon_name: lon},
+        attrs={"Conventions": "CF-1.7", "institution": "test", "history": "made by a test"},
+    )
     ds[lat_name].attrs.update(units="degrees_north")
     return ds
 
@@ -41,8 +52,14 @@ def test_netcdf_round_trip_keeps_coordinates_order_and_attributes(tmp_path, name
     assert field.data.dims == ("time", "lat", "lon")
     np.testing.assert_array_equal(field.lat, source[names[1]].values)
     members = np.stack([field.values(), field.values() + 1])
-    out = write_ensemble(tmp_path / "out.nc", members, field, field.times, "a test wrote this",
-                         extra={"observed": np.isfinite(field.values())})
+    out = write_ensemble(
+        tmp_path / "out.nc",
+        members,
+        field,
+        field.times,
+        "a test wrote this",
+        extra={"observed": np.isfinite(field.values())},
+    )
     back = xr.open_dataset(out)
     assert back["t2m"].dims == ("member", *names)
     for name in names:
@@ -88,16 +105,21 @@ def test_the_era5_file_opens(shared_data):
 
 def test_undecoded_fill_and_missing_values_and_valid_range_are_masked():
     raw = np.array([[[-9999, -999, 7], [12, 400, 9.97e36]]], dtype=np.float32)
-    declared = xr.DataArray(raw, dims=("time", "lat", "lon"),
-                            attrs={"_FillValue": -9999.0, "missing_value": [-999.0, -998.0], "valid_max": 300.0})
-    np.testing.assert_array_equal(np.isnan(mask_missing(declared).values),
-                                  [[[True, True, False], [False, True, True]]])
+    declared = xr.DataArray(
+        raw,
+        dims=("time", "lat", "lon"),
+        attrs={"_FillValue": -9999.0, "missing_value": [-999.0, -998.0], "valid_max": 300.0},
+    )
+    np.testing.assert_array_equal(np.isnan(mask_missing(declared).values), [[[True, True, False], [False, True, True]]])
     assert "_FillValue" not in mask_missing(declared).attrs
     undeclared = xr.DataArray(raw, dims=("time", "lat", "lon"))  # -9999 and -999 are values unless declared
     np.testing.assert_array_equal(mask_missing(undeclared).values[0, 0], [-9999, -999, 7])
     assert np.isnan(mask_missing(undeclared).values[0, 1, 2])
-    packed = xr.DataArray(np.array([[[-32767, 5], [6, 7]]], np.int16), dims=("time", "lat", "lon"),
-                          attrs={"missing_value": np.int16(-32767)})
+    packed = xr.DataArray(
+        np.array([[[-32767, 5], [6, 7]]], np.int16),
+        dims=("time", "lat", "lon"),
+        attrs={"missing_value": np.int16(-32767)},
+    )
     np.testing.assert_array_equal(np.isnan(mask_missing(packed).values), [[[True, False], [False, False]]])
 
 
@@ -138,9 +160,20 @@ def test_non_numeric_variables_and_coordinates_are_refused(tmp_path):
 def _v2_array(store, name, dtype, filters=None, compressor=None):
     folder = store / name
     folder.mkdir(parents=True)
-    (folder / ".zarray").write_text(json.dumps({"zarr_format": 2, "shape": [5, 5, 7], "chunks": [5, 5, 7],
-                                                "dtype": dtype, "filters": filters, "compressor": compressor,
-                                                "fill_value": None, "order": "C"}))
+    (folder / ".zarray").write_text(
+        json.dumps(
+            {
+                "zarr_format": 2,
+                "shape": [5, 5, 7],
+                "chunks": [5, 5, 7],
+                "dtype": dtype,
+                "filters": filters,
+                "compressor": compressor,
+                "fill_value": None,
+                "order": "C",
+            }
+        )
+    )
     (folder / ".zattrs").write_text(json.dumps({"_ARRAY_DIMENSIONS": ["time", "lat", "lon"]}))
 
 

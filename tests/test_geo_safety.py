@@ -34,9 +34,19 @@ def reference_values(seed: int = 0) -> np.ndarray:
     return (285 + np.cumsum(rng.standard_normal((T, H, W)), axis=0) * 0.3).astype(np.float32)
 
 
-def write_field(path: Path, raw: np.ndarray | None = None, *, var: str = "tasmax", units: str = "K",
-                lat: np.ndarray = LAT, lon: np.ndarray = LON, calendar: str = "standard", dtype: str = "f4",
-                fill_value: float | None = None, attrs: dict | None = None) -> Path:
+def write_field(
+    path: Path,
+    raw: np.ndarray | None = None,
+    *,
+    var: str = "tasmax",
+    units: str = "K",
+    lat: np.ndarray = LAT,
+    lon: np.ndarray = LON,
+    calendar: str = "standard",
+    dtype: str = "f4",
+    fill_value: float | None = None,
+    attrs: dict | None = None,
+) -> Path:
     """A netCDF file holding ``raw [T, H, W]`` exactly as given (no packing or masking on write), with
     ``_FillValue`` ``fill_value`` and further variable attributes ``attrs`` (``missing_value``,
     ``scale_factor``, ``valid_min``, ...), hourly times in ``calendar``."""
@@ -69,9 +79,17 @@ def write_pickle_zarr(store: Path, marker: Path, codec_place: str = "filters", c
     ``compressor`` (on a float array); ``consolidated`` also lists it in ``.zmetadata``."""
     coords = xr.Dataset(coords={"time": np.arange(T, dtype=np.float64), "lat": LAT, "lon": LON})
     coords.to_zarr(store, zarr_format=2, consolidated=False)
-    array = {"zarr_format": 2, "shape": [T, H, W], "chunks": [T, H, W], "fill_value": None, "order": "C",
-             "dimension_separator": ".", "dtype": "|O" if codec_place == "filters" else "<f4",
-             "compressor": None, "filters": None}
+    array = {
+        "zarr_format": 2,
+        "shape": [T, H, W],
+        "chunks": [T, H, W],
+        "fill_value": None,
+        "order": "C",
+        "dimension_separator": ".",
+        "dtype": "|O" if codec_place == "filters" else "<f4",
+        "compressor": None,
+        "filters": None,
+    }
     array[codec_place] = [{"id": "pickle", "protocol": 5}] if codec_place == "filters" else {"id": "pickle"}
     attrs = {"_ARRAY_DIMENSIONS": ["time", "lat", "lon"], "units": "K"}
     folder = store / "tasmax"
@@ -80,8 +98,10 @@ def write_pickle_zarr(store: Path, marker: Path, codec_place: str = "filters", c
     (folder / ".zattrs").write_text(json.dumps(attrs))
     (folder / "0.0.0").write_bytes(pickle.dumps(WritesMarker(marker)))
     if consolidated:
-        listing = {"zarr_consolidated_format": 1,
-                   "metadata": {".zgroup": {"zarr_format": 2}, "tasmax/.zarray": array, "tasmax/.zattrs": attrs}}
+        listing = {
+            "zarr_consolidated_format": 1,
+            "metadata": {".zgroup": {"zarr_format": 2}, "tasmax/.zarray": array, "tasmax/.zattrs": attrs},
+        }
         (store / ".zmetadata").write_text(json.dumps(listing))
     return store
 
@@ -112,8 +132,29 @@ def sample_flags(run: Path, data: Path, out: Path, var: str = "tasmax") -> list:
 
 
 def train_flags(data: Path, out: Path, task: str = "fill", var: str = "tasmax") -> list:
-    return ["geo", "train", "--data", data, "--var", var, "--task", task, "--out", out, "--steps", "2",
-            "--batch", "2", "--patch", "4", "--base", "8", "--k", "1", "--no-progress"]
+    return [
+        "geo",
+        "train",
+        "--data",
+        data,
+        "--var",
+        var,
+        "--task",
+        task,
+        "--out",
+        out,
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--patch",
+        "4",
+        "--base",
+        "8",
+        "--k",
+        "1",
+        "--no-progress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +176,12 @@ def _other_data(kind: str, path: Path) -> tuple[Path, str, str]:
         "flipped latitude": (dict(raw=values[:, ::-1], lat=LAT[::-1]), "tasmax", r"reverse order"),
         "another region": (dict(lat=LAT + 10), "tasmax", r"has lat 60\.\.65 \(6 values\) but .* trained on 50\.\.55"),
         "shifted grid": (dict(lon=LON + 0.5), "tasmax", r"has lon -6\.5\.\.0\.5 .* off by up to 0\.5 degrees"),
-        "another variable": (dict(var="pr", units="mm s-1"), "pr",
-                             r"^metamap: error: --data .* holds variable 'pr' \[mm s-1\] but the run .* was trained "
-                             r"on 'tasmax' \[K\]$"),
+        "another variable": (
+            dict(var="pr", units="mm s-1"),
+            "pr",
+            r"^metamap: error: --data .* holds variable 'pr' \[mm s-1\] but the run .* was trained "
+            r"on 'tasmax' \[K\]$",
+        ),
         "other units": (dict(units="degC"), "tasmax", r"'tasmax' \[degC\] but .* on 'tasmax' \[K\]"),
         "another calendar": (dict(calendar="noleap"), "tasmax", r"has the 'noleap' calendar but .* 'standard'"),
         "another grid size": (dict(raw=values[:, :-1], lat=LAT[:-1]), "tasmax", r"5 x 8 grid but .* 6 x 8"),
@@ -146,8 +190,15 @@ def _other_data(kind: str, path: Path) -> tuple[Path, str, str]:
     return write_field(path, **options), var, pattern
 
 
-KINDS = ["flipped latitude", "another region", "shifted grid", "another variable", "other units",
-         "another calendar", "another grid size"]
+KINDS = [
+    "flipped latitude",
+    "another region",
+    "shifted grid",
+    "another variable",
+    "other units",
+    "another calendar",
+    "another grid size",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -165,8 +216,12 @@ def test_forecast_refuses_data_unlike_the_training_data(trained, tmp_path, capsy
     data, runs = trained
     other, var, pattern = _other_data(kind, tmp_path / "other.nc")
     out = tmp_path / "forecast.nc"
-    line = refused(["geo", "forecast", *sample_flags(runs["forecast"], other, out, var), "--leads", "1"], capsys,
-                   other, runs["forecast"])
+    line = refused(
+        ["geo", "forecast", *sample_flags(runs["forecast"], other, out, var), "--leads", "1"],
+        capsys,
+        other,
+        runs["forecast"],
+    )
     assert re.search(pattern, line), line
     assert not out.exists()
 
@@ -180,8 +235,9 @@ def test_the_same_grid_with_0_360_longitudes_is_accepted(trained, tmp_path):
     assert main([str(a) for a in ["geo", "fill", *sample_flags(runs["fill"], other, out), "--times", "-1"]]) == 0
     with xr.open_dataset(out) as filled:
         known = np.isfinite(values[-1])
-        np.testing.assert_array_equal(filled["tasmax"].values[:, 0][:, known],
-                                      np.broadcast_to(values[-1][known], (2, known.sum())))
+        np.testing.assert_array_equal(
+            filled["tasmax"].values[:, 0][:, known], np.broadcast_to(values[-1][known], (2, known.sum()))
+        )
 
 
 def test_the_run_records_what_it_was_trained_on(trained):
@@ -236,8 +292,11 @@ def test_unusable_out_files_are_refused_before_any_work(trained, tmp_path, capsy
 
 @pytest.mark.parametrize("kind", ["a file", "a path under a file", "an unwritable folder"])
 def test_unusable_train_out_folders_are_refused_before_reading_data(tmp_path, capsys, kind):
-    target = {"a file": _existing_file(tmp_path), "a path under a file": _existing_file(tmp_path) / "run",
-              "an unwritable folder": Path("/proc/self/run")}[kind]
+    target = {
+        "a file": _existing_file(tmp_path),
+        "a path under a file": _existing_file(tmp_path) / "run",
+        "an unwritable folder": Path("/proc/self/run"),
+    }[kind]
     missing_data = tmp_path / "absent.nc"  # checked after --out: the error names --out, not the data
     line = refused(train_flags(missing_data, target), capsys, tmp_path / "notes.txt")
     assert line.startswith(f"metamap: error: --out {target}"), line
@@ -279,8 +338,13 @@ def _sentinel_file(kind: str, path: Path) -> tuple[Path, np.ndarray]:
     raise ValueError(kind)
 
 
-SENTINELS = ["_FillValue", "missing_value", "packed int16 with missing_value", "valid_min excluding -9999",
-             "netCDF default fill"]
+SENTINELS = [
+    "_FillValue",
+    "missing_value",
+    "packed int16 with missing_value",
+    "valid_min excluding -9999",
+    "netCDF default fill",
+]
 
 
 @pytest.mark.parametrize("kind", SENTINELS)

@@ -33,9 +33,14 @@ def _field(tmp_path, n_times=24, land=True):
     values = (280 + rng.standard_normal((n_times, H, W))).astype(np.float32)
     if land:
         values[:, :3, :4] = np.nan  # undefined by nature, e.g. SST over land
-    ds = xr.Dataset({"sst": (("time", "lat", "lon"), values, {"units": "K"})},
-                    coords={"time": pd.date_range("2019-03-01", periods=n_times, freq="h"),
-                            "lat": np.linspace(55, 50, H), "lon": np.linspace(-5, 1, W)})
+    ds = xr.Dataset(
+        {"sst": (("time", "lat", "lon"), values, {"units": "K"})},
+        coords={
+            "time": pd.date_range("2019-03-01", periods=n_times, freq="h"),
+            "lat": np.linspace(55, 50, H),
+            "lon": np.linspace(-5, 1, W),
+        },
+    )
     path = tmp_path / "sst.nc"
     ds.to_netcdf(path)
     return open_field(path, "sst"), values
@@ -44,8 +49,12 @@ def _field(tmp_path, n_times=24, land=True):
 def _model(cond_channels, meta=None, never_valid=None):
     torch.manual_seed(0)
     trained = TrainedDiffusion(build_network(cond_channels, base=8), NoiseSchedule.cosine(100), "v")
-    return wrap(trained, meta or {}, Standardizer(np.zeros((H, W), np.float32), 1.0),
-                never_valid if never_valid is not None else np.zeros((H, W), bool))
+    return wrap(
+        trained,
+        meta or {},
+        Standardizer(np.zeros((H, W), np.float32), 1.0),
+        never_valid if never_valid is not None else np.zeros((H, W), bool),
+    )
 
 
 def test_scan_training_gives_the_climatology_and_the_never_valid_pixels(tmp_path):
@@ -67,8 +76,15 @@ def test_fill_batches_keep_nan_away_from_the_loss(tmp_path):
     assert torch.isfinite(batch["x0"]).all() and torch.isfinite(batch["cond"]).all()
     assert not batch["valid"].all()
     network = build_network(FILL_COND_CHANNELS, base=8)
-    loss = diffusion_loss(network, NoiseSchedule.cosine(100), batch["x0"], cond=batch["cond"], valid=batch["valid"],
-                          prediction="v", generator=torch.Generator().manual_seed(0))
+    loss = diffusion_loss(
+        network,
+        NoiseSchedule.cosine(100),
+        batch["x0"],
+        cond=batch["cond"],
+        valid=batch["valid"],
+        prediction="v",
+        generator=torch.Generator().manual_seed(0),
+    )
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)
@@ -83,10 +99,12 @@ def test_fills_keep_known_pixels_exactly_and_nature_nan(tmp_path):
     values[rng.random((H, W)) < 0.5] = np.nan
     known = np.isfinite(values)
     static = static_channels(np.linspace(55, 50, H), np.linspace(-5, 1, W), (50, 55), (-5, 1))
-    conditional = conditional_fill(_model(FILL_COND_CHANNELS), values, static, members=3, steps=3,
-                                   never_valid=never_valid)
-    inpainted = inpaint_fill(_model(GENERATE_COND_CHANNELS), values, static, members=3, steps=3, resample=2,
-                             never_valid=never_valid)
+    conditional = conditional_fill(
+        _model(FILL_COND_CHANNELS), values, static, members=3, steps=3, never_valid=never_valid
+    )
+    inpainted = inpaint_fill(
+        _model(GENERATE_COND_CHANNELS), values, static, members=3, steps=3, resample=2, never_valid=never_valid
+    )
     for ensemble in (conditional, inpainted):
         assert ensemble.shape == (3, H, W)
         np.testing.assert_array_equal(ensemble[:, known], np.broadcast_to(values[known], (3, known.sum())))
@@ -154,7 +172,7 @@ def test_patches_stream_lazily_from_a_zarr_store(tmp_path):
     assert patches.values.shape == (3, 2, 12, 12)
     full = field.values()
     for values, (t, i, j) in zip(patches.values.numpy(), patches.origin.tolist()):
-        expected = standardizer.window(i, j, 12, 12).forward(full[t:t + 2, i:i + 12, j:j + 12])
+        expected = standardizer.window(i, j, 12, 12).forward(full[t : t + 2, i : i + 12, j : j + 12])
         np.testing.assert_allclose(values, expected, rtol=1e-6)
     result = train_on_store(store, steps=2, patch=16, batch=2)
     assert result["steps"] == 2 and result["peak_rss_mb"] > 0

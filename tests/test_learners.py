@@ -26,8 +26,13 @@ def _sinusoid(n_tasks: int = 3, k: int = 4, q: int = 5, seed: int = 0, dtype=tor
         support_mask[:, 0] = True
         query_mask[:, 0] = True
     return Episode(
-        ep.x_support.to(dtype), ep.y_support.to(dtype), ep.x_query.to(dtype), ep.y_query.to(dtype),
-        support_mask=support_mask, query_mask=query_mask, meta=ep.meta,
+        ep.x_support.to(dtype),
+        ep.y_support.to(dtype),
+        ep.x_query.to(dtype),
+        ep.y_query.to(dtype),
+        support_mask=support_mask,
+        query_mask=query_mask,
+        meta=ep.meta,
     )
 
 
@@ -156,8 +161,13 @@ def test_vmap_equals_loop_classification_conv4():
     results = []
     for vectorize in (True, False):
         torch.manual_seed(0)
-        learner = MAML(Conv4(1, hidden=4, n_out=n_way, image_size=16, groups=2), loss="cross_entropy",
-                       inner_steps=1, inner_lr=0.1, vectorize=vectorize)
+        learner = MAML(
+            Conv4(1, hidden=4, n_out=n_way, image_size=16, groups=2),
+            loss="cross_entropy",
+            inner_steps=1,
+            inner_lr=0.1,
+            vectorize=vectorize,
+        )
         results.append(_meta_grads(learner, ep))
     (lv, gv), (ll, gl) = results
     torch.testing.assert_close(lv, ll, rtol=1e-5, atol=1e-6)
@@ -361,8 +371,14 @@ def test_few_adam_steps_reduce_maml_meta_loss_on_a_fixed_batch():
 
 
 def _with(ep: Episode, **changes) -> Episode:
-    fields = dict(x_support=ep.x_support, y_support=ep.y_support, x_query=ep.x_query, y_query=ep.y_query,
-                  support_mask=ep.support_mask, query_mask=ep.query_mask)
+    fields = dict(
+        x_support=ep.x_support,
+        y_support=ep.y_support,
+        x_query=ep.x_query,
+        y_query=ep.y_query,
+        support_mask=ep.support_mask,
+        query_mask=ep.query_mask,
+    )
     fields.update(changes)
     return Episode(**fields)
 

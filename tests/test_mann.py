@@ -68,8 +68,9 @@ def test_lru_write_goes_to_the_least_used_slot_after_zeroing_it():
     write = lrua_write_weights(previous_read, least, torch.full((1, 1), 0.5))
     torch.testing.assert_close(write, torch.tensor([[[0.5, 0.5, 0.0]]]))
     # two heads share the least-used weighting (the 2 least used slots) and each has its own gate
-    two = lrua_write_weights(torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]), least_used_weights(usage, 2),
-                             torch.tensor([[0.0, 1.0]]))
+    two = lrua_write_weights(
+        torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]), least_used_weights(usage, 2), torch.tensor([[0.0, 1.0]])
+    )
     torch.testing.assert_close(two, torch.tensor([[[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]]))
 
 
@@ -77,8 +78,7 @@ def test_usage_decays_and_adds_read_and_write_weights():
     usage = torch.tensor([[1.0, 0.0, 0.5]])
     read = torch.tensor([[[0.2, 0.8, 0.0], [0.0, 0.0, 1.0]]])
     write = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])
-    torch.testing.assert_close(usage_update(usage, read, write, 0.95),
-                               torch.tensor([[0.95 + 0.2, 1.8, 0.475 + 1.0]]))
+    torch.testing.assert_close(usage_update(usage, read, write, 0.95), torch.tensor([[0.95 + 0.2, 1.8, 0.475 + 1.0]]))
     # without reads or writes, usage decays geometrically
     zero = torch.zeros(1, 2, 3)
     decayed = usage
@@ -181,10 +181,12 @@ def test_batched_equals_one_task_at_a_time():
     query = learner.adapt(episode.x_support, episode.y_support).predict(episode.x_query)
     for t in range(4):
         one = episode.select(slice(t, t + 1))
-        torch.testing.assert_close(learner.sequence_logits(one.x_support, one.y_support), batched[t : t + 1],
-                                   atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(learner.adapt(one.x_support, one.y_support).predict(one.x_query),
-                                   query[t : t + 1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            learner.sequence_logits(one.x_support, one.y_support), batched[t : t + 1], atol=1e-5, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            learner.adapt(one.x_support, one.y_support).predict(one.x_query), query[t : t + 1], atol=1e-5, rtol=1e-5
+        )
 
 
 def test_queries_are_answered_independently_from_the_state_after_the_support():

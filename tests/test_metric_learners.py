@@ -29,21 +29,18 @@ def _t(rows) -> torch.Tensor:
 
 
 # Two 3-way tasks with 2-D points; task 1's last support example is masked out.
-X_SUPPORT = _t([[[0, 0], [2, 0], [0, 4], [4, 4]],
-                [[1, 1], [-1, -1], [2, -2], [10, 10]]])
+X_SUPPORT = _t([[[0, 0], [2, 0], [0, 4], [4, 4]], [[1, 1], [-1, -1], [2, -2], [10, 10]]])
 Y_SUPPORT = torch.tensor([[0, 0, 1, 2], [0, 1, 2, 0]])
 SUPPORT_MASK = torch.tensor([[True, True, True, True], [True, True, True, False]])
 X_QUERY = _t([[[1, 1], [3, 4]], [[0, 0], [3, -1]]])
 Y_QUERY = torch.tensor([[0, 2], [1, 2]])
 # Prototypes by hand: task 0: (1, 0), (0, 4), (4, 4); task 1: (1, 1), (-1, -1), (2, -2).
 # Negative squared distances of the queries to them, by hand:
-PROTO_LOGITS = _t([[[-1, -10, -18], [-20, -9, -1]],
-                   [[-2, -2, -8], [-8, -16, -2]]])
+PROTO_LOGITS = _t([[[-1, -10, -18], [-20, -9, -1]], [[-2, -2, -8], [-8, -16, -2]]])
 
 
 def _proto_episode(**changes) -> Episode:
-    fields = dict(x_support=X_SUPPORT, y_support=Y_SUPPORT, x_query=X_QUERY, y_query=Y_QUERY,
-                  support_mask=SUPPORT_MASK)
+    fields = dict(x_support=X_SUPPORT, y_support=Y_SUPPORT, x_query=X_QUERY, y_query=Y_QUERY, support_mask=SUPPORT_MASK)
     fields.update(changes)
     return Episode(**fields)
 
@@ -54,8 +51,9 @@ def _proto_episode(**changes) -> Episode:
 def test_protonet_logits_match_hand_computation():
     learner = ProtoNet(_identity_linear())
     adapted = learner.adapt(X_SUPPORT, Y_SUPPORT, SUPPORT_MASK)
-    torch.testing.assert_close(adapted.support.class_means(),
-                               _t([[[1, 0], [0, 4], [4, 4]], [[1, 1], [-1, -1], [2, -2]]]))
+    torch.testing.assert_close(
+        adapted.support.class_means(), _t([[[1, 0], [0, 4], [4, 4]], [[1, 1], [-1, -1], [2, -2]]])
+    )
     logits = adapted.predict(X_QUERY)
     torch.testing.assert_close(logits, PROTO_LOGITS, rtol=0, atol=1e-12)
 
@@ -115,6 +113,7 @@ def test_metric_learners_reject_bad_support_labels():
 
 def _matching_hand(xs, ys, mask, xq, n_way, scale=1.0):
     """log p(y=c|x) for one task with plain Python arithmetic."""
+
     def cos(a, b):
         na = math.sqrt(sum(v * v for v in a))
         nb = math.sqrt(sum(v * v for v in b))
@@ -137,14 +136,14 @@ def test_matching_probabilities_match_hand_cosine_softmax():
     logp = learner.adapt(xs, ys).predict(xq)
     e = math.e
     z = e + 1 + 1 / e
-    expected = _t([[[math.log((e + 1 / e) / z), math.log(1 / z)],
-                    [math.log(2 / (e + 2)), math.log(e / (e + 2))]]])
+    expected = _t([[[math.log((e + 1 / e) / z), math.log(1 / z)], [math.log(2 / (e + 2)), math.log(e / (e + 2))]]])
     torch.testing.assert_close(logp, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(logp.exp().sum(-1), torch.ones(1, 2, dtype=torch.float64))
     # Masking the (-1, 0) example removes it from the attention.
     logp_masked = learner.adapt(xs, ys, torch.tensor([[True, True, False]])).predict(xq)
-    torch.testing.assert_close(logp_masked[0, 0], _t([math.log(e / (e + 1)), math.log(1 / (e + 1))]),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        logp_masked[0, 0], _t([math.log(e / (e + 1)), math.log(1 / (e + 1))]), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("scale", [1.0, 4.0])
@@ -155,8 +154,9 @@ def test_matching_general_points_match_hand_computation(scale):
     xq = _t([[[1, 1], [-2, 0.3]], [[0.2, 0.9], [1, -1]]])
     learner = MatchingNet(_identity_linear(), scale=scale)
     got = learner.adapt(xs, ys, mask).predict(xq)
-    expected = _t([_matching_hand(xs[t].tolist(), ys[t].tolist(), mask[t].tolist(), xq[t].tolist(), 3, scale)
-                   for t in range(2)])
+    expected = _t(
+        [_matching_hand(xs[t].tolist(), ys[t].tolist(), mask[t].tolist(), xq[t].tolist(), 3, scale) for t in range(2)]
+    )
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
     # The masked example can be anything.
     moved = xs.clone()

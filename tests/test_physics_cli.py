@@ -18,8 +18,23 @@ def test_fit_recovers_the_parameters_of_a_csv(tmp_path, capsys):
     states = system.simulate([1.2, 0.7, 0.9, 1.0], t)
     data = tmp_path / "obs.csv"
     pd.DataFrame({"t": t, "prey": states[:, 0], "predator": states[:, 1]}).to_csv(data, index=False)
-    assert main(["physics", "fit", "--system", "lotka_volterra", "--data", str(data),
-                 "--out", str(tmp_path), "--starts", "3"]) == 0
+    assert (
+        main(
+            [
+                "physics",
+                "fit",
+                "--system",
+                "lotka_volterra",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path),
+                "--starts",
+                "3",
+            ]
+        )
+        == 0
+    )
     fit = json.loads((tmp_path / "fit.json").read_text())
     assert [fit["parameters"][n] for n in system.names] == pytest.approx([1.2, 0.7, 0.9, 1.0], rel=1e-3)
     assert "alpha = 1.2" in capsys.readouterr().out
@@ -36,8 +51,25 @@ def test_fit_errors_name_the_missing_columns(tmp_path, capsys):
 
 def test_run_end_to_end_on_a_tiny_budget(tmp_path):
     out = tmp_path / "run"
-    assert main(["physics", "run", "--system", "heat", "--out", str(out), "--steps", "3", "--test-tasks", "3",
-                 "--train-systems", "20"]) == 0
+    assert (
+        main(
+            [
+                "physics",
+                "run",
+                "--system",
+                "heat",
+                "--out",
+                str(out),
+                "--steps",
+                "3",
+                "--test-tasks",
+                "3",
+                "--train-systems",
+                "20",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["mse"]) == {"maml", "metasgd", "pretrain_finetune", "scratch", "least_squares"}
     assert metrics["param_rel_error"]["least_squares"]["mean"] < 0.5

@@ -34,8 +34,9 @@ def test_heat_fourier_modes_decay_as_exp_minus_kappa_n_pi_squared_t():
     for time in (0.0, 0.3, 1.0):
         t = np.full_like(positions, time)
         u = SYSTEMS["heat"].simulate([kappa], t, positions)[:, 0]
-        expected = (np.exp(-kappa * np.pi**2 * time) * np.sin(np.pi * positions)
-                    + 0.5 * np.exp(-kappa * 9 * np.pi**2 * time) * np.sin(3 * np.pi * positions))
+        expected = np.exp(-kappa * np.pi**2 * time) * np.sin(np.pi * positions) + 0.5 * np.exp(
+            -kappa * 9 * np.pi**2 * time
+        ) * np.sin(3 * np.pi * positions)
         assert u == pytest.approx(expected, abs=2e-4)
     assert heat_initial(np.array([0.5]))[0] == pytest.approx(0.5)
 
@@ -58,13 +59,16 @@ def test_small_angle_pendulum_oscillates_at_sqrt_g_over_l():
     assert first_min > np.pi * np.sqrt(1.0 / 9.81)
 
 
-@pytest.mark.parametrize("name, params, word", [
-    ("pendulum", [-1.0, 0.1], "L=-1"),
-    ("heat", [-0.05], "kappa=-0.05"),
-    ("heat", [0.0], "kappa=0"),
-    ("oscillator", [1.0, -0.1, 0.5, 1.0], "zeta=-0.1"),
-    ("lotka_volterra", [1.0, np.nan, 1.0, 1.0], "beta=nan"),
-])
+@pytest.mark.parametrize(
+    "name, params, word",
+    [
+        ("pendulum", [-1.0, 0.1], "L=-1"),
+        ("heat", [-0.05], "kappa=-0.05"),
+        ("heat", [0.0], "kappa=0"),
+        ("oscillator", [1.0, -0.1, 0.5, 1.0], "zeta=-0.1"),
+        ("lotka_volterra", [1.0, np.nan, 1.0, 1.0], "beta=nan"),
+    ],
+)
 def test_unphysical_parameters_raise(name, params, word):
     with pytest.raises(DataError, match=f"unphysical parameter.*{word}"):
         SYSTEMS[name].simulate(params, np.array([0.0, 0.5]), np.array([0.5, 0.5]) if name == "heat" else None)
@@ -75,12 +79,15 @@ def test_unknown_system_raises():
         get_system("double_pendulum")
 
 
-@pytest.mark.parametrize("name, truth", [
-    ("oscillator", [1.4, 0.12, 0.6, 1.3]),
-    ("lotka_volterra", [0.9, 1.1, 1.2, 0.8]),
-    ("heat", [0.07]),
-    ("pendulum", [1.3, 0.2]),
-])
+@pytest.mark.parametrize(
+    "name, truth",
+    [
+        ("oscillator", [1.4, 0.12, 0.6, 1.3]),
+        ("lotka_volterra", [0.9, 1.1, 1.2, 0.8]),
+        ("heat", [0.07]),
+        ("pendulum", [1.3, 0.2]),
+    ],
+)
 def test_least_squares_recovers_parameters_from_noise_free_data(name, truth):
     system = SYSTEMS[name]
     rng = np.random.default_rng(0)

@@ -37,7 +37,9 @@ def test_a_log_gets_one_line_per_quarter_and_no_redraws():
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
     assert [line.split(",")[0] for line in lines] == [
-        "meta-train: 250/1000 (25%)", "meta-train: 500/1000 (50%)", "meta-train: 750/1000 (75%)",
+        "meta-train: 250/1000 (25%)",
+        "meta-train: 500/1000 (50%)",
+        "meta-train: 750/1000 (75%)",
         "meta-train: 1000/1000 (100%)",
     ]
 
@@ -49,7 +51,10 @@ def test_manual_updates_resume_from_initial_and_show_the_postfix():
             bar.update(1)
             bar.set_postfix(loss="0.0123")
     lines = log.getvalue().splitlines()
-    assert [line.split(",")[0] for line in lines] == ["diffusion training: 75/100 (75%)", "diffusion training: 100/100 (100%)"]
+    assert [line.split(",")[0] for line in lines] == [
+        "diffusion training: 75/100 (75%)",
+        "diffusion training: 100/100 (100%)",
+    ]
     assert lines[-1].endswith("loss=0.0123")
 
 
@@ -62,7 +67,10 @@ def test_an_open_ended_loop_prints_every_30_seconds_and_at_close(clock):
     bar.close()
     bar.close()
     assert [line.split(",")[0] for line in log.getvalue().splitlines()] == [
-        "meta-train: 30", "meta-train: 60", "meta-train: 90", "meta-train: 100",
+        "meta-train: 30",
+        "meta-train: 60",
+        "meta-train: 90",
+        "meta-train: 100",
     ]
 
 

@@ -21,8 +21,12 @@ from metamap.training.faults import kill_point_trials
 from metamap.training.metrics_log import read_records
 from metamap.training.run_folder import LOCK, claim_run_folder
 
-RUN = {"family": {"name": "sinusoid", "k_shot": 5, "n_query": 10}, "model": {"hidden": [8]},
-       "learner": {"name": "maml", "inner_steps": 1, "inner_lr": 0.01}, "seed": 0}
+RUN = {
+    "family": {"name": "sinusoid", "k_shot": 5, "n_query": 10},
+    "model": {"hidden": [8]},
+    "learner": {"name": "maml", "inner_steps": 1, "inner_lr": 0.01},
+    "seed": 0,
+}
 TINY = ["train", "--hidden", "8", "--meta-batch", "2", "--checkpoint-every", "2", "--episodes", "0", "--no-progress"]
 
 
@@ -91,8 +95,14 @@ def test_diffusion_training_into_a_held_folder_is_refused(tmp_path):
 
     with _held_by_another_process(tmp_path / "run") as pid:
         with pytest.raises(CheckpointError, match=f"PID {pid}"):
-            train_diffusion(torch.nn.Identity(), NoiseSchedule.cosine(10), [{"x0": torch.zeros(1, 1, 4, 4)}],
-                            steps=1, run_dir=tmp_path / "run", progress=False)
+            train_diffusion(
+                torch.nn.Identity(),
+                NoiseSchedule.cosine(10),
+                [{"x0": torch.zeros(1, 1, 4, 4)}],
+                steps=1,
+                run_dir=tmp_path / "run",
+                progress=False,
+            )
 
 
 def test_a_lock_held_by_a_killed_process_is_free_again(tmp_path):
@@ -162,8 +172,11 @@ def test_the_run_folder_cannot_be_an_input(tmp_path):
 def test_leftovers_of_interrupted_writes_are_removed_on_claim(tmp_path):
     learner = build_learner(RUN)
     save_checkpoint(tmp_path, 2, {"run": RUN}, learner)
-    stale = [tmp_path / "checkpoints" / ".tmp-step-000000004-4242", tmp_path / ".tmp-trash-metrics.csv-4242",
-             tmp_path / "checkpoints" / ".tmp-trash-step-000000000-4242"]
+    stale = [
+        tmp_path / "checkpoints" / ".tmp-step-000000004-4242",
+        tmp_path / ".tmp-trash-metrics.csv-4242",
+        tmp_path / "checkpoints" / ".tmp-trash-step-000000000-4242",
+    ]
     for folder in stale:
         folder.mkdir()
         (folder / TENSORS).write_bytes(b"half")
@@ -234,7 +247,9 @@ def test_non_finite_weights_are_refused(tmp_path):
     ],
 )
 def test_a_hand_edited_state_file_gives_one_line(tmp_path, capsys, edit, message):
-    folder = save_checkpoint(tmp_path, 1, {"run": RUN}, build_learner(RUN), torch.optim.Adam(build_learner(RUN).parameters()))
+    folder = save_checkpoint(
+        tmp_path, 1, {"run": RUN}, build_learner(RUN), torch.optim.Adam(build_learner(RUN).parameters())
+    )
     state_file = folder / STATE
     state_file.write_text(json.dumps(edit(json.loads(state_file.read_text()))))
     with pytest.raises(CheckpointError, match=message.replace("(", "\\(")) as caught:
@@ -253,8 +268,7 @@ def test_a_pointer_outside_the_checkpoints_is_refused(tmp_path):
 
 def _train(run: Path, steps: int, resume: bool = False):
     config = TrainConfig(steps=steps, meta_batch=2, lr=3e-3, seed=1, checkpoint_every=2, log_every=1, progress=False)
-    meta_train(build_learner(RUN), Sinusoid(k_shot=5, n_query=10), config, run_dir=run, run_config=RUN,
-               resume=resume)
+    meta_train(build_learner(RUN), Sinusoid(k_shot=5, n_query=10), config, run_dir=run, run_config=RUN, resume=resume)
 
 
 def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path):

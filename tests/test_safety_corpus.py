@@ -72,10 +72,19 @@ def test_judge_tells_each_failure_apart(tmp_path):
 
 
 def test_bench_run_counts_a_command_that_is_not_refused(tmp_path, monkeypatch):
-    cases = (safety.Case("refused", lambda f: ["train", "--hidden", "0", "--out", str(f / "r")], "--hidden", quick=True),
-             safety.Case("not refused", lambda f: ["--version"], quick=True))
+    cases = (
+        safety.Case("refused", lambda f: ["train", "--hidden", "0", "--out", str(f / "r")], "--hidden", quick=True),
+        safety.Case("not refused", lambda f: ["--version"], quick=True),
+    )
     monkeypatch.setattr(safety, "CASES", cases)
     result = safety.run(quick=True, json_path=tmp_path / "safety.json")
-    assert result["headline"] == {"payloads_run": 0, "tracebacks": 0, "silent_wrong": 1, "runs_lost": 0,
-                                  "kill_points_exact": None, "kill_points_total": None, "cases": 2}
+    assert result["headline"] == {
+        "payloads_run": 0,
+        "tracebacks": 0,
+        "silent_wrong": 1,
+        "runs_lost": 0,
+        "kill_points_exact": None,
+        "kill_points_total": None,
+        "cases": 2,
+    }
     assert result["goals"]["met"] is False and (tmp_path / "safety.json").is_file()

@@ -58,8 +58,27 @@ def _finite(errors: dict) -> bool:
 
 def test_train_then_adapt(city, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["traffic", "train", "--data", str(city / "city.h5"), "--adj", str(city / "adj.pkl"),
-                 "--out", str(run), "--method", "fomaml", "--train-days", "3", "--no-progress", *TINY]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "train",
+                "--data",
+                str(city / "city.h5"),
+                "--adj",
+                str(city / "adj.pkl"),
+                "--out",
+                str(run),
+                "--method",
+                "fomaml",
+                "--train-days",
+                "3",
+                "--no-progress",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "run folder" in out and str(run) in out
     state = json.loads((run / "checkpoints" / "step-000000003" / "state.json").read_text())
@@ -71,8 +90,25 @@ def test_train_then_adapt(city, tmp_path, capsys):
     assert state["config"]["adaptation"]["options"]["steps"] in (1, 5, 10, 20, 40)
 
     out_dir = tmp_path / "adapted"
-    assert main(["traffic", "adapt", "--run", str(run), "--data", str(city / "city.h5"),
-                 "--adj", str(city / "adj.pkl"), "--out", str(out_dir), "--target-days", "2"]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "adapt",
+                "--run",
+                str(run),
+                "--data",
+                str(city / "city.h5"),
+                "--adj",
+                str(city / "adj.pkl"),
+                "--out",
+                str(out_dir),
+                "--target-days",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "persistence" in capsys.readouterr().out
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert set(metrics["methods"]) == {"fomaml", "persistence", "historical_average"}
@@ -93,8 +129,25 @@ def test_train_then_adapt(city, tmp_path, capsys):
     assert (out_dir / "error_by_horizon.png").stat().st_size > 10_000
 
     # --steps overrides the chosen adaptation; a traffic run is not one for the generic evaluate.
-    assert main(["traffic", "adapt", "--run", str(run), "--data", str(city / "city.h5"), "--adj",
-                 str(city / "adj.pkl"), "--out", str(tmp_path / "zero"), "--steps", "0"]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "adapt",
+                "--run",
+                str(run),
+                "--data",
+                str(city / "city.h5"),
+                "--adj",
+                str(city / "adj.pkl"),
+                "--out",
+                str(tmp_path / "zero"),
+                "--steps",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "zero" / "metrics.json").read_text())["options"] == {"steps": 0}
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 2
@@ -103,9 +156,25 @@ def test_train_then_adapt(city, tmp_path, capsys):
 
 def test_evaluate_new_sensors(city, tmp_path, capsys):
     out_dir = tmp_path / "p1"
-    assert main(["traffic", "evaluate", "--data", str(city / "city.h5"), "--adj", str(city / "adj.pkl"),
-                 "--out", str(out_dir), "--methods", "maml,persistence,target_only_linear", "--no-progress",
-                 *TINY]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "evaluate",
+                "--data",
+                str(city / "city.h5"),
+                "--adj",
+                str(city / "adj.pkl"),
+                "--out",
+                str(out_dir),
+                "--methods",
+                "maml,persistence,target_only_linear",
+                "--no-progress",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "graph/maml" in out and "graph/persistence" in out and "MAE 60" in out
     metrics = json.loads((out_dir / "metrics.json").read_text())
@@ -124,9 +193,27 @@ def test_evaluate_new_sensors(city, tmp_path, capsys):
 
 def test_evaluate_new_city(city, tmp_path, capsys):
     out_dir = tmp_path / "p2"
-    assert main(["traffic", "evaluate", "--data", str(city / "city.h5"), "--target-data", str(city / "pems.npz"),
-                 "--out", str(out_dir), "--model", "node", "--methods", "reptile,historical_average",
-                 "--no-progress", *TINY]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "evaluate",
+                "--data",
+                str(city / "city.h5"),
+                "--target-data",
+                str(city / "pems.npz"),
+                "--out",
+                str(out_dir),
+                "--model",
+                "node",
+                "--methods",
+                "reptile,historical_average",
+                "--no-progress",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert "node/reptile" in capsys.readouterr().out
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["protocol"] == "new_city" and metrics["target_data"] == "pems.npz"
@@ -137,12 +224,47 @@ def test_evaluate_new_city(city, tmp_path, capsys):
 
 def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["traffic", "train", "--data", str(city / "pems.npz"), "--adj", str(city / "pems.csv"),
-                 "--channel", "speed", "--start", "2018-01-01", "--method", "pretrain", "--out", str(run),
-                 "--no-progress", *TINY]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "train",
+                "--data",
+                str(city / "pems.npz"),
+                "--adj",
+                str(city / "pems.csv"),
+                "--channel",
+                "speed",
+                "--start",
+                "2018-01-01",
+                "--method",
+                "pretrain",
+                "--out",
+                str(run),
+                "--no-progress",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert "pretrain_finetune" in capsys.readouterr().out
-    assert main(["traffic", "adapt", "--run", str(run), "--data", str(city / "pems.npz"), "--adj",
-                 str(city / "pems.csv"), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "adapt",
+                "--run",
+                str(run),
+                "--data",
+                str(city / "pems.npz"),
+                "--adj",
+                str(city / "pems.csv"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["method"] == "pretrain_finetune" and metrics["model"] == "graph"
     assert metrics["n_windows"] == 2 * PER_DAY - 11
@@ -153,16 +275,37 @@ def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys
     [
         (["traffic", "train", "--data", "{city}/absent.h5", "--out", "{tmp}/run"], "absent.h5"),
         (["traffic", "train", "--data", "{city}/city.h5", "--model", "graph", "--out", "{tmp}/run"], "--adj"),
-        (["traffic", "train", "--data", "{city}/city.h5", "--method", "mamll", "--out", "{tmp}/run"],
-         "unknown method 'mamll'"),
-        (["traffic", "adapt", "--run", "{tmp}", "--data", "{city}/city.h5", "--out", "{tmp}/out"],
-         "not a metamap checkpoint"),
-        (["traffic", "evaluate", "--data", "{city}/city.h5", "--target-data", "{city}/pems.npz",
-          "--adj", "{city}/adj.pkl", "--out", "{tmp}/out"], "--target-adj"),
-        (["traffic", "evaluate", "--data", "{city}/city.h5", "--target-days", "3", "--out", "{tmp}/out"],
-         "--train-days >= 7"),
-        (["traffic", "evaluate", "--data", "{city}/city.h5", "--methods", "maml,magic", "--out", "{tmp}/out"],
-         "unknown method(s) ['magic']"),
+        (
+            ["traffic", "train", "--data", "{city}/city.h5", "--method", "mamll", "--out", "{tmp}/run"],
+            "unknown method 'mamll'",
+        ),
+        (
+            ["traffic", "adapt", "--run", "{tmp}", "--data", "{city}/city.h5", "--out", "{tmp}/out"],
+            "not a metamap checkpoint",
+        ),
+        (
+            [
+                "traffic",
+                "evaluate",
+                "--data",
+                "{city}/city.h5",
+                "--target-data",
+                "{city}/pems.npz",
+                "--adj",
+                "{city}/adj.pkl",
+                "--out",
+                "{tmp}/out",
+            ],
+            "--target-adj",
+        ),
+        (
+            ["traffic", "evaluate", "--data", "{city}/city.h5", "--target-days", "3", "--out", "{tmp}/out"],
+            "--train-days >= 7",
+        ),
+        (
+            ["traffic", "evaluate", "--data", "{city}/city.h5", "--methods", "maml,magic", "--out", "{tmp}/out"],
+            "unknown method(s) ['magic']",
+        ),
     ],
 )
 def test_mistakes_end_with_one_clear_line(city, tmp_path, capsys, argv, message):
@@ -175,8 +318,26 @@ def test_mistakes_end_with_one_clear_line(city, tmp_path, capsys, argv, message)
 
 def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["traffic", "train", "--data", str(city / "city.h5"), "--model", "node", "--out", str(run),
-                 "--no-progress", "--method", "anil", *TINY[:-1], "1"]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "train",
+                "--data",
+                str(city / "city.h5"),
+                "--model",
+                "node",
+                "--out",
+                str(run),
+                "--no-progress",
+                "--method",
+                "anil",
+                *TINY[:-1],
+                "1",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     base = ["traffic", "adapt", "--run", str(run), "--data", str(city / "city.h5"), "--out", str(tmp_path / "o")]
     assert main([*base, "--target-days", "4"]) == 2  # the file holds exactly 4 days: nothing left to forecast
@@ -185,22 +346,71 @@ def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_p
     assert main([*base, "--target-days", "5"]) == 2
     assert "--target-days 5 needs 1440 steps" in capsys.readouterr().err
     # A run folder of the generic command is not a traffic run.
-    assert main(["train", "--hidden", "8", "--steps", "2", "--meta-batch", "2", "--episodes", "0", "--no-progress",
-                 "--out", str(tmp_path / "sine")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--hidden",
+                "8",
+                "--steps",
+                "2",
+                "--meta-batch",
+                "2",
+                "--episodes",
+                "0",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "sine"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main([*base[:3], str(tmp_path / "sine"), *base[4:]]) == 2
     assert "is not a traffic run" in capsys.readouterr().err
     # Training again into a finished run folder without --resume is refused.
-    assert main(["traffic", "train", "--data", str(city / "city.h5"), "--model", "node", "--out", str(run),
-                 "--no-progress", *TINY]) == 2
+    assert (
+        main(
+            [
+                "traffic",
+                "train",
+                "--data",
+                str(city / "city.h5"),
+                "--model",
+                "node",
+                "--out",
+                str(run),
+                "--no-progress",
+                *TINY,
+            ]
+        )
+        == 2
+    )
     assert "--resume" in capsys.readouterr().err
 
 
 def test_patterns_command_writes_json_and_plots(shared_data, tmp_path, capsys):
     folder = shared_data / "traffic"
     out = tmp_path / "patterns"
-    assert main(["traffic", "patterns", "--data", str(folder / "metr-la-week.h5"),
-                 "--target-data", str(folder / "PEMS04.npz"), "--out", str(out), "--steps", "3", "--shots", "1"]) == 0
+    assert (
+        main(
+            [
+                "traffic",
+                "patterns",
+                "--data",
+                str(folder / "metr-la-week.h5"),
+                "--target-data",
+                str(folder / "PEMS04.npz"),
+                "--out",
+                str(out),
+                "--steps",
+                "3",
+                "--shots",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "balanced accuracy" in capsys.readouterr().out
     result = json.loads((out / "patterns.json").read_text())
     assert (out / "prototypes.png").stat().st_size > 10_000 and "1" in result["accuracy"]

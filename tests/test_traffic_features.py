@@ -25,8 +25,9 @@ from metamap.traffic.protocols import new_city, new_sensors
 def _data(values: np.ndarray, adjacency: np.ndarray | None = None, start: str = "2024-01-01") -> TrafficData:
     values = values.astype(np.float32)
     times = np.datetime64(start) + np.arange(len(values)) * np.timedelta64(5, "m")
-    return TrafficData(values, values != 0, times.astype("datetime64[ns]"),
-                       tuple(str(i) for i in range(values.shape[1])), adjacency)
+    return TrafficData(
+        values, values != 0, times.astype("datetime64[ns]"), tuple(str(i) for i in range(values.shape[1])), adjacency
+    )
 
 
 def _ramp(n_steps: int = 400, n_sensors: int = 3) -> TrafficData:
@@ -118,7 +119,7 @@ def test_scaler_sees_only_training_readings_of_training_sensors():
     source = np.setdiff1d(np.arange(20), targets)
     assert setup.scaler == Scaler.fit(data.values[: 5 * 288, source], data.mask[: 5 * 288, source])
     changed = data.values.copy()
-    changed[5 * 288:] *= 3  # the test days
+    changed[5 * 288 :] *= 3  # the test days
     changed[:, targets] += 100  # every reading of the target sensors
     assert new_sensors(replace(data, values=changed), config).scaler == setup.scaler
     other = _data(rng.uniform(20, 70, size=(2 * 288, 5)), adjacency=np.eye(5, dtype=np.float32))
@@ -168,7 +169,7 @@ def test_fit_per_task_equals_fitting_each_task_alone():
     params = learner.meta_params()
     together = fit_per_task(learner, params, x, y, None, steps=15, lr=1e-2)
     for t in range(3):
-        alone = fit_per_task(learner, params, x[t:t + 1], y[t:t + 1], None, steps=15, lr=1e-2)
+        alone = fit_per_task(learner, params, x[t : t + 1], y[t : t + 1], None, steps=15, lr=1e-2)
         for name in together.params:
             torch.testing.assert_close(together.params[name][t], alone.params[name][0], rtol=1e-5, atol=1e-6)
 
@@ -189,8 +190,9 @@ def test_bundled_week_equals_the_shared_files(shared_data):
     from metamap.traffic.io import load_traffic
 
     folder = shared_data / "traffic"
-    shared = load_traffic(folder / "metr-la-week.h5", folder / "adj_mx_la.pkl",
-                          folder / "graph_sensor_locations_la.csv")
+    shared = load_traffic(
+        folder / "metr-la-week.h5", folder / "adj_mx_la.pkl", folder / "graph_sensor_locations_la.csv"
+    )
     bundled = load_bundled_la()
     np.testing.assert_array_equal(bundled.values, shared.values)
     np.testing.assert_array_equal(bundled.times, shared.times)

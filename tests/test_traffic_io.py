@@ -27,9 +27,7 @@ from metamap.traffic.safe_pickle import load_allowed
 
 def test_metr_la_week(shared_data):
     folder = shared_data / "traffic"
-    data = load_traffic(
-        folder / "metr-la-week.h5", folder / "adj_mx_la.pkl", folder / "graph_sensor_locations_la.csv"
-    )
+    data = load_traffic(folder / "metr-la-week.h5", folder / "adj_mx_la.pkl", folder / "graph_sensor_locations_la.csv")
     assert data.values.shape == data.mask.shape == (2016, 207)
     assert data.values.dtype == np.float32 and data.times.dtype == np.dtype("datetime64[ns]")
     assert data.step_minutes == 5 and data.name == "metr-la-week"

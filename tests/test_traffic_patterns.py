@@ -61,7 +61,10 @@ def synthetic_city(n_sensors: int, n_days: int, seed: int, coords: bool = True) 
     values = np.concatenate(days).astype(np.float32)
     times = np.datetime64("2024-01-01T00:00", "ns") + np.arange(values.shape[0]) * np.timedelta64(5, "m")
     return TrafficData(
-        values=values, mask=values > 0, times=times, sensor_ids=tuple(f"s{i}" for i in range(n_sensors)),
+        values=values,
+        mask=values > 0,
+        times=times,
+        sensor_ids=tuple(f"s{i}" for i in range(n_sensors)),
         coords=rng.uniform([34.0, -118.5], [34.2, -118.2], size=(n_sensors, 2)) if coords else None,
         name=f"synthetic{seed}",
     )
@@ -72,18 +75,28 @@ def pattern(name: str) -> int:
 
 
 def test_rule_labels_hand_made_profiles():
-    profiles = np.stack([
-        profile(),  # flat
-        profile((7, 9)),  # 2 h dip at 08:00
-        profile((16, 18.5)),
-        profile((7, 9), (17, 19)),
-        profile((6.5, 19.5), depth=0.5),
-        profile((8, 8.5)),  # 30 min: not sustained
-        profile((1, 4)),  # at night: not a pattern
-        profile((7, 9), depth=0.8),  # shallow: above 70% of free flow
-    ])
-    expected = ["free_flow", "morning_peak", "evening_peak", "both_peaks", "all_day_congestion",
-                "free_flow", "free_flow", "free_flow"]
+    profiles = np.stack(
+        [
+            profile(),  # flat
+            profile((7, 9)),  # 2 h dip at 08:00
+            profile((16, 18.5)),
+            profile((7, 9), (17, 19)),
+            profile((6.5, 19.5), depth=0.5),
+            profile((8, 8.5)),  # 30 min: not sustained
+            profile((1, 4)),  # at night: not a pattern
+            profile((7, 9), depth=0.8),  # shallow: above 70% of free flow
+        ]
+    )
+    expected = [
+        "free_flow",
+        "morning_peak",
+        "evening_peak",
+        "both_peaks",
+        "all_day_congestion",
+        "free_flow",
+        "free_flow",
+        "free_flow",
+    ]
     assert [PATTERNS[i] for i in label_profiles(profiles)] == expected
 
 
@@ -127,8 +140,9 @@ def test_synthetic_city_gets_the_intended_rule_labels():
 def test_episodes_hold_k_shot_of_each_drawn_class():
     days = sensor_days(synthetic_city(10, 4, seed=1))
     labels = torch.from_numpy(days.labels())
-    family = PatternEpisodes(torch.from_numpy(days.filled()), labels, {"train": torch.arange(len(days))},
-                             n_way=3, k_shot=2, n_query=4)
+    family = PatternEpisodes(
+        torch.from_numpy(days.filled()), labels, {"train": torch.arange(len(days))}, n_way=3, k_shot=2, n_query=4
+    )
     episode = family.sample(6, make_generator(0))
     assert episode.x_support.shape == (6, 6, BINS) and episode.x_query.shape == (6, 12, BINS)
     classes = episode.meta["classes"]  # [T, n_way]: the pattern behind label 0, 1, 2
@@ -140,8 +154,9 @@ def test_episodes_hold_k_shot_of_each_drawn_class():
 def test_episodes_name_the_short_patterns():
     days = sensor_days(synthetic_city(5, 2, seed=2))  # 2 days of each pattern
     with pytest.raises(DataError, match="k_shot \\+ n_query = 10"):
-        PatternEpisodes(torch.from_numpy(days.filled()), torch.from_numpy(days.labels()),
-                        {"train": torch.arange(len(days))})
+        PatternEpisodes(
+            torch.from_numpy(days.filled()), torch.from_numpy(days.labels()), {"train": torch.arange(len(days))}
+        )
 
 
 def test_protonet_beats_chance_on_separable_patterns():
@@ -187,8 +202,9 @@ def test_target_without_coords_gives_no_map(tmp_path):
 def test_target_with_one_pattern_is_refused(tmp_path):
     source = synthetic_city(40, 10, seed=9)
     target = synthetic_city(5, 2, seed=10)
-    quiet = TrafficData(values=np.full_like(target.values, 60.0), mask=target.mask, times=target.times,
-                        sensor_ids=target.sensor_ids)
+    quiet = TrafficData(
+        values=np.full_like(target.values, 60.0), mask=target.mask, times=target.times, sensor_ids=target.sensor_ids
+    )
     with pytest.raises(DataError, match="at least 2 patterns with 4 sensor-days.*'free_flow': 10"):
         run_patterns(source, quiet, tmp_path, steps=5)
 
@@ -199,8 +215,12 @@ def test_real_la_has_every_pattern(shared_data):
         pytest.skip(f"{path} not found")
     frame = pd.read_hdf(path, "df")
     values = frame.to_numpy(dtype=np.float32)
-    data = TrafficData(values=values, mask=values > 0, times=frame.index.to_numpy(dtype="datetime64[ns]"),
-                       sensor_ids=tuple(str(c) for c in frame.columns))
+    data = TrafficData(
+        values=values,
+        mask=values > 0,
+        times=frame.index.to_numpy(dtype="datetime64[ns]"),
+        sensor_ids=tuple(str(c) for c in frame.columns),
+    )
     days = sensor_days(data)
     assert len(days) == 207 * 7
     counts = class_counts(days)

@@ -126,8 +126,14 @@ def test_interrupt_saves_checkpoint_and_resume_completes_identically(tmp_path):
 
     learner = build_learner(RUN)
     with pytest.raises(TrainingInterrupted, match="interrupted at step 5; checkpoint saved"):
-        meta_train(learner, FAMILY, _config(checkpoint_every=0), run_dir=tmp_path / "run", run_config=RUN,
-                   on_step=interrupt_at_step_5)
+        meta_train(
+            learner,
+            FAMILY,
+            _config(checkpoint_every=0),
+            run_dir=tmp_path / "run",
+            run_config=RUN,
+            on_step=interrupt_at_step_5,
+        )
     assert load_checkpoint(tmp_path / "run").step == 5
     resumed = build_learner(RUN)
     meta_train(resumed, FAMILY, _config(checkpoint_every=0), run_dir=tmp_path / "run", run_config=RUN, resume=True)
@@ -174,11 +180,19 @@ def test_bad_training_configuration():
 
 
 def test_time_budget_counts_across_resume(tmp_path):
-    first = meta_train(build_learner(RUN), FAMILY, _config(steps=5, checkpoint_every=0), run_dir=tmp_path, run_config=RUN)
+    first = meta_train(
+        build_learner(RUN), FAMILY, _config(steps=5, checkpoint_every=0), run_dir=tmp_path, run_config=RUN
+    )
     assert load_checkpoint(tmp_path).extra["train_seconds"] == pytest.approx(first.total_seconds)
     # the budget is already spent by the first call: a resumed run takes no further step
-    again = meta_train(build_learner(RUN), FAMILY, _config(steps=12, max_seconds=first.total_seconds / 2),
-                       run_dir=tmp_path, run_config=RUN, resume=True)
+    again = meta_train(
+        build_learner(RUN),
+        FAMILY,
+        _config(steps=12, max_seconds=first.total_seconds / 2),
+        run_dir=tmp_path,
+        run_config=RUN,
+        resume=True,
+    )
     assert again.steps_done == 0 and again.final_step == 5
 
 

@@ -91,8 +91,10 @@ def test_object_column_names_are_refused_as_pickles(tmp_path):
     _assert_one_line_refusal(exc_info, file)
 
 
-@pytest.mark.parametrize(("case", "command"), [("pickled column name", "train"), ("object block", "train"),
-                                               ("pickled index attribute", "evaluate")])
+@pytest.mark.parametrize(
+    ("case", "command"),
+    [("pickled column name", "train"), ("object block", "train"), ("pickled index attribute", "evaluate")],
+)
 def test_hdf_payload_through_the_cli(tmp_path, capsys, case, command):
     file = HDF_CASES[case](tmp_path)
     _assert_cli_refusal(capsys, ["traffic", command, "--data", str(file.path), "--out", str(tmp_path / "run")], file)
@@ -102,9 +104,22 @@ def test_pickled_column_name_in_a_subprocess(tmp_path):
     """The METR-LA layout with one pickled column name, as a user would run it."""
     file = crafted.hdf_pickled_column_name(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "metamap", "traffic", "train", "--data", str(file.path), "--out", str(tmp_path / "r"),
-         "--steps", "1"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "metamap",
+            "traffic",
+            "train",
+            "--data",
+            str(file.path),
+            "--out",
+            str(tmp_path / "r"),
+            "--steps",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert not file.marker.exists(), "the payload ran"
     assert result.returncode == 2

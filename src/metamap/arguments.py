@@ -24,7 +24,9 @@ def _number(text: str, kind: type) -> float | int:
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
@@ -103,7 +105,9 @@ def output_file(path: Path, inputs: Iterable[Path] = (), what: str = "--out") ->
         if path.resolve() == source.resolve() or (path.exists() and source.exists() and os.path.samefile(path, source)):
             raise ConfigError(f"{what} {path} is the input file {source}: choose another output path")
     if path.exists() and not path.is_file():
-        raise ConfigError(f"{what} {path}: expected a file path, but it is {'a folder' if path.is_dir() else 'not a regular file'}")
+        raise ConfigError(
+            f"{what} {path}: expected a file path, but it is {'a folder' if path.is_dir() else 'not a regular file'}"
+        )
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what} {path}: the file is not writable")
     output_folder(path.parent, what=f"{what} {path}: its folder")
@@ -134,8 +138,10 @@ def check_memory(needed: int, what: str, hint: str, device: str = "cpu") -> None
     """
     available = available_memory(device)
     if needed > available:
-        raise ConfigError(f"{what} needs about {needed / 2**30:.1f} GiB of memory, but {available / 2**30:.1f} GiB "
-                          f"are available on {device}; {hint}")
+        raise ConfigError(
+            f"{what} needs about {needed / 2**30:.1f} GiB of memory, but {available / 2**30:.1f} GiB "
+            f"are available on {device}; {hint}"
+        )
 
 
 def writable_output_folder(path: Path, what: str = "--out") -> Path:

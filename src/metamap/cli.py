@@ -20,7 +20,6 @@ from metamap.arguments import (
 )
 from metamap.errors import ConfigError, MetamapError, TrainingInterrupted
 
-
 EVALUATION_BATCH = 25  # tasks evaluated at once
 
 
@@ -57,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="meta-train a learner on a task family, then evaluate it")
     train.add_argument("--family", default="sinusoid", help="sinusoid | omniglot")
     train.add_argument("--data", help="data folder (omniglot: the folder holding images_background.npz)")
-    train.add_argument("--learner", default="maml", help="maml | fomaml | metasgd | anil | reptile | protonet | matching | pretrain")
+    train.add_argument(
+        "--learner", default="maml", help="maml | fomaml | metasgd | anil | reptile | protonet | matching | pretrain"
+    )
     train.add_argument("--n-way", type=positive_int, default=5)
     train.add_argument("--k-shot", type=positive_int, default=5)
     train.add_argument("--n-query", type=positive_int, default=None, help="query examples per task (per class)")
@@ -67,19 +68,28 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--chunk-size", type=positive_int, default=None, help="tasks per vmap chunk (bounds memory)")
     train.add_argument("--hidden", type=positive_int, nargs="+", default=None, help="MLP widths or Conv4 channels")
     train.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
-    train.add_argument("--max-minutes", type=positive_float, default=None,
-                       help="wall-clock budget for the run, counted across --resume (stops with a checkpoint)")
+    train.add_argument(
+        "--max-minutes",
+        type=positive_float,
+        default=None,
+        help="wall-clock budget for the run, counted across --resume (stops with a checkpoint)",
+    )
     train.add_argument("--meta-batch", type=positive_int, default=25, help="tasks per meta-step (over all processes)")
     train.add_argument("--lr", type=positive_float, default=1e-3, help="outer (meta) learning rate")
     train.add_argument("--optimizer", default="adam", help="adam | sgd")
     train.add_argument("--seed", type=nonnegative_int, default=0)
     train.add_argument("--val-every", type=nonnegative_int, default=0, help="validate every N steps (0: never)")
     train.add_argument("--checkpoint-every", type=nonnegative_int, default=500, help="0: only at the end")
-    train.add_argument("--episodes", type=nonnegative_int, default=600, help="test tasks for the final evaluation (0: skip)")
+    train.add_argument(
+        "--episodes", type=nonnegative_int, default=600, help="test tasks for the final evaluation (0: skip)"
+    )
     train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, evaluation")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace the run already in --out (deletes its checkpoints, metrics and evaluation)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (deletes its checkpoints, metrics and evaluation)",
+    )
     train.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: the GPU when there is one)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
@@ -87,10 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its family's test split")
     evaluate.add_argument("run", type=Path, help="run folder (or checkpoint folder)")
     evaluate.add_argument("--episodes", type=positive_int, default=600)
-    evaluate.add_argument("--n-way", type=positive_int, default=None, help="test with another way than trained (metric learners)")
+    evaluate.add_argument(
+        "--n-way", type=positive_int, default=None, help="test with another way than trained (metric learners)"
+    )
     evaluate.add_argument("--k-shot", type=positive_int, default=None, help="test with another shot than trained")
     evaluate.add_argument("--n-query", type=positive_int, default=None)
-    evaluate.add_argument("--inner-steps", type=nonnegative_int, default=None, help="adaptation steps (gradient learners)")
+    evaluate.add_argument(
+        "--inner-steps", type=nonnegative_int, default=None, help="adaptation steps (gradient learners)"
+    )
     evaluate.add_argument("--seed", type=nonnegative_int, default=1234)
     evaluate.add_argument("--json", type=Path, default=None, help="write the score here")
     evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -115,7 +129,13 @@ def _parser() -> argparse.ArgumentParser:
     from metamap.traffic.commands import add_traffic_parser
 
     # Parsers are built without the domains' optional dependencies; a command checks its extra when dispatched.
-    for add_domain_parser in (add_traffic_parser, add_geo_parser, add_energy_parser, add_astro_parser, add_physics_parser):
+    for add_domain_parser in (
+        add_traffic_parser,
+        add_geo_parser,
+        add_energy_parser,
+        add_astro_parser,
+        add_physics_parser,
+    ):
         add_domain_parser(commands)
     guard_commands(commands)
     return parser
@@ -143,10 +163,10 @@ def run_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from metamap.recipes import build_family, build_learner
-    from metamap.training import TrainConfig, evaluate_learner, meta_train
     from contextlib import nullcontext
 
+    from metamap.recipes import build_family, build_learner
+    from metamap.training import TrainConfig, evaluate_learner, meta_train
     from metamap.training.distributed import distributed_session, pick_device
     from metamap.training.run_folder import claim_run_folder
 
@@ -154,15 +174,25 @@ def _train(args: argparse.Namespace) -> int:
     run = run_config_from_args(args)
     device = pick_device(args.device)
     per_process = -(-args.meta_batch // int(os.environ.get("WORLD_SIZE", "1")))  # the meta-batch is split over torchrun
-    _check_batch_memory(run, per_process, device, training=True,
-                        hint="lower --meta-batch, --n-way, --k-shot or --n-query")
+    _check_batch_memory(
+        run, per_process, device, training=True, hint="lower --meta-batch, --n-way, --k-shot or --n-query"
+    )
     config = TrainConfig(
-        steps=args.steps, meta_batch=args.meta_batch, lr=args.lr, optimizer=args.optimizer, seed=args.seed,
-        val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        steps=args.steps,
+        meta_batch=args.meta_batch,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        seed=args.seed,
+        val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
         max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
     )
-    with distributed_session(device) as rank, (  # rank 0 writes the run folder and holds it
-        claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite) if rank == 0 else nullcontext()
+    with (
+        distributed_session(device) as rank,
+        (  # rank 0 writes the run folder and holds it
+            claim_run_folder(args.out, resume=args.resume, overwrite=args.overwrite) if rank == 0 else nullcontext()
+        ),
     ):
         family = build_family(run["family"])
         learner = build_learner(run).to(device)
@@ -184,8 +214,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metamap.training.distributed import pick_device
 
     if args.json is not None:  # never over the run's checkpoints or training log
-        kept = [f for f in (*args.run.glob("checkpoints/**/*"), *args.run.glob("*.safetensors"),
-                            *args.run.glob("state.json"), *args.run.glob("metrics.jsonl")) if f.is_file()]
+        kept = [
+            f
+            for f in (
+                *args.run.glob("checkpoints/**/*"),
+                *args.run.glob("*.safetensors"),
+                *args.run.glob("state.json"),
+                *args.run.glob("metrics.jsonl"),
+            )
+            if f.is_file()
+        ]
         _output_file(args.json, "--json", inputs=kept)
     checkpoint = load_checkpoint(args.run)
     run = checkpoint.config.get("run")
@@ -200,10 +238,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     options = {"steps": args.inner_steps} if args.inner_steps is not None else {}
     overrides = {"n_way": args.n_way, "k_shot": args.k_shot, "n_query": args.n_query}
     family_spec = {**run["family"], **{k: v for k, v in overrides.items() if v is not None}}
-    _check_batch_memory({**run, "family": family_spec}, min(EVALUATION_BATCH, args.episodes), device, training=False,
-                        hint="lower --n-way, --k-shot or --n-query")
-    score = evaluate_learner(learner, build_family(family_spec).split("test"), args.episodes, args.seed,
-                             tasks_per_batch=EVALUATION_BATCH, **options)
+    _check_batch_memory(
+        {**run, "family": family_spec},
+        min(EVALUATION_BATCH, args.episodes),
+        device,
+        training=False,
+        hint="lower --n-way, --k-shot or --n-query",
+    )
+    score = evaluate_learner(
+        learner,
+        build_family(family_spec).split("test"),
+        args.episodes,
+        args.seed,
+        tasks_per_batch=EVALUATION_BATCH,
+        **options,
+    )
     print(f"{run['learner']['name']} on {family_spec} (step {checkpoint.step}): {score}")
     if args.json:
         _write(args.json, {"run": run, "test_family": family_spec, "step": checkpoint.step, "test": score.as_dict()})
@@ -231,9 +280,12 @@ def _check_batch_memory(run: dict[str, Any], n_tasks: int, device, training: boo
     family = run["family"]
     check_family_spec(family)
     ways = f"{family['n_way']}-way " if "n_way" in family else ""
-    check_memory(batch_memory(run, n_tasks, training=training),
-                 f"a batch of {n_tasks} {ways}{family['k_shot']}-shot tasks with {family['n_query']} queries",
-                 hint, device=str(device))
+    check_memory(
+        batch_memory(run, n_tasks, training=training),
+        f"a batch of {n_tasks} {ways}{family['k_shot']}-shot tasks with {family['n_query']} queries",
+        hint,
+        device=str(device),
+    )
 
 
 def _output_file(path: Path, what: str, inputs: Iterable[Path] = ()) -> Path:

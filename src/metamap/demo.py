@@ -36,14 +36,19 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     data = load_bundled_la()
     setup = new_sensors(data, config)
     target = setup.targets["day"]
-    print(f"LA week: {data.n_sensors} sensors; meta-training on {data.n_sensors - len(target.nodes)} over days 1-5, "
-          f"{len(target.nodes)} new sensors adapt on day 5 and forecast days 6-7")
+    print(
+        f"LA week: {data.n_sensors} sensors; meta-training on {data.n_sensors - len(target.nodes)} over days 1-5, "
+        f"{len(target.nodes)} new sensors adapt on day 5 and forecast days 6-7"
+    )
     trained = train_methods(setup.family, config, progress=True)
     results = compare(trained, {"day": target}, {"day": setup.validations["day"]}, config)["day"]
     print("\nnew sensors (P1, one seed): masked errors in mph at 15 / 30 / 60 min")
     print(results_table(results))
-    horizon_plot = plots.error_by_horizon({m: r.mae_by_step for m, r in results.items()}, out / "error_by_horizon.png",
-                                          title="new LA sensors: error by horizon")
+    horizon_plot = plots.error_by_horizon(
+        {m: r.mae_by_step for m, r in results.items()},
+        out / "error_by_horizon.png",
+        title="new LA sensors: error by horizon",
+    )
     forecast_plot = plots.target_forecasts(
         target, {m: results[m].prediction for m in SHOWN if m in results}, torch.arange(3), out / "forecasts.png"
     )

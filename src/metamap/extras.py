@@ -119,7 +119,9 @@ def _checked_benchmark(handler: Handler) -> Handler:
     return run
 
 
-def lazy_exports(package: str, exports: dict[str, Sequence[str]]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, exports: dict[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Module ``__getattr__`` and ``__dir__`` for a package whose public names live in submodules.
 
     ``exports`` maps a submodule (relative to ``package``) to the names it provides; a name is imported on

@@ -105,14 +105,17 @@ def check_family_spec(spec: dict[str, Any]) -> None:
         return
     from metamap.tasks.omniglot import DRAWERS, omniglot_class_splits
 
-    n_way, k_shot, n_query = (int(spec.get(k, default)) for k, default in (("n_way", 5), ("k_shot", 1), ("n_query", 15)))
+    n_way, k_shot, n_query = (
+        int(spec.get(k, default)) for k, default in (("n_way", 5), ("k_shot", 1), ("n_query", 15))
+    )
     for split in ("train", "test"):
         classes = omniglot_class_splits()[split].numel()
         if n_way > classes:
             raise ConfigError(f"omniglot: --n-way {n_way} exceeds the {classes} classes of the {split} split")
     if k_shot + n_query > DRAWERS:
-        raise ConfigError(f"omniglot: --k-shot + --n-query = {k_shot} + {n_query} exceeds the {DRAWERS} drawings "
-                          "of each character")
+        raise ConfigError(
+            f"omniglot: --k-shot + --n-query = {k_shot} + {n_query} exceeds the {DRAWERS} drawings of each character"
+        )
 
 
 def _known(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> dict[str, Any]:

@@ -67,7 +67,15 @@ CHILD_TIMEOUT_S = 600
 # What PyTables raises on a corrupt file besides HDF5ExtError (a RuntimeError), e.g. NoSuchNodeError
 # (an AttributeError) for a damaged group, SystemError from a negative size.
 _LIBRARY_ERRORS = (
-    OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError, SystemError, OverflowError,
+    OSError,
+    RuntimeError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    SystemError,
+    OverflowError,
 )
 
 
@@ -201,9 +209,7 @@ def _array(file: _File, node: tables.Node, kinds: tuple[str, ...]) -> np.ndarray
             "(pandas stores object data there as pickles, which are refused since loading them runs code)"
         )
     if node.atom.kind not in kinds or node.atom.shape != ():
-        raise DataError(
-            f"{file.path}: expected {'/'.join(kinds)} values at node {node._v_pathname}, got {node.atom}"
-        )
+        raise DataError(f"{file.path}: expected {'/'.join(kinds)} values at node {node._v_pathname}, got {node.atom}")
     try:
         return np.asarray(node.read())
     except _LIBRARY_ERRORS as exc:
@@ -235,8 +241,9 @@ def _strings(data: np.ndarray, encoding: str, errors: str, nan_rep: str | None) 
     return [np.nan if nan_rep is not None and s == nan_rep else s for s in decoded]
 
 
-def _index_values(file: _File, where: str, kind: str, data: np.ndarray, encoding: str, errors: str,
-                  nan_rep: str | None) -> pd.Index:
+def _index_values(
+    file: _File, where: str, kind: str, data: np.ndarray, encoding: str, errors: str, nan_rep: str | None
+) -> pd.Index:
     """An index of ``kind`` (pandas' ``datetime64[unit]``, ``integer``, ``float``, ``bool``, ``string``)."""
     if kind.startswith("datetime64"):
         unit = "datetime64[ns]" if kind == "datetime64" else kind
@@ -321,8 +328,9 @@ def _read_block(file: _File, group: tables.Group, key: str, items: pd.Index) -> 
     return data.T if _attr(file, node, "transposed", bool, False) else data
 
 
-def _frame(blocks: list[tuple[pd.Index, np.ndarray]], index: pd.Index, columns: pd.Index, file: _File,
-           where: str) -> pd.DataFrame:
+def _frame(
+    blocks: list[tuple[pd.Index, np.ndarray]], index: pd.Index, columns: pd.Index, file: _File, where: str
+) -> pd.DataFrame:
     """Blocks ``(items, values [items, rows])`` assembled into a DataFrame with ``columns`` in order."""
     for items, values in blocks:
         if values.shape != (len(items), len(index)):
@@ -335,8 +343,9 @@ def _frame(blocks: list[tuple[pd.Index, np.ndarray]], index: pd.Index, columns: 
     if not blocks:
         return pd.DataFrame(columns=columns, index=index)
     try:
-        frames = [pd.DataFrame(values.T, index=index, columns=columns[columns.get_indexer(items)])
-                  for items, values in blocks]
+        frames = [
+            pd.DataFrame(values.T, index=index, columns=columns[columns.get_indexer(items)]) for items, values in blocks
+        ]
         return pd.concat(frames, axis=1).reindex(columns=columns)
     except (ValueError, KeyError, IndexError) as exc:
         raise DataError(f"{file.path}: {where}: the blocks do not match the columns ({one_line(exc)})") from exc

@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 from metamap.extras import lazy_exports
 
 # Names are imported on first use, so that building the CLI's parser imports no catalogue or model code.
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "catalogue": ("BANDS", "CLASSES", "Catalogue", "catalogue_from_frame", "load_catalogue"),
-    "features": ("FeatureScaler", "add_noise", "drop_bands"),
-    "metrics": ("bias", "outlier_fraction", "photoz_metrics", "sigma_nmad"),
-    "tasks": ("GroupedRegression", "magnitude_bins", "sky_cells", "split_groups"),
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "catalogue": ("BANDS", "CLASSES", "Catalogue", "catalogue_from_frame", "load_catalogue"),
+        "features": ("FeatureScaler", "add_noise", "drop_bands"),
+        "metrics": ("bias", "outlier_fraction", "photoz_metrics", "sigma_nmad"),
+        "tasks": ("GroupedRegression", "magnitude_bins", "sky_cells", "split_groups"),
+    },
+)
 
 if TYPE_CHECKING:
     from metamap.astro.catalogue import BANDS, CLASSES, Catalogue, catalogue_from_frame, load_catalogue
@@ -30,7 +33,20 @@ if TYPE_CHECKING:
     from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
 
 __all__ = [
-    "BANDS", "CLASSES", "Catalogue", "FeatureScaler", "GroupedRegression", "add_noise", "bias",
-    "catalogue_from_frame", "drop_bands", "load_catalogue", "magnitude_bins", "outlier_fraction",
-    "photoz_metrics", "sigma_nmad", "sky_cells", "split_groups",
+    "BANDS",
+    "CLASSES",
+    "Catalogue",
+    "FeatureScaler",
+    "GroupedRegression",
+    "add_noise",
+    "bias",
+    "catalogue_from_frame",
+    "drop_bands",
+    "load_catalogue",
+    "magnitude_bins",
+    "outlier_fraction",
+    "photoz_metrics",
+    "sigma_nmad",
+    "sky_cells",
+    "split_groups",
 ]

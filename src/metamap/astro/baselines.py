@@ -34,20 +34,25 @@ def model_grids(quick: bool, seed: int) -> dict[str, tuple[BaseEstimator, dict[s
         }
     return {
         "knn": (KNeighborsRegressor(weights="distance"), {"n_neighbors": [5, 10, 20, 40]}),
-        "hgb": (HistGradientBoostingRegressor(max_iter=200, random_state=seed),
-                {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]}),
+        "hgb": (
+            HistGradientBoostingRegressor(max_iter=200, random_state=seed),
+            {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]},
+        ),
         "rf": (RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=1), {"min_samples_leaf": [2, 5]}),
     }
 
 
-def fit_tuned(x: np.ndarray, z: np.ndarray, *, quick: bool = False, seed: int = 0,
-              names: tuple[str, ...] = ("knn", "hgb", "rf")) -> dict[str, GridSearchCV]:
+def fit_tuned(
+    x: np.ndarray, z: np.ndarray, *, quick: bool = False, seed: int = 0, names: tuple[str, ...] = ("knn", "hgb", "rf")
+) -> dict[str, GridSearchCV]:
     """Fit the ``names`` models of :func:`model_grids` on ``x [N, F]``, ``z [N]`` with CV-tuned settings."""
     scorer = make_scorer(sigma_nmad, greater_is_better=False)
     folds = KFold(3 if quick else 5, shuffle=True, random_state=seed)
     grids = model_grids(quick, seed)
-    return {name: GridSearchCV(grids[name][0], grids[name][1], scoring=scorer, cv=folds, n_jobs=1).fit(x, z)
-            for name in names}
+    return {
+        name: GridSearchCV(grids[name][0], grids[name][1], scoring=scorer, cv=folds, n_jobs=1).fit(x, z)
+        for name in names
+    }
 
 
 def refit(search: GridSearchCV, x: np.ndarray, z: np.ndarray) -> BaseEstimator:
@@ -55,8 +60,9 @@ def refit(search: GridSearchCV, x: np.ndarray, z: np.ndarray) -> BaseEstimator:
     return clone(search.best_estimator_).fit(x, z)
 
 
-def fit_predict_support(method: str, x_support: np.ndarray, z_support: np.ndarray, x_query: np.ndarray,
-                        option: int, seed: int = 0) -> np.ndarray:
+def fit_predict_support(
+    method: str, x_support: np.ndarray, z_support: np.ndarray, x_query: np.ndarray, option: int, seed: int = 0
+) -> np.ndarray:
     """One task: fit ``method`` on ``x_support [K, F]``, ``z_support [K]``; predict ``x_query [Q, F]``.
 
     ``option`` is the neighbour count (``knn``, capped at K) or the tree depth (``gbm``).
@@ -64,8 +70,9 @@ def fit_predict_support(method: str, x_support: np.ndarray, z_support: np.ndarra
     if method == "knn":
         model: BaseEstimator = KNeighborsRegressor(n_neighbors=min(option, len(z_support)), weights="distance")
     elif method == "gbm":
-        model = GradientBoostingRegressor(n_estimators=100, max_depth=option, learning_rate=0.1,
-                                          subsample=1.0, random_state=seed)
+        model = GradientBoostingRegressor(
+            n_estimators=100, max_depth=option, learning_rate=0.1, subsample=1.0, random_state=seed
+        )
     else:
         raise ConfigError(f"unknown support method {method!r}; expected one of {SUPPORT_METHODS}")
     return model.fit(x_support, z_support).predict(x_query)

@@ -54,8 +54,16 @@ class Catalogue:
     def subset(self, rows: np.ndarray) -> Catalogue:
         """The objects at ``rows`` (integer indices or a boolean mask)."""
         pick = lambda a: None if a is None else a[rows]  # noqa: E731
-        return Catalogue(self.mags[rows], self.valid[rows], pick(self.mag_err), pick(self.ra), pick(self.dec),
-                         pick(self.label), pick(self.redshift), self.source)
+        return Catalogue(
+            self.mags[rows],
+            self.valid[rows],
+            pick(self.mag_err),
+            pick(self.ra),
+            pick(self.dec),
+            pick(self.label),
+            pick(self.redshift),
+            self.source,
+        )
 
     def of_class(self, name: str) -> Catalogue:
         """Only the objects of spectroscopic class ``name`` (needs a class column)."""
@@ -67,8 +75,9 @@ class Catalogue:
         """Raise DataError unless every named field (``ra``, ``dec``, ``redshift``, ``label``) is present."""
         missing = [f for f in fields if getattr(self, f) is None]
         if missing:
-            raise DataError(f"{self.source}: the catalogue lacks {missing}; columns expected: "
-                            "ra, dec, redshift (or z_spec), class")
+            raise DataError(
+                f"{self.source}: the catalogue lacks {missing}; columns expected: ra, dec, redshift (or z_spec), class"
+            )
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -112,14 +121,18 @@ def catalogue_from_frame(frame: pd.DataFrame, source: str = "catalogue") -> Cata
     mag_cols = [_find(columns, [n.format(b=b) for n in _MAG_NAMES]) for b in BANDS]
     if any(c is None for c in mag_cols):
         lost = [b for b, c in zip(BANDS, mag_cols) if c is None]
-        raise DataError(f"{source}: no magnitude column for band(s) {lost}; expected columns named "
-                        f"u g r i z (or modelMag_u, psfMag_u, ...), got {list(frame.columns)}")
+        raise DataError(
+            f"{source}: no magnitude column for band(s) {lost}; expected columns named "
+            f"u g r i z (or modelMag_u, psfMag_u, ...), got {list(frame.columns)}"
+        )
     mags = _numeric(frame, mag_cols, source)
     valid = np.isfinite(mags) & (np.abs(mags) < SENTINEL_LIMIT)
     empty = np.flatnonzero(~valid.any(1))
     if empty.size:
-        raise DataError(f"{source}: {empty.size} row(s) have no valid magnitude in any band "
-                        f"(first rows {empty[:5].tolist()}); drop them or give at least one band")
+        raise DataError(
+            f"{source}: {empty.size} row(s) have no valid magnitude in any band "
+            f"(first rows {empty[:5].tolist()}); drop them or give at least one band"
+        )
     mags = np.where(valid, mags, np.nan)
     err_cols = [_find(columns, [n.format(b=b) for n in _ERR_NAMES]) for b in BANDS]
     mag_err = None
@@ -133,10 +146,14 @@ def catalogue_from_frame(frame: pd.DataFrame, source: str = "catalogue") -> Cata
         label = frame[class_col].astype(str).str.strip().str.upper().to_numpy()
     redshift = None if z_col is None else _numeric(frame, [z_col], source)[:, 0]
     return Catalogue(
-        mags=mags, valid=valid, mag_err=mag_err,
+        mags=mags,
+        valid=valid,
+        mag_err=mag_err,
         ra=None if ra_col is None else _numeric(frame, [ra_col], source)[:, 0],
         dec=None if dec_col is None else _numeric(frame, [dec_col], source)[:, 0],
-        label=label, redshift=redshift, source=source,
+        label=label,
+        redshift=redshift,
+        source=source,
     )
 
 

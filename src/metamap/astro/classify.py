@@ -58,8 +58,9 @@ def class_pool(cat: Catalogue, scaler: FeatureScaler, seed: int) -> torch.Tensor
     rows = [np.flatnonzero(cat.label == name) for name in CLASSES]
     n = min(len(r) for r in rows)
     if n < 2 * N_QUERY:
-        raise DataError(f"{cat.source}: class counts {[len(r) for r in rows]} for {CLASSES}; "
-                        f"need at least {2 * N_QUERY} of each")
+        raise DataError(
+            f"{cat.source}: class counts {[len(r) for r in rows]} for {CLASSES}; need at least {2 * N_QUERY} of each"
+        )
     picked = np.stack([rng.choice(r, n, replace=False) for r in rows])
     x = scaler.transform(cat.mags[picked.ravel()], cat.valid[picked.ravel()])
     return torch.as_tensor(x).reshape(len(CLASSES), n, -1)
@@ -88,8 +89,16 @@ def knn_accuracy(family: NWayKShot, k: int, n_episodes: int, seed: int) -> list[
     return accuracy
 
 
-def run_classification(cat: Catalogue, *, shots: Sequence[int] = (1, 5, 10), train_k: int = 5, steps: int = 2000,
-                       episodes: int = 600, cell_deg: float = 10.0, seed: int = 0) -> dict[str, Any]:
+def run_classification(
+    cat: Catalogue,
+    *,
+    shots: Sequence[int] = (1, 5, 10),
+    train_k: int = 5,
+    steps: int = 2000,
+    episodes: int = 600,
+    cell_deg: float = 10.0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Meta-train ProtoNet and Matching on the training region; 3-way K-shot accuracy on the test region."""
     if cat.label is None:
         raise DataError(f"{cat.source}: classification needs a class column (STAR / GALAXY / QSO)")
@@ -103,22 +112,33 @@ def run_classification(cat: Catalogue, *, shots: Sequence[int] = (1, 5, 10), tra
     for name in LEARNERS:
         torch.manual_seed(seed)
         learners[name] = make_learner(name, MLP(train_pool.shape[-1], [64, 64], 32))
-        meta_train(learners[name], RegionFamily({"train": family}), TrainConfig(steps=steps, meta_batch=16, lr=1e-3, seed=seed,
-                                                      checkpoint_every=0, progress=False))
+        meta_train(
+            learners[name],
+            RegionFamily({"train": family}),
+            TrainConfig(steps=steps, meta_batch=16, lr=1e-3, seed=seed, checkpoint_every=0, progress=False),
+        )
     knn_k = max(KNN_OPTIONS, key=lambda k: np.mean(knn_accuracy(family, k, 200, seed + 3)))
     by_k: dict[str, dict[str, Any]] = {}
     for k in shots:
         test_family = test_families[k]
-        row = {name: evaluate_learner(learner, test_family, n_tasks=episodes, seed=seed + 100 + k).as_dict()
-               for name, learner in learners.items()}
+        row = {
+            name: evaluate_learner(learner, test_family, n_tasks=episodes, seed=seed + 100 + k).as_dict()
+            for name, learner in learners.items()
+        }
         mean, ci = mean_ci95(knn_accuracy(test_family, knn_k, episodes, seed + 100 + k))
         row["knn_support"] = {"metric": "accuracy", "mean": mean, "ci95": ci, "n_tasks": episodes}
         by_k[str(k)] = row
     return {
         "protocol": f"3-way (STAR/GALAXY/QSO) K-shot, {N_QUERY} queries per class, {episodes} episodes; "
-                    f"objects split by {cell_deg:g} deg sky cells into train region and test region",
+        f"objects split by {cell_deg:g} deg sky cells into train region and test region",
         "n_per_class": {"train": int(train_pool.shape[1]), "test": int(test_pool.shape[1])},
-        "meta_training": {"steps": steps, "meta_batch": 16, "train_k": train_k, "encoder": "MLP 14-64-64-32",
-                          "outer": "adam 1e-3"},
-        "knn_neighbours_chosen_on_train_region": knn_k, "by_k": by_k,
+        "meta_training": {
+            "steps": steps,
+            "meta_batch": 16,
+            "train_k": train_k,
+            "encoder": "MLP 14-64-64-32",
+            "outer": "adam 1e-3",
+        },
+        "knn_neighbours_chosen_on_train_region": knn_k,
+        "by_k": by_k,
     }

@@ -29,9 +29,12 @@ def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
 
     photoz = commands.add_parser("photoz", help="photo-z on all data and K-shot in new sky cells")
     _common(photoz)
-    photoz.add_argument("--shots", type=positive_int, nargs="+", default=[10, 20, 50], help="labelled galaxies per new cell")
-    photoz.add_argument("--group-by", default="sky", choices=("sky", "magnitude"),
-                        help="tasks are sky cells or bins of r magnitude")
+    photoz.add_argument(
+        "--shots", type=positive_int, nargs="+", default=[10, 20, 50], help="labelled galaxies per new cell"
+    )
+    photoz.add_argument(
+        "--group-by", default="sky", choices=("sky", "magnitude"), help="tasks are sky cells or bins of r magnitude"
+    )
     photoz.add_argument("--bins", type=positive_int, default=20, help="magnitude bins (with --group-by magnitude)")
     photoz.add_argument("--cell-deg", type=positive_float, default=10.0, help="sky cell size in degrees")
     photoz.add_argument("--min-cell", type=positive_int, default=80, help="galaxies a cell needs to become a task")
@@ -41,8 +44,9 @@ def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
 
     classify = commands.add_parser("classify", help="3-way K-shot star / galaxy / QSO classification")
     _common(classify)
-    classify.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5, 10],
-                          help="labelled objects per class")
+    classify.add_argument(
+        "--shots", type=positive_int, nargs="+", default=[1, 5, 10], help="labelled objects per class"
+    )
     classify.add_argument("--cell-deg", type=positive_float, default=10.0, help="sky cell size of the region split")
     classify.set_defaults(handler=_classify)
 
@@ -60,8 +64,9 @@ def _photoz_learners(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in PHOTOZ_LEARNERS]
     if not names or unknown:
-        raise ConfigError(f"--learners: expected comma-separated names among {', '.join(PHOTOZ_LEARNERS)}, "
-                          f"got {text!r}")
+        raise ConfigError(
+            f"--learners: expected comma-separated names among {', '.join(PHOTOZ_LEARNERS)}, got {text!r}"
+        )
     return names
 
 
@@ -74,19 +79,33 @@ def _photoz(args: argparse.Namespace) -> int:
     writable_output_folder(args.out)
     learner_names = _photoz_learners(args.learners)
     if max(args.shots) >= args.min_cell:
-        raise ConfigError(f"--shots {max(args.shots)}: K support galaxies and at least one query must fit in every "
-                          f"task, and the smallest holds --min-cell {args.min_cell}; choose K < {args.min_cell}")
+        raise ConfigError(
+            f"--shots {max(args.shots)}: K support galaxies and at least one query must fit in every "
+            f"task, and the smallest holds --min-cell {args.min_cell}; choose K < {args.min_cell}"
+        )
     if args.group_by == "magnitude" and args.bins < 2:
         raise ConfigError(f"--bins: magnitude tasks need >= 2 bins (meta-train and test), got {args.bins}")
     cat = load_catalogue(args.data)
     # The grouping into tasks takes a second and refuses impossible settings: check it before the CV searches.
-    region_data(cat, cell_deg=args.cell_deg, min_cell=args.min_cell, seed=args.seed, group_by=args.group_by,
-                n_bins=args.bins)
+    region_data(
+        cat, cell_deg=args.cell_deg, min_cell=args.min_cell, seed=args.seed, group_by=args.group_by, n_bins=args.bins
+    )
     all_data = run_all_data(cat, seed=args.seed, quick=args.quick)
-    fewshot = run_fewshot(cat, shots=args.shots, train_k=args.shots[len(args.shots) // 2], steps=args.steps,
-                          episodes=args.episodes, val_episodes=max(10, args.episodes // 6), cell_deg=args.cell_deg,
-                          min_cell=args.min_cell, learner_names=learner_names, seed=args.seed,
-                          quick=args.quick, group_by=args.group_by, n_bins=args.bins)
+    fewshot = run_fewshot(
+        cat,
+        shots=args.shots,
+        train_k=args.shots[len(args.shots) // 2],
+        steps=args.steps,
+        episodes=args.episodes,
+        val_episodes=max(10, args.episodes // 6),
+        cell_deg=args.cell_deg,
+        min_cell=args.min_cell,
+        learner_names=learner_names,
+        seed=args.seed,
+        quick=args.quick,
+        group_by=args.group_by,
+        n_bins=args.bins,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", {"all_data": all_data, "fewshot": fewshot})
     photoz_figure(all_data, fewshot, args.out / "photoz.png")
@@ -103,8 +122,15 @@ def _classify(args: argparse.Namespace) -> int:
     from metamap.report import write_json
 
     writable_output_folder(args.out)
-    result = run_classification(load_catalogue(args.data), shots=args.shots, train_k=args.shots[len(args.shots) // 2],
-                                steps=args.steps, episodes=args.episodes, cell_deg=args.cell_deg, seed=args.seed)
+    result = run_classification(
+        load_catalogue(args.data),
+        shots=args.shots,
+        train_k=args.shots[len(args.shots) // 2],
+        steps=args.steps,
+        episodes=args.episodes,
+        cell_deg=args.cell_deg,
+        seed=args.seed,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", result)
     for k, row in result["by_k"].items():

@@ -49,7 +49,7 @@ class FeatureScaler:
             raise DataError("FeatureScaler.fit: some band or colour has fewer than 2 valid training values")
         mean = (features * ok).sum(0) / np.maximum(counts, 1)
         var = (((features - mean) * ok) ** 2).sum(0) / np.maximum(counts - 1, 1)
-        mean[2 * N_BANDS - 1:] = 0.0  # flags stay 0/1
+        mean[2 * N_BANDS - 1 :] = 0.0  # flags stay 0/1
         std = np.where(np.arange(features.shape[1]) < 2 * N_BANDS - 1, np.sqrt(var), 1.0)
         return cls(mean, np.maximum(std, 1e-8))
 

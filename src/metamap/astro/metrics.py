@@ -20,7 +20,9 @@ def delta_z(z_phot: np.ndarray, z_spec: np.ndarray) -> np.ndarray:
     """``(z_phot - z_spec) / (1 + z_spec)`` for arrays of the same shape."""
     z_phot, z_spec = np.asarray(z_phot, dtype=np.float64), np.asarray(z_spec, dtype=np.float64)
     if z_phot.shape != z_spec.shape or z_phot.size == 0:
-        raise ShapeError(f"z_phot and z_spec must be non-empty and alike, got {describe(z_phot)} and {describe(z_spec)}")
+        raise ShapeError(
+            f"z_phot and z_spec must be non-empty and alike, got {describe(z_phot)} and {describe(z_spec)}"
+        )
     return (z_phot - z_spec) / (1.0 + z_spec)
 
 
@@ -39,5 +41,9 @@ def bias(z_phot: np.ndarray, z_spec: np.ndarray) -> float:
 
 def photoz_metrics(z_phot: np.ndarray, z_spec: np.ndarray) -> dict[str, float]:
     """``{"sigma_nmad", "outlier_frac", "bias", "n"}``."""
-    return {"sigma_nmad": sigma_nmad(z_phot, z_spec), "outlier_frac": outlier_fraction(z_phot, z_spec),
-            "bias": bias(z_phot, z_spec), "n": int(np.size(z_phot))}
+    return {
+        "sigma_nmad": sigma_nmad(z_phot, z_spec),
+        "outlier_frac": outlier_fraction(z_phot, z_spec),
+        "bias": bias(z_phot, z_spec),
+        "n": int(np.size(z_phot)),
+    }

@@ -66,9 +66,15 @@ def galaxies_with_redshift(cat: Catalogue) -> Catalogue:
 # --------------------------------------------------------------------------- all data
 
 
-def run_all_data(cat: Catalogue, *, seed: int = 0, test_fraction: float = 0.2, quick: bool = False,
-                 missing_fractions: Sequence[float] = (0.1, 0.3, 0.5),
-                 noise_mags: Sequence[float] = (0.05, 0.1)) -> dict[str, Any]:
+def run_all_data(
+    cat: Catalogue,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    quick: bool = False,
+    missing_fractions: Sequence[float] = (0.1, 0.3, 0.5),
+    noise_mags: Sequence[float] = (0.05, 0.1),
+) -> dict[str, Any]:
     """Train on a random split of all galaxies, test on the rest; returns metrics and the test predictions."""
     gal = galaxies_with_redshift(cat)
     order = np.random.default_rng(seed).permutation(len(gal))
@@ -77,8 +83,14 @@ def run_all_data(cat: Catalogue, *, seed: int = 0, test_fraction: float = 0.2, q
     scaler = FeatureScaler.fit(train.mags, train.valid)
     x_train, x_test = scaler.transform(train.mags, train.valid), scaler.transform(test.mags, test.valid)
     searches = baselines.fit_tuned(x_train, train.redshift, quick=quick, seed=seed)
-    models = {name: {"cv_sigma_nmad": -float(s.best_score_), "best_params": s.best_params_,
-                     **photoz_metrics(s.predict(x_test), test.redshift)} for name, s in searches.items()}
+    models = {
+        name: {
+            "cv_sigma_nmad": -float(s.best_score_),
+            "best_params": s.best_params_,
+            **photoz_metrics(s.predict(x_test), test.redshift),
+        }
+        for name, s in searches.items()
+    }
     chosen = min(models, key=lambda n: models[n]["cv_sigma_nmad"])
     rng = np.random.default_rng(seed + 1)
     missing = {}
@@ -87,15 +99,24 @@ def run_all_data(cat: Catalogue, *, seed: int = 0, test_fraction: float = 0.2, q
         scaled = FeatureScaler.fit(train.mags, tr_valid)
         model = baselines.refit(searches[chosen], scaled.transform(train.mags, tr_valid), train.redshift)
         missing[str(fraction)] = photoz_metrics(model.predict(scaled.transform(test.mags, te_valid)), test.redshift)
-    noise = {str(sigma): photoz_metrics(
-        searches[chosen].predict(scaler.transform(add_noise(test.mags, sigma, rng), test.valid)), test.redshift)
-        for sigma in noise_mags}
+    noise = {
+        str(sigma): photoz_metrics(
+            searches[chosen].predict(scaler.transform(add_noise(test.mags, sigma, rng), test.valid)), test.redshift
+        )
+        for sigma in noise_mags
+    }
     return {
         "protocol": f"random {1 - test_fraction:.0%}/{test_fraction:.0%} split of {len(gal)} galaxies; "
-                    "models tuned by CV on the training split only (scored by sigma_NMAD)",
-        "n_train": len(train), "n_test": len(test), "models": models, "chosen": chosen,
-        "chosen_metrics": models[chosen], "missing_bands": missing, "extra_noise_test_only": noise,
-        "z_spec": test.redshift.tolist(), "z_phot": searches[chosen].predict(x_test).tolist(),
+        "models tuned by CV on the training split only (scored by sigma_NMAD)",
+        "n_train": len(train),
+        "n_test": len(test),
+        "models": models,
+        "chosen": chosen,
+        "chosen_metrics": models[chosen],
+        "missing_bands": missing,
+        "extra_noise_test_only": noise,
+        "z_spec": test.redshift.tolist(),
+        "z_phot": searches[chosen].predict(x_test).tolist(),
     }
 
 
@@ -124,8 +145,15 @@ class RegionData:
         return z_scaled * self.z_std + self.z_mean
 
 
-def region_data(cat: Catalogue, *, cell_deg: float = 10.0, min_cell: int = 80, seed: int = 0,
-                group_by: str = "sky", n_bins: int = 20) -> RegionData:
+def region_data(
+    cat: Catalogue,
+    *,
+    cell_deg: float = 10.0,
+    min_cell: int = 80,
+    seed: int = 0,
+    group_by: str = "sky",
+    n_bins: int = 20,
+) -> RegionData:
     """Group the galaxies into tasks; groups with >= ``min_cell`` galaxies become tasks.
 
     ``group_by="sky"``: ``cell_deg`` ra/dec cells; ``"magnitude"``: ``n_bins`` equally populated bins of r.
@@ -142,20 +170,23 @@ def region_data(cat: Catalogue, *, cell_deg: float = 10.0, min_cell: int = 80, s
     source = np.concatenate(groups["train"] + groups["rest"])
     scaler = FeatureScaler.fit(gal.mags[source], gal.valid[source])
     z_src = gal.redshift[source]
-    return RegionData(scaler.transform(gal.mags, gal.valid), gal.redshift, groups,
-                      float(z_src.mean()), float(z_src.std()))
+    return RegionData(
+        scaler.transform(gal.mags, gal.valid), gal.redshift, groups, float(z_src.mean()), float(z_src.std())
+    )
 
 
-def train_learners(data: RegionData, names: Sequence[str], *, k_shot: int, steps: int,
-                   seed: int) -> tuple[dict[str, MetaLearner], dict[str, float]]:
+def train_learners(
+    data: RegionData, names: Sequence[str], *, k_shot: int, steps: int, seed: int
+) -> tuple[dict[str, MetaLearner], dict[str, float]]:
     """Meta-train each learner (and ``pretrain``) on the meta-train cells: MLP 14-64-64-1, 5 inner SGD steps.
 
     The inner rate is 0.05; a learner whose meta-loss turns NaN is trained again from scratch at
     0.02, then 0.01. Returns the learners and the inner rate each was trained with.
     """
     family = data.family(k_shot, 30, "train")
-    config = TrainConfig(steps=steps, meta_batch=10, lr=1e-3, seed=seed, checkpoint_every=0, grad_clip=1.0,
-                         progress=False)
+    config = TrainConfig(
+        steps=steps, meta_batch=10, lr=1e-3, seed=seed, checkpoint_every=0, grad_clip=1.0, progress=False
+    )
     learners, rates = {}, {}
     for name in (*names, "pretrain"):
 
@@ -168,14 +199,17 @@ def train_learners(data: RegionData, names: Sequence[str], *, k_shot: int, steps
     return learners, rates
 
 
-def predictors(data: RegionData, learners: dict[str, MetaLearner], global_model: Any,
-               choices: dict[str, int]) -> dict[str, Predictor]:
+def predictors(
+    data: RegionData, learners: dict[str, MetaLearner], global_model: Any, choices: dict[str, int]
+) -> dict[str, Predictor]:
     """Each few-shot method as ``episode -> z_phot [T, Q]`` (redshift units)."""
+
     def learner_method(learner: MetaLearner, steps: int) -> Predictor:
         def predict(ep: Episode) -> np.ndarray:
             adapted = learner.adapt(ep.x_support, ep.y_support, steps=steps)
             with torch.no_grad():
                 return data.unscale(adapted.predict(ep.x_query)[..., 0].numpy())
+
         return predict
 
     def global_predict(ep: Episode) -> np.ndarray:
@@ -190,16 +224,29 @@ def predictors(data: RegionData, learners: dict[str, MetaLearner], global_model:
     def support_method(method: str, option: int) -> Predictor:
         def predict(ep: Episode) -> np.ndarray:
             s_rows, q_rows = ep.meta["support_rows"].numpy(), ep.meta["query_rows"].numpy()
-            return np.stack([baselines.fit_predict_support(method, data.x[s], data.z[s], data.x[q], option)
-                             for s, q in zip(s_rows, q_rows, strict=True)])
+            return np.stack(
+                [
+                    baselines.fit_predict_support(method, data.x[s], data.z[s], data.x[q], option)
+                    for s, q in zip(s_rows, q_rows, strict=True)
+                ]
+            )
+
         return predict
 
     def finetune_method(learner: MetaLearner, setting: tuple[int, float]) -> Predictor:
         def predict(ep: Episode) -> np.ndarray:
-            adapted = fit_per_task(learner, dict(learner.model.named_parameters()), ep.x_support, ep.y_support,
-                                   None, steps=setting[0], lr=setting[1])
+            adapted = fit_per_task(
+                learner,
+                dict(learner.model.named_parameters()),
+                ep.x_support,
+                ep.y_support,
+                None,
+                steps=setting[0],
+                lr=setting[1],
+            )
             with torch.no_grad():
                 return data.unscale(adapted.predict(ep.x_query)[..., 0].numpy())
+
         return predict
 
     methods: dict[str, Predictor] = {}
@@ -216,9 +263,16 @@ def predictors(data: RegionData, learners: dict[str, MetaLearner], global_model:
     return methods
 
 
-def score_episodes(data: RegionData, family: GroupedRegression, methods: dict[str, Predictor], n_episodes: int,
-                   seed: int, batch: int = 25, keep: int = 0,
-                   progress: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+def score_episodes(
+    data: RegionData,
+    family: GroupedRegression,
+    methods: dict[str, Predictor],
+    n_episodes: int,
+    seed: int,
+    batch: int = 25,
+    keep: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Per-episode sigma_NMAD, outlier fraction and bias (mean and 95% CI) of each method on the same episodes.
 
     Returns the summary and, per method, the first ``keep`` episodes' pooled ``(z_spec, z_phot)`` pairs.
@@ -251,8 +305,9 @@ def score_episodes(data: RegionData, family: GroupedRegression, methods: dict[st
     return summary, kept
 
 
-def choose_settings(data: RegionData, learners: dict[str, MetaLearner], global_model: Any, *, k_shot: int,
-                    n_episodes: int, seed: int) -> tuple[dict[str, Any], dict[str, float]]:
+def choose_settings(
+    data: RegionData, learners: dict[str, MetaLearner], global_model: Any, *, k_shot: int, n_episodes: int, seed: int
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Adaptation steps / neighbours / depth per method, by mean sigma_NMAD on meta-val cells.
 
     Returns the choices and each method's val sigma_NMAD with its chosen setting.
@@ -265,8 +320,9 @@ def choose_settings(data: RegionData, learners: dict[str, MetaLearner], global_m
     for method, options in candidates.items():
         scores = {}
         for option in options:
-            trial = predictors(data, learners, global_model,
-                               {**{k: v[0] for k, v in candidates.items()}, method: option})
+            trial = predictors(
+                data, learners, global_model, {**{k: v[0] for k, v in candidates.items()}, method: option}
+            )
             summary, _ = score_episodes(data, family, {method: trial[method]}, n_episodes, seed)
             scores[option] = summary[method]["sigma_nmad"]
         choices[method] = min(scores, key=scores.get)
@@ -274,10 +330,24 @@ def choose_settings(data: RegionData, learners: dict[str, MetaLearner], global_m
     return choices, best
 
 
-def run_fewshot(cat: Catalogue, *, shots: Sequence[int] = (10, 20, 50), train_k: int = 20, steps: int = 2000,
-                episodes: int = 600, other_episodes: int | None = None, val_episodes: int = 100, cell_deg: float = 10.0, min_cell: int = 80,
-                learner_names: Sequence[str] = META_LEARNERS, seed: int = 0, quick: bool = False,
-                progress: bool = True, group_by: str = "sky", n_bins: int = 20) -> dict[str, Any]:
+def run_fewshot(
+    cat: Catalogue,
+    *,
+    shots: Sequence[int] = (10, 20, 50),
+    train_k: int = 20,
+    steps: int = 2000,
+    episodes: int = 600,
+    other_episodes: int | None = None,
+    val_episodes: int = 100,
+    cell_deg: float = 10.0,
+    min_cell: int = 80,
+    learner_names: Sequence[str] = META_LEARNERS,
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    group_by: str = "sky",
+    n_bins: int = 20,
+) -> dict[str, Any]:
     """The new-region protocol (module docstring); returns a JSON-able result with per-K tables.
 
     ``episodes`` test episodes at ``train_k`` shots, ``other_episodes`` (default the same) at the other K.
@@ -286,29 +356,42 @@ def run_fewshot(cat: Catalogue, *, shots: Sequence[int] = (10, 20, 50), train_k:
     learners, inner_rates = train_learners(data, learner_names, k_shot=train_k, steps=steps, seed=seed)
     source = data.source_rows()
     global_search = baselines.fit_tuned(data.x[source], data.z[source], quick=quick, seed=seed, names=("hgb",))["hgb"]
-    choices, val_scores = choose_settings(data, learners, global_search, k_shot=train_k, n_episodes=val_episodes,
-                                          seed=seed + 7)
+    choices, val_scores = choose_settings(
+        data, learners, global_search, k_shot=train_k, n_episodes=val_episodes, seed=seed + 7
+    )
     methods = predictors(data, learners, global_search, choices)
     best_meta = min(learner_names, key=val_scores.get)
     by_k, scatter = {}, {}
     for k in shots:
         n_episodes = episodes if k == train_k or other_episodes is None else other_episodes
-        summary, kept = score_episodes(data, data.family(k, None, "test"), methods, n_episodes, seed + 1000 + k,
-                                       keep=40, progress=progress)
+        summary, kept = score_episodes(
+            data, data.family(k, None, "test"), methods, n_episodes, seed + 1000 + k, keep=40, progress=progress
+        )
         by_k[str(k)] = summary
         if k == train_k:
             scatter = {name: kept[name].tolist() for name in (best_meta, "global_gbm", "knn_support")}
     return {
         "protocol": (f"{cell_deg:g} deg ra/dec cells" if group_by == "sky" else f"{n_bins} bins of r magnitude")
-                    + f" with >= {min_cell} galaxies; cells split meta-train/val/test; "
-                    f"K support galaxies of a test cell, query = the rest of the cell; {episodes} episodes at "
-                    f"K={train_k}, {other_episodes or episodes} at the other K "
-                    "(episodes re-use the few test cells, so they are not independent across cells)",
+        + f" with >= {min_cell} galaxies; cells split meta-train/val/test; "
+        f"K support galaxies of a test cell, query = the rest of the cell; {episodes} episodes at "
+        f"K={train_k}, {other_episodes or episodes} at the other K "
+        "(episodes re-use the few test cells, so they are not independent across cells)",
         "cells": {name: [len(g) for g in groups] for name, groups in data.groups.items() if name != "rest"},
         "galaxies_outside_cells": int(len(data.groups["rest"][0])),
-        "meta_training": {"steps": steps, "meta_batch": 10, "train_k": train_k, "n_query": 30,
-                          "model": "MLP 14-64-64-1 ReLU", "inner": "5 SGD steps", "inner_lr": inner_rates,
-                          "outer": "adam 1e-3, gradient norm clipped at 1"},
-        "settings_chosen_on_val": choices, "val_sigma_nmad": val_scores, "best_meta_learner_on_val": best_meta,
-        "global_gbm_params": global_search.best_params_, "by_k": by_k, "scatter_20shot": scatter,
+        "meta_training": {
+            "steps": steps,
+            "meta_batch": 10,
+            "train_k": train_k,
+            "n_query": 30,
+            "model": "MLP 14-64-64-1 ReLU",
+            "inner": "5 SGD steps",
+            "inner_lr": inner_rates,
+            "outer": "adam 1e-3, gradient norm clipped at 1",
+        },
+        "settings_chosen_on_val": choices,
+        "val_sigma_nmad": val_scores,
+        "best_meta_learner_on_val": best_meta,
+        "global_gbm_params": global_search.best_params_,
+        "by_k": by_k,
+        "scatter_20shot": scatter,
     }

@@ -16,8 +16,12 @@ def photoz_figure(all_data: dict[str, Any] | None, fewshot: dict[str, Any] | Non
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     if all_data is not None:
-        _scatter(axes[0], np.array(all_data["z_spec"]), np.array(all_data["z_phot"]),
-                 f"all data, {all_data['chosen']} (test split)")
+        _scatter(
+            axes[0],
+            np.array(all_data["z_spec"]),
+            np.array(all_data["z_phot"]),
+            f"all data, {all_data['chosen']} (test split)",
+        )
     if fewshot is not None:
         for (name, pairs), color in zip(fewshot["scatter_20shot"].items(), ("tab:blue", "tab:orange", "tab:green")):
             pairs = np.array(pairs)
@@ -31,8 +35,13 @@ def photoz_figure(all_data: dict[str, Any] | None, fewshot: dict[str, Any] | Non
             axes[2].errorbar(shots, means, yerr=errors, marker="o", capsize=3, label=method)
         if all_data is not None:
             axes[2].axhline(all_data["chosen_metrics"]["sigma_nmad"], color="black", ls="--", lw=1, label="all data")
-            axes[2].axhline(1.2 * all_data["chosen_metrics"]["sigma_nmad"], color="gray", ls=":", lw=1,
-                            label="1.2 x all data (goal)")
+            axes[2].axhline(
+                1.2 * all_data["chosen_metrics"]["sigma_nmad"],
+                color="gray",
+                ls=":",
+                lw=1,
+                label="1.2 x all data (goal)",
+            )
         axes[2].set_xscale("log")
         axes[2].set_xticks(shots, [str(k) for k in shots])
         axes[2].set_xlabel("K labelled galaxies of the new cell")

@@ -45,12 +45,14 @@ def split_groups(ids: np.ndarray, min_size: int, fractions: tuple[float, float, 
     values, counts = np.unique(ids[ids >= 0], return_counts=True)
     eligible = values[counts >= min_size]
     if eligible.size < 3:
-        raise DataError(f"only {eligible.size} group(s) have >= {min_size} objects; need at least 3 "
-                        "(one each for meta-train, meta-val and meta-test): use larger cells or fewer shots")
+        raise DataError(
+            f"only {eligible.size} group(s) have >= {min_size} objects; need at least 3 "
+            "(one each for meta-train, meta-val and meta-test): use larger cells or fewer shots"
+        )
     order = np.random.default_rng(seed).permutation(eligible)
     n_val = max(1, int(round(fractions[1] * order.size)))
     n_test = max(1, int(round(fractions[2] * order.size)))
-    named = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+    named = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
     groups: Groups = {name: [np.flatnonzero(ids == g) for g in sorted(members)] for name, members in named.items()}
     groups["rest"] = [np.flatnonzero(~np.isin(ids, eligible))]
     return groups
@@ -79,8 +81,10 @@ class GroupedRegression:
         for name in SPLITS:
             small = [len(g) for g in self.groups.get(name, []) if len(g) <= self.k_shot]
             if small:
-                raise ConfigError(f"GroupedRegression: {len(small)} {name} group(s) have <= k_shot={self.k_shot} "
-                                  f"objects (sizes {small}); every task needs a query")
+                raise ConfigError(
+                    f"GroupedRegression: {len(small)} {name} group(s) have <= k_shot={self.k_shot} "
+                    f"objects (sizes {small}); every task needs a query"
+                )
 
     def split(self, name: str) -> GroupedRegression:
         return replace(self, split_name=check_split(name))
@@ -101,9 +105,15 @@ class GroupedRegression:
         for t, pick in enumerate(picks.tolist()):
             rows = torch.as_tensor(members[pick])[torch.randperm(len(members[pick]), generator=generator)]
             support.append(rows[: self.k_shot])
-            chosen = rows[self.k_shot: self.k_shot + n_query]
+            chosen = rows[self.k_shot : self.k_shot + n_query]
             mask[t, : chosen.numel()] = True
             query.append(torch.cat([chosen, chosen.new_zeros(n_query - chosen.numel())]))
         support, query = torch.stack(support), torch.stack(query)
-        return Episode(self.x[support], self.y[support], self.x[query], self.y[query],
-                       query_mask=mask, meta={"group": picks, "query_rows": query, "support_rows": support})
+        return Episode(
+            self.x[support],
+            self.y[support],
+            self.x[query],
+            self.y[query],
+            query_mask=mask,
+            meta={"group": picks, "query_rows": query, "support_rows": support},
+        )

@@ -18,6 +18,14 @@ from metamap.augment.generators import (
 )
 
 __all__ = [
-    "GENERATORS", "AugmentedFamily", "LatentDiffusion", "PCAGaussian", "PCASpace", "SyntheticSystems",
-    "concat_episodes", "fit_and_draw", "make_generator_model", "synthetic_like",
+    "GENERATORS",
+    "AugmentedFamily",
+    "LatentDiffusion",
+    "PCAGaussian",
+    "PCASpace",
+    "SyntheticSystems",
+    "concat_episodes",
+    "fit_and_draw",
+    "make_generator_model",
+    "synthetic_like",
 ]

@@ -42,8 +42,10 @@ class SyntheticSystems(SystemFamily):
         n_grid = grid_points(self.system)[0].size
         states = self.states
         if states is None or states.ndim != 3 or states.shape[1:] != (n_grid, self.system.n_out) or not len(states):
-            raise ShapeError(f"SyntheticSystems({self.system.name}): expected states [n >= 1, {n_grid}, "
-                             f"{self.system.n_out}], got {describe(states)}")
+            raise ShapeError(
+                f"SyntheticSystems({self.system.name}): expected states [n >= 1, {n_grid}, "
+                f"{self.system.n_out}], got {describe(states)}"
+            )
 
     @property
     def bank(self) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +102,13 @@ class AugmentedFamily:
 
 
 def augmented_conditions(
-    family: TaskFamily, real_samples: np.ndarray, make_synthetic: Callable[[np.ndarray], TaskFamily],
-    generators: Sequence[str], n_synthetic: int, synthetic_fraction: float, seed: int,
+    family: TaskFamily,
+    real_samples: np.ndarray,
+    make_synthetic: Callable[[np.ndarray], TaskFamily],
+    generators: Sequence[str],
+    n_synthetic: int,
+    synthetic_fraction: float,
+    seed: int,
     generator_options: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, TaskFamily], dict[str, Any], dict[str, list]]:
     """The training families of an ablation: ``"none"`` (``family`` itself), then one per generator.
@@ -130,6 +137,9 @@ def concat_episodes(parts: list[Episode], extra_meta: dict[str, Any] | None = No
 
     fields = ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")
     joined = {name: cat([getattr(p, name) for p in parts]) for name in fields}
-    meta = {key: torch.cat([p.meta[key] for p in parts]) for key, value in parts[0].meta.items()
-            if isinstance(value, torch.Tensor) and value.dim() > 0}
+    meta = {
+        key: torch.cat([p.meta[key] for p in parts])
+        for key, value in parts[0].meta.items()
+        if isinstance(value, torch.Tensor) and value.dim() > 0
+    }
     return Episode(**joined, meta={**meta, **(extra_meta or {})})

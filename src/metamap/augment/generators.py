@@ -52,11 +52,9 @@ MIN_SAMPLES = 3
 class Generator(Protocol):
     """A generative model of vectors ``[D]``: fitted once, then sampled."""
 
-    def fit(self, samples: torch.Tensor) -> Generator:
-        ...
+    def fit(self, samples: torch.Tensor) -> Generator: ...
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        ...
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor: ...
 
 
 def check_samples(samples: torch.Tensor | object, min_samples: int = MIN_SAMPLES) -> torch.Tensor:
@@ -89,8 +87,10 @@ class PCASpace:
 
     def __post_init__(self) -> None:
         if not 0 < self.keep_variance <= 1 or (self.max_dims is not None and self.max_dims < 1):
-            raise ConfigError(f"PCASpace: expected 0 < keep_variance <= 1 and max_dims >= 1 or None, "
-                              f"got {self.keep_variance}, {self.max_dims}")
+            raise ConfigError(
+                f"PCASpace: expected 0 < keep_variance <= 1 and max_dims >= 1 or None, "
+                f"got {self.keep_variance}, {self.max_dims}"
+            )
 
     @property
     def fitted(self) -> bool:
@@ -197,12 +197,27 @@ class LatentDiffusion:
     training draws.
     """
 
-    def __init__(self, keep_variance: float = 0.999, max_dims: int | None = None, *, train_steps: int = 3000,
-                 batch: int = 64, lr: float = 1e-3, width: int = 128, depth: int = 3, n_steps: int = 1000,
-                 sample_steps: int = 20, prediction: str = "x0", ema: float = 0.999, seed: int = 0) -> None:
+    def __init__(
+        self,
+        keep_variance: float = 0.999,
+        max_dims: int | None = None,
+        *,
+        train_steps: int = 3000,
+        batch: int = 64,
+        lr: float = 1e-3,
+        width: int = 128,
+        depth: int = 3,
+        n_steps: int = 1000,
+        sample_steps: int = 20,
+        prediction: str = "x0",
+        ema: float = 0.999,
+        seed: int = 0,
+    ) -> None:
         if train_steps < 1 or batch < 1 or sample_steps < 1:
-            raise ConfigError(f"LatentDiffusion: expected train_steps, batch, sample_steps >= 1, "
-                              f"got {train_steps}, {batch}, {sample_steps}")
+            raise ConfigError(
+                f"LatentDiffusion: expected train_steps, batch, sample_steps >= 1, "
+                f"got {train_steps}, {batch}, {sample_steps}"
+            )
         self.space = PCASpace(keep_variance, max_dims)
         self.schedule = NoiseSchedule.cosine(n_steps)
         self.train_steps, self.batch, self.lr, self.seed = train_steps, batch, lr, seed
@@ -222,8 +237,17 @@ class LatentDiffusion:
             index = torch.randint(latents.shape[0], (self.batch,), generator=draws)
             return {"x0": latents[index, :, None, None]}
 
-        trained = train_diffusion(network, self.schedule, batch, steps=self.train_steps, lr=self.lr,
-                                  prediction=self.prediction, ema=self.ema, seed=self.seed, progress=False)
+        trained = train_diffusion(
+            network,
+            self.schedule,
+            batch,
+            steps=self.train_steps,
+            lr=self.lr,
+            prediction=self.prediction,
+            ema=self.ema,
+            seed=self.seed,
+            progress=False,
+        )
         self.model, self.losses = trained.model, trained.losses
         return self
 
@@ -232,8 +256,15 @@ class LatentDiffusion:
         _check_count(n)
         if self.model is None:
             raise ConfigError("LatentDiffusion is not fitted: call fit(samples [n, D]) first")
-        latents = sample(self.model, self.schedule, (n, self.space.dims, 1, 1), sampler="dpmpp",
-                         steps=self.sample_steps, prediction=self.prediction, generator=generator)
+        latents = sample(
+            self.model,
+            self.schedule,
+            (n, self.space.dims, 1, 1),
+            sampler="dpmpp",
+            steps=self.sample_steps,
+            prediction=self.prediction,
+            generator=generator,
+        )
         return self.space.decode(latents.flatten(1))
 
 
@@ -247,8 +278,9 @@ def make_generator_model(name: str, **options) -> Generator:
     return GENERATORS[name](**options)
 
 
-def fit_and_draw(name: str, samples: np.ndarray, n: int, seed: int,
-                 options: dict | None = None) -> tuple[np.ndarray, dict]:
+def fit_and_draw(
+    name: str, samples: np.ndarray, n: int, seed: int, options: dict | None = None
+) -> tuple[np.ndarray, dict]:
     """Fit generator ``name`` on ``samples [n_real, *shape]`` (each flattened); draw ``[n, *shape]``.
 
     The diffusion model is initialised and trained from ``seed``; the draws come from seed ``seed + 10``.
@@ -261,5 +293,8 @@ def fit_and_draw(name: str, samples: np.ndarray, n: int, seed: int,
     samples = np.asarray(samples)
     model = make_generator_model(name, **options).fit(torch.as_tensor(samples.reshape(len(samples), -1)))
     drawn = model.sample(n, torch.Generator().manual_seed(seed + 10)).numpy().reshape(n, *samples.shape[1:])
-    return drawn, {"latent_dims": model.space.dims, "variance_kept": model.space.explained,
-                   "seconds": time.perf_counter() - started}
+    return drawn, {
+        "latent_dims": model.space.dims,
+        "variance_kept": model.space.explained,
+        "seconds": time.perf_counter() - started,
+    }

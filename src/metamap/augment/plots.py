@@ -14,8 +14,9 @@ from metamap.plotting import pyplot, save_png
 COLOURS = {"real": "black", "diffusion": "tab:blue", "gaussian": "tab:orange"}
 
 
-def ablation_figure(ratios: dict[str, dict[str, dict[str, list[float]]]], examples: dict[str, dict[str, Any]],
-                    path: Path) -> Path:
+def ablation_figure(
+    ratios: dict[str, dict[str, dict[str, list[float]]]], examples: dict[str, dict[str, Any]], path: Path
+) -> Path:
     """Top: per panel (physics system or traffic), error ratio with / without augmentation, mean and 95% CI
     over seeds, per condition and method (``ratios[panel][condition][method] = [mean, ci]``). Bottom: three
     real functions (black) and three draws of each generator, seed 0 (``examples[panel][source] = [3, ...]``).
@@ -63,7 +64,13 @@ def _draws(ax, panel: str, sources: dict[str, Any]) -> None:
     for source, curves in sources.items():
         for i, curve in enumerate(np.asarray(curves)):
             values = curve if pick is None else curve[pick, 0]
-            ax.plot(np.arange(len(values)) if axis is None else axis, values, color=COLOURS.get(source), lw=1,
-                    alpha=0.8, label=source if i == 0 else None)
+            ax.plot(
+                np.arange(len(values)) if axis is None else axis,
+                values,
+                color=COLOURS.get(source),
+                lw=1,
+                alpha=0.8,
+                label=source if i == 0 else None,
+            )
     ax.set_title(f"{panel}: real vs synthetic", fontsize=9)
     ax.set_xlabel(label, fontsize=8)

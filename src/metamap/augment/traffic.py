@@ -36,9 +36,14 @@ def scarce_family(setup: Setup, n_real: int, seed: int) -> tuple[SensorTasks, np
     family = setup.family
     pool = family.nodes[0]["train"].numpy()
     chosen = np.sort(np.random.default_rng([seed, n_real]).choice(pool, size=min(n_real, len(pool)), replace=False))
-    scarce = SensorTasks(family.sources, [{"train": chosen.tolist(), "val": family.nodes[0]["val"].tolist()}],
-                         family.periods, support_steps=family.support_steps, n_support=family.n_support,
-                         n_query=family.n_query)
+    scarce = SensorTasks(
+        family.sources,
+        [{"train": chosen.tolist(), "val": family.nodes[0]["val"].tolist()}],
+        family.periods,
+        support_steps=family.support_steps,
+        n_support=family.n_support,
+        n_query=family.n_query,
+    )
     return scarce, chosen
 
 
@@ -51,17 +56,35 @@ def synthetic_sensors(family: SensorTasks, scaled: np.ndarray) -> SensorTasks:
     features = family.sources[0]
     start, stop = family.periods[0]
     values = features.scaler.inverse(torch.as_tensor(scaled, dtype=torch.float32)).numpy().T  # [steps, n]
-    data = TrafficData(values=np.ascontiguousarray(values), mask=np.ones(values.shape, dtype=bool),
-                       times=features.data.times[start:stop],
-                       sensor_ids=tuple(f"synthetic{i}" for i in range(values.shape[1])), name="synthetic")
+    data = TrafficData(
+        values=np.ascontiguousarray(values),
+        mask=np.ones(values.shape, dtype=bool),
+        times=features.data.times[start:stop],
+        sensor_ids=tuple(f"synthetic{i}" for i in range(values.shape[1])),
+        name="synthetic",
+    )
     synthetic = SeriesFeatures(data, features.scaler, graph_hops=0)
-    return SensorTasks([synthetic], [{"train": list(range(values.shape[1]))}], [(0, stop - start)],
-                       support_steps=family.support_steps, n_support=family.n_support, n_query=family.n_query)
+    return SensorTasks(
+        [synthetic],
+        [{"train": list(range(values.shape[1]))}],
+        [(0, stop - start)],
+        support_steps=family.support_steps,
+        n_support=family.n_support,
+        n_query=family.n_query,
+    )
 
 
-def run_ablation(data: TrafficData, *, seed: int, generators: Sequence[str] = ("diffusion",), n_real: int = 20,
-                 n_synthetic: int = 500, synthetic_fraction: float = 0.5, steps: int = 600,
-                 generator_options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_ablation(
+    data: TrafficData,
+    *,
+    seed: int,
+    generators: Sequence[str] = ("diffusion",),
+    n_real: int = 20,
+    n_synthetic: int = 500,
+    synthetic_fraction: float = 0.5,
+    steps: int = 600,
+    generator_options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Per condition (``"none"`` and each generator): each method's errors on the P1 targets (day support).
 
     Returns ``{"errors": {condition: {method: {"15min": {...}, "30min": ..., "60min": ...}}},
@@ -73,8 +96,15 @@ def run_ablation(data: TrafficData, *, seed: int, generators: Sequence[str] = ("
     start, stop = family.periods[0]
     real_series = family.sources[0].target[torch.as_tensor(chosen), start:stop].numpy()  # [n_real, steps]
     conditions, info, examples = augmented_conditions(
-        family, real_series, lambda drawn: synthetic_sensors(family, drawn), generators, n_synthetic,
-        synthetic_fraction, seed, generator_options)
+        family,
+        real_series,
+        lambda drawn: synthetic_sensors(family, drawn),
+        generators,
+        n_synthetic,
+        synthetic_fraction,
+        seed,
+        generator_options,
+    )
     targets = {"day": setup.targets["day"]}
     errors: dict[str, dict[str, Any]] = {}
     for condition, train_family in conditions.items():

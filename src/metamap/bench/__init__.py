@@ -14,8 +14,20 @@ from typing import Any
 
 from metamap.errors import ConfigError
 
-BENCHMARKS = ("sinusoid", "speed", "omniglot", "traffic", "geo", "samplers", "energy", "astro", "physics", "mann", "augment",
-              "safety")
+BENCHMARKS = (
+    "sinusoid",
+    "speed",
+    "omniglot",
+    "traffic",
+    "geo",
+    "samplers",
+    "energy",
+    "astro",
+    "physics",
+    "mann",
+    "augment",
+    "safety",
+)
 
 
 def run_benchmark(name: str, quick: bool, json_path: Path) -> dict[str, Any]:

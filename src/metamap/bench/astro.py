@@ -23,10 +23,26 @@ from metamap.paths import shared_data_dir
 from metamap.report import format_table, machine, write_json
 
 SHOTS = (10, 20, 50)
-FULL = {"steps": 1500, "episodes": 600, "other_episodes": 300, "val_episodes": 100, "classify_steps": 1500,
-        "classify_episodes": 600, "missing_fractions": (0.1, 0.3, 0.5), "noise_mags": (0.05, 0.1)}
-QUICK = {"steps": 10, "episodes": 10, "other_episodes": 5, "val_episodes": 5, "classify_steps": 10,
-         "classify_episodes": 10, "missing_fractions": (0.3,), "noise_mags": (0.1,)}
+FULL = {
+    "steps": 1500,
+    "episodes": 600,
+    "other_episodes": 300,
+    "val_episodes": 100,
+    "classify_steps": 1500,
+    "classify_episodes": 600,
+    "missing_fractions": (0.1, 0.3, 0.5),
+    "noise_mags": (0.05, 0.1),
+}
+QUICK = {
+    "steps": 10,
+    "episodes": 10,
+    "other_episodes": 5,
+    "val_episodes": 5,
+    "classify_steps": 10,
+    "classify_episodes": 10,
+    "missing_fractions": (0.3,),
+    "noise_mags": (0.1,),
+}
 
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
@@ -34,11 +50,19 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     started = time.perf_counter()
     settings = QUICK if quick else FULL
     print("[astro] photo-z, all data")
-    all_data = run_all_data(cat, quick=quick, missing_fractions=settings["missing_fractions"],
-                            noise_mags=settings["noise_mags"])
+    all_data = run_all_data(
+        cat, quick=quick, missing_fractions=settings["missing_fractions"], noise_mags=settings["noise_mags"]
+    )
     print(f"[astro] photo-z, new sky cells, K = {SHOTS}")
-    fewshot = run_fewshot(cat, shots=SHOTS, steps=settings["steps"], episodes=settings["episodes"],
-                          other_episodes=settings["other_episodes"], val_episodes=settings["val_episodes"], quick=quick)
+    fewshot = run_fewshot(
+        cat,
+        shots=SHOTS,
+        steps=settings["steps"],
+        episodes=settings["episodes"],
+        other_episodes=settings["other_episodes"],
+        val_episodes=settings["val_episodes"],
+        quick=quick,
+    )
     print("[astro] star / galaxy / QSO, 3-way K-shot")
     classes = run_classification(cat, steps=settings["classify_steps"], episodes=settings["classify_episodes"])
     best = fewshot["best_meta_learner_on_val"]
@@ -51,27 +75,43 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "classify_5shot_acc": max(classes["by_k"]["5"][n]["mean"] for n in ("protonet", "matching")),
     }
     result = {
-        "benchmark": "astro", "quick": quick, "headline": headline,
+        "benchmark": "astro",
+        "quick": quick,
+        "headline": headline,
         "headline_notes": {
             "photoz_sigma_nmad_all": f"{all_data['chosen']} (best CV sigma_NMAD on the training split), "
-                                     "on the held-out 20% test split of all galaxies",
+            "on the held-out 20% test split of all galaxies",
             "photoz_sigma_nmad_20shot_ratio": f"{best} (best meta-learner on the meta-val cells), mean per-episode "
-                                              "sigma_NMAD on new test cells at K=20, over photoz_sigma_nmad_all",
+            "sigma_NMAD on new test cells at K=20, over photoz_sigma_nmad_all",
             "classify_5shot_acc": "best of ProtoNet and Matching, 3-way 5-shot, test sky region",
         },
         "photoz_all_data": {k: v for k, v in all_data.items() if k not in ("z_spec", "z_phot")},
         "photoz_fewshot": {k: v for k, v in fewshot.items() if k != "scatter_20shot"},
         "classification": classes,
         "training_budget": f"photo-z meta-learners {fewshot['meta_training']['steps']} meta-steps each, "
-                           f"classification {classes['meta_training']['steps']} meta-steps each, one CPU core",
-        "settings": settings, "seconds": time.perf_counter() - started, "machine": machine(),
+        f"classification {classes['meta_training']['steps']} meta-steps each, one CPU core",
+        "settings": settings,
+        "seconds": time.perf_counter() - started,
+        "machine": machine(),
     }
     write_json(json_path, result)
-    rows = [[m, *(f"{fewshot['by_k'][str(k)][m]['sigma_nmad']:.4f} ± {fewshot['by_k'][str(k)][m]['sigma_nmad_ci95']:.4f}"
-                  for k in SHOTS)] for m in k20]
+    rows = [
+        [
+            m,
+            *(
+                f"{fewshot['by_k'][str(k)][m]['sigma_nmad']:.4f} ± {fewshot['by_k'][str(k)][m]['sigma_nmad_ci95']:.4f}"
+                for k in SHOTS
+            ),
+        ]
+        for m in k20
+    ]
     print(format_table(["method", *(f"K={k} sigma_NMAD" for k in SHOTS)], rows))
-    print(format_table(["all-data model", "sigma_NMAD", "outliers"],
-                       [[n, m["sigma_nmad"], m["outlier_frac"]] for n, m in all_data["models"].items()]))
+    print(
+        format_table(
+            ["all-data model", "sigma_NMAD", "outliers"],
+            [[n, m["sigma_nmad"], m["outlier_frac"]] for n, m in all_data["models"].items()],
+        )
+    )
     print(headline)
     photoz_figure(all_data, fewshot, json_path.with_suffix(".png"))
     print(f"wrote {json_path} and {json_path.with_suffix('.png')}")

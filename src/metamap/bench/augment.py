@@ -37,19 +37,39 @@ GENERATORS = ("diffusion", "gaussian")
 GOAL = 0.95
 FULL = {
     "seeds": (0, 1, 2, 3, 4),
-    "physics": {"steps": 600, "n_real": 50, "n_synthetic": 500, "synthetic_fraction": 0.5, "val_tasks": 30,
-                "test_tasks": 40, "reference_n_real": 500},
+    "physics": {
+        "steps": 600,
+        "n_real": 50,
+        "n_synthetic": 500,
+        "synthetic_fraction": 0.5,
+        "val_tasks": 30,
+        "test_tasks": 40,
+        "reference_n_real": 500,
+    },
     "traffic_seeds": (0, 1, 2),
     "traffic": {"steps": 600, "n_real": 20, "n_synthetic": 500, "synthetic_fraction": 0.5},
 }
 QUICK_DIFFUSION = {"diffusion": {"train_steps": 20}}
 QUICK = {
     "seeds": (0,),
-    "physics": {"steps": 5, "n_real": 20, "n_synthetic": 20, "synthetic_fraction": 0.5, "val_tasks": 3,
-                "test_tasks": 3, "reference_n_real": None, "generator_options": QUICK_DIFFUSION},
+    "physics": {
+        "steps": 5,
+        "n_real": 20,
+        "n_synthetic": 20,
+        "synthetic_fraction": 0.5,
+        "val_tasks": 3,
+        "test_tasks": 3,
+        "reference_n_real": None,
+        "generator_options": QUICK_DIFFUSION,
+    },
     "traffic_seeds": (0,),
-    "traffic": {"steps": 5, "n_real": 20, "n_synthetic": 20, "synthetic_fraction": 0.5,
-                "generator_options": QUICK_DIFFUSION},
+    "traffic": {
+        "steps": 5,
+        "n_real": 20,
+        "n_synthetic": 20,
+        "synthetic_fraction": 0.5,
+        "generator_options": QUICK_DIFFUSION,
+    },
 }
 
 
@@ -72,20 +92,36 @@ def physics_summary(runs: dict[int, dict[str, dict]]) -> dict[str, Any]:
     seeds = list(runs)
     systems = list(runs[seeds[0]])
     conditions = [c for c in runs[seeds[0]][systems[0]]["mse"] if c != "none"]
-    mean_mse = {s: {c: {m: [_mean(runs[seed][s]["mse"][c][m]) for seed in seeds] for m in PHYSICS_METHODS}
-                    for c in ("none", *conditions)} for s in systems}
-    ratio = {s: {c: {m: [w / wo for w, wo in zip(mean_mse[s][c][m], mean_mse[s]["none"][m])] for m in PHYSICS_METHODS}
-                 for c in conditions} for s in systems}
-    by_seed = {c: {m: [_geometric_mean(ratio[s][c][m][i] for s in systems) for i in range(len(seeds))]
-                   for m in PHYSICS_METHODS} for c in conditions}
+    mean_mse = {
+        s: {
+            c: {m: [_mean(runs[seed][s]["mse"][c][m]) for seed in seeds] for m in PHYSICS_METHODS}
+            for c in ("none", *conditions)
+        }
+        for s in systems
+    }
+    ratio = {
+        s: {
+            c: {m: [w / wo for w, wo in zip(mean_mse[s][c][m], mean_mse[s]["none"][m])] for m in PHYSICS_METHODS}
+            for c in conditions
+        }
+        for s in systems
+    }
+    by_seed = {
+        c: {
+            m: [_geometric_mean(ratio[s][c][m][i] for s in systems) for i in range(len(seeds))] for m in PHYSICS_METHODS
+        }
+        for c in conditions
+    }
     return {
         "ratio_geomean_over_systems": {c: {m: _ci(v) for m, v in ms.items()} for c, ms in by_seed.items()},
         "ratio_geomean_over_systems_by_seed": by_seed,
-        "ratio_by_system": {s: {c: {m: _ci(v) for m, v in ms.items()} for c, ms in cs.items()}
-                            for s, cs in ratio.items()},
+        "ratio_by_system": {
+            s: {c: {m: _ci(v) for m, v in ms.items()} for c, ms in cs.items()} for s, cs in ratio.items()
+        },
         "ratio_by_system_by_seed": ratio,
-        "mse_by_system": {s: {c: {m: _ci(v) for m, v in ms.items()} for c, ms in cs.items()}
-                          for s, cs in mean_mse.items()},
+        "mse_by_system": {
+            s: {c: {m: _ci(v) for m, v in ms.items()} for c, ms in cs.items()} for s, cs in mean_mse.items()
+        },
         "mse_by_system_by_seed": mean_mse,
     }
 
@@ -96,11 +132,17 @@ def traffic_summary(runs: dict[int, dict]) -> dict[str, Any]:
     conditions = list(runs[seeds[0]]["errors"])
     methods = list(runs[seeds[0]]["errors"]["none"])
     mae = {c: {m: [runs[s]["errors"][c][m]["60min"]["mae"] for s in seeds] for m in methods} for c in conditions}
-    ratio = {c: {m: [w / wo for w, wo in zip(mae[c][m], mae["none"][m])] for m in ("maml", "pretrain_finetune")}
-             for c in conditions if c != "none"}
-    return {"mae60": {c: {m: _ci(v) for m, v in ms.items()} for c, ms in mae.items()}, "mae60_by_seed": mae,
-            "ratio_mae60": {c: {m: _ci(v) for m, v in ms.items()} for c, ms in ratio.items()},
-            "ratio_mae60_by_seed": ratio}
+    ratio = {
+        c: {m: [w / wo for w, wo in zip(mae[c][m], mae["none"][m])] for m in ("maml", "pretrain_finetune")}
+        for c in conditions
+        if c != "none"
+    }
+    return {
+        "mae60": {c: {m: _ci(v) for m, v in ms.items()} for c, ms in mae.items()},
+        "mae60_by_seed": mae,
+        "ratio_mae60": {c: {m: _ci(v) for m, v in ms.items()} for c, ms in ratio.items()},
+        "ratio_mae60_by_seed": ratio,
+    }
 
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
@@ -134,23 +176,33 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         **{f"augment_mse_ratio_{c}_maml": v["maml"][0] for c, v in main.items() if c.startswith("real_")},
     }
     if traffic_result:
-        headline.update({"augment_traffic_p1_mae60_ratio_maml": traffic_result["ratio_mae60"]["diffusion"]["maml"][0],
-                         "augment_traffic_p1_mae60_ratio_pretrain_finetune":
-                             traffic_result["ratio_mae60"]["diffusion"]["pretrain_finetune"][0]})
+        headline.update(
+            {
+                "augment_traffic_p1_mae60_ratio_maml": traffic_result["ratio_mae60"]["diffusion"]["maml"][0],
+                "augment_traffic_p1_mae60_ratio_pretrain_finetune": traffic_result["ratio_mae60"]["diffusion"][
+                    "pretrain_finetune"
+                ][0],
+            }
+        )
     result = {
-        "benchmark": "augment", "quick": quick, "headline": headline,
+        "benchmark": "augment",
+        "quick": quick,
+        "headline": headline,
         "headline_notes": "augment_mse_ratio: mean over seeds of the geometric mean over the 4 physics systems of "
-                          "MSE(MAML trained with half of every meta-batch from 500 latent-diffusion systems) / "
-                          "MSE(MAML without), 50 real meta-train systems, K = 10; goal <= 0.95. The other ratios: "
-                          "the Gaussian generator, pretrain + fine-tune, and training on 500 real systems instead",
+        "MSE(MAML trained with half of every meta-batch from 500 latent-diffusion systems) / "
+        "MSE(MAML without), 50 real meta-train systems, K = 10; goal <= 0.95. The other ratios: "
+        "the Gaussian generator, pretrain + fine-tune, and training on 500 real systems instead",
         "notes": __doc__,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
         "physics": summary,
-        "physics_runs": {seed: {s: {k: v for k, v in r.items() if k != "examples"} for s, r in runs.items()}
-                         for seed, runs in physics.items()},
+        "physics_runs": {
+            seed: {s: {k: v for k, v in r.items() if k != "examples"} for s, r in runs.items()}
+            for seed, runs in physics.items()
+        },
         "traffic_p1": traffic_result,
         "traffic_runs": {seed: {k: v for k, v in r.items() if k != "examples"} for seed, r in (traffic or {}).items()},
-        "seconds": time.perf_counter() - started, "machine": machine(),
+        "seconds": time.perf_counter() - started,
+        "machine": machine(),
     }
     write_json(json_path, result)
     _print_tables(summary, traffic_result)

@@ -40,8 +40,9 @@ def load_cached(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
         return None
     wanted = _as_json(settings)
     if saved["settings"] != wanted:
-        differ = sorted(k for k in wanted.keys() | saved["settings"].keys()
-                        if saved["settings"].get(k) != wanted.get(k))
+        differ = sorted(
+            k for k in wanted.keys() | saved["settings"].keys() if saved["settings"].get(k) != wanted.get(k)
+        )
         print(f"[cache] not reusing {path}: made with other settings ({', '.join(differ)} differ)")
         return None
     print(f"[cache] reusing {path}")

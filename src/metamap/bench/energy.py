@@ -51,19 +51,50 @@ from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, mean_ci95, write_json
 
 # source/target outages: indices into the outage candidates (None: all branches in service)
-FULL = dict(train=4000, test=10_000, per_regime=100, hidden=(256, 256), steps=3000, meta_steps=500,
-            gated_steps=150, transport=10, repeats=3, source_outages=(None, 0, 1, 2, 3, 4), target_outages=(5, 6),
-            support=50, query=50, scratch_steps=1000, seasons=tuple(SEASONS), times_of_day=tuple(TIMES_OF_DAY))
-QUICK = dict(train=60, test=40, per_regime=25, hidden=(16, 16), steps=20, meta_steps=2,
-             gated_steps=1, transport=1, repeats=1, source_outages=(None, 0), target_outages=(1,),
-             support=8, query=8, scratch_steps=20, seasons=("winter", "summer"),
-             times_of_day=("morning", "evening"))
+FULL = dict(
+    train=4000,
+    test=10_000,
+    per_regime=100,
+    hidden=(256, 256),
+    steps=3000,
+    meta_steps=500,
+    gated_steps=150,
+    transport=10,
+    repeats=3,
+    source_outages=(None, 0, 1, 2, 3, 4),
+    target_outages=(5, 6),
+    support=50,
+    query=50,
+    scratch_steps=1000,
+    seasons=tuple(SEASONS),
+    times_of_day=tuple(TIMES_OF_DAY),
+)
+QUICK = dict(
+    train=60,
+    test=40,
+    per_regime=25,
+    hidden=(16, 16),
+    steps=20,
+    meta_steps=2,
+    gated_steps=1,
+    transport=1,
+    repeats=1,
+    source_outages=(None, 0),
+    target_outages=(1,),
+    support=8,
+    query=8,
+    scratch_steps=20,
+    seasons=("winter", "summer"),
+    times_of_day=("morning", "evening"),
+)
 THROUGHPUT_SETTINGS = ("train", "test", "hidden", "steps", "repeats")  # what part 1 depends on, besides the case
 ADAPT_STEPS = 50
 INNER_LR = 0.03
 
 
-def _solved(exact: WarmDCOPF, pd: np.ndarray, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _solved(
+    exact: WarmDCOPF, pd: np.ndarray, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The feasible scenarios of ``pd`` with their exact dispatch, cost and solve seconds."""
     pg, cost, seconds = exact.solve_many(pd, progress=progress)
     ok = np.isfinite(cost)
@@ -93,15 +124,22 @@ def throughput(case, profiles, types, cfg, rng) -> dict[str, Any]:
     counts = result.counts()
     returned = len(pd_test) - counts["infeasible"]
     return {
-        "n_train": int(len(pd_train)), "n_test": int(len(pd_test)), "train_seconds": train_seconds,
+        "n_train": int(len(pd_train)),
+        "n_test": int(len(pd_test)),
+        "train_seconds": train_seconds,
         "n_infeasible_exact": int((~feasible).sum()),
         "highs_warm_ms_median": float(np.median(seconds[feasible]) * 1e3),
-        "highs_warm_total_s": highs_total, "learned_wall_s_runs": walls, "learned_wall_s": learned_wall,
+        "highs_warm_total_s": highs_total,
+        "learned_wall_s_runs": walls,
+        "learned_wall_s": learned_wall,
         "learned_ms_per_scenario": learned_wall / len(pd_test) * 1e3,
         "speedup": highs_total / learned_wall,
-        "gap_pct_mean": float(gap.mean() * 100), "gap_pct_median": float(np.median(gap) * 100),
-        "gap_pct_p99": float(np.quantile(gap, 0.99) * 100), "gap_pct_max": float(gap.max() * 100),
-        "paths": counts, "fallback_pct": counts["fallback"] / max(returned, 1) * 100,
+        "gap_pct_mean": float(gap.mean() * 100),
+        "gap_pct_median": float(np.median(gap) * 100),
+        "gap_pct_p99": float(np.quantile(gap, 0.99) * 100),
+        "gap_pct_max": float(gap.max() * 100),
+        "paths": counts,
+        "fallback_pct": counts["fallback"] / max(returned, 1) * 100,
         "violations": result.n_violations,
         "infeasible_agree": bool(((result.path == PATHS.index("infeasible")) == ~feasible).all()),
         "gap_pct_histogram": _histogram(gap * 100),
@@ -150,8 +188,11 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     """Part 2: source/target regimes, every method's gap on the targets, and the gated optimizer."""
     n_support, n_query = cfg["support"], cfg["query"]
     candidates = _outage_candidates(case, max(cfg["target_outages"]) + 1)
-    source = [r for o in cfg["source_outages"] for r in regimes(case, profiles, types,
-                                                                 None if o is None else candidates[o], cfg, rng)]
+    source = [
+        r
+        for o in cfg["source_outages"]
+        for r in regimes(case, profiles, types, None if o is None else candidates[o], cfg, rng)
+    ]
     source = [r for r in source if len(r.pd) >= n_support + n_query]
     target, target_cases = [], []
     for o in cfg["target_outages"]:
@@ -220,8 +261,12 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         "outage_candidates": candidates,
         "source_outages": [None if o is None else candidates[o] for o in cfg["source_outages"]],
         "target_outages": [candidates[o] for o in cfg["target_outages"]],
-        "n_source_regimes": len(source), "n_target_regimes": len(target),
-        "gap_pct": table, "best_meta": best, "n_query": len(target) * n_query, "fallbacks": fallbacks,
+        "n_source_regimes": len(source),
+        "n_target_regimes": len(target),
+        "gap_pct": table,
+        "best_meta": best,
+        "n_query": len(target) * n_query,
+        "fallbacks": fallbacks,
         "ratio_vs_scratch": table[best]["mean"] / table["scratch"]["mean"],
         "gated": gated,
     }
@@ -253,12 +298,15 @@ def gated_comparison(pooled, metasgd, source, episode, scaler, cfg, rng) -> dict
     for k in range(episode.n_tasks):
         xs, ys, xq, yq = episode.x_support[k], episode.y_support[k], episode.x_query[k], episode.y_query[k]
         init = gated.init_params(True)
-        curves["adam"].append(gated.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False, gated=False,
-                                           x_eval=xq, y_eval=yq)[1])
-        curves["gated_adam"].append(gated.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False,
-                                                 x_eval=xq, y_eval=yq)[1])
-        curves["sgd"].append(sgd.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False, gated=False,
-                                        x_eval=xq, y_eval=yq)[1])
+        curves["adam"].append(
+            gated.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False, gated=False, x_eval=xq, y_eval=yq)[1]
+        )
+        curves["gated_adam"].append(
+            gated.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False, x_eval=xq, y_eval=yq)[1]
+        )
+        curves["sgd"].append(
+            sgd.unroll(init, xs, ys, None, ADAPT_STEPS, keep_graph=False, gated=False, x_eval=xq, y_eval=yq)[1]
+        )
         curve = []
         for steps in range(0, ADAPT_STEPS + 1, 5):
             with torch.no_grad():
@@ -272,11 +320,19 @@ def gated_comparison(pooled, metasgd, source, episode, scaler, cfg, rng) -> dict
         hit = [i * every for i, value in enumerate(curve) if value <= target]
         return float(hit[0]) if hit else float("inf")
 
-    steps = {"adam": steps_to(mean["adam"]), "gated_adam": steps_to(mean["gated_adam"]),
-             "sgd": steps_to(mean["sgd"]), "metasgd": steps_to(mean["metasgd"], 5)}
-    return {"target_loss": target, "steps_to_target": steps, "curves": mean,
-            "final_loss": {k: v[-1] for k, v in mean.items()},
-            "ratio_vs_adam": steps["gated_adam"] / max(steps["adam"], 1.0)}
+    steps = {
+        "adam": steps_to(mean["adam"]),
+        "gated_adam": steps_to(mean["gated_adam"]),
+        "sgd": steps_to(mean["sgd"]),
+        "metasgd": steps_to(mean["metasgd"], 5),
+    }
+    return {
+        "target_loss": target,
+        "steps_to_target": steps,
+        "curves": mean,
+        "final_loss": {k: v[-1] for k, v in mean.items()},
+        "ratio_vs_adam": steps["gated_adam"] / max(steps["adam"], 1.0),
+    }
 
 
 def transport(cfg, rng) -> list[dict[str, Any]]:
@@ -300,15 +356,23 @@ def transport(cfg, rng) -> list[dict[str, Any]]:
         started = time.perf_counter()
         batch = [round_to_feasible(p, x) for p, x in zip(problems, sinkhorn_plans(problems).numpy())]
         batched_ms = (time.perf_counter() - started) / len(problems) * 1e3
-        rows.append({
-            "size": f"{n}x{m}", "emd_ms": emd_ms, "highs_ms": highs_ms, "sinkhorn_single_ms": single_ms,
-            "sinkhorn_batched_ms": batched_ms,
-            "highs_vs_emd_max_rel": float(np.max(np.abs([p.total_cost(x) for p, x in zip(problems, highs)] - optimum)
-                                                 / optimum)),
-            "sinkhorn_gap_pct": float(np.mean([(p.total_cost(x) - o) / o * 100 for p, x, o in zip(problems, batch, optimum)])),
-            "max_violation": float(max(p.violation(x) for p, x in zip(problems, batch + single))),
-            "speedup_batched_vs_emd": emd_ms / batched_ms,
-        })
+        rows.append(
+            {
+                "size": f"{n}x{m}",
+                "emd_ms": emd_ms,
+                "highs_ms": highs_ms,
+                "sinkhorn_single_ms": single_ms,
+                "sinkhorn_batched_ms": batched_ms,
+                "highs_vs_emd_max_rel": float(
+                    np.max(np.abs([p.total_cost(x) for p, x in zip(problems, highs)] - optimum) / optimum)
+                ),
+                "sinkhorn_gap_pct": float(
+                    np.mean([(p.total_cost(x) - o) / o * 100 for p, x, o in zip(problems, batch, optimum)])
+                ),
+                "max_violation": float(max(p.violation(x) for p, x in zip(problems, batch + single))),
+                "speedup_batched_vs_emd": emd_ms / batched_ms,
+            }
+        )
     return rows
 
 
@@ -352,9 +416,16 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "transport_learned_beats_emd": headline["transport_speedup_vs_emd"] > 1,
     }
     payload = {
-        "benchmark": "energy", "quick": quick, "headline": headline, "goals_met": goals,
-        "dcopf118": dcopf, "adaptation": adapt, "transport": trans, "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-        "wall_seconds": time.perf_counter() - started, "machine": machine(),
+        "benchmark": "energy",
+        "quick": quick,
+        "headline": headline,
+        "goals_met": goals,
+        "dcopf118": dcopf,
+        "adaptation": adapt,
+        "transport": trans,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        "wall_seconds": time.perf_counter() - started,
+        "machine": machine(),
         "notes": (
             f"case118, line limits max(1.1|f_base|, 0.1 max|f_base|); simbench 1-HV-mixed 2016 load profiles; "
             f"dispatch MLP {cfg['hidden']} trained {cfg['steps']} Adam steps on {cfg['train']} scenarios; "
@@ -368,8 +439,9 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     write_json(json_path, payload)
     _plot(payload, json_path.with_suffix(".png"))
     print(format_table(["key", "value"], [[k, v] for k, v in headline.items()]))
-    print(format_table(["method", "gap % mean", "ci95"],
-                       [[k, v["mean"], v["ci95"]] for k, v in adapt["gap_pct"].items()]))
+    print(
+        format_table(["method", "gap % mean", "ci95"], [[k, v["mean"], v["ci95"]] for k, v in adapt["gap_pct"].items()])
+    )
     print(format_table(list(trans[0]), [list(r.values()) for r in trans]))
     return payload
 
@@ -384,8 +456,10 @@ def _plot(payload: dict[str, Any], path: Path) -> None:
     axes[0].set_xscale("log")
     axes[0].set_xlabel("optimality gap (%)")
     paths = payload["dcopf118"]["paths"]
-    axes[0].set_title(f"case118, {payload['dcopf118']['n_test']} scenarios\n"
-                      + ", ".join(f"{k} {v}" for k, v in paths.items()), fontsize=9)
+    axes[0].set_title(
+        f"case118, {payload['dcopf118']['n_test']} scenarios\n" + ", ".join(f"{k} {v}" for k, v in paths.items()),
+        fontsize=9,
+    )
     table = payload["adaptation"]["gap_pct"]
     names = list(table)
     axes[1].bar(names, [table[n]["mean"] for n in names], yerr=[table[n]["ci95"] or 0 for n in names])

@@ -42,7 +42,12 @@ from metamap.geo.data import PatchSource, Standardizer, static_channels
 from metamap.geo.fill import conditional_fill, inpaint_fill
 from metamap.geo.forecast import deterministic_forecast, diffusion_forecast, forecast_batches, train_deterministic
 from metamap.geo.generate import (
-    autocorrelation, generate, generation_batches, log_spectrum_error, power_spectrum, wasserstein1,
+    autocorrelation,
+    generate,
+    generation_batches,
+    log_spectrum_error,
+    power_spectrum,
+    wasserstein1,
 )
 from metamap.geo.io import GeoField, open_field
 from metamap.geo.masks import make_mask
@@ -63,17 +68,17 @@ LR = 5e-4
 class Settings:
     """Sizes and budgets of one benchmark flavour (full or quick)."""
 
-    fill_fields: int = 24          # test fields per gap-filling scenario
-    slow_fields: int = 4           # of them, those also filled by the slow resampling methods
+    fill_fields: int = 24  # test fields per gap-filling scenario
+    slow_fields: int = 4  # of them, those also filled by the slow resampling methods
     kriging_tuning_fields: int = 8  # training fields used to choose the variogram model
     forecast_cases: int = 12
     generated: int = 64
     base: int = 16
     batch: int = 16
-    fill_steps: int = 20           # DPM-Solver++ steps (conditional fill, forecast, generation)
-    inpaint_steps: int = 25        # DDPM steps of the training-free inpainting ...
-    inpaint_resample: int = 4      # ... each repeated this often (RePaint)
-    repaint_steps: int = 50        # the peer's RePaintScheduler: steps, jump length, jumps
+    fill_steps: int = 20  # DPM-Solver++ steps (conditional fill, forecast, generation)
+    inpaint_steps: int = 25  # DDPM steps of the training-free inpainting ...
+    inpaint_resample: int = 4  # ... each repeated this often (RePaint)
+    repaint_steps: int = 50  # the peer's RePaintScheduler: steps, jump length, jumps
     repaint_jump: int = 10
     repaint_jump_n_sample: int = 4
     # training budget: (max optimizer steps, max wall seconds) per model
@@ -85,10 +90,26 @@ class Settings:
 
 
 FULL = Settings()
-QUICK = Settings(fill_fields=2, slow_fields=1, kriging_tuning_fields=1, forecast_cases=1, generated=16, base=8,
-                 batch=2, fill_steps=2, inpaint_steps=2, inpaint_resample=1, repaint_steps=4, repaint_jump=2,
-                 repaint_jump_n_sample=1, fill_budget=(3, 30), generate_budget=(3, 30), peer_budget=(3, 30),
-                 forecast_budget=(3, 30), deterministic_budget=(3, 30))
+QUICK = Settings(
+    fill_fields=2,
+    slow_fields=1,
+    kriging_tuning_fields=1,
+    forecast_cases=1,
+    generated=16,
+    base=8,
+    batch=2,
+    fill_steps=2,
+    inpaint_steps=2,
+    inpaint_resample=1,
+    repaint_steps=4,
+    repaint_jump=2,
+    repaint_jump_n_sample=1,
+    fill_budget=(3, 30),
+    generate_budget=(3, 30),
+    peer_budget=(3, 30),
+    forecast_budget=(3, 30),
+    deterministic_budget=(3, 30),
+)
 
 
 @dataclass
@@ -96,24 +117,46 @@ class Setup:
     field: GeoField
     train_times: np.ndarray
     test_times: np.ndarray
-    climatology: np.ndarray   # per-pixel training mean [H, W], K
+    climatology: np.ndarray  # per-pixel training mean [H, W], K
     standardizer: Standardizer
-    static: np.ndarray        # [2, H, W]
+    static: np.ndarray  # [2, H, W]
     lat: np.ndarray
     lon: np.ndarray
 
 
 def _setup(model: GeoModel, field: GeoField, train_times: np.ndarray, test_times: np.ndarray) -> Setup:
     meta = model.meta
-    return Setup(field, train_times, test_times, model.standardizer.mean, model.standardizer,
-                 static_channels(field.lat, field.lon, meta["lat_range"], meta["lon_range"]), field.lat, field.lon)
+    return Setup(
+        field,
+        train_times,
+        test_times,
+        model.standardizer.mean,
+        model.standardizer,
+        static_channels(field.lat, field.lon, meta["lat_range"], meta["lon_range"]),
+        field.lat,
+        field.lon,
+    )
 
 
-def _train(field: GeoField, task: str, times: np.ndarray, budget: tuple[int, int], settings: Settings,
-           runs: Path) -> GeoModel:
+def _train(
+    field: GeoField, task: str, times: np.ndarray, budget: tuple[int, int], settings: Settings, runs: Path
+) -> GeoModel:
     steps, seconds = budget
-    return train_task(field, task, times, steps=steps, max_seconds=seconds, run_dir=runs / task, lr=LR,
-                      batch=settings.batch, patch=64, k=K, base=settings.base, max_scan=10_000, progress=True)
+    return train_task(
+        field,
+        task,
+        times,
+        steps=steps,
+        max_seconds=seconds,
+        run_dir=runs / task,
+        lr=LR,
+        batch=settings.batch,
+        patch=64,
+        k=K,
+        base=settings.base,
+        max_scan=10_000,
+        progress=True,
+    )
 
 
 def _timed(fn):
@@ -135,15 +178,19 @@ def _summary(per_field: list[dict[str, float]], seconds: list[float] | None = No
     return out
 
 
-def _ensemble_scores(ensemble_k: np.ndarray, truth: np.ndarray, missing: np.ndarray | None,
-                     lat: np.ndarray) -> dict[str, float]:
-    return {"rmse": metrics.ensemble_mean_rmse(ensemble_k, truth, lat, missing),
-            "crps": metrics.fair_crps(ensemble_k, truth, lat, missing),
-            "spread_skill": metrics.spread_skill(ensemble_k, truth, lat, missing)}
+def _ensemble_scores(
+    ensemble_k: np.ndarray, truth: np.ndarray, missing: np.ndarray | None, lat: np.ndarray
+) -> dict[str, float]:
+    return {
+        "rmse": metrics.ensemble_mean_rmse(ensemble_k, truth, lat, missing),
+        "crps": metrics.fair_crps(ensemble_k, truth, lat, missing),
+        "spread_skill": metrics.spread_skill(ensemble_k, truth, lat, missing),
+    }
 
 
-def _point_scores(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray | None,
-                  lat: np.ndarray) -> dict[str, float]:
+def _point_scores(
+    prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray | None, lat: np.ndarray
+) -> dict[str, float]:
     """A deterministic field's RMSE and CRPS (= MAE)."""
     return {"rmse": metrics.rmse(prediction, truth, lat, mask), "crps": metrics.mae(prediction, truth, lat, mask)}
 
@@ -164,8 +211,9 @@ def _choose_variogram(setup: Setup, kind: str, missing: float, background: np.nd
     return min(errors, key=errors.get)
 
 
-def _peer(settings: Settings, field: GeoField, setup: Setup, train_times: np.ndarray, runs: Path,
-          reference_parameters: int):
+def _peer(
+    settings: Settings, field: GeoField, setup: Setup, train_times: np.ndarray, runs: Path, reference_parameters: int
+):
     """Train (or resume) the RePaint peer on the generation model's batches without the static channels.
 
     Returns ``(fill(values [H, W] standardized with NaN, seed) -> [M, H, W], info)``.
@@ -176,21 +224,39 @@ def _peer(settings: Settings, field: GeoField, setup: Setup, train_times: np.nda
     steps, seconds = settings.peer_budget
     source = PatchSource(field, setup.standardizer, train_times, (64, 64), seed=0)
     make = generation_batches(source, settings.batch)
-    peer = train_repaint_peer(lambda: {k: v for k, v in make().items() if k != "cond"}, channels=1,
-                              reference_parameters=reference_parameters, schedule=NoiseSchedule.cosine(1000),
-                              steps=steps, lr=LR, seed=0, run_dir=runs / "peer", max_seconds=seconds)
+    peer = train_repaint_peer(
+        lambda: {k: v for k, v in make().items() if k != "cond"},
+        channels=1,
+        reference_parameters=reference_parameters,
+        schedule=NoiseSchedule.cosine(1000),
+        steps=steps,
+        lr=LR,
+        seed=0,
+        run_dir=runs / "peer",
+        max_seconds=seconds,
+    )
 
     def fill(values: np.ndarray, seed: int) -> np.ndarray:
         field_t = torch.from_numpy(values)
         observed = torch.isfinite(field_t)
         known = torch.nan_to_num(field_t)[None, None].expand(MEMBERS, 1, -1, -1)
         mask = observed[None, None].expand(MEMBERS, 1, -1, -1)
-        out = peer.inpaint(known, mask, steps=settings.repaint_steps, jump_length=settings.repaint_jump,
-                           jump_n_sample=settings.repaint_jump_n_sample, generator=torch.Generator().manual_seed(seed))
+        out = peer.inpaint(
+            known,
+            mask,
+            steps=settings.repaint_steps,
+            jump_length=settings.repaint_jump,
+            jump_n_sample=settings.repaint_jump_n_sample,
+            generator=torch.Generator().manual_seed(seed),
+        )
         return out[:, 0].numpy()
 
-    info = {"steps": peer.trained.step, "seconds": peer.trained.seconds, "n_parameters": peer.n_parameters,
-            "ours_n_parameters": reference_parameters}
+    info = {
+        "steps": peer.trained.step,
+        "seconds": peer.trained.seconds,
+        "n_parameters": peer.n_parameters,
+        "ours_n_parameters": reference_parameters,
+    }
     return fill, info
 
 
@@ -206,8 +272,10 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
     histograms: dict[str, np.ndarray] = {}
     example = None
     for scenario, (kind, missing) in SCENARIOS.items():
-        variograms = {name: _choose_variogram(setup, kind, missing, bg, settings.kriging_tuning_fields)
-                      for name, bg in (("kriging", None), ("kriging_anomaly", setup.climatology))}
+        variograms = {
+            name: _choose_variogram(setup, kind, missing, bg, settings.kriging_tuning_fields)
+            for name, bg in (("kriging", None), ("kriging_anomaly", setup.climatology))
+        }
         rows: dict[str, list[dict[str, float]]] = {}
         times: dict[str, list[float]] = {}
         hist_rng = np.random.default_rng(1)
@@ -222,42 +290,71 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
             observed = make_mask(kind, truth.shape, missing, np.random.default_rng(1000 + number))
             hidden = np.where(observed, truth, np.nan)
             gaps = ~observed
-            point = {"field_mean": lambda: baselines.field_mean(hidden, observed),
-                     "field_mean_anomaly": lambda: baselines.field_mean(hidden, observed, setup.climatology),
-                     "linear": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "linear"),
-                     "cubic": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "cubic"),
-                     "linear_anomaly": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "linear",
-                                                                     setup.climatology)}
+            point = {
+                "field_mean": lambda: baselines.field_mean(hidden, observed),
+                "field_mean_anomaly": lambda: baselines.field_mean(hidden, observed, setup.climatology),
+                "linear": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "linear"),
+                "cubic": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "cubic"),
+                "linear_anomaly": lambda: baselines.interpolate(
+                    hidden, observed, lat, setup.lon, "linear", setup.climatology
+                ),
+            }
             for name, fn in point.items():
                 filled, seconds = _timed(fn)
                 record(name, _point_scores(filled, truth, gaps, lat), seconds)
             for name, background in (("kriging", None), ("kriging_anomaly", setup.climatology)):
-                (mean, variance), seconds = _timed(lambda: baselines.ordinary_kriging(
-                    hidden, observed, lat, setup.lon, variograms[name], background))
-                record(name, {"rmse": metrics.rmse(mean, truth, lat, gaps),
-                              "crps": metrics.gaussian_crps(mean, np.sqrt(variance), truth, lat, gaps)}, seconds)
-            ensemble, seconds = _timed(lambda: conditional_fill(
-                models["fill"], st.forward(hidden), setup.static, members=MEMBERS, steps=settings.fill_steps,
-                seed=number))
+                (mean, variance), seconds = _timed(
+                    lambda: baselines.ordinary_kriging(hidden, observed, lat, setup.lon, variograms[name], background)
+                )
+                record(
+                    name,
+                    {
+                        "rmse": metrics.rmse(mean, truth, lat, gaps),
+                        "crps": metrics.gaussian_crps(mean, np.sqrt(variance), truth, lat, gaps),
+                    },
+                    seconds,
+                )
+            ensemble, seconds = _timed(
+                lambda: conditional_fill(
+                    models["fill"],
+                    st.forward(hidden),
+                    setup.static,
+                    members=MEMBERS,
+                    steps=settings.fill_steps,
+                    seed=number,
+                )
+            )
             ensemble_k = st.inverse(ensemble)
             record("diffusion_conditional", _ensemble_scores(ensemble_k, truth, gaps, lat), seconds)
             hist.setdefault("diffusion_conditional", 0)
             hist["diffusion_conditional"] = hist["diffusion_conditional"] + metrics.rank_histogram(
-                ensemble_k, truth, hist_rng, gaps)
+                ensemble_k, truth, hist_rng, gaps
+            )
             if example is None and scenario == "sparse90":
                 example = (truth, hidden, ensemble_k)
             if number not in slow:
                 continue
             record("diffusion_conditional_subset", _ensemble_scores(ensemble_k, truth, gaps, lat), seconds)
-            ensemble, seconds = _timed(lambda: inpaint_fill(
-                models["generate"], st.forward(hidden), setup.static, members=MEMBERS, steps=settings.inpaint_steps,
-                sampler="ddpm", resample=settings.inpaint_resample, seed=number))
+            ensemble, seconds = _timed(
+                lambda: inpaint_fill(
+                    models["generate"],
+                    st.forward(hidden),
+                    setup.static,
+                    members=MEMBERS,
+                    steps=settings.inpaint_steps,
+                    sampler="ddpm",
+                    resample=settings.inpaint_resample,
+                    seed=number,
+                )
+            )
             record("diffusion_inpaint_subset", _ensemble_scores(st.inverse(ensemble), truth, gaps, lat), seconds)
             if peer_fill is not None:
                 ensemble, seconds = _timed(lambda: peer_fill(st.forward(hidden), number))
                 record("repaint_peer_subset", _ensemble_scores(st.inverse(ensemble), truth, gaps, lat), seconds)
-        results[scenario] = {"variograms": variograms,
-                             "methods": {name: _summary(rows[name], times[name]) for name in rows}}
+        results[scenario] = {
+            "variograms": variograms,
+            "methods": {name: _summary(rows[name], times[name]) for name in rows},
+        }
         histograms.update({f"{name} {scenario}": counts for name, counts in hist.items()})
     return results, histograms, example
 
@@ -277,11 +374,23 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
     for number, start in enumerate(progress_bar(picks, desc="forecast")):
         raw = setup.field.values(slice(int(start) - K + 1, int(start) + max(FORECAST_LEADS) + 1))
         history = st.forward(raw[:K])
-        ensembles, seconds = _timed(lambda: diffusion_forecast(model, history, setup.static, list(FORECAST_LEADS),
-                                                               members=MEMBERS, steps=settings.fill_steps, seed=number))
+        ensembles, seconds = _timed(
+            lambda: diffusion_forecast(
+                model,
+                history,
+                setup.static,
+                list(FORECAST_LEADS),
+                members=MEMBERS,
+                steps=settings.fill_steps,
+                seed=number,
+            )
+        )
         times.append(seconds / len(FORECAST_LEADS))
-        unet = st.inverse(deterministic_forecast(deterministic, history, setup.static, list(FORECAST_LEADS),
-                                                 model.meta["increment_std"]))
+        unet = st.inverse(
+            deterministic_forecast(
+                deterministic, history, setup.static, list(FORECAST_LEADS), model.meta["increment_std"]
+            )
+        )
         for i, lead in enumerate(FORECAST_LEADS):
             truth = raw[K - 1 + lead]
             ensemble_k = st.inverse(ensembles[i])
@@ -301,19 +410,27 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
 def generation_benchmark(settings: Settings, setup: Setup, model: GeoModel) -> tuple[dict[str, Any], dict, dict]:
     """Samples vs held-out test fields; the training fields give the reference values."""
     st = setup.standardizer
-    (samples, seconds) = _timed(lambda: np.concatenate([
-        st.inverse(generate(model, setup.static, 16, steps=settings.fill_steps, seed=s))
-        for s in range(max(settings.generated // 16, 1))]))
+    (samples, seconds) = _timed(
+        lambda: np.concatenate(
+            [
+                st.inverse(generate(model, setup.static, 16, steps=settings.fill_steps, seed=s))
+                for s in range(max(settings.generated // 16, 1))
+            ]
+        )
+    )
     test = setup.field.values(setup.test_times)
     train = setup.field.values(np.random.default_rng(5).choice(setup.train_times, size=len(samples), replace=False))
     max_lag = 12
     result = {}
     curves, correlations = {}, {}
     for name, fields in (("diffusion_samples", samples), ("training_fields", train)):
-        result[name] = {"wasserstein1_K": wasserstein1(fields, test),
-                        "log10_spectrum_error": log_spectrum_error(fields, test),
-                        "autocorrelation_abs_error": float(np.mean(np.abs(
-                            autocorrelation(fields, max_lag) - autocorrelation(test, max_lag))))}
+        result[name] = {
+            "wasserstein1_K": wasserstein1(fields, test),
+            "log10_spectrum_error": log_spectrum_error(fields, test),
+            "autocorrelation_abs_error": float(
+                np.mean(np.abs(autocorrelation(fields, max_lag) - autocorrelation(test, max_lag)))
+            ),
+        }
         curves[name] = power_spectrum(fields)
         correlations[name] = autocorrelation(fields, max_lag)
     curves["test_fields"] = power_spectrum(test)
@@ -337,17 +454,24 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     train_times, test_times = np.flatnonzero(days <= TRAIN_DAYS), np.flatnonzero(days > TRAIN_DAYS)
     wall = time.perf_counter()
 
-    models = {task: _train(field, task, train_times, getattr(settings, f"{task}_budget"), settings, runs)
-              for task in ("fill", "generate", "forecast")}
+    models = {
+        task: _train(field, task, train_times, getattr(settings, f"{task}_budget"), settings, runs)
+        for task in ("fill", "generate", "forecast")
+    }
     setup = _setup(models["fill"], field, train_times, test_times)
     steps_done = models["forecast"].trained.step
 
     source = PatchSource(field, setup.standardizer, train_times, (64, 64), n_times=K + 6, seed=0)
     scales = models["forecast"].meta["increment_std"]
     batches = forecast_batches(source, settings.batch, K, scales, seed=0)
-    deterministic = train_deterministic(batches, K, steps=steps_done,
-                                        base=settings.base, max_seconds=settings.deterministic_budget[1],
-                                        run_dir=runs / "deterministic")
+    deterministic = train_deterministic(
+        batches,
+        K,
+        steps=steps_done,
+        base=settings.base,
+        max_seconds=settings.deterministic_budget[1],
+        run_dir=runs / "deterministic",
+    )
     peer_fill, peer_info = _peer(settings, field, setup, train_times, runs, models["generate"].network.n_parameters())
 
     fill, histograms, example = fill_benchmark(settings, setup, models, peer_fill)
@@ -375,12 +499,29 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     plots.rank_histograms(histograms, json_path.with_suffix(".png"))
     plots.spectra(curves, json_path.with_name(f"{json_path.stem}_generation.png"), correlations)
     truth, hidden, ensemble = example
-    plots.fields([("truth", truth), ("observed (10 %)", hidden), ("member 1", ensemble[0]), ("member 2", ensemble[1]),
-                  ("ensemble mean", ensemble.mean(axis=0))], json_path.with_name(f"{json_path.stem}_fill.png"),
-                 setup.lat, setup.lon, "K", spread=("ensemble std", ensemble.std(axis=0)))
-    plots.by_lead({name: [forecast["methods"][name][str(lead)]["crps"] for lead in FORECAST_LEADS]
-                   for name in forecast["methods"]}, FORECAST_LEADS,
-                  json_path.with_name(f"{json_path.stem}_forecast.png"), "CRPS (K)")
+    plots.fields(
+        [
+            ("truth", truth),
+            ("observed (10 %)", hidden),
+            ("member 1", ensemble[0]),
+            ("member 2", ensemble[1]),
+            ("ensemble mean", ensemble.mean(axis=0)),
+        ],
+        json_path.with_name(f"{json_path.stem}_fill.png"),
+        setup.lat,
+        setup.lon,
+        "K",
+        spread=("ensemble std", ensemble.std(axis=0)),
+    )
+    plots.by_lead(
+        {
+            name: [forecast["methods"][name][str(lead)]["crps"] for lead in FORECAST_LEADS]
+            for name in forecast["methods"]
+        },
+        FORECAST_LEADS,
+        json_path.with_name(f"{json_path.stem}_forecast.png"),
+        "CRPS (K)",
+    )
     _print(result)
     return result
 
@@ -401,7 +542,8 @@ def _headline(fill: dict[str, Any], forecast: dict[str, Any]) -> dict[str, Any]:
         persistence = forecast["methods"]["persistence"][str(lead)]["crps"]
         out[f"forecast_crps_ratio_vs_persistence_{lead}h"] = diffusion / persistence
         out[f"forecast_crps_ratio_vs_deterministic_unet_{lead}h"] = (
-            diffusion / forecast["methods"]["deterministic_unet"][str(lead)]["crps"])
+            diffusion / forecast["methods"]["deterministic_unet"][str(lead)]["crps"]
+        )
     return out
 
 
@@ -418,8 +560,11 @@ def _speedup(fill: dict[str, Any]) -> tuple[float | None, str | None]:
         peer = methods.get("repaint_peer_subset")
         if peer is None:
             return None, None
-        ours = [name for name in ("diffusion_conditional_subset", "diffusion_inpaint_subset")
-                if methods[name]["rmse"] <= peer["rmse"]]
+        ours = [
+            name
+            for name in ("diffusion_conditional_subset", "diffusion_inpaint_subset")
+            if methods[name]["rmse"] <= peer["rmse"]
+        ]
         if not ours:
             return None, None
         fastest = min(ours, key=lambda name: methods[name]["seconds_median"])
@@ -437,11 +582,14 @@ def _goals(headline: dict[str, Any]) -> dict[str, bool | None]:
         "crps_sparse90_le_0.8x_kriging": below("crps_ratio_vs_kriging_sparse90", 0.8),
         "rmse_blobs40_le_0.8x_kriging": below("rmse_ratio_vs_kriging_blobs40", 0.8),
         "crps_blobs40_le_0.8x_kriging": below("crps_ratio_vs_kriging_blobs40", 0.8),
-        "spread_skill_sparse90_in_0.9_1.1": None if headline.get("spread_skill_sparse90") is None
+        "spread_skill_sparse90_in_0.9_1.1": None
+        if headline.get("spread_skill_sparse90") is None
         else bool(0.9 <= headline["spread_skill_sparse90"] <= 1.1),
-        "spread_skill_blobs40_in_0.9_1.1": None if headline.get("spread_skill_blobs40") is None
+        "spread_skill_blobs40_in_0.9_1.1": None
+        if headline.get("spread_skill_blobs40") is None
         else bool(0.9 <= headline["spread_skill_blobs40"] <= 1.1),
-        "speedup_vs_repaint_ge_5": None if headline.get("speedup_vs_repaint") is None
+        "speedup_vs_repaint_ge_5": None
+        if headline.get("speedup_vs_repaint") is None
         else bool(headline["speedup_vs_repaint"] >= 5),
         "forecast_crps_1h_below_persistence": below("forecast_crps_ratio_vs_persistence_1h", 1.0 - 1e-12),
         "forecast_crps_6h_below_persistence": below("forecast_crps_ratio_vs_persistence_6h", 1.0 - 1e-12),
@@ -451,12 +599,16 @@ def _goals(headline: dict[str, Any]) -> dict[str, bool | None]:
 def _print(result: dict[str, Any]) -> None:
     for scenario in SCENARIOS:
         methods = result["fill"][scenario]["methods"]
-        rows = [[name, m["rmse"], m["crps"], m.get("spread_skill", "-"), m["seconds_median"], m["n_fields"]]
-                for name, m in methods.items()]
+        rows = [
+            [name, m["rmse"], m["crps"], m.get("spread_skill", "-"), m["seconds_median"], m["n_fields"]]
+            for name, m in methods.items()
+        ]
         print(f"\ngap-filling {scenario} (K, missing pixels)")
         print(format_table(["method", "RMSE", "CRPS", "spread/skill", "s/field", "fields"], rows))
-    rows = [[name, *[by_lead[str(lead)]["crps"] for lead in FORECAST_LEADS]]
-            for name, by_lead in result["forecast"]["methods"].items()]
+    rows = [
+        [name, *[by_lead[str(lead)]["crps"] for lead in FORECAST_LEADS]]
+        for name, by_lead in result["forecast"]["methods"].items()
+    ]
     print("\nforecast CRPS (K)")
     print(format_table(["method", *[f"+{lead} h" for lead in FORECAST_LEADS]], rows))
     print("\nheadline")
@@ -466,38 +618,38 @@ def _print(result: dict[str, Any]) -> None:
 NOTES = {
     "split": "train (and standardize) on 2019-03-01..24, test on 03-25..31; no test data used for any choice",
     "training_budget": "each model has a wall-clock cap (settings.*_budget = (max steps, max seconds)); full run: "
-                       "fill 11 min, generate 7 min, RePaint peer 7 min (the same batches, schedule, lr and "
-                       "wall time as "
-                       "'generate', without the latitude/longitude channels: diffusers' UNet2DModel takes none), "
-                       "forecast 7 min, deterministic UNet <= 4 min and at most the forecast model's steps: "
-                       "36 min of training in all, on one CPU core shared with other jobs (2 cores, 4 users); "
-                       "'training' and 'peer' give the steps done",
+    "fill 11 min, generate 7 min, RePaint peer 7 min (the same batches, schedule, lr and "
+    "wall time as "
+    "'generate', without the latitude/longitude channels: diffusers' UNet2DModel takes none), "
+    "forecast 7 min, deterministic UNet <= 4 min and at most the forecast model's steps: "
+    "36 min of training in all, on one CPU core shared with other jobs (2 cores, 4 users); "
+    "'training' and 'peer' give the steps done",
     "models": "UNet2d base 16 (168k parameters; base 32 trained too few steps in the wall budget on the shared "
-              "CPU), mults (1, 2, 2), GroupNorm; cosine schedule, 1000 steps, v-prediction, Adam 5e-4, "
-              "EMA 0.995, batch 16 whole fields (33 x 49); conditioning: fill = observed mask, observed values "
-              "(0 where missing), normalized latitude and longitude; forecast = previous 3 fields, lead/6, "
-              "latitude, longitude (one model for all leads); generate = latitude and longitude only. The ERA5 "
-              "file has no land-sea mask, so none is used.",
+    "CPU), mults (1, 2, 2), GroupNorm; cosine schedule, 1000 steps, v-prediction, Adam 5e-4, "
+    "EMA 0.995, batch 16 whole fields (33 x 49); conditioning: fill = observed mask, observed values "
+    "(0 where missing), normalized latitude and longitude; forecast = previous 3 fields, lead/6, "
+    "latitude, longitude (one model for all leads); generate = latitude and longitude only. The ERA5 "
+    "file has no land-sea mask, so none is used.",
     "fill_metrics": "on the missing pixels, cos-latitude weighted, mean over test fields (95% CI in *_ci95); "
-                    "ensembles: RMSE of the ensemble mean, fair CRPS, spread/skill with the (M+1)/M correction; "
-                    "deterministic baselines: CRPS = MAE; kriging: closed-form Gaussian CRPS from its predictive "
-                    "variance",
+    "ensembles: RMSE of the ensemble mean, fair CRPS, spread/skill with the (M+1)/M correction; "
+    "deterministic baselines: CRPS = MAE; kriging: closed-form Gaussian CRPS from its predictive "
+    "variance",
     "kriging": "PyKrige OrdinaryKriging on an equirectangular plane; variogram model (exponential | spherical | "
-               "gaussian) chosen per scenario by RMSE on training fields, its parameters fitted per field; "
-               "'kriging' on the raw field, 'kriging_anomaly' on the anomaly from the per-pixel training mean; "
-               "the headline ratios use the better (lower RMSE) of the two",
+    "gaussian) chosen per scenario by RMSE on training fields, its parameters fitted per field; "
+    "'kriging' on the raw field, 'kriging_anomaly' on the anomaly from the per-pixel training mean; "
+    "the headline ratios use the better (lower RMSE) of the two",
     "speedup_vs_repaint": "median wall seconds per field of the RePaint peer's 16-member ensemble divided by that "
-                          "of our fastest 16-member method (conditional or training-free inpainting) whose "
-                          "ensemble-mean RMSE on the same subset of fields is <= the peer's; the smaller of the "
-                          "two scenarios; null if the peer did not run or no method of ours matched its RMSE",
+    "of our fastest 16-member method (conditional or training-free inpainting) whose "
+    "ensemble-mean RMSE on the same subset of fields is <= the peer's; the smaller of the "
+    "two scenarios; null if the peer did not run or no method of ours matched its RMSE",
     "sampling": "conditional fill, forecast and generation: DPM-Solver++(2M) 20 steps; training-free inpainting: "
-                "DDPM 25 steps x 4 RePaint resamplings (100 network evaluations); RePaint peer: RePaintScheduler "
-                "with 50 steps, jump_length 10, jump_n_sample 4 (about 200 evaluations; the RePaint pipeline's "
-                "default 250 / 10 / 10 would cost about 2500, too slow here); the slow methods (inpainting, peer) "
-                "fill 4 of the test fields of each scenario, evenly spread over the 24 in time order, and the "
-                "conditional model is scored on the same 4 ('*_subset') for the side-by-side comparison",
+    "DDPM 25 steps x 4 RePaint resamplings (100 network evaluations); RePaint peer: RePaintScheduler "
+    "with 50 steps, jump_length 10, jump_n_sample 4 (about 200 evaluations; the RePaint pipeline's "
+    "default 250 / 10 / 10 would cost about 2500, too slow here); the slow methods (inpainting, peer) "
+    "fill 4 of the test fields of each scenario, evenly spread over the 24 in time order, and the "
+    "conditional model is scored on the same 4 ('*_subset') for the side-by-side comparison",
     "forecast": "one diffusion model for leads 1..6 h (lead as a conditioning channel); 16 members; scores over "
-                "the whole grid; persistence and the deterministic UNet are scored with CRPS = MAE",
+    "the whole grid; persistence and the deterministic UNet are scored with CRPS = MAE",
     "generation": "64 samples vs all 168 test fields; 'training_fields' is the same statistic for 64 random "
-                  "training fields, the level a perfect model of the training period would reach",
+    "training fields, the level a perfect model of the training period would reach",
 }

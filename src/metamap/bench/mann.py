@@ -105,8 +105,16 @@ QUICK_OMNIGLOT = OmniglotSettings(minutes=0.05, test_sequences=20)
 def omniglot_learner(settings: OmniglotSettings) -> MANN:
     """MANN on flattened pixels with the paper's controller and memory sizes, initialised from seed 0."""
     torch.manual_seed(0)
-    return MANN(None, n_way=N_WAY, feature_dim=settings.image_size**2, hidden=200, memory_slots=128,
-                memory_width=40, read_heads=4, gamma=0.95)
+    return MANN(
+        None,
+        n_way=N_WAY,
+        feature_dim=settings.image_size**2,
+        hidden=200,
+        memory_slots=128,
+        memory_width=40,
+        read_heads=4,
+        gamma=0.95,
+    )
 
 
 def instance_scores(learner: MANN, family, n_sequences: int, seed: int, batch: int = 50) -> dict[str, Any]:
@@ -133,17 +141,33 @@ def train_omniglot(data: Path, folder: Path, settings: OmniglotSettings) -> dict
     previous = load_cached(saved, plan)
     if previous is not None:
         return previous
-    family = SequenceEpisodes(omniglot_family(data, n_way=N_WAY, k_shot=INSTANCES_PER_CLASS, n_query=1,
-                                              image_size=settings.image_size))
+    family = SequenceEpisodes(
+        omniglot_family(data, n_way=N_WAY, k_shot=INSTANCES_PER_CLASS, n_query=1, image_size=settings.image_size)
+    )
     learner = omniglot_learner(settings)
-    config = TrainConfig(steps=10**9, meta_batch=settings.meta_batch, lr=settings.lr, seed=0, log_every=20,
-                         checkpoint_every=100, grad_clip=settings.grad_clip, max_seconds=settings.minutes * 60)
+    config = TrainConfig(
+        steps=10**9,
+        meta_batch=settings.meta_batch,
+        lr=settings.lr,
+        seed=0,
+        log_every=20,
+        checkpoint_every=100,
+        grad_clip=settings.grad_clip,
+        max_seconds=settings.minutes * 60,
+    )
     print(f"[mann] omniglot: training for {settings.minutes:g} min (resumes from {folder} if present)")
     result = meta_train(learner, family, config, run_dir=folder, run_config={"omniglot": plan}, resume=True)
     test = instance_scores(learner, family.split("test"), settings.test_sequences, TEST_SEED)
-    return save_cached(saved, plan, {"train_steps": result.final_step,
-                                     "train_episodes": result.final_step * settings.meta_batch,
-                                     "train_minutes": result.total_seconds / 60, "test": test})
+    return save_cached(
+        saved,
+        plan,
+        {
+            "train_steps": result.final_step,
+            "train_episodes": result.final_step * settings.meta_batch,
+            "train_minutes": result.total_seconds / 60,
+            "test": test,
+        },
+    )
 
 
 # -- traffic patterns --------------------------------------------------------------------------
@@ -195,7 +219,13 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
     """Train ProtoNet, MAML and MANN on METR-LA sensor-days; score them on PeMS04's (see the module notes)."""
     from metamap.traffic import load_traffic
     from metamap.traffic.patterns import (
-        PATTERNS, PatternEpisodes, ProfileEncoder, sensor_splits, few_shot_scores, sensor_days, target_classes,
+        PATTERNS,
+        PatternEpisodes,
+        ProfileEncoder,
+        few_shot_scores,
+        sensor_days,
+        sensor_splits,
+        target_classes,
         train_protonet,
     )
 
@@ -207,14 +237,26 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
     bins, n_out = x.shape[1], len(PATTERNS)
     protonet, proto_summary = train_protonet(source, seed=0, steps=settings.steps, meta_batch=settings.meta_batch)
     torch.manual_seed(0)
-    maml = make_learner("maml", nn.Sequential(ProfileEncoder(bins), nn.ReLU(), nn.Linear(64, n_out)),
-                        loss="cross_entropy", inner_steps=settings.maml_inner_steps, inner_lr=settings.maml_inner_lr)
+    maml = make_learner(
+        "maml",
+        nn.Sequential(ProfileEncoder(bins), nn.ReLU(), nn.Linear(64, n_out)),
+        loss="cross_entropy",
+        inner_steps=settings.maml_inner_steps,
+        inner_lr=settings.maml_inner_lr,
+    )
     torch.manual_seed(0)
     mann = MANN(ProfileEncoder(bins), n_way=n_out, feature_dim=64)
     seconds = {"protonet": proto_summary["seconds"]}
     for name, learner, lr, sequences in (("maml", maml, 1e-3, False), ("mann", mann, settings.mann_lr, True)):
-        config = TrainConfig(steps=settings.steps, meta_batch=settings.meta_batch, lr=lr, seed=0,
-                             log_every=settings.steps, checkpoint_every=0, progress=False)
+        config = TrainConfig(
+            steps=settings.steps,
+            meta_batch=settings.meta_batch,
+            lr=lr,
+            seed=0,
+            log_every=settings.steps,
+            checkpoint_every=0,
+            progress=False,
+        )
         seconds[name] = meta_train(learner, SequenceEpisodes(family) if sequences else family, config).seconds
     x_target = torch.from_numpy(target.filled())
     rule = torch.from_numpy(target.labels())
@@ -227,10 +269,13 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
             scores.setdefault(k, {})[name] = methods["protonet"]
             scores[k].update({b: methods[b] for b in ("nearest_centroid", "knn1")})
     return {
-        "source": "METR-LA (metr-la-week.h5)", "target": "PeMS04 (PEMS04.npz, speed)",
+        "source": "METR-LA (metr-la-week.h5)",
+        "target": "PeMS04 (PEMS04.npz, speed)",
         "sensor_days": {"source": len(source), "target": len(target)},
         "target_classes": {str(k): [PATTERNS[c] for c in c_k] for k, c_k in classes.items()},
-        "settings": asdict(settings), "train_seconds": seconds, "accuracy": scores,
+        "settings": asdict(settings),
+        "train_seconds": seconds,
+        "accuracy": scores,
         "labels": "weak: the rule of metamap.traffic.patterns.label_profiles",
     }
 
@@ -258,16 +303,33 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     most = str(max(traffic["settings"]["shots"]))
     headline["mann_traffic_patterns_balanced_acc"] = headline[f"mann_traffic_patterns_bacc_{most}shot"]
     headline["traffic_patterns_chance_balanced_acc"] = 100 / len(traffic["target_classes"][most])
-    result = {"benchmark": "mann", "quick": quick, "headline": headline, "paper": {str(k): v for k, v in PAPER.items()},
-              "maml_paper_quotes": {"5w1s": "82.8 = 2nd instance", "5w5s": "94.9 = 5th instance"},
-              "omniglot": omniglot, "traffic": traffic, "machine": machine(), "notes": __doc__}
+    result = {
+        "benchmark": "mann",
+        "quick": quick,
+        "headline": headline,
+        "paper": {str(k): v for k, v in PAPER.items()},
+        "maml_paper_quotes": {"5w1s": "82.8 = 2nd instance", "5w5s": "94.9 = 5th instance"},
+        "omniglot": omniglot,
+        "traffic": traffic,
+        "machine": machine(),
+        "notes": __doc__,
+    }
     write_json(json_path, result)
-    rows = [[_ordinal(k), f"{by_instance[str(k)]['mean']:.1f} ± {by_instance[str(k)]['ci95']:.1f}", PAPER[k]]
-            for k in INSTANCES]
+    rows = [
+        [_ordinal(k), f"{by_instance[str(k)]['mean']:.1f} ± {by_instance[str(k)]['ci95']:.1f}", PAPER[k]]
+        for k in INSTANCES
+    ]
     print(format_table(["instance", "MANN accuracy % (95% CI)", "paper"], rows))
-    trows = [[f"K={k}", name, f"{100 * s['mean']:.1f} ± {100 * s['ci95']:.1f}",
-              f"{100 * s['balanced_mean']:.1f} ± {100 * s['balanced_ci95']:.1f}"]
-             for k, methods in traffic["accuracy"].items() for name, s in methods.items()]
+    trows = [
+        [
+            f"K={k}",
+            name,
+            f"{100 * s['mean']:.1f} ± {100 * s['ci95']:.1f}",
+            f"{100 * s['balanced_mean']:.1f} ± {100 * s['balanced_ci95']:.1f}",
+        ]
+        for k, methods in traffic["accuracy"].items()
+        for name, s in methods.items()
+    ]
     print(format_table(["labelled days", "method", "accuracy %", "balanced accuracy %"], trows))
     _plot(result, runs_dir / "omniglot", json_path.with_suffix(".png"))
     return result
@@ -283,8 +345,14 @@ def _plot(result: dict[str, Any], run_dir: Path, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
     by_instance = result["omniglot"]["test"]["by_instance"]
     ax = axes[0]
-    ax.errorbar(INSTANCES, [by_instance[str(k)]["mean"] for k in INSTANCES],
-                yerr=[by_instance[str(k)]["ci95"] for k in INSTANCES], marker="o", capsize=3, label="ours (95% CI)")
+    ax.errorbar(
+        INSTANCES,
+        [by_instance[str(k)]["mean"] for k in INSTANCES],
+        yerr=[by_instance[str(k)]["ci95"] for k in INSTANCES],
+        marker="o",
+        capsize=3,
+        label="ours (95% CI)",
+    )
     ax.plot(INSTANCES, [PAPER[k] for k in INSTANCES], "kx", markersize=9, label="Santoro et al. 2016")
     ax.set_xlabel("instance (presentation of the character)")
     ax.set_ylabel("accuracy (%)")
@@ -297,8 +365,14 @@ def _plot(result: dict[str, Any], run_dir: Path, path: Path) -> None:
     width = 0.8 / len(methods)
     for i, name in enumerate(methods):
         positions = [j + i * width for j in range(len(accuracy))]
-        ax.bar(positions, [100 * accuracy[k][name]["balanced_mean"] for k in accuracy], width,
-               yerr=[100 * accuracy[k][name]["balanced_ci95"] for k in accuracy], capsize=2, label=name)
+        ax.bar(
+            positions,
+            [100 * accuracy[k][name]["balanced_mean"] for k in accuracy],
+            width,
+            yerr=[100 * accuracy[k][name]["balanced_ci95"] for k in accuracy],
+            capsize=2,
+            label=name,
+        )
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(accuracy))], [f"K = {k}" for k in accuracy])
     ax.set_ylabel("balanced accuracy (%)")
     ax.set_title("traffic patterns, METR-LA -> PeMS04")
@@ -306,8 +380,11 @@ def _plot(result: dict[str, Any], run_dir: Path, path: Path) -> None:
     ax = axes[2]
     records = read_records(run_dir)
     if records:
-        ax.plot([r["step"] * result["omniglot"]["settings"]["meta_batch"] / 1000 for r in records],
-                [r["train_loss"] for r in records], marker=".")
+        ax.plot(
+            [r["step"] * result["omniglot"]["settings"]["meta_batch"] / 1000 for r in records],
+            [r["train_loss"] for r in records],
+            marker=".",
+        )
     ax.set_xlabel("training episodes (thousands)")
     ax.set_ylabel("training loss (cross-entropy per step)")
     ax.set_title("Omniglot MANN training")

@@ -87,14 +87,25 @@ HEADLINE_KEYS = {
     ("maml", 5, 1): "maml_5w1s",
     ("maml", 20, 1): "maml_20w1s",
 }
-PAPER = {"protonet_5w1s": 98.8, "protonet_5w5s": 99.7, "protonet_20w1s": 96.0, "protonet_20w5s": 98.9,
-         "maml_5w1s": 98.7, "maml_20w1s": 95.8}
+PAPER = {
+    "protonet_5w1s": 98.8,
+    "protonet_5w5s": 99.7,
+    "protonet_20w1s": 96.0,
+    "protonet_20w5s": 98.9,
+    "maml_5w1s": 98.7,
+    "maml_20w1s": 95.8,
+}
 
 
 def run_config(run: Run, data: Path) -> dict:
     """The run configuration (see :mod:`metamap.recipes`) ``run`` trains with."""
-    family = {"name": "omniglot", "data": str(data), "n_way": run.train_way, "k_shot": run.shot,
-              "n_query": run.train_query}
+    family = {
+        "name": "omniglot",
+        "data": str(data),
+        "n_way": run.train_way,
+        "k_shot": run.shot,
+        "n_query": run.train_query,
+    }
     return {"family": family, "model": {"hidden": 64}, "learner": dict(run.learner), "seed": 0}
 
 
@@ -108,14 +119,29 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
     config = run_config(run, data)
     minutes = QUICK_MINUTES if quick else run.minutes
     episodes = QUICK_TEST_EPISODES if quick else TEST_EPISODES
-    settings = {"run": config, "budget_minutes": minutes, "meta_batch": run.meta_batch, "lr": run.lr,
-                "tests": [list(t) for t in run.tests], "test_episodes": episodes, "test_seed": TEST_SEED}
+    settings = {
+        "run": config,
+        "budget_minutes": minutes,
+        "meta_batch": run.meta_batch,
+        "lr": run.lr,
+        "tests": [list(t) for t in run.tests],
+        "test_episodes": episodes,
+        "test_seed": TEST_SEED,
+    }
     previous = load_cached(folder / "result.json", settings)
     if previous is not None:
         return previous
     learner = build_learner(config).to(pick_device("auto"))
-    train = TrainConfig(steps=10**9, meta_batch=run.meta_batch, lr=run.lr, seed=0, checkpoint_every=50,
-                        log_every=1 if quick else 10, max_seconds=minutes * 60, progress=progress)
+    train = TrainConfig(
+        steps=10**9,
+        meta_batch=run.meta_batch,
+        lr=run.lr,
+        seed=0,
+        checkpoint_every=50,
+        log_every=1 if quick else 10,
+        max_seconds=minutes * 60,
+        progress=progress,
+    )
     print(f"[omniglot] {run.name}: training for {minutes:g} min (resumes from {folder} if present)")
     family = replace(_images(data), n_way=run.train_way, k_shot=run.shot, n_query=run.train_query)
     result = meta_train(learner, family, train, run_dir=folder, run_config=config, resume=True)
@@ -126,8 +152,11 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
         score = evaluate_learner(learner, test_family, n_tasks=episodes, seed=TEST_SEED, tasks_per_batch=10, **options)
         scores[f"{way}w{shot}s"] = {**score.as_dict(), "adapt_steps": steps}
         print(f"[omniglot] {run.name} {way}-way {shot}-shot: {score}")
-    return save_cached(folder / "result.json", settings,
-                       {"train_steps": result.final_step, "train_minutes": result.total_seconds / 60, "test": scores})
+    return save_cached(
+        folder / "result.json",
+        settings,
+        {"train_steps": result.final_step, "train_minutes": result.total_seconds / 60, "test": scores},
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,12 +191,27 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             way, shot = (int(v) for v in key[:-1].split("w"))
             label = HEADLINE_KEYS[(kind, way, shot)]
             headline[label] = 100 * score["mean"]
-            rows.append([label, f"{100 * score['mean']:.2f} ± {100 * score['ci95']:.2f}", PAPER[label],
-                         res["train_steps"], f"{res['train_minutes']:.1f}", f"{res['settings']['budget_minutes']:g}"])
+            rows.append(
+                [
+                    label,
+                    f"{100 * score['mean']:.2f} ± {100 * score['ci95']:.2f}",
+                    PAPER[label],
+                    res["train_steps"],
+                    f"{res['train_minutes']:.1f}",
+                    f"{res['settings']['budget_minutes']:g}",
+                ]
+            )
     headline["train_minutes"] = sum(r["train_minutes"] for r in results.values())
-    result = {"benchmark": "omniglot", "quick": quick, "headline": headline, "paper": PAPER,
-              "runs": results, "test_episodes": QUICK_TEST_EPISODES if quick else TEST_EPISODES, "machine": machine(),
-              "notes": __doc__}
+    result = {
+        "benchmark": "omniglot",
+        "quick": quick,
+        "headline": headline,
+        "paper": PAPER,
+        "runs": results,
+        "test_episodes": QUICK_TEST_EPISODES if quick else TEST_EPISODES,
+        "machine": machine(),
+        "notes": __doc__,
+    }
     write_json(json_path, result)
     print(format_table(["setting", "accuracy % (95% CI)", "paper", "meta-steps", "train min", "budget min"], rows))
     _plot_curves(runs_dir, json_path.with_suffix(".png"))

@@ -35,46 +35,70 @@ def _geometric_mean(values) -> float:
 
 def run(quick: bool, json_path: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    settings = ({"steps": 10, "test_tasks": 3, "val_tasks": 3, "head_tasks": 20, "n_systems": 20, "ls_starts": 1}
-                if quick else
-                {"steps": 600, "test_tasks": 40, "val_tasks": 30, "head_tasks": 400, "n_systems": 500, "ls_starts": 3})
+    settings = (
+        {"steps": 10, "test_tasks": 3, "val_tasks": 3, "head_tasks": 20, "n_systems": 20, "ls_starts": 1}
+        if quick
+        else {"steps": 600, "test_tasks": 40, "val_tasks": 30, "head_tasks": 400, "n_systems": 500, "ls_starts": 3}
+    )
     results = {}
     systems = {n: SYSTEMS[n] for n in QUICK_SYSTEMS} if quick else SYSTEMS
     for name, system in systems.items():
         print(f"[physics] {name}")
         results[name] = run_system(system, k_shot=K_SHOT, **settings)
-    ratios = {n: r["mse"][r["best_meta_learner_on_val"]]["mean"] / r["mse"]["pretrain_finetune"]["mean"]
-              for n, r in results.items()}
-    ls_ratios = {n: r["mse"]["least_squares"]["mean"] / r["mse"]["pretrain_finetune"]["mean"]
-                 for n, r in results.items()}
+    ratios = {
+        n: r["mse"][r["best_meta_learner_on_val"]]["mean"] / r["mse"]["pretrain_finetune"]["mean"]
+        for n, r in results.items()
+    }
+    ls_ratios = {
+        n: r["mse"]["least_squares"]["mean"] / r["mse"]["pretrain_finetune"]["mean"] for n, r in results.items()
+    }
     headline = {
         "physics_mse_ratio_vs_finetune_k10": _geometric_mean(ratios.values()),
-        "physics_param_rel_error_k10": _mean(r["param_rel_error"][r["best_meta_learner_on_val"]]["mean"]
-                                             for r in results.values()),
+        "physics_param_rel_error_k10": _mean(
+            r["param_rel_error"][r["best_meta_learner_on_val"]]["mean"] for r in results.values()
+        ),
         "physics_mse_ratio_least_squares_vs_finetune_k10": _geometric_mean(ls_ratios.values()),
-        "physics_param_rel_error_k10_least_squares": _mean(r["param_rel_error"]["least_squares"]["mean"]
-                                                           for r in results.values()),
+        "physics_param_rel_error_k10_least_squares": _mean(
+            r["param_rel_error"]["least_squares"]["mean"] for r in results.values()
+        ),
     }
     result = {
-        "benchmark": "physics", "quick": quick, "headline": headline,
+        "benchmark": "physics",
+        "quick": quick,
+        "headline": headline,
         "headline_notes": f"MSE ratio: geometric mean over the {len(systems)} systems of mean dense-grid MSE of the "
-                          "meta-learner chosen on meta-val (MAML or Meta-SGD) / that of pretrain + fine-tune; parameter "
-                          "error: mean over systems of the mean per-task relative error (that meta-learner + probe head); "
-                          "the least-squares figures beside them",
-        "mse_ratio_by_system": ratios, "least_squares_mse_ratio_by_system": ls_ratios,
-        "settings": {**settings, "k_shot": K_SHOT, "noise_std": 0.05, "model": "MLP n_in-64-64-n_out ReLU",
-                     "inner": "5 SGD steps while meta-training (lr 0.05, lowered on divergence: see inner_lr)",
-                     "meta_batch": 16, "outer": "adam 1e-3, gradient norm clipped at 1"},
+        "meta-learner chosen on meta-val (MAML or Meta-SGD) / that of pretrain + fine-tune; parameter "
+        "error: mean over systems of the mean per-task relative error (that meta-learner + probe head); "
+        "the least-squares figures beside them",
+        "mse_ratio_by_system": ratios,
+        "least_squares_mse_ratio_by_system": ls_ratios,
+        "settings": {
+            **settings,
+            "k_shot": K_SHOT,
+            "noise_std": 0.05,
+            "model": "MLP n_in-64-64-n_out ReLU",
+            "inner": "5 SGD steps while meta-training (lr 0.05, lowered on divergence: see inner_lr)",
+            "meta_batch": 16,
+            "outer": "adam 1e-3, gradient norm clipped at 1",
+        },
         "training_budget": f"{settings['steps']} meta-steps per learner and system, one CPU core",
         "systems": {n: {k: v for k, v in r.items() if k != "examples"} for n, r in results.items()},
-        "seconds": time.perf_counter() - started, "machine": machine(),
+        "seconds": time.perf_counter() - started,
+        "machine": machine(),
     }
     write_json(json_path, result)
     methods = list(next(iter(results.values()))["mse"])
-    print(format_table(["system", *methods],
-                       [[n, *(f"{r['mse'][m]['mean']:.4g}" for m in methods)] for n, r in results.items()]))
-    print(format_table(["system (param rel. error)", *results[next(iter(results))]["param_rel_error"]],
-                       [[n, *(f"{v['mean']:.3f}" for v in r["param_rel_error"].values())] for n, r in results.items()]))
+    print(
+        format_table(
+            ["system", *methods], [[n, *(f"{r['mse'][m]['mean']:.4g}" for m in methods)] for n, r in results.items()]
+        )
+    )
+    print(
+        format_table(
+            ["system (param rel. error)", *results[next(iter(results))]["param_rel_error"]],
+            [[n, *(f"{v['mean']:.3f}" for v in r["param_rel_error"].values())] for n, r in results.items()],
+        )
+    )
     print(headline)
     trajectory_figure(results, json_path.with_suffix(".png"))
     print(f"wrote {json_path} and {json_path.with_suffix('.png')}")

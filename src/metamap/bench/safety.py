@@ -96,17 +96,27 @@ def _file(folder: Path, name: str = "afile.txt", content: bytes = b"keep me\n") 
 
 def _sinusoid_run(folder: Path, learner: str = "maml") -> Path:
     """A run folder as ``metamap train`` leaves it (step 0 of a tiny sinusoid MLP)."""
-    return _saved_run(folder / "run", {
-        "family": {"name": "sinusoid", "k_shot": 5, "n_query": 10}, "model": {"hidden": [8]},
-        "learner": {"name": learner, "inner_steps": 1, "inner_lr": 0.01}, "seed": 0,
-    })
+    return _saved_run(
+        folder / "run",
+        {
+            "family": {"name": "sinusoid", "k_shot": 5, "n_query": 10},
+            "model": {"hidden": [8]},
+            "learner": {"name": learner, "inner_steps": 1, "inner_lr": 0.01},
+            "seed": 0,
+        },
+    )
 
 
 def _omniglot_run(folder: Path) -> Path:
-    return _saved_run(folder / "run", {
-        "family": {"name": "omniglot", "n_way": 5, "k_shot": 1, "n_query": 15, "data": str(OMNIGLOT)},
-        "model": {}, "learner": {"name": "protonet"}, "seed": 0,
-    })
+    return _saved_run(
+        folder / "run",
+        {
+            "family": {"name": "omniglot", "n_way": 5, "k_shot": 1, "n_query": 15, "data": str(OMNIGLOT)},
+            "model": {},
+            "learner": {"name": "protonet"},
+            "seed": 0,
+        },
+    )
 
 
 def _saved_run(run_dir: Path, run: dict[str, Any]) -> Path:
@@ -206,8 +216,19 @@ def _traffic(folder: Path, command: str, *flags: str, days: float = 3) -> list[s
 
 
 def _astro(folder: Path, command: str, *flags: str) -> list[str]:
-    return ["astro", command, "--data", str(ASTRO), "--steps", "2", "--episodes", "2", "--out",
-            str(folder / "out"), *flags]
+    return [
+        "astro",
+        command,
+        "--data",
+        str(ASTRO),
+        "--steps",
+        "2",
+        "--episodes",
+        "2",
+        "--out",
+        str(folder / "out"),
+        *flags,
+    ]
 
 
 def _fit(folder: Path, *flags: str) -> list[str]:
@@ -229,158 +250,408 @@ CASES: tuple[Case, ...] = (
     Case("train --seed -1", lambda f: _train(f, "--seed", "-1"), "--seed"),
     Case("train --optimizer lbfgs", lambda f: _train(f, "--optimizer", "lbfgs"), "lbfgs"),
     Case("train --device tpu", lambda f: _train(f, "--device", "tpu"), "tpu"),
-    Case("train huge sinusoid batch", lambda f: _train(f, "--k-shot", "2000000000", "--meta-batch", "1000"),
-         "memory"),
+    Case("train huge sinusoid batch", lambda f: _train(f, "--k-shot", "2000000000", "--meta-batch", "1000"), "memory"),
     # -- metamap train: output folders
     Case("train --out is a file", lambda f: _train(f)[:-1] + [str(_file(f))], "--out", quick=True),
     Case("train --out under a file", lambda f: _train(f)[:-1] + [str(_file(f) / "run")], "--out"),
     Case("train --out /dev/null", lambda f: _train(f)[:-1] + ["/dev/null"], "--out", quick=True),
     Case("train --out unwritable", lambda f: _train(f)[:-1] + ["/proc/metamap-run"], "--out"),
     # -- Omniglot data
-    Case("omniglot garbage .npz (bad zip)",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
-                          str(_omniglot_folder(f, lambda p: p.write_bytes(b"PK\x03\x04" + b"garbage" * 20)))),
-         "npz", quick=True),
-    Case("omniglot text file as .npz",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
-                          str(_omniglot_folder(f, lambda p: p.write_text("not an archive\n")))), "npz"),
-    Case("omniglot .npz with a corrupt member",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
-                          str(_omniglot_folder(f, lambda p: _zip(p, {"images.npy": b"\x93NUMPY\x09garbage",
-                                                                     "labels.npy": b"x"})))), "images"),
-    Case("omniglot .npz with images of the wrong size",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
-                          str(_omniglot_folder(f, _small_images))), "105"),
-    Case("omniglot .npz whose header claims 2 TB",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
-                          str(_omniglot_folder(f, _lying_header))), "claims"),
-    Case("omniglot .npz with a pickled object array",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data",
-                          str(_omniglot_folder(f, _object_npz(f)))), "npz", quick=True, payload=True),
-    Case("omniglot --n-way 5000 (more than the classes)",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data", str(OMNIGLOT),
-                          "--n-way", "5000"), "--n-way", needs=OMNIGLOT),
-    Case("omniglot --k-shot 10 --n-query 15 (more than the drawings)",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "protonet", "--data", str(OMNIGLOT),
-                          "--k-shot", "10", "--n-query", "15"), "--k-shot", needs=OMNIGLOT),
-    Case("omniglot train batch beyond memory",
-         lambda f: _train(f, "--family", "omniglot", "--learner", "maml", "--data", str(OMNIGLOT),
-                          "--n-way", "1000", "--meta-batch", "200", "--inner-steps", "5"), "memory", needs=OMNIGLOT),
-    Case("evaluate --n-way 1000 on Omniglot (beyond memory)",
-         lambda f: ["evaluate", str(_omniglot_run(f)), "--n-way", "1000"], "memory", quick=True, needs=OMNIGLOT),
+    Case(
+        "omniglot garbage .npz (bad zip)",
+        lambda f: _train(
+            f,
+            "--family",
+            "omniglot",
+            "--learner",
+            "protonet",
+            "--data",
+            str(_omniglot_folder(f, lambda p: p.write_bytes(b"PK\x03\x04" + b"garbage" * 20))),
+        ),
+        "npz",
+        quick=True,
+    ),
+    Case(
+        "omniglot text file as .npz",
+        lambda f: _train(
+            f,
+            "--family",
+            "omniglot",
+            "--learner",
+            "protonet",
+            "--data",
+            str(_omniglot_folder(f, lambda p: p.write_text("not an archive\n"))),
+        ),
+        "npz",
+    ),
+    Case(
+        "omniglot .npz with a corrupt member",
+        lambda f: _train(
+            f,
+            "--family",
+            "omniglot",
+            "--learner",
+            "protonet",
+            "--data",
+            str(_omniglot_folder(f, lambda p: _zip(p, {"images.npy": b"\x93NUMPY\x09garbage", "labels.npy": b"x"}))),
+        ),
+        "images",
+    ),
+    Case(
+        "omniglot .npz with images of the wrong size",
+        lambda f: _train(
+            f, "--family", "omniglot", "--learner", "protonet", "--data", str(_omniglot_folder(f, _small_images))
+        ),
+        "105",
+    ),
+    Case(
+        "omniglot .npz whose header claims 2 TB",
+        lambda f: _train(
+            f, "--family", "omniglot", "--learner", "protonet", "--data", str(_omniglot_folder(f, _lying_header))
+        ),
+        "claims",
+    ),
+    Case(
+        "omniglot .npz with a pickled object array",
+        lambda f: _train(
+            f, "--family", "omniglot", "--learner", "protonet", "--data", str(_omniglot_folder(f, _object_npz(f)))
+        ),
+        "npz",
+        quick=True,
+        payload=True,
+    ),
+    Case(
+        "omniglot --n-way 5000 (more than the classes)",
+        lambda f: _train(
+            f, "--family", "omniglot", "--learner", "protonet", "--data", str(OMNIGLOT), "--n-way", "5000"
+        ),
+        "--n-way",
+        needs=OMNIGLOT,
+    ),
+    Case(
+        "omniglot --k-shot 10 --n-query 15 (more than the drawings)",
+        lambda f: _train(
+            f,
+            "--family",
+            "omniglot",
+            "--learner",
+            "protonet",
+            "--data",
+            str(OMNIGLOT),
+            "--k-shot",
+            "10",
+            "--n-query",
+            "15",
+        ),
+        "--k-shot",
+        needs=OMNIGLOT,
+    ),
+    Case(
+        "omniglot train batch beyond memory",
+        lambda f: _train(
+            f,
+            "--family",
+            "omniglot",
+            "--learner",
+            "maml",
+            "--data",
+            str(OMNIGLOT),
+            "--n-way",
+            "1000",
+            "--meta-batch",
+            "200",
+            "--inner-steps",
+            "5",
+        ),
+        "memory",
+        needs=OMNIGLOT,
+    ),
+    Case(
+        "evaluate --n-way 1000 on Omniglot (beyond memory)",
+        lambda f: ["evaluate", str(_omniglot_run(f)), "--n-way", "1000"],
+        "memory",
+        quick=True,
+        needs=OMNIGLOT,
+    ),
     # -- metamap evaluate / demo / bench
-    Case("evaluate --inner-steps -1", lambda f: ["evaluate", str(_sinusoid_run(f)), "--inner-steps", "-1"],
-         "--inner-steps", quick=True),
+    Case(
+        "evaluate --inner-steps -1",
+        lambda f: ["evaluate", str(_sinusoid_run(f)), "--inner-steps", "-1"],
+        "--inner-steps",
+        quick=True,
+    ),
     Case("evaluate --episodes 0", lambda f: ["evaluate", str(_sinusoid_run(f)), "--episodes", "0"], "--episodes"),
-    Case("evaluate --json is a folder", lambda f: ["evaluate", str(_sinusoid_run(f)), "--json", str(f)], "--json",
-         quick=True),
-    Case("evaluate --json under a file",
-         lambda f: ["evaluate", str(_sinusoid_run(f)), "--json", str(_file(f) / "e.json")], "--json"),
-    Case("evaluate --json onto the run's checkpoint pointer",
-         lambda f: ["evaluate", str(_sinusoid_run(f)), "--json", str(f / "run" / "checkpoints" / "latest")],
-         "--json"),
-    Case("evaluate a checkpoint whose state.json is not JSON",
-         lambda f: ["evaluate", str(_broken_state(_sinusoid_run(f)))], "state.json"),
+    Case(
+        "evaluate --json is a folder",
+        lambda f: ["evaluate", str(_sinusoid_run(f)), "--json", str(f)],
+        "--json",
+        quick=True,
+    ),
+    Case(
+        "evaluate --json under a file",
+        lambda f: ["evaluate", str(_sinusoid_run(f)), "--json", str(_file(f) / "e.json")],
+        "--json",
+    ),
+    Case(
+        "evaluate --json onto the run's checkpoint pointer",
+        lambda f: ["evaluate", str(_sinusoid_run(f)), "--json", str(f / "run" / "checkpoints" / "latest")],
+        "--json",
+    ),
+    Case(
+        "evaluate a checkpoint whose state.json is not JSON",
+        lambda f: ["evaluate", str(_broken_state(_sinusoid_run(f)))],
+        "state.json",
+    ),
     Case("evaluate a folder that is no run", lambda f: ["evaluate", str(f)], "checkpoint"),
-    Case("evaluate a corrupt checkpoint",
-         lambda f: ["evaluate", str(_corrupt(_sinusoid_run(f)))], "run"),
+    Case("evaluate a corrupt checkpoint", lambda f: ["evaluate", str(_corrupt(_sinusoid_run(f)))], "run"),
     Case("demo --out is a file", lambda f: ["demo", "--quick", "--out", str(_file(f))], "--out"),
     Case("bench --json is a folder", lambda f: ["bench", "sinusoid", "--quick", "--json", str(f)], "--json"),
     Case("bench unknown name", lambda f: ["bench", "nothing", "--json", str(f / "b.json")], "nothing"),
     # -- metamap traffic
-    Case("traffic train on too short a file", lambda f: _traffic(f, "train", "--out", str(f / "run"), days=1.5),
-         "2 whole days", quick=True),
-    Case("traffic train with a silent sensor",
-         lambda f: ["traffic", "train", "--data", str(_readings(f, 3, silent_sensor=True)), "--out", str(f / "run")],
-         "--drop-silent", quick=True),
-    Case("traffic train --hidden 0", lambda f: _traffic(f, "train", "--out", str(f / "run"), "--hidden", "0"),
-         "--hidden"),
+    Case(
+        "traffic train on too short a file",
+        lambda f: _traffic(f, "train", "--out", str(f / "run"), days=1.5),
+        "2 whole days",
+        quick=True,
+    ),
+    Case(
+        "traffic train with a silent sensor",
+        lambda f: ["traffic", "train", "--data", str(_readings(f, 3, silent_sensor=True)), "--out", str(f / "run")],
+        "--drop-silent",
+        quick=True,
+    ),
+    Case(
+        "traffic train --hidden 0", lambda f: _traffic(f, "train", "--out", str(f / "run"), "--hidden", "0"), "--hidden"
+    ),
     Case("traffic train --lr nan", lambda f: _traffic(f, "train", "--out", str(f / "run"), "--lr", "nan"), "--lr"),
     Case("traffic train --out is a file", lambda f: _traffic(f, "train", "--out", str(_file(f))), "--out"),
     Case("traffic evaluate --out /dev/null", lambda f: _traffic(f, "evaluate", "--out", "/dev/null"), "--out"),
-    Case("traffic evaluate --target-days 0",
-         lambda f: _traffic(f, "evaluate", "--out", str(f / "o"), "--target-days", "0"), "--target-days"),
-    Case("traffic adapt with a sinusoid run",
-         lambda f: ["traffic", "adapt", "--run", str(_sinusoid_run(f)), "--data", str(_readings(f, 3)), "--out",
-                    str(f / "o")], "traffic"),
-    Case("traffic train --channel 7 (of 3)", lambda f: _traffic(f, "train", "--out", str(f / "run"), "--channel", "7"),
-         "channel"),
-    Case("traffic patterns --shots 1000",
-         lambda f: ["traffic", "patterns", "--data", str(_readings(f, 3)), "--target-data",
-                    str(_readings(f, 3, name="target.npz")), "--steps", "2", "--shots", "1000", "--out", str(f / "o")],
-         "1000"),
-    Case("traffic evaluate writing predictions.npz over its --data",
-         lambda f: ["traffic", "evaluate", "--data", str(_readings(f, 3, name="predictions.npz")), "--out", str(f)],
-         "predictions.npz", quick=True),
-    Case("traffic HDF readings with a pickled column name",
-         lambda f: ["traffic", "train", "--data", str(_pickled_hdf(f)), "--out", str(f / "run")], "",
-         quick=True, payload=True),
-    Case("traffic adjacency pickle with a payload",
-         lambda f: _traffic(f, "train", "--out", str(f / "run"), "--adj", str(_pickled_adjacency(f))), "",
-         payload=True),
+    Case(
+        "traffic evaluate --target-days 0",
+        lambda f: _traffic(f, "evaluate", "--out", str(f / "o"), "--target-days", "0"),
+        "--target-days",
+    ),
+    Case(
+        "traffic adapt with a sinusoid run",
+        lambda f: [
+            "traffic",
+            "adapt",
+            "--run",
+            str(_sinusoid_run(f)),
+            "--data",
+            str(_readings(f, 3)),
+            "--out",
+            str(f / "o"),
+        ],
+        "traffic",
+    ),
+    Case(
+        "traffic train --channel 7 (of 3)",
+        lambda f: _traffic(f, "train", "--out", str(f / "run"), "--channel", "7"),
+        "channel",
+    ),
+    Case(
+        "traffic patterns --shots 1000",
+        lambda f: [
+            "traffic",
+            "patterns",
+            "--data",
+            str(_readings(f, 3)),
+            "--target-data",
+            str(_readings(f, 3, name="target.npz")),
+            "--steps",
+            "2",
+            "--shots",
+            "1000",
+            "--out",
+            str(f / "o"),
+        ],
+        "1000",
+    ),
+    Case(
+        "traffic evaluate writing predictions.npz over its --data",
+        lambda f: ["traffic", "evaluate", "--data", str(_readings(f, 3, name="predictions.npz")), "--out", str(f)],
+        "predictions.npz",
+        quick=True,
+    ),
+    Case(
+        "traffic HDF readings with a pickled column name",
+        lambda f: ["traffic", "train", "--data", str(_pickled_hdf(f)), "--out", str(f / "run")],
+        "",
+        quick=True,
+        payload=True,
+    ),
+    Case(
+        "traffic adjacency pickle with a payload",
+        lambda f: _traffic(f, "train", "--out", str(f / "run"), "--adj", str(_pickled_adjacency(f))),
+        "",
+        payload=True,
+    ),
     # -- metamap astro
-    Case("astro photoz --shots 0", lambda f: _astro(f, "photoz", "--shots", "0"), "--shots", quick=True,
-         needs=ASTRO),
-    Case("astro photoz --shots 100000", lambda f: _astro(f, "photoz", "--shots", "100000"), "--shots",
-         needs=ASTRO),
-    Case("astro classify --shots 100000", lambda f: _astro(f, "classify", "--shots", "100000"), "k_shot",
-         needs=ASTRO),
-    Case("astro photoz --learners maml,bogus", lambda f: _astro(f, "photoz", "--learners", "maml,bogus"),
-         "--learners", needs=ASTRO),
-    Case("astro photoz --min-cell 100000 (no task that large)",
-         lambda f: _astro(f, "photoz", "--min-cell", "100000", "--shots", "5"), "100000", needs=ASTRO),
-    Case("astro --out under a file",
-         lambda f: _astro(f, "classify")[:-1] + [str(_file(f) / "out")], "--out", needs=ASTRO),
-    Case("astro corrupt parquet catalogue",
-         lambda f: ["astro", "classify", "--data", str(_file(f, "cat.parquet", b"PAR1 garbage")), "--out",
-                    str(f / "out")], "cat.parquet", quick=True),
+    Case("astro photoz --shots 0", lambda f: _astro(f, "photoz", "--shots", "0"), "--shots", quick=True, needs=ASTRO),
+    Case("astro photoz --shots 100000", lambda f: _astro(f, "photoz", "--shots", "100000"), "--shots", needs=ASTRO),
+    Case("astro classify --shots 100000", lambda f: _astro(f, "classify", "--shots", "100000"), "k_shot", needs=ASTRO),
+    Case(
+        "astro photoz --learners maml,bogus",
+        lambda f: _astro(f, "photoz", "--learners", "maml,bogus"),
+        "--learners",
+        needs=ASTRO,
+    ),
+    Case(
+        "astro photoz --min-cell 100000 (no task that large)",
+        lambda f: _astro(f, "photoz", "--min-cell", "100000", "--shots", "5"),
+        "100000",
+        needs=ASTRO,
+    ),
+    Case(
+        "astro --out under a file", lambda f: _astro(f, "classify")[:-1] + [str(_file(f) / "out")], "--out", needs=ASTRO
+    ),
+    Case(
+        "astro corrupt parquet catalogue",
+        lambda f: [
+            "astro",
+            "classify",
+            "--data",
+            str(_file(f, "cat.parquet", b"PAR1 garbage")),
+            "--out",
+            str(f / "out"),
+        ],
+        "cat.parquet",
+        quick=True,
+    ),
     # -- metamap physics
-    Case("physics run --test-tasks 0",
-         lambda f: ["physics", "run", "--system", "oscillator", "--out", str(f / "o"), "--test-tasks", "0"],
-         "--test-tasks", quick=True),
-    Case("physics run --train-systems 0",
-         lambda f: ["physics", "run", "--system", "oscillator", "--out", str(f / "o"), "--train-systems", "0"],
-         "--train-systems"),
-    Case("physics run --k-shot 100000",
-         lambda f: ["physics", "run", "--system", "oscillator", "--out", str(f / "o"), "--k-shot", "100000"],
-         "k_shot"),
-    Case("physics run unknown system", lambda f: ["physics", "run", "--system", "rocket", "--out", str(f / "o")],
-         "rocket"),
-    Case("physics fit --starts 0", lambda f: _fit(f, "--out", str(f / "o"), "--starts", "0"), "--starts",
-         quick=True),
+    Case(
+        "physics run --test-tasks 0",
+        lambda f: ["physics", "run", "--system", "oscillator", "--out", str(f / "o"), "--test-tasks", "0"],
+        "--test-tasks",
+        quick=True,
+    ),
+    Case(
+        "physics run --train-systems 0",
+        lambda f: ["physics", "run", "--system", "oscillator", "--out", str(f / "o"), "--train-systems", "0"],
+        "--train-systems",
+    ),
+    Case(
+        "physics run --k-shot 100000",
+        lambda f: ["physics", "run", "--system", "oscillator", "--out", str(f / "o"), "--k-shot", "100000"],
+        "k_shot",
+    ),
+    Case(
+        "physics run unknown system",
+        lambda f: ["physics", "run", "--system", "rocket", "--out", str(f / "o")],
+        "rocket",
+    ),
+    Case("physics fit --starts 0", lambda f: _fit(f, "--out", str(f / "o"), "--starts", "0"), "--starts", quick=True),
     Case("physics fit --starts -3", lambda f: _fit(f, "--out", str(f / "o"), "--starts", "-3"), "--starts"),
     Case("physics fit --out /dev/null", lambda f: _fit(f, "--out", "/dev/null"), "--out"),
     Case("physics fit --out is a file", lambda f: _fit(f, "--out", str(_file(f))), "--out"),
-    Case("physics fit writing fit.json over its --data",
-         lambda f: ["physics", "fit", "--system", "oscillator", "--data",
-                    str(_observations(f).rename(f / "fit.json")), "--out", str(f)], "fit.json"),
-    Case("physics fit with a NaN observation",
-         lambda f: ["physics", "fit", "--system", "oscillator", "--data",
-                    str(_file(f, "obs.csv", b"t,y\n0,1\n1,nan\n2,3\n3,4\n4,5\n")), "--out", str(f / "o")], "finite"),
-    Case("physics fit binary observations",
-         lambda f: ["physics", "fit", "--system", "oscillator", "--data",
-                    str(_file(f, "obs.csv", bytes(range(256)) * 4)), "--out", str(f / "o")], "obs.csv"),
+    Case(
+        "physics fit writing fit.json over its --data",
+        lambda f: [
+            "physics",
+            "fit",
+            "--system",
+            "oscillator",
+            "--data",
+            str(_observations(f).rename(f / "fit.json")),
+            "--out",
+            str(f),
+        ],
+        "fit.json",
+    ),
+    Case(
+        "physics fit with a NaN observation",
+        lambda f: [
+            "physics",
+            "fit",
+            "--system",
+            "oscillator",
+            "--data",
+            str(_file(f, "obs.csv", b"t,y\n0,1\n1,nan\n2,3\n3,4\n4,5\n")),
+            "--out",
+            str(f / "o"),
+        ],
+        "finite",
+    ),
+    Case(
+        "physics fit binary observations",
+        lambda f: [
+            "physics",
+            "fit",
+            "--system",
+            "oscillator",
+            "--data",
+            str(_file(f, "obs.csv", bytes(range(256)) * 4)),
+            "--out",
+            str(f / "o"),
+        ],
+        "obs.csv",
+    ),
     # -- metamap energy
-    Case("energy loads of case118 given to case30",
-         lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_loads(f, 99)), "--out", str(f / "o")],
-         "case30", quick=True),
-    Case("energy solve writing scenarios.csv over its --loads",
-         lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_loads(f, 20, "scenarios.csv")), "--out",
-                    str(f)], "scenarios.csv", quick=True),
-    Case("energy loads with NaN and negative values",
-         lambda f: ["energy", "solve", "--case", "case30", "--loads",
-                    str(_file(f, "loads.csv", b"multiplier\n1.0\nnan\n-3\n")), "--out", str(f / "o")], "finite"),
-    Case("energy undecodable loads file",
-         lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_file(f, "loads.csv", b"\xff\xfe\x00" * 50)),
-                    "--out", str(f / "o")], "loads.csv"),
-    Case("energy train --scenarios 0",
-         lambda f: ["energy", "train", "--case", "case30", "--scenarios", "0", "--out", str(f / "o")], "--scenarios"),
-    Case("energy solve --out is a file",
-         lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_loads(f, 20)), "--out", str(_file(f))],
-         "--out"),
-    Case("energy unknown case",
-         lambda f: ["energy", "solve", "--case", "case9999", "--loads", str(_loads(f, 3)), "--out", str(f / "o")],
-         "case9999"),
+    Case(
+        "energy loads of case118 given to case30",
+        lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_loads(f, 99)), "--out", str(f / "o")],
+        "case30",
+        quick=True,
+    ),
+    Case(
+        "energy solve writing scenarios.csv over its --loads",
+        lambda f: [
+            "energy",
+            "solve",
+            "--case",
+            "case30",
+            "--loads",
+            str(_loads(f, 20, "scenarios.csv")),
+            "--out",
+            str(f),
+        ],
+        "scenarios.csv",
+        quick=True,
+    ),
+    Case(
+        "energy loads with NaN and negative values",
+        lambda f: [
+            "energy",
+            "solve",
+            "--case",
+            "case30",
+            "--loads",
+            str(_file(f, "loads.csv", b"multiplier\n1.0\nnan\n-3\n")),
+            "--out",
+            str(f / "o"),
+        ],
+        "finite",
+    ),
+    Case(
+        "energy undecodable loads file",
+        lambda f: [
+            "energy",
+            "solve",
+            "--case",
+            "case30",
+            "--loads",
+            str(_file(f, "loads.csv", b"\xff\xfe\x00" * 50)),
+            "--out",
+            str(f / "o"),
+        ],
+        "loads.csv",
+    ),
+    Case(
+        "energy train --scenarios 0",
+        lambda f: ["energy", "train", "--case", "case30", "--scenarios", "0", "--out", str(f / "o")],
+        "--scenarios",
+    ),
+    Case(
+        "energy solve --out is a file",
+        lambda f: ["energy", "solve", "--case", "case30", "--loads", str(_loads(f, 20)), "--out", str(_file(f))],
+        "--out",
+    ),
+    Case(
+        "energy unknown case",
+        lambda f: ["energy", "solve", "--case", "case9999", "--loads", str(_loads(f, 3)), "--out", str(f / "o")],
+        "case9999",
+    ),
 )
 
 
@@ -406,8 +677,9 @@ def _lying_header(path: Path) -> None:
 
     def member(shape: tuple[int, ...], dtype: type) -> bytes:
         header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                                      "fortran_order": False, "shape": shape})
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+        )
         return header.getvalue() + bytes(64)
 
     _zip(path, {"images.npy": member((10**7, 20, 105, 105), bool), "labels.npy": member((10**7, 20), np.int64)})
@@ -445,9 +717,15 @@ def judge(case: Case, folder: Path, before: dict[str, bytes], code: int | None, 
     elif case.expect and case.expect not in lines[0]:
         problems.append(f"the error does not name {case.expect!r}")
     return {
-        "case": case.name, "exit_code": code, "stderr_lines": len(lines), "error": lines[-1] if lines else "",
-        "traceback": traceback, "silent_wrong": bool(problems) and not traceback, "problems": problems,
-        "payload_ran": (folder / MARKER).exists(), "files_changed": changed,
+        "case": case.name,
+        "exit_code": code,
+        "stderr_lines": len(lines),
+        "error": lines[-1] if lines else "",
+        "traceback": traceback,
+        "silent_wrong": bool(problems) and not traceback,
+        "problems": problems,
+        "payload_ran": (folder / MARKER).exists(),
+        "files_changed": changed,
     }
 
 
@@ -459,8 +737,14 @@ def run_case(case: Case, timeout: float = TIMEOUT_S) -> dict[str, Any]:
         before = snapshot(folder)
         started = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "metamap", *argv], cwd=folder, capture_output=True,
-                                  text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            done = subprocess.run(
+                [sys.executable, "-m", "metamap", *argv],
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
             code, stderr = done.returncode, done.stderr
         except subprocess.TimeoutExpired as exc:  # its output comes as bytes, even with text=True
             code, stderr = None, (exc.stderr or b"").decode(errors="replace")
@@ -490,8 +774,11 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     for case in cases:
         rows.append(run_case(case))
         row = rows[-1]
-        verdict = "ok" if not (row["traceback"] or row["silent_wrong"] or row["payload_ran"] or row["files_changed"]) \
+        verdict = (
+            "ok"
+            if not (row["traceback"] or row["silent_wrong"] or row["payload_ran"] or row["files_changed"])
             else "FAIL"
+        )
         print(f"{verdict:4s} {row['seconds']:5.1f} s  {case.name}: {row['error'][:100]}", flush=True)
     trials = None
     if not quick:
@@ -511,10 +798,15 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "benchmark": "safety",
         "quick": quick,
         "headline": headline,
-        "goals": {"payloads_run": 0, "tracebacks": 0, "silent_wrong": 0, "runs_lost": 0,
-                  "kill_points": "all exact",
-                  "met": all(headline[k] == 0 for k in ("payloads_run", "tracebacks", "silent_wrong", "runs_lost"))
-                  and (trials is None or headline["kill_points_exact"] == headline["kill_points_total"])},
+        "goals": {
+            "payloads_run": 0,
+            "tracebacks": 0,
+            "silent_wrong": 0,
+            "runs_lost": 0,
+            "kill_points": "all exact",
+            "met": all(headline[k] == 0 for k in ("payloads_run", "tracebacks", "silent_wrong", "runs_lost"))
+            and (trials is None or headline["kill_points_exact"] == headline["kill_points_total"]),
+        },
         "settings": {"timeout_s": TIMEOUT_S, "python": sys.executable, "skipped_without_data": skipped},
         "cases": rows,
         "kill_point_trials": trials,
@@ -523,9 +815,16 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "notes": __doc__,
     }
     write_json(json_path, result)
-    failed = [[r["case"], "traceback" if r["traceback"] else "; ".join(r["problems"]) or
-               ("payload ran" if r["payload_ran"] else "files changed")] for r in rows
-              if r["traceback"] or r["silent_wrong"] or r["payload_ran"] or r["files_changed"]]
+    failed = [
+        [
+            r["case"],
+            "traceback"
+            if r["traceback"]
+            else "; ".join(r["problems"]) or ("payload ran" if r["payload_ran"] else "files changed"),
+        ]
+        for r in rows
+        if r["traceback"] or r["silent_wrong"] or r["payload_ran"] or r["files_changed"]
+    ]
     if failed:
         print(format_table(["case", "failure"], failed))
     print(format_table(["key", "value"], [[k, v] for k, v in headline.items()]))

@@ -63,8 +63,17 @@ def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
-def measure(schedule: NoiseSchedule, sigma: float, sampler: str, steps: int, *, seeds: int, samples: int,
-            resample: int = 1, inpaint: bool = False) -> dict[str, Any]:
+def measure(
+    schedule: NoiseSchedule,
+    sigma: float,
+    sampler: str,
+    steps: int,
+    *,
+    seeds: int,
+    samples: int,
+    resample: int = 1,
+    inpaint: bool = False,
+) -> dict[str, Any]:
     """Sample ``[samples, *FIELD]`` with the exact denoiser once per seed and score the spread and mean.
 
     With ``inpaint`` pixel (0, 0) of every field is known (``INPAINT_VALUE``) and only the other
@@ -80,15 +89,31 @@ def measure(schedule: NoiseSchedule, sigma: float, sampler: str, steps: int, *, 
     mean_errors, std_errors = [], []
     for seed in range(seeds):
         model = GaussianDenoiser(schedule, MU, sigma, PREDICTION)
-        x = sample(model, schedule, shape, sampler=sampler, steps=steps, prediction=PREDICTION,
-                   generator=torch.Generator().manual_seed(seed), **options)[free]
+        x = sample(
+            model,
+            schedule,
+            shape,
+            sampler=sampler,
+            steps=steps,
+            prediction=PREDICTION,
+            generator=torch.Generator().manual_seed(seed),
+            **options,
+        )[free]
         mean_errors.append(x.mean().item() - MU)
         std_errors.append(x.std().item() / sigma - 1)
     return {
-        "schedule": schedule.config["kind"], "sigma": sigma, "sampler": sampler, "steps": steps,
-        "resample": resample, "nfe": model.calls, "seeds": seeds, "samples": samples,
-        "mean_error": statistics.mean(mean_errors), "mean_error_sd": _sd(mean_errors),
-        "std_rel_error": statistics.mean(std_errors), "std_rel_error_sd": _sd(std_errors),
+        "schedule": schedule.config["kind"],
+        "sigma": sigma,
+        "sampler": sampler,
+        "steps": steps,
+        "resample": resample,
+        "nfe": model.calls,
+        "seeds": seeds,
+        "samples": samples,
+        "mean_error": statistics.mean(mean_errors),
+        "mean_error_sd": _sd(mean_errors),
+        "std_rel_error": statistics.mean(std_errors),
+        "std_rel_error_sd": _sd(std_errors),
     }
 
 
@@ -113,8 +138,16 @@ def plot(rows: list[dict[str, Any]], steps: tuple[int, ...], path: Path) -> None
             for sigma, style in zip(SIGMAS, ("-", "--")):
                 line = [r for r in rows if (r["schedule"], r["sampler"], r["sigma"]) == (kind, sampler, sigma)]
                 sd = [100 * r["std_rel_error_sd"] for r in line]
-                ax.errorbar(steps, [100 * r["std_rel_error"] for r in line], yerr=None if math.isnan(sd[0]) else sd,
-                            color=color, ls=style, marker="o", capsize=3, label=f"{sampler}, sigma {sigma}")
+                ax.errorbar(
+                    steps,
+                    [100 * r["std_rel_error"] for r in line],
+                    yerr=None if math.isnan(sd[0]) else sd,
+                    color=color,
+                    ls=style,
+                    marker="o",
+                    capsize=3,
+                    label=f"{sampler}, sigma {sigma}",
+                )
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xscale("log")
         ax.set_xticks(steps, [str(s) for s in steps])
@@ -133,12 +166,24 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     seeds, samples = (1, QUICK_SAMPLES) if quick else (SEEDS, SAMPLES)
     rows = [
         measure(_schedule(kind), sigma, sampler, n, seeds=seeds, samples=samples)
-        for kind in SCHEDULES for sigma in SIGMAS for sampler in SAMPLERS for n in steps
+        for kind in SCHEDULES
+        for sigma in SIGMAS
+        for sampler in SAMPLERS
+        for n in steps
     ]
     inpaint_rows = [
-        measure(_schedule(INPAINT_SCHEDULE), sigma, sampler, n, seeds=seeds, samples=samples, resample=resample,
-                inpaint=True)
-        for sampler, n, resample in INPAINT_RUNS for sigma in SIGMAS
+        measure(
+            _schedule(INPAINT_SCHEDULE),
+            sigma,
+            sampler,
+            n,
+            seeds=seeds,
+            samples=samples,
+            resample=resample,
+            inpaint=True,
+        )
+        for sampler, n, resample in INPAINT_RUNS
+        for sigma in SIGMAS
     ]
     headline = {
         "dpmpp_std_rel_error_10steps": _largest(rows, sampler="dpmpp", steps=10),
@@ -151,10 +196,20 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "benchmark": "samplers",
         "quick": quick,
         "headline": headline,
-        "settings": {"mu": MU, "sigmas": list(SIGMAS), "schedules": {k: _schedule(k).config for k in SCHEDULES},
-                     "samplers": list(SAMPLERS), "steps": list(steps), "seeds": seeds, "samples": samples,
-                     "field": list(FIELD), "prediction": PREDICTION, "inpaint_schedule": INPAINT_SCHEDULE,
-                     "inpaint_value": INPAINT_VALUE, "inpaint_known": "pixel (0, 0) of every 2 x 2 field"},
+        "settings": {
+            "mu": MU,
+            "sigmas": list(SIGMAS),
+            "schedules": {k: _schedule(k).config for k in SCHEDULES},
+            "samplers": list(SAMPLERS),
+            "steps": list(steps),
+            "seeds": seeds,
+            "samples": samples,
+            "field": list(FIELD),
+            "prediction": PREDICTION,
+            "inpaint_schedule": INPAINT_SCHEDULE,
+            "inpaint_value": INPAINT_VALUE,
+            "inpaint_known": "pixel (0, 0) of every 2 x 2 field",
+        },
         "rows": rows,
         "inpaint_rows": inpaint_rows,
         "max_abs_mean_error": max(abs(r["mean_error"]) for r in rows + inpaint_rows),
@@ -163,15 +218,36 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "notes": __doc__,
     }
     write_json(json_path, result)
-    table = [[kind, sigma, sampler, *(_percent(r) for r in rows if (r["schedule"], r["sigma"], r["sampler"])
-                                       == (kind, sigma, sampler))]
-             for kind in SCHEDULES for sigma in SIGMAS for sampler in SAMPLERS]
+    table = [
+        [
+            kind,
+            sigma,
+            sampler,
+            *(_percent(r) for r in rows if (r["schedule"], r["sigma"], r["sampler"]) == (kind, sigma, sampler)),
+        ]
+        for kind in SCHEDULES
+        for sigma in SIGMAS
+        for sampler in SAMPLERS
+    ]
     print(format_table(["schedule", "sigma", "sampler", *(f"{n} steps" for n in steps)], table))
-    print(f"std relative error (mean ± sd over {seeds} seed(s)); "
-          f"largest |mean error| {result['max_abs_mean_error']:.4f}")
-    print(format_table(["inpainting", "sigma", "nfe", "std rel. error", "mean error"],
-                       [[f"{r['sampler']} {r['steps']} x {r['resample']}", r["sigma"], r["nfe"], _percent(r),
-                         f"{r['mean_error']:+.4f}"] for r in inpaint_rows]))
+    print(
+        f"std relative error (mean ± sd over {seeds} seed(s)); largest |mean error| {result['max_abs_mean_error']:.4f}"
+    )
+    print(
+        format_table(
+            ["inpainting", "sigma", "nfe", "std rel. error", "mean error"],
+            [
+                [
+                    f"{r['sampler']} {r['steps']} x {r['resample']}",
+                    r["sigma"],
+                    r["nfe"],
+                    _percent(r),
+                    f"{r['mean_error']:+.4f}",
+                ]
+                for r in inpaint_rows
+            ],
+        )
+    )
     print(format_table(["key", "value"], [[k, v] for k, v in headline.items()]))
     plot(rows, steps, json_path.with_suffix(".png"))
     print(f"wrote {json_path} and {json_path.with_suffix('.png').name} beside it")

@@ -96,12 +96,20 @@ def plot_adapted_curves(learners: dict[str, MetaLearner], path: Path, n_tasks: i
     fig, axes = plt.subplots(1, n_tasks, figsize=(4.5 * n_tasks, 3.5), sharey=True)
     for t, ax in enumerate(axes):
         ax.plot(grid[t, :, 0], truth[t, :, 0], color="black", lw=2, label="true function")
-        ax.scatter(episode.x_support[t, :, 0], episode.y_support[t, :, 0], color="red", zorder=5, label="5 support points")
+        ax.scatter(
+            episode.x_support[t, :, 0], episode.y_support[t, :, 0], color="red", zorder=5, label="5 support points"
+        )
         for (name, learner), color in zip(learners.items(), ("tab:blue", "tab:orange", "tab:green", "tab:purple")):
             for k in sorted({1, steps}):
                 pred = learner.adapt(episode.x_support, episode.y_support, steps=k).predict(grid).detach()
-                ax.plot(grid[t, :, 0], pred[t, :, 0], color=color, lw=1.4, ls="-" if k == steps else ":",
-                        label=f"{name}, {k} step{'s' if k > 1 else ''}")
+                ax.plot(
+                    grid[t, :, 0],
+                    pred[t, :, 0],
+                    color=color,
+                    lw=1.4,
+                    ls="-" if k == steps else ":",
+                    label=f"{name}, {k} step{'s' if k > 1 else ''}",
+                )
         ax.set_title(f"test task {t + 1}")
         ax.set_xlabel("x")
     axes[0].set_ylabel("y")
@@ -153,8 +161,14 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "headline": headline,
         "best_learner_1step": best,
         "protocol": "Finn et al. 2017 sec. 5.1 / Table 2: K=5, MLP 1-40-40-1, inner lr 0.01, meta-batch 25",
-        "settings": {"meta_steps": steps, "test_tasks": n_tasks, "test_seed": TEST_SEED, "n_query": 10,
-                     "outer": "adam 1e-3", "learner_options": {n: run_config(n)["learner"] for n in LEARNER_NAMES}},
+        "settings": {
+            "meta_steps": steps,
+            "test_tasks": n_tasks,
+            "test_seed": TEST_SEED,
+            "n_query": 10,
+            "outer": "adam 1e-3",
+            "learner_options": {n: run_config(n)["learner"] for n in LEARNER_NAMES},
+        },
         "paper": {k: dict(zip(map(str, EVAL_STEPS), v)) for k, v in PAPER.items()},
         "mse": {name: {str(k): v for k, v in by.items()} for name, by in scores.items()},
         "train_seconds": seconds,
@@ -164,7 +178,9 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     print(format_table(["learner", "1 step", "5 steps", "10 steps", "paper"], table_rows(scores)))
     print(f"best meta-learner after 1 step: {best} ({scores[best][1]['mean']:.3f})")
     plot_mse_by_steps(scores, json_path.with_suffix(".png"))
-    plot_adapted_curves({"maml": learners["maml"], "pretrain": learners["pretrain"]},
-                        json_path.with_name(json_path.stem + "_curves.png"))
+    plot_adapted_curves(
+        {"maml": learners["maml"], "pretrain": learners["pretrain"]},
+        json_path.with_name(json_path.stem + "_curves.png"),
+    )
     print(f"wrote {json_path} and plots beside it")
     return result

@@ -351,8 +351,9 @@ def _first_line(exc: BaseException) -> str:
 # -- gradient agreement -------------------------------------------------------------------
 
 
-def meta_gradient(name: str, state: dict[str, torch.Tensor], inner_steps: int, episode: Episode,
-                  inner_lr: float = INNER_LR) -> dict[str, torch.Tensor]:
+def meta_gradient(
+    name: str, state: dict[str, torch.Tensor], inner_steps: int, episode: Episode, inner_lr: float = INNER_LR
+) -> dict[str, torch.Tensor]:
     """Meta-gradient of the mean query loss of ``episode`` by method ``name`` from weights ``state``."""
     method = build_method(name, state, inner_steps, inner_lr)
     method.optimizer.zero_grad(set_to_none=True)
@@ -389,8 +390,7 @@ def gradient_agreement(
         flat = torch.cat([grads[k].flatten() for k in ref]).double()
         rel = float((flat - ref_flat).norm() / ref_flat.norm())
         per_tensor = max(
-            float((grads[k].double() - ref[k].double()).norm() / ref[k].double().norm().clamp(min=1e-30))
-            for k in ref
+            float((grads[k].double() - ref[k].double()).norm() / ref[k].double().norm().clamp(min=1e-30)) for k in ref
         )
         out[name] = {"rel_err": rel, "max_tensor_rel_err": per_tensor, "ok": bool(rel <= rtol)}
     return out
@@ -416,15 +416,19 @@ def _calibrate(method: _Method, episodes: Sequence[Episode], mode: dict[str, Any
     return int(min(5000, max(mode["min_steps"], math.ceil(mode["target_s"] / max(per_step, 1e-9)))))
 
 
-def _time_all(methods: dict[tuple[str, int], _Method], episodes: Sequence[Episode],
-              mode: dict[str, Any], progress: Callable[[str], None]) -> dict[tuple[str, int], dict[str, Any]]:
+def _time_all(
+    methods: dict[tuple[str, int], _Method],
+    episodes: Sequence[Episode],
+    mode: dict[str, Any],
+    progress: Callable[[str], None],
+) -> dict[tuple[str, int], dict[str, Any]]:
     keys = list(methods)
     steps = {}
     for key in keys:
         steps[key] = _calibrate(methods[key], episodes, mode)
     samples: dict[tuple[str, int], list[float]] = {key: [] for key in keys}
     for r in range(mode["rounds"]):
-        order = keys[r % len(keys):] + keys[: r % len(keys)]
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
         for key in order:
             n = steps[key]
             seconds = _run_steps(methods[key], episodes, n, offset=r * 7)
@@ -474,8 +478,7 @@ def tensor_peak_mib(method: _Method, episode: Episode) -> tuple[float | None, st
                 yield from walk(node.children)
 
         allocs = sorted(
-            (n for n in walk(prof.profiler.kineto_results.experimental_event_tree())
-             if n.tag == _EventType.Allocation),
+            (n for n in walk(prof.profiler.kineto_results.experimental_event_tree()) if n.tag == _EventType.Allocation),
             key=lambda n: n.start_time_ns,
         )
         if not allocs:
@@ -521,23 +524,34 @@ def _run(quick: bool, json_path: Path, mode: dict[str, Any], threads: int) -> di
     episodes = make_episodes()
 
     # 1. same computation? (all methods against the plain loop, same weights, same episode)
-    check: dict[str, Any] = {"reference": "loop", "rtol": GRAD_RTOL, "episode": "first pre-sampled meta-batch",
-                             "inner_steps": {}}
+    check: dict[str, Any] = {
+        "reference": "loop",
+        "rtol": GRAD_RTOL,
+        "episode": "first pre-sampled meta-batch",
+        "inner_steps": {},
+    }
     candidates = [m for m in METHODS if m not in unavailable]
     for k in INNER_STEPS:
         result = gradient_agreement([m for m in candidates if m != "loop"], state, k, episodes[0])
         check["inner_steps"][str(k)] = result
         if not result["metamap"]["ok"]:
-            raise RuntimeError(f"metamap's MAML meta-gradient disagrees with the plain loop ({k} inner steps): "
-                               f"{result['metamap']}")
+            raise RuntimeError(
+                f"metamap's MAML meta-gradient disagrees with the plain loop ({k} inner steps): {result['metamap']}"
+            )
         for name, entry in result.items():
             if not entry["ok"] and name not in unavailable:
-                why = (f"raised {entry['error']}" if "error" in entry
-                       else f"differs from the plain loop's (relative error {entry['rel_err']:.3g} > {GRAD_RTOL})")
+                why = (
+                    f"raised {entry['error']}"
+                    if "error" in entry
+                    else f"differs from the plain loop's (relative error {entry['rel_err']:.3g} > {GRAD_RTOL})"
+                )
                 unavailable[name] = f"excluded: with {k} inner step(s) its meta-gradient {why}"
     check["ok"] = all(e["ok"] for r in check["inner_steps"].values() for e in r.values())
-    progress("meta-gradient check: " + ("every method that ran agrees" if check["ok"] else "disagreements")
-             + "".join(f"; {m} not timed: {why}" for m, why in unavailable.items()))
+    progress(
+        "meta-gradient check: "
+        + ("every method that ran agrees" if check["ok"] else "disagreements")
+        + "".join(f"; {m} not timed: {why}" for m, why in unavailable.items())
+    )
 
     timed = [m for m in METHODS if m not in unavailable]
 
@@ -590,9 +604,11 @@ def _run(quick: bool, json_path: Path, mode: dict[str, Any], threads: int) -> di
         "speedup_vs_best_per_task_peer": ratio(median("metamap", 1), best_peer(1, PER_TASK_PEERS)[1]),
         "speedup_vs_best_per_task_peer_5steps": ratio(median("metamap", 5), best_peer(5, PER_TASK_PEERS)[1]),
         "per_task_peers": list(PER_TASK_PEERS),
-        "note": ("best peer = fastest of all peer implementations that ran, torchopt_vmap included; "
-                 "torchopt_vmap vectorizes over tasks with torch.func.vmap like metamap does, the "
-                 "per-task peers (higher, torchopt MetaSGD) loop over tasks in Python"),
+        "note": (
+            "best peer = fastest of all peer implementations that ran, torchopt_vmap included; "
+            "torchopt_vmap vectorizes over tasks with torch.func.vmap like metamap does, the "
+            "per-task peers (higher, torchopt MetaSGD) loop over tasks in Python"
+        ),
         "metamap_tasks_per_s_1step": median("metamap", 1),
         "metamap_tasks_per_s_5steps": median("metamap", 5),
         "speedup_per_peer": {
@@ -609,32 +625,42 @@ def _run(quick: bool, json_path: Path, mode: dict[str, Any], threads: int) -> di
         "settings": {
             "model": f"MLP(1, {list(HIDDEN)}, 1), ReLU",
             "task_family": "Sinusoid (Finn et al. 2017): A~U[0.1,5], phase~U[0,pi], x~U[-5,5]",
-            "k_shot": K_SHOT, "n_query": N_QUERY, "meta_batch": META_BATCH,
-            "inner_lr": INNER_LR, "inner_optimizer": "SGD, second order (create_graph)",
+            "k_shot": K_SHOT,
+            "n_query": N_QUERY,
+            "meta_batch": META_BATCH,
+            "inner_lr": INNER_LR,
+            "inner_optimizer": "SGD, second order (create_graph)",
             "outer_optimizer": f"torch.optim.Adam(lr={OUTER_LR})",
-            "inner_steps": list(INNER_STEPS), "seed": SEED, "pre_sampled_meta_batches": N_EPISODES,
-            "torch_num_threads": threads, "torch_num_interop_threads": torch.get_num_interop_threads(),
+            "inner_steps": list(INNER_STEPS),
+            "seed": SEED,
+            "pre_sampled_meta_batches": N_EPISODES,
+            "torch_num_threads": threads,
+            "torch_num_interop_threads": torch.get_num_interop_threads(),
             **{k: v for k, v in mode.items()},
-            "timing": ("per round every (method, inner steps) runs its calibrated number of full meta-steps "
-                       "once, in an order rotated each round; tasks/s = steps * meta_batch / wall time "
-                       "(time.perf_counter); median, min, max over rounds; gc.collect() before each measurement"),
-            "memory": ("peak_tensor_mib: high-water mark of CPU tensor bytes allocated during one warm "
-                       "meta-step, above the level at its start (the running sum of the allocation/free events "
-                       "of torch.profiler(profile_memory=True)); Python objects are not counted. Process peak "
-                       "RSS (ru_maxrss, fresh subprocess per method) was rejected: it is set while importing "
-                       "torch and did not move during the meta-steps of any method"),
+            "timing": (
+                "per round every (method, inner steps) runs its calibrated number of full meta-steps "
+                "once, in an order rotated each round; tasks/s = steps * meta_batch / wall time "
+                "(time.perf_counter); median, min, max over rounds; gc.collect() before each measurement"
+            ),
+            "memory": (
+                "peak_tensor_mib: high-water mark of CPU tensor bytes allocated during one warm "
+                "meta-step, above the level at its start (the running sum of the allocation/free events "
+                "of torch.profiler(profile_memory=True)); Python objects are not counted. Process peak "
+                "RSS (ru_maxrss, fresh subprocess per method) was rejected: it is set while importing "
+                "torch and did not move during the meta-steps of any method"
+            ),
         },
         "methods": {
             "metamap": "make_learner('maml', MLP(1,[40,40],1), inner_steps=k, inner_lr=0.01).meta_backward + Adam",
             "metamap_vmap": "the same, with the MLP's layers in a plain nn.Sequential: vmap(functional_call) "
-                            "instead of MLP.batched_forward (not a peer)",
+            "instead of MLP.batched_forward (not a peer)",
             "loop": "per task: functional_call + torch.autograd.grad(create_graph=True), dict SGD step",
             "higher": "per task: higher.innerloop_ctx(model, SGD, copy_initial_weights=False), diffopt.step, "
-                      "query loss / T backward inside the context",
+            "query loss / T backward inside the context",
             "torchopt_metasgd": "per task: torchopt.MetaSGD(model).step(loss), extract_state_dict / "
-                                "recover_state_dict between tasks, mean query loss backward",
+            "recover_state_dict between tasks, mean query loss backward",
             "torchopt_vmap": "torch.func.vmap over tasks of: torchopt.sgd + torch.func.grad + "
-                             "torchopt.apply_updates(inplace=False); mean query loss backward",
+            "torchopt.apply_updates(inplace=False); mean query loss backward",
         },
         "peers": peers,
         "gradient_check": check,
@@ -661,8 +687,9 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
                 rows.append([m, k, "n/a", "", "", "", ""])
                 continue
             t = r["tasks_per_s"]
-            rows.append([m, k, t["median"], t["min"], t["max"], ours / t["median"],
-                         _num(r["memory"]["peak_tensor_mib"])])
+            rows.append(
+                [m, k, t["median"], t["min"], t["max"], ours / t["median"], _num(r["memory"]["peak_tensor_mib"])]
+            )
     return format_table(header, rows)
 
 

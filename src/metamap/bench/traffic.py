@@ -42,8 +42,14 @@ from metamap.traffic.protocols import new_city, new_sensors
 SEEDS = (0, 1, 2)
 FULL = ExperimentConfig(steps=600)
 # quick: one meta-learner and the cheap baselines (target-only training tries 8 settings of up to 1000 steps)
-QUICK = ExperimentConfig(steps=5, hidden=(16,), meta_batch=4, n_support=8, n_query=8,
-                         methods=("maml", "persistence", "historical_average", "pretrain_finetune"))
+QUICK = ExperimentConfig(
+    steps=5,
+    hidden=(16,),
+    meta_batch=4,
+    n_support=8,
+    n_query=8,
+    methods=("maml", "persistence", "historical_average", "pretrain_finetune"),
+)
 PLOTTED = ("maml", "pretrain_finetune", "historical_average", "persistence")
 
 
@@ -74,8 +80,9 @@ def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -
         main = next(iter(setup.targets))
         shown = {m: results[main][m].prediction for m in PLOTTED if m in results[main]}
         plots.target_forecasts(setup.targets[main], shown, torch.arange(3), folder / "forecasts.png")
-    return save_cached(saved, settings,
-                       {"targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()}})
+    return save_cached(
+        saved, settings, {"targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()}}
+    )
 
 
 def _one_thread() -> None:
@@ -118,17 +125,22 @@ def _headline(table: dict) -> dict[str, Any]:
         meta_name, meta = _best(cells, META_METHODS)
         base_name, base = _best(cells, BASELINES)
         persistence = cells["graph/persistence"]["mae_60min_mean"]
-        headline.update({
-            f"{prefix}_best_meta_mae60": meta, f"{prefix}_best_meta": meta_name,
-            f"{prefix}_best_baseline_mae60": base, f"{prefix}_best_baseline": base_name,
-            f"{prefix}_persistence_mae60": persistence,
-            f"{prefix}_meta_vs_best_baseline": meta / base - 1.0,
-            f"{prefix}_meta_vs_persistence": meta / persistence - 1.0,
-            f"{prefix}_goal_met": bool(meta <= 0.9 * base and meta <= 0.8 * persistence),
-            f"{prefix}_adapt_seconds_best_meta": cells[meta_name]["adapt_seconds"],
-            f"{prefix}_adapt_seconds_target_only": cells.get(f"{meta_name.split('/')[0]}/target_only",
-                                                             {}).get("adapt_seconds"),
-        })
+        headline.update(
+            {
+                f"{prefix}_best_meta_mae60": meta,
+                f"{prefix}_best_meta": meta_name,
+                f"{prefix}_best_baseline_mae60": base,
+                f"{prefix}_best_baseline": base_name,
+                f"{prefix}_persistence_mae60": persistence,
+                f"{prefix}_meta_vs_best_baseline": meta / base - 1.0,
+                f"{prefix}_meta_vs_persistence": meta / persistence - 1.0,
+                f"{prefix}_goal_met": bool(meta <= 0.9 * base and meta <= 0.8 * persistence),
+                f"{prefix}_adapt_seconds_best_meta": cells[meta_name]["adapt_seconds"],
+                f"{prefix}_adapt_seconds_target_only": cells.get(f"{meta_name.split('/')[0]}/target_only", {}).get(
+                    "adapt_seconds"
+                ),
+            }
+        )
     return headline
 
 
@@ -148,17 +160,33 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     table = _aggregate(jobs)
     headline = _headline(table)
     for key, cells in table.items():
-        rows = [[name, *(f"{c[f'mae_{h}_mean']:.3f} ± {c[f'mae_{h}_std']:.3f}" for h in ("15min", "30min", "60min")),
-                 f"{c['rmse_60min_mean']:.3f}", f"{c['mape_60min_mean']:.2f}", f"{c['adapt_seconds']:.2f}"]
-                for name, c in sorted(cells.items(), key=lambda kv: kv[1]["mae_60min_mean"])]
+        rows = [
+            [
+                name,
+                *(f"{c[f'mae_{h}_mean']:.3f} ± {c[f'mae_{h}_std']:.3f}" for h in ("15min", "30min", "60min")),
+                f"{c['rmse_60min_mean']:.3f}",
+                f"{c['mape_60min_mean']:.2f}",
+                f"{c['adapt_seconds']:.2f}",
+            ]
+            for name, c in sorted(cells.items(), key=lambda kv: kv[1]["mae_60min_mean"])
+        ]
         print(f"\n{key}: masked MAE (mph), mean ± std over {len(seeds)} seed(s)")
         print(format_table(["model/method", "MAE 15", "MAE 30", "MAE 60", "RMSE 60", "MAPE 60 %", "adapt s"], rows))
         plots.error_by_horizon(
             {name: c["mae_by_step"] for name, c in cells.items() if name.startswith("graph/")},
-            json_path.with_name(f"{json_path.stem}_{key.replace('/', '_')}.png"), title=f"{key} (graph model)",
+            json_path.with_name(f"{json_path.stem}_{key.replace('/', '_')}.png"),
+            title=f"{key} (graph model)",
         )
     print("\n" + "\n".join(f"{k}: {v}" for k, v in headline.items()))
-    result = {"benchmark": "traffic", "quick": quick, "headline": headline, "table": table,
-              "seeds": list(seeds), "config": asdict(QUICK if quick else FULL), "machine": machine(), "notes": __doc__}
+    result = {
+        "benchmark": "traffic",
+        "quick": quick,
+        "headline": headline,
+        "table": table,
+        "seeds": list(seeds),
+        "config": asdict(QUICK if quick else FULL),
+        "machine": machine(),
+        "notes": __doc__,
+    }
     write_json(json_path, result)
     return result

@@ -194,6 +194,17 @@ def train_repaint_peer(
     width, _ = matched_width(channels, reference_parameters)
     torch.manual_seed(seed)
     network = PaddedUNet2DModel(channels, width, schedule.n_steps)
-    trained = train_diffusion(network, schedule, batches, steps=steps, lr=lr, prediction=prediction, seed=seed,
-                              run_dir=run_dir, progress=progress, max_seconds=max_seconds, **options)
+    trained = train_diffusion(
+        network,
+        schedule,
+        batches,
+        steps=steps,
+        lr=lr,
+        prediction=prediction,
+        seed=seed,
+        run_dir=run_dir,
+        progress=progress,
+        max_seconds=max_seconds,
+        **options,
+    )
     return RepaintPeer(network=trained.model, trained=trained)

@@ -154,8 +154,14 @@ def train_diffusion(
         ema_model = copy.deepcopy(model).eval().requires_grad_(False)
         both = nn.ModuleDict({"model": model, "ema": ema_model})
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        run_config = {"schedule": schedule.config, "prediction": prediction, "lr": lr, "ema": ema, "seed": seed,
-                      "network": getattr(model, "config", type(model).__name__)}
+        run_config = {
+            "schedule": schedule.config,
+            "prediction": prediction,
+            "lr": lr,
+            "ema": ema,
+            "seed": seed,
+            "network": getattr(model, "config", type(model).__name__),
+        }
         start, seconds, losses = 0, 0.0, []
         if run_dir is not None and latest_checkpoint(Path(run_dir)) is not None:
             start, seconds, losses = _restore(Path(run_dir), both, optimizer, generator, run_config)
@@ -166,8 +172,15 @@ def train_diffusion(
         step = start
         while step < steps and not (max_seconds is not None and seconds + time.perf_counter() - t0 > max_seconds):
             batch = next(source)
-            loss = diffusion_loss(model, schedule, batch["x0"], cond=batch.get("cond"), valid=batch.get("valid"),
-                                  prediction=prediction, generator=generator)
+            loss = diffusion_loss(
+                model,
+                schedule,
+                batch["x0"],
+                cond=batch.get("cond"),
+                valid=batch.get("valid"),
+                prediction=prediction,
+                generator=generator,
+            )
             if not math.isfinite(loss.item()):
                 raise DataError(f"the training loss became {loss.item()} at step {step}; check the data and lr={lr}")
             optimizer.zero_grad(set_to_none=True)
@@ -244,8 +257,15 @@ def _bar(progress: bool, start: int, steps: int):
 
 
 def _save(run_dir, step, run_config, both, optimizer, generator, seconds, losses) -> None:
-    save_checkpoint(run_dir, step, run_config, both, optimizer, {"train": generator.get_state()},
-                    extra={"seconds": seconds, "losses": losses})
+    save_checkpoint(
+        run_dir,
+        step,
+        run_config,
+        both,
+        optimizer,
+        {"train": generator.get_state()},
+        extra={"seconds": seconds, "losses": losses},
+    )
 
 
 def _restore(run_dir, both, optimizer, generator, run_config) -> tuple[int, float, list[float]]:

@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING
 from metamap.extras import lazy_exports
 
 # Names are imported on first use: highspy, POT and pandapower (the 'energy' extra) stay unimported until then.
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "dcopf": ("CASES", "DCOPFCase", "InfeasibleError", "load_case"),
-    "feasibility": ("PATHS", "GuaranteedDispatch", "check", "guaranteed_dispatch", "optimality_gap", "repair"),
-    "highs": ("WarmDCOPF",),
-    "learned": ("DispatchModel", "train_dispatch"),
-    "transport": ("TransportProblem", "solve_emd", "solve_highs"),
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "dcopf": ("CASES", "DCOPFCase", "InfeasibleError", "load_case"),
+        "feasibility": ("PATHS", "GuaranteedDispatch", "check", "guaranteed_dispatch", "optimality_gap", "repair"),
+        "highs": ("WarmDCOPF",),
+        "learned": ("DispatchModel", "train_dispatch"),
+        "transport": ("TransportProblem", "solve_emd", "solve_highs"),
+    },
+)
 
 if TYPE_CHECKING:
     from metamap.energy.dcopf import CASES, DCOPFCase, InfeasibleError, load_case
@@ -37,7 +40,20 @@ if TYPE_CHECKING:
     from metamap.energy.transport import TransportProblem, solve_emd, solve_highs
 
 __all__ = [
-    "CASES", "PATHS", "DCOPFCase", "DispatchModel", "GuaranteedDispatch", "InfeasibleError", "TransportProblem",
-    "WarmDCOPF", "check", "guaranteed_dispatch", "load_case", "optimality_gap", "repair", "solve_emd",
-    "solve_highs", "train_dispatch",
+    "CASES",
+    "PATHS",
+    "DCOPFCase",
+    "DispatchModel",
+    "GuaranteedDispatch",
+    "InfeasibleError",
+    "TransportProblem",
+    "WarmDCOPF",
+    "check",
+    "guaranteed_dispatch",
+    "load_case",
+    "optimality_gap",
+    "repair",
+    "solve_emd",
+    "solve_highs",
+    "train_dispatch",
 ]

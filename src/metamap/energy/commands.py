@@ -91,8 +91,10 @@ def read_loads(path: Path, case) -> np.ndarray:
     columns = [f"load_{i}" for i in range(case.n_load)]
     in_file = [c for c in map(str, table.columns) if re.fullmatch(r"load_\d+", c)]
     if in_file and set(in_file) != set(columns):
-        raise DataError(f"loads file {path} has {len(in_file)} load columns, but {case.name} has {case.n_load} loads "
-                        f"(load_0..load_{case.n_load - 1}); was it written for another case?")
+        raise DataError(
+            f"loads file {path} has {len(in_file)} load columns, but {case.name} has {case.n_load} loads "
+            f"(load_0..load_{case.n_load - 1}); was it written for another case?"
+        )
     if "multiplier" in table.columns:
         values = _numeric(table[["multiplier"]], path).to_numpy(dtype=np.float64) * case.base_load
     elif set(columns) <= set(table.columns):
@@ -139,21 +141,32 @@ def _solve(args: argparse.Namespace) -> int:
     result = guaranteed_dispatch(case, pd_, predict, WarmDCOPF(case))
     returned = result.path != PATHS.index("infeasible")
     if not returned.any():
-        raise DataError(f"none of the {len(pd_)} scenarios of {args.loads} has a feasible dispatch on {case.name}; "
-                        "check that the loads (MW) belong to this case")
+        raise DataError(
+            f"none of the {len(pd_)} scenarios of {args.loads} has a feasible dispatch on {case.name}; "
+            "check that the loads (MW) belong to this case"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(result.dispatch, columns=[f"gen_{k}" for k in range(case.n_gen)]).to_csv(
-        args.out / "dispatch.csv", index_label="scenario")
+        args.out / "dispatch.csv", index_label="scenario"
+    )
     violations = result.violations
-    table = pd.DataFrame({
-        "cost": result.cost, "path": np.array(PATHS)[result.path],
-        "balance_violation_mw": np.where(returned, violations.balance, np.nan),
-        "gen_violation_mw": np.where(returned, violations.gen, np.nan),
-        "line_violation_mw": np.where(returned, violations.line, np.nan),
-    })
+    table = pd.DataFrame(
+        {
+            "cost": result.cost,
+            "path": np.array(PATHS)[result.path],
+            "balance_violation_mw": np.where(returned, violations.balance, np.nan),
+            "gen_violation_mw": np.where(returned, violations.gen, np.nan),
+            "line_violation_mw": np.where(returned, violations.line, np.nan),
+        }
+    )
     table.to_csv(args.out / "scenarios.csv", index_label="scenario")
-    summary = {"case": args.case, "scenarios": int(len(pd_)), "paths": result.counts(),
-               "violations_returned": result.n_violations, "mean_cost": float(np.nanmean(result.cost))}
+    summary = {
+        "case": args.case,
+        "scenarios": int(len(pd_)),
+        "paths": result.counts(),
+        "violations_returned": result.n_violations,
+        "mean_cost": float(np.nanmean(result.cost)),
+    }
     write_json(args.out / "summary.json", summary)
     print(json.dumps(summary))
     return 0
@@ -199,8 +212,14 @@ def _train_in_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--scenarios must be >= 2, got {args.scenarios}")
         profiles = load_profiles()
         steps = np.arange(profiles.values.shape[0])
-        pd_ = sample_loads(case, profiles, assign_types(case, profiles, args.seed), steps, args.scenarios,
-                           np.random.default_rng(args.seed))
+        pd_ = sample_loads(
+            case,
+            profiles,
+            assign_types(case, profiles, args.seed),
+            steps,
+            args.scenarios,
+            np.random.default_rng(args.seed),
+        )
     pd_, pg = _solved(case, pd_)
     model = train_dispatch(pd_, pg, hidden=tuple(args.hidden), steps=args.steps, seed=args.seed)
     model.save(args.out, {"case": args.case, "scenarios": int(len(pd_)), "steps": args.steps, "seed": args.seed})
@@ -227,7 +246,13 @@ def _adapt_in_run(args: argparse.Namespace) -> int:
         raise DataError(f"adapt takes at most {MAX_ADAPT} scenarios; {args.loads} has {len(pd_)}")
     pd_, pg = _solved(case, pd_)
     fit_network(model.network, model.scaler.x(pd_), model.scaler.y(pg), args.steps, lr=args.lr, batch=len(pd_))
-    model.save(args.out, {**{k: v for k, v in info.items() if k not in ("hidden", "n_load", "n_gen")},
-                          "adapted_on": str(args.loads), "adapt_steps": args.steps})
+    model.save(
+        args.out,
+        {
+            **{k: v for k, v in info.items() if k not in ("hidden", "n_load", "n_gen")},
+            "adapted_on": str(args.loads),
+            "adapt_steps": args.steps,
+        },
+    )
     print(f"adapted on {len(pd_)} solved scenarios; model in {args.out}")
     return 0

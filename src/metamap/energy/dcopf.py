@@ -121,7 +121,9 @@ class DCOPFCase:
         pd = np.asarray(pd, dtype=np.float64)
         pd = pd[None] if pd.ndim == 1 else pd
         if pd.ndim != 2 or pd.shape[1] != self.n_load:
-            raise DataError(f"{what}: expected [scenarios, {self.n_load}] loads in MW for {self.name}, got shape {pd.shape}")
+            raise DataError(
+                f"{what}: expected [scenarios, {self.n_load}] loads in MW for {self.name}, got shape {pd.shape}"
+            )
         if not np.isfinite(pd).all():
             bad = np.argwhere(~np.isfinite(pd))[0]
             raise DataError(f"{what}: loads must be finite; scenario {bad[0]}, load {bad[1]} is {pd[tuple(bad)]}")
@@ -146,11 +148,22 @@ class DCOPFCase:
             raise ConfigError(f"{self.name}: branch {branch} does not exist; expected 0..{self.ptdf.shape[0] - 1}")
         keep = np.ones(self.ptdf.shape[0], dtype=bool)
         keep[branch] = False
-        ptdf = _ptdf(self.n_bus, self.branch_from[keep], self.branch_to[keep], self.branch_x[keep], self.slack,
-                     f"{self.name} without branch {branch}")
+        ptdf = _ptdf(
+            self.n_bus,
+            self.branch_from[keep],
+            self.branch_to[keep],
+            self.branch_x[keep],
+            self.slack,
+            f"{self.name} without branch {branch}",
+        )
         return replace(
-            self, name=f"{self.name}-out{branch}", ptdf=ptdf, fmax=self.fmax[keep],
-            branch_x=self.branch_x[keep], branch_from=self.branch_from[keep], branch_to=self.branch_to[keep],
+            self,
+            name=f"{self.name}-out{branch}",
+            ptdf=ptdf,
+            fmax=self.fmax[keep],
+            branch_x=self.branch_x[keep],
+            branch_from=self.branch_from[keep],
+            branch_to=self.branch_to[keep],
         )
 
 
@@ -183,8 +196,15 @@ def _ppci(net):
     from pandapower.pd2ppc import _pd2ppc
 
     _init_runopp_options(
-        net, calculate_voltage_angles=True, check_connectivity=True, switch_rx_ratio=2, delta=1e-10,
-        init="flat", numba=False, trafo3w_losses="hv", consider_line_temperature=False,
+        net,
+        calculate_voltage_angles=True,
+        check_connectivity=True,
+        switch_rx_ratio=2,
+        delta=1e-10,
+        init="flat",
+        numba=False,
+        trafo3w_losses="hv",
+        consider_line_temperature=False,
     )
     net._options["ac"] = False
     _add_auxiliary_elements(net)
@@ -225,13 +245,19 @@ def load_case(name: str, line_limits: str = "base", alpha: float = 1.1, floor: f
         name=name,
         gen_bus=gen[on, _GEN_BUS].real.astype(int),
         # pandapower widens zero limits by 1e-10 (its ``delta``); take them back to 0.
-        pmin=_clean(gen[on, _PMIN].real), pmax=_clean(gen[on, _PMAX].real),
-        c2=gencost[on, 4].copy(), c1=gencost[on, 5].copy(), c0=gencost[on, 6].copy(),
+        pmin=_clean(gen[on, _PMIN].real),
+        pmax=_clean(gen[on, _PMAX].real),
+        c2=gencost[on, 4].copy(),
+        c1=gencost[on, 5].copy(),
+        c0=gencost[on, 6].copy(),
         load_bus=lookup[loads.bus.to_numpy()].astype(int),
         base_load=(loads.p_mw * loads.scaling).to_numpy(dtype=np.float64),
         ptdf=_ptdf(n_bus, f, t, x, slack, name),
         fmax=np.where(rate > 0, rate, np.inf),
-        slack=slack, branch_x=x, branch_from=f, branch_to=t,
+        slack=slack,
+        branch_x=x,
+        branch_from=f,
+        branch_to=t,
     )
     if line_limits == "case":
         return case

@@ -69,8 +69,9 @@ def repair(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray) -> np.ndarray:
     return np.clip(pg + mismatch * share, case.pmin, case.pmax)
 
 
-def repair_lines(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray, iterations: int = 5,
-                 margin: float = 1e-3) -> np.ndarray:
+def repair_lines(
+    case: DCOPFCase, pd: np.ndarray, pg: np.ndarray, iterations: int = 5, margin: float = 1e-3
+) -> np.ndarray:
     """Push balanced dispatches ``pg [N, n_gen]`` back inside violated line limits (MW).
 
     Per scenario and iteration: the minimum-norm change of the units that are
@@ -93,7 +94,7 @@ def repair_lines(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray, iterations: in
             target = np.concatenate([[0.0], -np.sign(flow[over]) * (excess + margin * case.fmax[over])])
             step, *_ = np.linalg.lstsq(rows, target, rcond=None)
             pg[k, free] += step
-            pg[k] = repair(case, pd[k:k + 1], pg[k:k + 1])[0]
+            pg[k] = repair(case, pd[k : k + 1], pg[k : k + 1])[0]
     return pg
 
 
@@ -142,7 +143,9 @@ def guaranteed_dispatch(
     else:
         candidate = np.asarray(predict(pd), dtype=np.float64)
         if candidate.shape != (n, case.n_gen):
-            raise ShapeError(f"predict returned shape {candidate.shape}; expected {(n, case.n_gen)} (scenarios, generators)")
+            raise ShapeError(
+                f"predict returned shape {candidate.shape}; expected {(n, case.n_gen)} (scenarios, generators)"
+            )
     path = np.full(n, PATHS.index("learned"))
     if predict is None:
         failed = np.arange(n)

@@ -43,7 +43,9 @@ class Standardizer:
     def fit(cls, pd: np.ndarray, pg: np.ndarray) -> Standardizer:
         """From training loads ``pd [N, n_load]`` and dispatches ``pg [N, n_gen]`` (MW); spreads floored at 1 MW."""
         if not (np.isfinite(pd).all() and np.isfinite(pg).all()):
-            raise DataError("Standardizer.fit: training loads and dispatches must be finite (drop infeasible scenarios)")
+            raise DataError(
+                "Standardizer.fit: training loads and dispatches must be finite (drop infeasible scenarios)"
+            )
         return cls(pd.mean(0), np.maximum(pd.std(0), 1.0), pg.mean(0), np.maximum(pg.std(0), 1.0))
 
     def x(self, pd: np.ndarray) -> torch.Tensor:
@@ -127,7 +129,11 @@ def fit_network(
 
 
 def train_dispatch(
-    pd: np.ndarray, pg: np.ndarray, hidden: tuple[int, ...] = (256, 256), steps: int = 3000, lr: float = 1e-3,
+    pd: np.ndarray,
+    pg: np.ndarray,
+    hidden: tuple[int, ...] = (256, 256),
+    steps: int = 3000,
+    lr: float = 1e-3,
     seed: int = 0,
 ) -> DispatchModel:
     """Fit a :class:`DispatchModel` to solved scenarios ``pd [N, n_load]`` -> ``pg [N, n_gen]`` (MW)."""
@@ -164,5 +170,6 @@ def regime_episode(
         ys.append(scaler.y(regime.pg[pick]))
         picks.append(torch.as_tensor(pick))
     x, y = torch.stack(xs), torch.stack(ys)
-    return Episode(x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:],
-                   meta={"index": torch.stack(picks)})
+    return Episode(
+        x[:, :n_support], y[:, :n_support], x[:, n_support:], y[:, n_support:], meta={"index": torch.stack(picks)}
+    )

@@ -81,8 +81,9 @@ def load_profiles(cache: Path | None = None) -> Profiles:
     )
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, names=np.array(profiles.names), values=profiles.values, month=profiles.month,
-                 hour=profiles.hour)
+        np.savez(
+            cache, names=np.array(profiles.names), values=profiles.values, month=profiles.month, hour=profiles.hour
+        )
     return profiles
 
 

@@ -57,18 +57,16 @@ class TransportProblem:
             if (values < 0).any():
                 raise DataError(f"transport: {name} must be >= 0; entry {int(np.argmin(values))} is {values.min():.4g}")
         if demand.sum() > supply.sum() * (1 + 1e-12) + TOLERANCE:
-            raise InfeasibleError(
-                f"transport: total demand {demand.sum():.6g} exceeds total supply {supply.sum():.6g}"
-            )
+            raise InfeasibleError(f"transport: total demand {demand.sum():.6g} exceeds total supply {supply.sum():.6g}")
 
     def total_cost(self, plan: np.ndarray) -> float:
         return float((self.cost * plan).sum())
 
     def violation(self, plan: np.ndarray) -> float:
         """Worst violation of a plan ``[n, m]``: unmet/overmet demand, exceeded supply, negative flow."""
-        return float(max(
-            np.abs(plan.sum(1) - self.demand).max(), (plan.sum(0) - self.supply).max(), (-plan).max(), 0.0
-        ))
+        return float(
+            max(np.abs(plan.sum(1) - self.demand).max(), (plan.sum(0) - self.supply).max(), (-plan).max(), 0.0)
+        )
 
 
 def solve_emd(problem: TransportProblem) -> np.ndarray:
@@ -110,7 +108,9 @@ def solve_highs(problem: TransportProblem) -> np.ndarray:
     return np.asarray(h.getSolution().col_value).reshape(n, m)
 
 
-def random_problems(n: int, m: int, count: int, rng: np.random.Generator, family: str = "euclid") -> list[TransportProblem]:
+def random_problems(
+    n: int, m: int, count: int, rng: np.random.Generator, family: str = "euclid"
+) -> list[TransportProblem]:
     """``count`` instances of a family: points in the unit square, Euclidean costs (``euclid``) or
     uniform random costs (``uniform``); demands ~ U(1, 2); supplies scaled to 1.2x total demand."""
     problems = []

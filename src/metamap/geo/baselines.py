@@ -41,8 +41,14 @@ def field_mean(values: np.ndarray, observed: np.ndarray, background: np.ndarray 
     return filled + (background if background is not None else 0.0)
 
 
-def interpolate(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon: np.ndarray, method: str = "linear",
-                background: np.ndarray | None = None) -> np.ndarray:
+def interpolate(
+    values: np.ndarray,
+    observed: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    method: str = "linear",
+    background: np.ndarray | None = None,
+) -> np.ndarray:
     """``scipy.interpolate.griddata`` (``linear`` | ``cubic``) from the observed pixels; outside their convex
     hull, the nearest observed value."""
     from scipy.interpolate import griddata
@@ -60,9 +66,15 @@ def interpolate(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon: 
     return filled + (background if background is not None else 0.0)
 
 
-def ordinary_kriging(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-                     variogram: str = "exponential", background: np.ndarray | None = None,
-                     nlags: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def ordinary_kriging(
+    values: np.ndarray,
+    observed: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    variogram: str = "exponential",
+    background: np.ndarray | None = None,
+    nlags: int = 12,
+) -> tuple[np.ndarray, np.ndarray]:
     """PyKrige ordinary kriging with a ``variogram`` model whose parameters are fitted to this field.
 
     Returns ``(mean [H, W], variance [H, W])``; the variance is kriging's
@@ -78,8 +90,9 @@ def ordinary_kriging(values: np.ndarray, observed: np.ndarray, lat: np.ndarray, 
     anomaly, observed = _split(values, observed, background)
     known = anomaly[observed]
     if np.all(known == known[0]):
-        return np.full(anomaly.shape, known[0]) + (background if background is not None else 0.0), \
-            np.zeros(anomaly.shape)
+        return np.full(anomaly.shape, known[0]) + (background if background is not None else 0.0), np.zeros(
+            anomaly.shape
+        )
     yy, xx = _plane(lat, lon)
     model = OrdinaryKriging(xx[observed], yy[observed], known, variogram_model=variogram, nlags=nlags)
     mean, variance = model.execute("points", xx.ravel(), yy.ravel())

@@ -44,10 +44,15 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--k", type=positive_int, default=3, help="forecast: number of previous fields")
     train.add_argument("--base", type=positive_int, default=32, help="UNet width of the first level")
     train.add_argument("--lr", type=positive_float, default=5e-4)
-    train.add_argument("--train-days", type=positive_int, default=None,
-                       help="train on the days of the month 1..N only (default: every time step)")
-    train.add_argument("--max-minutes", type=positive_float, default=None,
-                       help="wall-clock budget (stops with a checkpoint)")
+    train.add_argument(
+        "--train-days",
+        type=positive_int,
+        default=None,
+        help="train on the days of the month 1..N only (default: every time step)",
+    )
+    train.add_argument(
+        "--max-minutes", type=positive_float, default=None, help="wall-clock budget (stops with a checkpoint)"
+    )
     train.add_argument("--seed", type=nonnegative_int, default=0)
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
@@ -62,9 +67,12 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     forecast = commands.add_parser("forecast", help="ensemble forecast of the next 1..6 steps")
     _data_flags(forecast)
     _sample_flags(forecast)
-    forecast.add_argument("--start", type=int, default=-1,
-                          help="time index of the last known field (default: the file's last)")
-    forecast.add_argument("--leads", type=positive_int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="leads in time steps")
+    forecast.add_argument(
+        "--start", type=int, default=-1, help="time index of the last known field (default: the file's last)"
+    )
+    forecast.add_argument(
+        "--leads", type=positive_int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="leads in time steps"
+    )
     forecast.set_defaults(handler=_forecast)
 
     sample = commands.add_parser("sample", help="draw new fields on the file's grid")
@@ -81,8 +89,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
 def _sample_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by metamap geo train")
     parser.add_argument("--out", type=Path, required=True, help="output netCDF file")
-    parser.add_argument("--members", type=positive_int, default=16,
-                        help="ensemble members (sample: number of fields)")
+    parser.add_argument("--members", type=positive_int, default=16, help="ensemble members (sample: number of fields)")
     parser.add_argument("--steps", type=positive_int, default=20, help="sampler steps")
     parser.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
@@ -100,10 +107,22 @@ def _train(args: argparse.Namespace) -> int:
     if args.train_days is not None:
         times = times[field.day_of_month() <= args.train_days]
     patch = args.patch[0] if len(args.patch) == 1 else tuple(args.patch[:2])
-    model = train_task(field, args.task, times, steps=args.steps, run_dir=args.out, batch=args.batch, patch=patch,
-                       k=args.k, base=args.base, lr=args.lr, seed=args.seed, max_scan=16,
-                       max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
-                       progress=not args.no_progress)
+    model = train_task(
+        field,
+        args.task,
+        times,
+        steps=args.steps,
+        run_dir=args.out,
+        batch=args.batch,
+        patch=patch,
+        k=args.k,
+        base=args.base,
+        lr=args.lr,
+        seed=args.seed,
+        max_scan=16,
+        max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
+        progress=not args.no_progress,
+    )
     print(f"trained {model.trained.step} steps in {model.trained.seconds:.1f} s; run folder {args.out}")
     return 0
 
@@ -145,17 +164,26 @@ def _fill(args: argparse.Namespace) -> int:
     values = field.values(indices)
     out = []
     for i, raw in enumerate(values):
-        options = dict(members=args.members, steps=args.steps, sampler=args.sampler, seed=args.seed + i,
-                       never_valid=never_valid)
+        options = dict(
+            members=args.members, steps=args.steps, sampler=args.sampler, seed=args.seed + i, never_valid=never_valid
+        )
         filler = conditional_fill if model.meta["task"] == "fill" else inpaint_fill
         if model.meta["task"] == "generate":
             options["resample"] = args.resample
         out.append(filler(model, standardizer.forward(raw), static, **options))
     members = standardizer.inverse(np.stack(out, axis=1))
-    write_ensemble(args.out, members, field, field.times[indices], _history(model.meta["task"], args, args.run),
-                   extra={"ensemble_mean": members.mean(axis=0), "observed": np.isfinite(values)})
-    print(f"filled {len(indices)} fields ({int((~np.isfinite(values)).sum())} missing pixels) "
-          f"with {args.members} members; wrote {args.out}")
+    write_ensemble(
+        args.out,
+        members,
+        field,
+        field.times[indices],
+        _history(model.meta["task"], args, args.run),
+        extra={"ensemble_mean": members.mean(axis=0), "observed": np.isfinite(values)},
+    )
+    print(
+        f"filled {len(indices)} fields ({int((~np.isfinite(values)).sum())} missing pixels) "
+        f"with {args.members} members; wrote {args.out}"
+    )
     return 0
 
 
@@ -174,15 +202,29 @@ def _forecast(args: argparse.Namespace) -> int:
     if min(args.leads) < 1 or max(args.leads) > MAX_LEAD:
         raise ConfigError(f"--leads must lie in 1..{MAX_LEAD}, got {args.leads}")
     history = standardizer.forward(field.values(slice(start - k + 1, start + 1)))
-    ensembles = diffusion_forecast(model, history, static, list(args.leads), members=args.members, steps=args.steps,
-                                   sampler=args.sampler, seed=args.seed)
+    ensembles = diffusion_forecast(
+        model,
+        history,
+        static,
+        list(args.leads),
+        members=args.members,
+        steps=args.steps,
+        sampler=args.sampler,
+        seed=args.seed,
+    )
     members = standardizer.inverse(np.moveaxis(ensembles, 0, 1))
     members[:, :, never_valid] = np.nan
     times = field.times
     step = times[start] - times[start - 1] if start >= 1 else 1
     valid_times = np.asarray([times[start] + lead * step for lead in args.leads])
-    write_ensemble(args.out, members, field, valid_times, _history("forecast", args, args.run),
-                   extra={"ensemble_mean": members.mean(axis=0)})
+    write_ensemble(
+        args.out,
+        members,
+        field,
+        valid_times,
+        _history("forecast", args, args.run),
+        extra={"ensemble_mean": members.mean(axis=0)},
+    )
     print(f"forecast leads {args.leads} after {times[start]} with {args.members} members; wrote {args.out}")
     return 0
 
@@ -193,8 +235,9 @@ def _sample(args: argparse.Namespace) -> int:
 
     model, field, static = _load(args, "generate")
     standardizer, never_valid = model.standardizer, model.never_valid
-    fields = generate(model, static, args.members, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                      never_valid=never_valid)
+    fields = generate(
+        model, static, args.members, steps=args.steps, sampler=args.sampler, seed=args.seed, never_valid=never_valid
+    )
     members = standardizer.inverse(fields)[:, None]
     write_ensemble(args.out, members, field, field.times[:1], _history("generate", args, args.run))
     print(f"drew {args.members} fields on the {field.shape[1]} x {field.shape[2]} grid; wrote {args.out}")

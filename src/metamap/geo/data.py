@@ -31,7 +31,7 @@ class Standardizer:
 
     def window(self, i: int, j: int, h: int, w: int) -> Standardizer:
         """The standardizer of the patch ``[i:i+h, j:j+w]``."""
-        return Standardizer(self.mean[i:i + h, j:j + w], self.std)
+        return Standardizer(self.mean[i : i + h, j : j + w], self.std)
 
     def forward(self, values: np.ndarray) -> np.ndarray:
         """Standardize ``values [..., H, W]`` (the variable's unit; NaN stays NaN)."""
@@ -42,8 +42,9 @@ class Standardizer:
         return (np.asarray(values, np.float32) * self.std + self.mean).astype(np.float32)
 
 
-def scan_training(field: GeoField, times: np.ndarray, max_times: int = 64,
-                  seed: int = 0) -> tuple[Standardizer, np.ndarray]:
+def scan_training(
+    field: GeoField, times: np.ndarray, max_times: int = 64, seed: int = 0
+) -> tuple[Standardizer, np.ndarray]:
     """Standardizer and ``never_valid [H, W]`` (NaN at every scanned time) from training time indices ``times``.
 
     At most ``max_times`` of them (drawn with ``seed``) are read, one time
@@ -72,9 +73,11 @@ def scan_training(field: GeoField, times: np.ndarray, max_times: int = 64,
     return Standardizer(mean.astype(np.float32), std), never_valid
 
 
-def static_channels(lat: np.ndarray, lon: np.ndarray, lat_range: tuple[float, float],
-                    lon_range: tuple[float, float]) -> np.ndarray:
+def static_channels(
+    lat: np.ndarray, lon: np.ndarray, lat_range: tuple[float, float], lon_range: tuple[float, float]
+) -> np.ndarray:
     """Latitude and longitude scaled to [-1, 1] over the full grid's ranges: ``[2, H, W]`` float32."""
+
     def scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
         return (2 * (np.asarray(values, np.float64) - low) / max(high - low, 1e-9) - 1).astype(np.float32)
 
@@ -105,8 +108,15 @@ class PatchSource:
     ``patch``: ``(h, w)``, clipped to the grid. Randomness from ``seed``.
     """
 
-    def __init__(self, field: GeoField, standardizer: Standardizer, times: np.ndarray, patch: tuple[int, int],
-                 n_times: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        field: GeoField,
+        standardizer: Standardizer,
+        times: np.ndarray,
+        patch: tuple[int, int],
+        n_times: int = 1,
+        seed: int = 0,
+    ) -> None:
         _, height, width = field.shape
         self.field, self.standardizer, self.n_times = field, standardizer, n_times
         self.patch = (min(patch[0], height), min(patch[1], width))
@@ -126,10 +136,11 @@ class PatchSource:
         for _ in range(batch):
             start = int(self.rng.choice(self.starts))
             i, j = int(self.rng.integers(0, height - h + 1)), int(self.rng.integers(0, width - w + 1))
-            block = self.field.data.isel(time=slice(start, start + self.n_times), lat=slice(i, i + h),
-                                         lon=slice(j, j + w))
+            block = self.field.data.isel(
+                time=slice(start, start + self.n_times), lat=slice(i, i + h), lon=slice(j, j + w)
+            )
             values.append(self.standardizer.window(i, j, h, w).forward(np.asarray(block.values)))
-            static.append(static_channels(self.lat[i:i + h], self.lon[j:j + w], self.lat_range, self.lon_range))
+            static.append(static_channels(self.lat[i : i + h], self.lon[j : j + w], self.lat_range, self.lon_range))
             origin.append((start, i, j))
         return Patches(torch.from_numpy(np.stack(values)), torch.from_numpy(np.stack(static)), torch.tensor(origin))
 

@@ -53,8 +53,11 @@ def fill_batches(source: PatchSource, batch: int, seed: int = 0) -> Callable[[],
         valid = torch.isfinite(values)
         masks = np.stack([random_training_mask(tuple(values.shape[-2:]), rng) for _ in range(batch)])
         observed = torch.from_numpy(masks) & valid
-        return {"x0": torch.nan_to_num(values)[:, None], "cond": fill_condition(values, observed, patches.static),
-                "valid": valid[:, None]}
+        return {
+            "x0": torch.nan_to_num(values)[:, None],
+            "cond": fill_condition(values, observed, patches.static),
+            "valid": valid[:, None],
+        }
 
     return make
 
@@ -69,8 +72,9 @@ def _check_field(values: np.ndarray, static: np.ndarray) -> tuple[torch.Tensor, 
     return torch.from_numpy(values), torch.from_numpy(observed)
 
 
-def _finish(samples: torch.Tensor, values: torch.Tensor, observed: torch.Tensor,
-            never_valid: np.ndarray | None) -> np.ndarray:
+def _finish(
+    samples: torch.Tensor, values: torch.Tensor, observed: torch.Tensor, never_valid: np.ndarray | None
+) -> np.ndarray:
     """Put the observed pixels back exactly and NaN where undefined by nature: ``[M, H, W]``."""
     out = torch.where(observed, values, samples[:, 0]).numpy().astype(np.float32)
     if never_valid is not None:
@@ -78,8 +82,16 @@ def _finish(samples: torch.Tensor, values: torch.Tensor, observed: torch.Tensor,
     return out
 
 
-def conditional_fill(model: GeoModel, values: np.ndarray, static: np.ndarray, members: int = 16, steps: int = 20,
-                     sampler: str = "dpmpp", seed: int = 0, never_valid: np.ndarray | None = None) -> np.ndarray:
+def conditional_fill(
+    model: GeoModel,
+    values: np.ndarray,
+    static: np.ndarray,
+    members: int = 16,
+    steps: int = 20,
+    sampler: str = "dpmpp",
+    seed: int = 0,
+    never_valid: np.ndarray | None = None,
+) -> np.ndarray:
     """Ensemble ``[M, H, W]`` (standardized) filling the NaN pixels of ``values [H, W]`` with a conditional model."""
     field, observed = _check_field(values, static)
     cond = fill_condition(field[None], observed[None], torch.from_numpy(static)[None]).expand(members, -1, -1, -1)
@@ -87,14 +99,31 @@ def conditional_fill(model: GeoModel, values: np.ndarray, static: np.ndarray, me
     return _finish(samples, field, observed, never_valid)
 
 
-def inpaint_fill(model: GeoModel, values: np.ndarray, static: np.ndarray, members: int = 16, steps: int = 50,
-                 sampler: str = "ddim", resample: int = 4, seed: int = 0,
-                 never_valid: np.ndarray | None = None) -> np.ndarray:
+def inpaint_fill(
+    model: GeoModel,
+    values: np.ndarray,
+    static: np.ndarray,
+    members: int = 16,
+    steps: int = 50,
+    sampler: str = "ddim",
+    resample: int = 4,
+    seed: int = 0,
+    never_valid: np.ndarray | None = None,
+) -> np.ndarray:
     """Ensemble ``[M, H, W]`` (standardized) by training-free inpainting with an unconditional model."""
     field, observed = _check_field(values, static)
     cond = torch.from_numpy(static)[None].expand(members, -1, -1, -1)
     known = torch.nan_to_num(field)[None, None].expand(members, 1, -1, -1)
     known_mask = observed[None, None].expand(members, 1, -1, -1)
-    samples = sample_ensemble(model, cond, members, steps=steps, sampler=sampler, seed=seed,
-                              known=known, known_mask=known_mask, resample=resample)
+    samples = sample_ensemble(
+        model,
+        cond,
+        members,
+        steps=steps,
+        sampler=sampler,
+        seed=seed,
+        known=known,
+        known_mask=known_mask,
+        resample=resample,
+    )
     return _finish(samples, field, observed, never_valid)

@@ -61,8 +61,9 @@ def increment_scales(source: PatchSource, k: int, n_batches: int = 16, batch: in
     return scales
 
 
-def forecast_batches(source: PatchSource, batch: int, k: int, scales: list[float],
-                     seed: int = 0) -> Callable[[], dict[str, torch.Tensor]]:
+def forecast_batches(
+    source: PatchSource, batch: int, k: int, scales: list[float], seed: int = 0
+) -> Callable[[], dict[str, torch.Tensor]]:
     """Batches ``{"x0", "cond", "valid"}``: a random lead 1..6 per patch; ``x0`` is the scaled change
     from the last history field (``scales`` from :func:`increment_scales`); ``source`` gives ``k + 6`` steps."""
     _check_source(source, k)
@@ -74,14 +75,25 @@ def forecast_batches(source: PatchSource, batch: int, k: int, scales: list[float
         lead = torch.randint(1, MAX_LEAD + 1, (batch,), generator=generator)
         change = (patches.values[torch.arange(batch), k - 1 + lead] - patches.values[:, k - 1])[:, None]
         change = change / scale[lead][:, None, None, None]
-        return {"x0": torch.nan_to_num(change), "valid": torch.isfinite(change),
-                "cond": forecast_condition(patches.values[:, :k], lead, patches.static)}
+        return {
+            "x0": torch.nan_to_num(change),
+            "valid": torch.isfinite(change),
+            "cond": forecast_condition(patches.values[:, :k], lead, patches.static),
+        }
 
     return make
 
 
-def diffusion_forecast(model: GeoModel, history: np.ndarray, static: np.ndarray, leads: list[int],
-                       members: int = 16, steps: int = 20, sampler: str = "dpmpp", seed: int = 0) -> np.ndarray:
+def diffusion_forecast(
+    model: GeoModel,
+    history: np.ndarray,
+    static: np.ndarray,
+    leads: list[int],
+    members: int = 16,
+    steps: int = 20,
+    sampler: str = "dpmpp",
+    seed: int = 0,
+) -> np.ndarray:
     """Ensemble forecasts ``[L, M, H, W]`` (standardized) for each lead in ``leads`` from ``history [k, H, W]``."""
     history_t = torch.from_numpy(np.asarray(history, np.float32))[None].expand(members, -1, -1, -1)
     static_t = torch.from_numpy(static)[None].expand(members, -1, -1, -1)
@@ -94,9 +106,17 @@ def diffusion_forecast(model: GeoModel, history: np.ndarray, static: np.ndarray,
     return torch.stack(out).numpy()
 
 
-def train_deterministic(batches: Callable[[], dict[str, torch.Tensor]], k: int, *, steps: int, base: int = 32,
-                        lr: float = 1e-3, seed: int = 0, max_seconds: float | None = None,
-                        run_dir: Path | None = None) -> torch.nn.Module:
+def train_deterministic(
+    batches: Callable[[], dict[str, torch.Tensor]],
+    k: int,
+    *,
+    steps: int,
+    base: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    run_dir: Path | None = None,
+) -> torch.nn.Module:
     """A UNet of the same widths, ``time_embedding=False``, trained with MSE over valid pixels on the same
     batches (its field input is zeros: the conditioning channels carry the history and the lead).
 
@@ -133,8 +153,9 @@ def train_deterministic(batches: Callable[[], dict[str, torch.Tensor]], k: int, 
     return network.eval()
 
 
-def deterministic_forecast(network: torch.nn.Module, history: np.ndarray, static: np.ndarray, leads: list[int],
-                           scales: list[float]) -> np.ndarray:
+def deterministic_forecast(
+    network: torch.nn.Module, history: np.ndarray, static: np.ndarray, leads: list[int], scales: list[float]
+) -> np.ndarray:
     """Forecasts ``[L, H, W]`` (standardized) of the deterministic UNet (``scales`` as in training)."""
     history_t = torch.from_numpy(np.asarray(history, np.float32))[None].expand(len(leads), -1, -1, -1)
     static_t = torch.from_numpy(static)[None].expand(len(leads), -1, -1, -1)

@@ -31,8 +31,15 @@ def generation_batches(source: PatchSource, batch: int) -> Callable[[], dict[str
     return make
 
 
-def generate(model: GeoModel, static: np.ndarray, n: int, steps: int = 20, sampler: str = "dpmpp", seed: int = 0,
-             never_valid: np.ndarray | None = None) -> np.ndarray:
+def generate(
+    model: GeoModel,
+    static: np.ndarray,
+    n: int,
+    steps: int = 20,
+    sampler: str = "dpmpp",
+    seed: int = 0,
+    never_valid: np.ndarray | None = None,
+) -> np.ndarray:
     """``n`` new fields ``[N, H, W]`` (standardized) on the grid of ``static [2, H, W]``."""
     cond = torch.from_numpy(np.asarray(static, np.float32))[None].expand(n, -1, -1, -1)
     out = sample_ensemble(model, cond, n, steps=steps, sampler=sampler, seed=seed)[:, 0].numpy()
@@ -94,8 +101,10 @@ def autocorrelation(fields: np.ndarray, max_lag: int) -> np.ndarray:
     anomalies = fields - np.nanmean(fields, axis=(1, 2), keepdims=True)
     out = []
     for lag in range(max_lag + 1):
-        pairs = [(anomalies[:, lag:, :], anomalies[:, : anomalies.shape[1] - lag, :]),
-                 (anomalies[:, :, lag:], anomalies[:, :, : anomalies.shape[2] - lag])]
+        pairs = [
+            (anomalies[:, lag:, :], anomalies[:, : anomalies.shape[1] - lag, :]),
+            (anomalies[:, :, lag:], anomalies[:, :, : anomalies.shape[2] - lag]),
+        ]
         a = np.concatenate([p[0].ravel() for p in pairs])
         b = np.concatenate([p[1].ravel() for p in pairs])
         ok = np.isfinite(a) & np.isfinite(b)

@@ -36,8 +36,12 @@ DEFAULT_FILL_LIMIT = 9.9e36  # netCDF's default fill value of float variables is
 NETCDF_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 ZARR_METADATA = (".zarray", ".zmetadata", "zarr.json")
 STRING_CODECS = ("vlen-utf8", "vlen-bytes")  # object arrays of plain strings, decoded without running code
-CALENDAR_ALIASES = {"gregorian": "standard", "proleptic_gregorian": "standard", "365_day": "noleap",
-                    "366_day": "all_leap"}
+CALENDAR_ALIASES = {
+    "gregorian": "standard",
+    "proleptic_gregorian": "standard",
+    "365_day": "noleap",
+    "366_day": "all_leap",
+}
 
 
 @dataclass
@@ -95,8 +99,13 @@ class GeoField:
     def identity(self) -> dict[str, Any]:
         """What a run trained on this field must find again in new data: variable, units, calendar and the
         grid's coordinates (degrees, in the file's order), as JSON-ready values."""
-        return {"var": self.var, "units": self.units, "calendar": self.calendar,
-                "lat": self.lat.tolist(), "lon": self.lon.tolist()}
+        return {
+            "var": self.var,
+            "units": self.units,
+            "calendar": self.calendar,
+            "lat": self.lat.tolist(),
+            "lon": self.lon.tolist(),
+        }
 
     def loaded(self, max_bytes: int) -> GeoField:
         """This field with its values read into memory when they take at most ``max_bytes`` (as float32),
@@ -182,8 +191,10 @@ def check_zarr_store(path: Path) -> None:
                 raise DataError(f"{where}: uses a pickle codec, which runs code when decoded; refusing to read it")
             filters = _codecs(meta.get("filters"))  # zarr v2 keeps an array's object codec first among these
             if _is_object_dtype(meta.get("dtype")) and not (filters and set(filters) <= set(STRING_CODECS)):
-                raise DataError(f"{where}: an object-dtype array with filters {filters or 'none'}; only numeric "
-                                f"arrays and strings ({', '.join(STRING_CODECS)}) are read")
+                raise DataError(
+                    f"{where}: an object-dtype array with filters {filters or 'none'}; only numeric "
+                    f"arrays and strings ({', '.join(STRING_CODECS)}) are read"
+                )
 
 
 def _check_netcdf(path: Path) -> None:
@@ -327,8 +338,9 @@ def open_field(path: Path, var: str, chunks: dict[str, int] | None = None) -> Ge
         data = mask_missing(data)
     except DataError as exc:
         raise DataError(f"{path}:{var}: {exc}") from None
-    return GeoField(data=data, var=var, names=names, attrs=dict(data.attrs), global_attrs=dict(ds.attrs),
-                    source=str(path))
+    return GeoField(
+        data=data, var=var, names=names, attrs=dict(data.attrs), global_attrs=dict(ds.attrs), source=str(path)
+    )
 
 
 def _coordinate_gap(recorded: np.ndarray, found: np.ndarray, wrap: bool) -> float:
@@ -353,15 +365,21 @@ def check_same_field(recorded: dict[str, Any], field: GeoField, data_label: str,
     """
     found = field.identity()
     if (found["var"], found["units"]) != (recorded["var"], recorded["units"]):
-        raise DataError(f"{data_label} holds variable {found['var']!r} [{found['units']}] but {run_label} was "
-                        f"trained on {recorded['var']!r} [{recorded['units']}]")
+        raise DataError(
+            f"{data_label} holds variable {found['var']!r} [{found['units']}] but {run_label} was "
+            f"trained on {recorded['var']!r} [{recorded['units']}]"
+        )
     if found["calendar"] != recorded["calendar"]:
-        raise DataError(f"{data_label} has the {found['calendar']!r} calendar but {run_label} was trained on the "
-                        f"{recorded['calendar']!r} calendar")
+        raise DataError(
+            f"{data_label} has the {found['calendar']!r} calendar but {run_label} was trained on the "
+            f"{recorded['calendar']!r} calendar"
+        )
     sizes = {axis: (len(recorded[axis]), len(found[axis])) for axis in ("lat", "lon")}
     if any(ours != theirs for ours, theirs in sizes.values()):
-        raise DataError(f"{data_label} has a {sizes['lat'][1]} x {sizes['lon'][1]} grid but {run_label} was trained "
-                        f"on {sizes['lat'][0]} x {sizes['lon'][0]} (its climatology is per pixel)")
+        raise DataError(
+            f"{data_label} has a {sizes['lat'][1]} x {sizes['lon'][1]} grid but {run_label} was trained "
+            f"on {sizes['lat'][0]} x {sizes['lon'][0]} (its climatology is per pixel)"
+        )
     for axis in ("lat", "lon"):
         ours, theirs = np.asarray(recorded[axis], np.float64), np.asarray(found[axis], np.float64)
         cell = float(np.abs(np.diff(ours)).min()) if ours.size > 1 else 1.0
@@ -369,8 +387,10 @@ def check_same_field(recorded: dict[str, Any], field: GeoField, data_label: str,
         if gap > 0.01 * cell:
             flipped = _coordinate_gap(ours[::-1], theirs, wrap=axis == "lon") <= 0.01 * cell
             hint = " (the same values in reverse order)" if flipped else ""
-            raise DataError(f"{data_label} has {axis} {_describe_axis(theirs)} but {run_label} was trained on "
-                            f"{_describe_axis(ours)}: off by up to {gap:g} degrees{hint}")
+            raise DataError(
+                f"{data_label} has {axis} {_describe_axis(theirs)} but {run_label} was trained on "
+                f"{_describe_axis(ours)}: off by up to {gap:g} degrees{hint}"
+            )
 
 
 def write_ensemble(
@@ -397,8 +417,12 @@ def write_ensemble(
             f"write_ensemble: expected members [M, {len(times)}, {height}, {width}], got {list(members.shape)}"
         )
     n = template.names
-    coords = {n["time"]: np.asarray(times), n["lat"]: template.lat, n["lon"]: template.lon,
-              "member": np.arange(members.shape[0], dtype=np.int32)}
+    coords = {
+        n["time"]: np.asarray(times),
+        n["lat"]: template.lat,
+        n["lon"]: template.lon,
+        "member": np.arange(members.shape[0], dtype=np.int32),
+    }
     attrs = {k: template.attrs[k] for k in CF_ATTRS if k in template.attrs}
     variables = {template.var: (("member", n["time"], n["lat"], n["lon"]), members, attrs)}
     for name, values in (extra or {}).items():

@@ -24,12 +24,13 @@ def _threshold(score: np.ndarray, missing: float) -> np.ndarray:
     order = np.argsort(score, axis=None, kind="stable")
     n_missing = int(round(missing * score.size))
     observed = np.ones(score.size, dtype=bool)
-    observed[order[score.size - n_missing:]] = False
+    observed[order[score.size - n_missing :]] = False
     return observed.reshape(score.shape)
 
 
-def cloud_blobs(shape: tuple[int, int], missing: float, rng: np.random.Generator,
-                n_blobs: int | None = None) -> np.ndarray:
+def cloud_blobs(
+    shape: tuple[int, int], missing: float, rng: np.random.Generator, n_blobs: int | None = None
+) -> np.ndarray:
     """2-3 (or ``n_blobs``) smooth, irregular cloud-like holes covering a ``missing`` fraction of the grid.
 
     Each blob is an anisotropic Gaussian bump with a rough edge (low-frequency

@@ -45,8 +45,9 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.sum(np.where(weights > 0, values, 0.0) * weights) / np.sum(weights))
 
 
-def rmse(prediction: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None,
-         mask: np.ndarray | None = None) -> float:
+def rmse(
+    prediction: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> float:
     """Root of the (cos-latitude weighted) mean squared error over the scored pixels."""
     prediction, truth = np.asarray(prediction, np.float64), np.asarray(truth, np.float64)
     if prediction.shape != truth.shape:
@@ -55,8 +56,9 @@ def rmse(prediction: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = Non
     return math.sqrt(_weighted_mean((prediction - truth) ** 2, weights))
 
 
-def mae(prediction: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None,
-        mask: np.ndarray | None = None) -> float:
+def mae(
+    prediction: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> float:
     """(Weighted) mean absolute error; it is the CRPS of a one-member (deterministic) forecast."""
     prediction, truth = np.asarray(prediction, np.float64), np.asarray(truth, np.float64)
     weights = _weights(truth, lat, mask)
@@ -84,8 +86,9 @@ def fair_crps_map(ensemble: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return skill - pair_sum / (2 * m * (m - 1))
 
 
-def fair_crps(ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None,
-              mask: np.ndarray | None = None) -> float:
+def fair_crps(
+    ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> float:
     """Fair CRPS (WeatherBench 2: skill - 0.5 spread with the unbiased M(M-1) pair count), weighted mean."""
     values = fair_crps_map(ensemble, truth)
     return _weighted_mean(values, _weights(truth, lat, mask))
@@ -101,21 +104,24 @@ def gaussian_crps_map(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> n
     return std * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / math.sqrt(math.pi))
 
 
-def gaussian_crps(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None,
-                  mask: np.ndarray | None = None) -> float:
+def gaussian_crps(
+    mean: np.ndarray, std: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> float:
     """Weighted mean of :func:`gaussian_crps_map` (kriging's CRPS from its predictive variance)."""
     return _weighted_mean(gaussian_crps_map(mean, std, truth), _weights(np.asarray(truth, np.float64), lat, mask))
 
 
-def ensemble_mean_rmse(ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None,
-                       mask: np.ndarray | None = None) -> float:
+def ensemble_mean_rmse(
+    ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> float:
     """RMSE of the ensemble mean."""
     ensemble, truth = _check_ensemble(ensemble, truth)
     return rmse(ensemble.mean(axis=0), truth, lat, mask)
 
 
-def ensemble_spread(ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None,
-                    mask: np.ndarray | None = None) -> float:
+def ensemble_spread(
+    ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> float:
     """sqrt of the weighted mean unbiased ensemble variance, times sqrt((M+1)/M) (WeatherBench 2)."""
     ensemble, truth = _check_ensemble(ensemble, truth)
     m = ensemble.shape[0]
@@ -123,14 +129,16 @@ def ensemble_spread(ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | N
     return math.sqrt(_weighted_mean(variance, _weights(truth, lat, mask)) * (m + 1) / m)
 
 
-def spread_skill(ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None,
-                 mask: np.ndarray | None = None) -> float:
+def spread_skill(
+    ensemble: np.ndarray, truth: np.ndarray, lat: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> float:
     """Spread/skill ratio: :func:`ensemble_spread` / :func:`ensemble_mean_rmse`; 1 for a calibrated ensemble."""
     return ensemble_spread(ensemble, truth, lat, mask) / ensemble_mean_rmse(ensemble, truth, lat, mask)
 
 
-def rank_histogram(ensemble: np.ndarray, truth: np.ndarray, rng: np.random.Generator,
-                   mask: np.ndarray | None = None) -> np.ndarray:
+def rank_histogram(
+    ensemble: np.ndarray, truth: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Counts ``[M + 1]`` of the truth's rank among the members over the scored pixels (ties broken at random)."""
     ensemble, truth = _check_ensemble(ensemble, truth)
     scored = np.isfinite(truth)

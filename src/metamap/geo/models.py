@@ -101,8 +101,10 @@ def check_applies(meta: dict[str, Any], field: GeoField, data_label: str, run_la
     them is refused too (:class:`CheckpointError`)."""
     missing = [key for key in IDENTITY_KEYS if key not in meta]
     if missing:
-        raise CheckpointError(f"{run_label} does not record the {', '.join(missing)} of its training data "
-                              f"(written by an older metamap); train it again into a new run folder")
+        raise CheckpointError(
+            f"{run_label} does not record the {', '.join(missing)} of its training data "
+            f"(written by an older metamap); train it again into a new run folder"
+        )
     check_same_field(meta, field, data_label, run_label)
 
 
@@ -125,8 +127,15 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 
 def wrap(trained: Any, meta: dict[str, Any], standardizer: Standardizer, never_valid: np.ndarray) -> GeoModel:
     """A :class:`GeoModel` around a :class:`metamap.diffusion.training.TrainedDiffusion`."""
-    return GeoModel(network=trained.model, schedule=trained.schedule, prediction=trained.prediction,
-                    standardizer=standardizer, never_valid=never_valid, meta=meta, trained=trained)
+    return GeoModel(
+        network=trained.model,
+        schedule=trained.schedule,
+        prediction=trained.prediction,
+        standardizer=standardizer,
+        never_valid=never_valid,
+        meta=meta,
+        trained=trained,
+    )
 
 
 def build_network(cond_channels: int, base: int = 32, time_embedding: bool = True) -> torch.nn.Module:
@@ -136,10 +145,23 @@ def build_network(cond_channels: int, base: int = 32, time_embedding: bool = Tru
     return UNet2d(1, 1, cond_channels=cond_channels, base=base, mults=(1, 2, 2), time_embedding=time_embedding)
 
 
-def train_model(batches: Callable[[], dict[str, torch.Tensor]], cond_channels: int, meta: dict[str, Any],
-                standardizer: Standardizer, never_valid: np.ndarray, *,
-                steps: int, run_dir: Path | None, base: int = 32, lr: float = 2e-4, prediction: str = "v",
-                ema: float = 0.999, seed: int = 0, max_seconds: float | None = None, progress: bool = True) -> GeoModel:
+def train_model(
+    batches: Callable[[], dict[str, torch.Tensor]],
+    cond_channels: int,
+    meta: dict[str, Any],
+    standardizer: Standardizer,
+    never_valid: np.ndarray,
+    *,
+    steps: int,
+    run_dir: Path | None,
+    base: int = 32,
+    lr: float = 2e-4,
+    prediction: str = "v",
+    ema: float = 0.999,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    progress: bool = True,
+) -> GeoModel:
     """Train a diffusion model (cosine schedule, 1000 steps) on ``batches`` and return it.
 
     ``run_dir`` keeps checkpoints (a rerun resumes) and, at the end, the
@@ -151,19 +173,43 @@ def train_model(batches: Callable[[], dict[str, torch.Tensor]], cond_channels: i
     torch.manual_seed(seed)
     network = build_network(cond_channels, base)
     schedule = NoiseSchedule.cosine(1000)
-    trained = train_diffusion(network, schedule, batches, steps=steps, lr=lr, prediction=prediction, ema=ema, seed=seed,
-                              run_dir=run_dir, progress=progress, max_seconds=max_seconds)
-    model = wrap(trained, {**meta, "base": base, "prediction": prediction, "steps_done": trained.step,
-                           "train_seconds": trained.seconds}, standardizer, never_valid)
+    trained = train_diffusion(
+        network,
+        schedule,
+        batches,
+        steps=steps,
+        lr=lr,
+        prediction=prediction,
+        ema=ema,
+        seed=seed,
+        run_dir=run_dir,
+        progress=progress,
+        max_seconds=max_seconds,
+    )
+    model = wrap(
+        trained,
+        {**meta, "base": base, "prediction": prediction, "steps_done": trained.step, "train_seconds": trained.seconds},
+        standardizer,
+        never_valid,
+    )
     if run_dir is not None:
         model.save(run_dir)
     return model
 
 
-def sample_ensemble(model: GeoModel, cond: torch.Tensor | None, members: int, *, steps: int = 20,
-                    sampler: str = "dpmpp", seed: int = 0, known: torch.Tensor | None = None,
-                    known_mask: torch.Tensor | None = None, resample: int = 1,
-                    shape: tuple[int, int] | None = None) -> torch.Tensor:
+def sample_ensemble(
+    model: GeoModel,
+    cond: torch.Tensor | None,
+    members: int,
+    *,
+    steps: int = 20,
+    sampler: str = "dpmpp",
+    seed: int = 0,
+    known: torch.Tensor | None = None,
+    known_mask: torch.Tensor | None = None,
+    resample: int = 1,
+    shape: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """``members`` samples ``[M, 1, H, W]`` (standardized); ``cond [M, C, H, W]`` already repeated per member."""
     from metamap.diffusion.samplers import sample
 
@@ -171,7 +217,16 @@ def sample_ensemble(model: GeoModel, cond: torch.Tensor | None, members: int, *,
     generator = torch.Generator().manual_seed(seed)
     model.network.eval()
     with torch.no_grad():
-        return sample(model.network, model.schedule, (members, 1, height, width), cond=cond, sampler=sampler,
-                      steps=steps, prediction=model.prediction, generator=generator, known=known,
-                      known_mask=known_mask, resample=resample)
-
+        return sample(
+            model.network,
+            model.schedule,
+            (members, 1, height, width),
+            cond=cond,
+            sampler=sampler,
+            steps=steps,
+            prediction=model.prediction,
+            generator=generator,
+            known=known,
+            known_mask=known_mask,
+            resample=resample,
+        )

@@ -25,8 +25,9 @@ def rank_histograms(histograms: Mapping[str, np.ndarray], path: Path) -> Path:
     return save_png(fig, path)
 
 
-def spectra(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path,
-            autocorr: Mapping[str, np.ndarray] | None = None) -> Path:
+def spectra(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, autocorr: Mapping[str, np.ndarray] | None = None
+) -> Path:
     """Radially averaged power spectra (log-log) and, if given, autocorrelation against lag."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2 if autocorr else 1, figsize=(9 if autocorr else 4.5, 3.4), squeeze=False)
@@ -46,8 +47,14 @@ def spectra(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path,
     return save_png(fig, path)
 
 
-def fields(panels: Sequence[tuple[str, np.ndarray]], path: Path, lat: np.ndarray, lon: np.ndarray,
-           unit: str = "", spread: tuple[str, np.ndarray] | None = None) -> Path:
+def fields(
+    panels: Sequence[tuple[str, np.ndarray]],
+    path: Path,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    unit: str = "",
+    spread: tuple[str, np.ndarray] | None = None,
+) -> Path:
     """A row of maps ``[H, W]`` on one colour scale (NaN blank), north up; ``spread`` adds a last map
     (e.g. the ensemble standard deviation) on its own scale."""
     plt = pyplot()
@@ -67,7 +74,7 @@ def fields(panels: Sequence[tuple[str, np.ndarray]], path: Path, lat: np.ndarray
 
     for ax, (title, values) in zip(axes[0], panels):
         shown = show(ax, title, values, vmin=low, vmax=high, cmap="coolwarm")
-    fig.colorbar(shown, ax=list(axes[0][:len(panels)]), shrink=0.8, label=unit)
+    fig.colorbar(shown, ax=list(axes[0][: len(panels)]), shrink=0.8, label=unit)
     if spread is not None:
         shown = show(axes[0][-1], spread[0], spread[1], cmap="viridis")
         fig.colorbar(shown, ax=axes[0][-1], shrink=0.8, label=unit)

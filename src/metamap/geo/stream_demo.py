@@ -40,9 +40,14 @@ def make_store(store: Path, size: int = 2000, n_times: int = 100, chunk: int = 5
     rows = da.arange(size, chunks=chunk, dtype=np.float32)
     smooth = 5 * da.sin(rows[:, None] / 150) * da.cos(rows[None, :] / 200)
     values = (280 + smooth[None] + noise).astype(np.float32)
-    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), values, {"units": "K", "long_name": "synthetic temperature"})},
-                    coords={"time": pd.date_range("2019-03-01", periods=n_times, freq="h"),
-                            "lat": np.linspace(60, 40, size), "lon": np.linspace(-20, 20, size)})
+    ds = xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), values, {"units": "K", "long_name": "synthetic temperature"})},
+        coords={
+            "time": pd.date_range("2019-03-01", periods=n_times, freq="h"),
+            "lat": np.linspace(60, 40, size),
+            "lon": np.linspace(-20, 20, size),
+        },
+    )
     with dask.config.set(scheduler="synchronous"):
         ds.to_zarr(store, mode="w")
     return needed
@@ -61,11 +66,25 @@ def train_on_store(store: Path, steps: int, patch: int = 64, batch: int = 8) -> 
     start = time.perf_counter()
     with dask.config.set(scheduler="synchronous"):
         field = open_field(store, "t2m", chunks=DEFAULT_CHUNKS)
-        model = train_task(field, "fill", np.arange(field.shape[0]), steps=steps, run_dir=None, batch=batch,
-                           patch=patch, base=16, max_scan=4, progress=False)
+        model = train_task(
+            field,
+            "fill",
+            np.arange(field.shape[0]),
+            steps=steps,
+            run_dir=None,
+            batch=batch,
+            patch=patch,
+            base=16,
+            max_scan=4,
+            progress=False,
+        )
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"steps": model.trained.step, "seconds": time.perf_counter() - start, "peak_rss_mb": peak_kb / 1024,
-            "grid": list(field.shape)}
+    return {
+        "steps": model.trained.step,
+        "seconds": time.perf_counter() - start,
+        "peak_rss_mb": peak_kb / 1024,
+        "grid": list(field.shape),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "make":
         start = time.perf_counter()
         nbytes = make_store(args.store, args.size, args.times)
-        print(f"wrote {args.store}: {nbytes / 1e9:.2f} GB of float32 in {time.perf_counter() - start:.0f} s; "
-              f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        print(
+            f"wrote {args.store}: {nbytes / 1e9:.2f} GB of float32 in {time.perf_counter() - start:.0f} s; "
+            f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        )
     else:
         result = train_on_store(args.store, args.steps)
-        print(f"trained {result['steps']} steps on {result['grid']} in {result['seconds']:.0f} s; "
-              f"peak RSS {result['peak_rss_mb']:.0f} MB")
+        print(
+            f"trained {result['steps']} steps on {result['grid']} in {result['seconds']:.0f} s; "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB"
+        )
     return 0
 
 

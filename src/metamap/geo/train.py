@@ -20,10 +20,24 @@ from metamap.training.run_folder import claim_run_folder
 IN_MEMORY_BYTES = 512 * 2**20  # smaller fields are read once; larger ones stream patch by patch from dask chunks
 
 
-def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: int, run_dir: Path | None,
-               batch: int = 16, patch: int | tuple[int, int] = 64, k: int = 3, base: int = 32, lr: float = 5e-4,
-               ema: float = 0.995, seed: int = 0, max_seconds: float | None = None, max_scan: int = 64,
-               progress: bool = True) -> GeoModel:
+def train_task(
+    field: GeoField,
+    task: str,
+    train_times: np.ndarray,
+    *,
+    steps: int,
+    run_dir: Path | None,
+    batch: int = 16,
+    patch: int | tuple[int, int] = 64,
+    k: int = 3,
+    base: int = 32,
+    lr: float = 5e-4,
+    ema: float = 0.995,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    max_scan: int = 64,
+    progress: bool = True,
+) -> GeoModel:
     """Train a diffusion model for ``task`` (``fill`` | ``forecast`` | ``generate``) on random patches of
     ``field`` drawn from ``train_times`` (time indices); ``run_dir`` keeps checkpoints (a rerun resumes or,
     when finished, reloads) and the result, and is held by this process for the run
@@ -49,10 +63,20 @@ def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: in
         n_times = k + MAX_LEAD if task == "forecast" else 1
         source = PatchSource(field, standardizer, train_times, check_patch(patch), n_times=n_times, seed=seed)
         lat_range, lon_range = grid_ranges(field)
-        meta = {"task": task, **field.identity(), "grid": list(field.shape[1:]),
-                "lat_range": lat_range, "lon_range": lon_range, "k": k, "patch": list(source.patch), "batch": batch,
-                "lr": lr, "ema": ema, "scanned_times": int(min(len(train_times), max_scan)),
-                "n_never_valid": int(never_valid.sum())}
+        meta = {
+            "task": task,
+            **field.identity(),
+            "grid": list(field.shape[1:]),
+            "lat_range": lat_range,
+            "lon_range": lon_range,
+            "k": k,
+            "patch": list(source.patch),
+            "batch": batch,
+            "lr": lr,
+            "ema": ema,
+            "scanned_times": int(min(len(train_times), max_scan)),
+            "n_never_valid": int(never_valid.sum()),
+        }
         if task == "fill":
             batches, channels = fill_batches(source, batch, seed), FILL_COND_CHANNELS
         elif task == "forecast":
@@ -63,8 +87,21 @@ def train_task(field: GeoField, task: str, train_times: np.ndarray, *, steps: in
             batches, channels = generation_batches(source, batch), GENERATE_COND_CHANNELS
         if run_dir is not None:
             save_run_data(run_dir, meta, standardizer, never_valid)
-        return train_model(batches, channels, meta, standardizer, never_valid, steps=steps, run_dir=run_dir,
-                           base=base, lr=lr, ema=ema, seed=seed, max_seconds=max_seconds, progress=progress)
+        return train_model(
+            batches,
+            channels,
+            meta,
+            standardizer,
+            never_valid,
+            steps=steps,
+            run_dir=run_dir,
+            base=base,
+            lr=lr,
+            ema=ema,
+            seed=seed,
+            max_seconds=max_seconds,
+            progress=progress,
+        )
 
 
 def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:
@@ -74,8 +111,11 @@ def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:
         meta = read_meta(run_dir)
         check_applies(meta, field, field.source or field.var, f"the run folder {run_dir}")
         if meta.get("task") != task:
-            raise ConfigError(f"the run folder {run_dir} holds a {meta.get('task')} run; a {task} run needs "
-                              f"its own folder")
+            raise ConfigError(
+                f"the run folder {run_dir} holds a {meta.get('task')} run; a {task} run needs its own folder"
+            )
     elif run_dir.is_dir() and latest_checkpoint(run_dir) is not None:
-        raise CheckpointError(f"the run folder {run_dir} holds checkpoints but no {GEO_META}; it is not a run of "
-                              f"metamap geo train: choose a new folder")
+        raise CheckpointError(
+            f"the run folder {run_dir} holds checkpoints but no {GEO_META}; it is not a run of "
+            f"metamap geo train: choose a new folder"
+        )

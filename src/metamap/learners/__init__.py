@@ -69,6 +69,18 @@ def _options(factory: Callable) -> set[str]:
 
 
 __all__ = [
-    "ANIL", "LEARNERS", "MAML", "MANN", "Adapted", "GatedOptimizer", "GradientLearner", "MatchingNet", "MetaLearner",
-    "MetaSGD", "Pretrained", "ProtoNet", "Reptile", "make_learner",
+    "ANIL",
+    "LEARNERS",
+    "MAML",
+    "MANN",
+    "Adapted",
+    "GatedOptimizer",
+    "GradientLearner",
+    "MatchingNet",
+    "MetaLearner",
+    "MetaSGD",
+    "Pretrained",
+    "ProtoNet",
+    "Reptile",
+    "make_learner",
 ]

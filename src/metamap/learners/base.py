@@ -111,9 +111,7 @@ def check_inputs(
     if kind == "mse" and not torch.is_floating_point(y):
         raise ShapeError(f"loss 'mse' needs float targets, but the episode has class labels {describe(y)}")
     if kind == "cross_entropy" and (torch.is_floating_point(y) or y.dim() != 2):
-        raise ShapeError(
-            f"loss 'cross_entropy' needs int64 class labels [tasks, examples], got {describe(y)}"
-        )
+        raise ShapeError(f"loss 'cross_entropy' needs int64 class labels [tasks, examples], got {describe(y)}")
     sample = x_support[0, :1]
     # A parameter-free model (a fixed feature map, nn.Identity) runs where the data are.
     device = learner_device(model, default=sample.device)
@@ -131,8 +129,6 @@ def check_inputs(
             f"{describe(y[0, 0])} per example (y_support {describe(y)})"
         )
     return int(out.shape[-1])
-
-
 
 
 class MetaLearner(nn.Module):

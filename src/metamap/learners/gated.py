@@ -93,15 +93,28 @@ class GatedOptimizer(MetaLearner):
 
         g_rms = rms(grad)
         features = torch.stack(
-            [grad / g_rms, step / rms(step), value / rms(value),
-             torch.log10(g_rms).expand_as(value), torch.full_like(value, t / max(steps, 1))],
+            [
+                grad / g_rms,
+                step / rms(step),
+                value / rms(value),
+                torch.log10(g_rms).expand_as(value),
+                torch.full_like(value, t / max(steps, 1)),
+            ],
             dim=-1,
         )
         return self.max_gate * torch.sigmoid(self.gate(features).squeeze(-1))
 
     def unroll(
-        self, params: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, steps: int, *,
-        keep_graph: bool, gated: bool = True, x_eval: torch.Tensor | None = None,
+        self,
+        params: Params,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor | None,
+        steps: int,
+        *,
+        keep_graph: bool,
+        gated: bool = True,
+        x_eval: torch.Tensor | None = None,
         y_eval: torch.Tensor | None = None,
     ) -> tuple[Params, list[float]]:
         """Run ``steps`` gated steps on one task (``x [S, ...]``); returns the parameters and, when
@@ -113,8 +126,9 @@ class GatedOptimizer(MetaLearner):
         curve: list[float] = []
         with torch.enable_grad():
             # A fixed initialisation (detached) still needs gradients for the inner steps.
-            fast = {k: (v if keep_graph and v.requires_grad else v.detach().requires_grad_(True))
-                    for k, v in params.items()}
+            fast = {
+                k: (v if keep_graph and v.requires_grad else v.detach().requires_grad_(True)) for k, v in params.items()
+            }
             m = {k: torch.zeros_like(v) for k, v in fast.items()}
             v2 = {k: torch.zeros_like(v) for k, v in fast.items()}
             for t in range(steps + 1):
@@ -161,15 +175,25 @@ class GatedOptimizer(MetaLearner):
         for k in range(episode.n_tasks):
             s_mask = None if episode.support_mask is None else episode.support_mask[k]
             q_mask = None if episode.query_mask is None else episode.query_mask[k]
-            fast, _ = self.unroll(self.init_params(detach=not self.learn_init), episode.x_support[k],
-                                  episode.y_support[k], s_mask, self.inner_steps, keep_graph=True)
+            fast, _ = self.unroll(
+                self.init_params(detach=not self.learn_init),
+                episode.x_support[k],
+                episode.y_support[k],
+                s_mask,
+                self.inner_steps,
+                keep_graph=True,
+            )
             pred = functional_call(self.model, fast, (episode.x_query[k],))
             losses.append(task_loss(self.loss, pred, episode.y_query[k], q_mask))
         return torch.stack(losses).mean()
 
     def adapt(
-        self, x_support: torch.Tensor, y_support: torch.Tensor, support_mask: torch.Tensor | None = None,
-        steps: int | None = None, gated: bool = True,
+        self,
+        x_support: torch.Tensor,
+        y_support: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        steps: int | None = None,
+        gated: bool = True,
     ) -> GatedAdapted:
         """Adapt to each task of ``x_support [T, S, ...]``; ``gated=False``: the plain base optimizer."""
         self.check(x_support, y_support)
@@ -177,8 +201,9 @@ class GatedOptimizer(MetaLearner):
         per_task = []
         for k in range(x_support.shape[0]):
             mask = None if support_mask is None else support_mask[k]
-            fast, _ = self.unroll(self.init_params(True), x_support[k], y_support[k], mask, steps,
-                                  keep_graph=False, gated=gated)
+            fast, _ = self.unroll(
+                self.init_params(True), x_support[k], y_support[k], mask, steps, keep_graph=False, gated=gated
+            )
             per_task.append({n: p.detach() for n, p in fast.items()})
         return GatedAdapted(self, per_task)
 

@@ -146,8 +146,13 @@ class GradientLearner(MetaLearner):
         params = self.meta_params()
         if self.vectorize:
             fast = self.inner_loop(
-                params, episode.x_support, episode.y_support, episode.support_mask, self.inner_steps,
-                batched=True, keep_graph=True,
+                params,
+                episode.x_support,
+                episode.y_support,
+                episode.support_mask,
+                self.inner_steps,
+                batched=True,
+                keep_graph=True,
             )
             pred = self.forward_with(fast, episode.x_query, batched=True)
             return task_loss(self.loss, pred, episode.y_query, episode.query_mask, n_lead=2)
@@ -155,8 +160,13 @@ class GradientLearner(MetaLearner):
         for t in range(episode.n_tasks):
             task = episode.select(slice(t, t + 1))
             fast = self.inner_loop(
-                params, task.x_support[0], task.y_support[0], _first(task.support_mask), self.inner_steps,
-                batched=False, keep_graph=True,
+                params,
+                task.x_support[0],
+                task.y_support[0],
+                _first(task.support_mask),
+                self.inner_steps,
+                batched=False,
+                keep_graph=True,
             )
             pred = self.forward_with(fast, task.x_query[0], batched=False)
             losses.append(task_loss(self.loss, pred, task.y_query[0], _first(task.query_mask)))
@@ -178,7 +188,12 @@ class GradientLearner(MetaLearner):
         steps = self.inner_steps if steps is None else steps
         fast = self.inner_loop(
             {k: v.detach() for k, v in self.meta_params().items()},
-            x_support, y_support, support_mask, steps, batched=True, keep_graph=False,
+            x_support,
+            y_support,
+            support_mask,
+            steps,
+            batched=True,
+            keep_graph=False,
         )
         return AdaptedParams(self, {k: v.detach() for k, v in fast.items()})
 

@@ -34,9 +34,17 @@ class MAML(GradientLearner):
         # Each rate has its parameter's dtype and device (a float64 model gets float64 rates).
         self.inner_lrs = (
             nn.ParameterDict(
-                {_key(n): nn.Parameter(torch.full((max(self.inner_steps, 1),), float(self.inner_lr),
-                                                  dtype=params[n].dtype, device=params[n].device))
-                 for n in self.adapted_names}
+                {
+                    _key(n): nn.Parameter(
+                        torch.full(
+                            (max(self.inner_steps, 1),),
+                            float(self.inner_lr),
+                            dtype=params[n].dtype,
+                            device=params[n].device,
+                        )
+                    )
+                    for n in self.adapted_names
+                }
             )
             if learn_inner_lr
             else None

@@ -150,11 +150,16 @@ class MemoryState:
 
     def where(self, keep_new: torch.Tensor, old: MemoryState) -> MemoryState:
         """Per task, this state where ``keep_new [T]`` (bool) else ``old``."""
-        return MemoryState(**{
-            f.name: torch.where(keep_new.view(-1, *[1] * (getattr(self, f.name).dim() - 1)),
-                                getattr(self, f.name), getattr(old, f.name))
-            for f in fields(self)
-        })
+        return MemoryState(
+            **{
+                f.name: torch.where(
+                    keep_new.view(-1, *[1] * (getattr(self, f.name).dim() - 1)),
+                    getattr(self, f.name),
+                    getattr(old, f.name),
+                )
+                for f in fields(self)
+            }
+        )
 
     def repeat(self, n: int) -> MemoryState:
         """Each task's state ``n`` times in a row: batch ``T * n`` (task-major)."""
@@ -208,8 +213,14 @@ class MANN(MetaLearner):
                     f"MANN: give feature_dim (the width of the encoder's output); {type(encoder).__name__} "
                     "has no embedding_dim"
                 )
-        sizes = {"n_way": n_way, "feature_dim": feature_dim, "hidden": hidden, "memory_slots": memory_slots,
-                 "memory_width": memory_width, "read_heads": read_heads}
+        sizes = {
+            "n_way": n_way,
+            "feature_dim": feature_dim,
+            "hidden": hidden,
+            "memory_slots": memory_slots,
+            "memory_width": memory_width,
+            "read_heads": read_heads,
+        }
         bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or v < 1}
         if bad or n_way < 2 or read_heads > memory_slots or not 0 < gamma <= 1 or not strength_init > 1:
             raise ConfigError(
@@ -217,10 +228,17 @@ class MANN(MetaLearner):
                 f"strength_init > 1; got {sizes}, gamma={gamma}, strength_init={strength_init}"
             )
         self.n_way, self.feature_dim, self.hidden = n_way, feature_dim, hidden
-        self.memory_slots, self.memory_width, self.read_heads, self.gamma = memory_slots, memory_width, read_heads, gamma
+        self.memory_slots, self.memory_width, self.read_heads, self.gamma = (
+            memory_slots,
+            memory_width,
+            read_heads,
+            gamma,
+        )
         self.controller = nn.LSTMCell(feature_dim + n_way + read_heads * memory_width, hidden)
         self.heads = nn.Linear(hidden, read_heads * (memory_width + 2))  # key, write gate, key strength
-        with torch.no_grad():  # beta = 1 + softplus(b) = strength_init at a zero input: b = softplus^-1(strength_init - 1)
+        with (
+            torch.no_grad()
+        ):  # beta = 1 + softplus(b) = strength_init at a zero input: b = softplus^-1(strength_init - 1)
             self.heads.bias.view(read_heads, memory_width + 2)[:, -1] = math.log(math.expm1(strength_init - 1))
         self.output = nn.Linear(hidden + read_heads * memory_width, n_way)
 
@@ -233,8 +251,15 @@ class MANN(MetaLearner):
         def zeros(*shape: int) -> torch.Tensor:
             return torch.zeros(n_tasks, *shape, device=device, dtype=dtype)
 
-        return MemoryState(h=zeros(self.hidden), c=zeros(self.hidden), memory=zeros(n, w), usage=zeros(n),
-                           read_weights=zeros(h, n), reads=zeros(h, w), label=zeros(self.n_way))
+        return MemoryState(
+            h=zeros(self.hidden),
+            c=zeros(self.hidden),
+            memory=zeros(n, w),
+            usage=zeros(n),
+            read_weights=zeros(h, n),
+            reads=zeros(h, w),
+            label=zeros(self.n_way),
+        )
 
     def step(self, features: torch.Tensor, state: MemoryState) -> tuple[torch.Tensor, MemoryState]:
         """One step for T tasks: ``features [T, D]`` and ``state`` (its ``label`` is the shifted label input).
@@ -285,7 +310,9 @@ class MANN(MetaLearner):
         state.label = labels[:, length]
         return torch.stack(logits, dim=1), state
 
-    def sequence_logits(self, x_seq: torch.Tensor, y_seq: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def sequence_logits(
+        self, x_seq: torch.Tensor, y_seq: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits ``[T, L, n_way]``: step t sees ``x_t`` and the one-hot ``y_{t-1}`` (zeros at step 0)."""
         return self.run_sequence(x_seq, y_seq, mask)[0]
 

@@ -58,7 +58,9 @@ class SupportSet:
     @classmethod
     def build(cls, embedding: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None) -> SupportSet:
         if labels.dtype != torch.int64 or labels.dim() != 2:
-            raise ShapeError(f"metric learners need int64 labels [tasks, support], got {labels.dtype} {list(labels.shape)}")
+            raise ShapeError(
+                f"metric learners need int64 labels [tasks, support], got {labels.dtype} {list(labels.shape)}"
+            )
         n_way = int(labels.max()) + 1
         one_hot = F.one_hot(labels, n_way).to(embedding.dtype)
         if mask is not None:

@@ -40,9 +40,7 @@ def diffuse(signals: torch.Tensor, adjacency: torch.Tensor, hops: int) -> torch.
     ``signals [N, ...]`` (e.g. a node's time series ``[N, T]``).
     """
     if signals.shape[0] != adjacency.shape[0]:
-        raise ShapeError(
-            f"diffuse: signals have {signals.shape[0]} nodes but the adjacency has {adjacency.shape[0]}"
-        )
+        raise ShapeError(f"diffuse: signals have {signals.shape[0]} nodes but the adjacency has {adjacency.shape[0]}")
     flat = signals.reshape(signals.shape[0], -1)
     out = []
     for matrix in random_walk_matrices(adjacency.to(flat.dtype)):

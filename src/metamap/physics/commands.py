@@ -60,9 +60,17 @@ def _run(args: argparse.Namespace) -> int:
 
     writable_output_folder(args.out)
     system = get_system(args.system)
-    result = run_system(system, k_shot=args.k_shot, noise=args.noise, steps=args.steps, test_tasks=args.test_tasks,
-                        val_tasks=max(10, args.test_tasks // 2), head_tasks=max(50, 4 * args.test_tasks),
-                        n_systems=args.train_systems, seed=args.seed)
+    result = run_system(
+        system,
+        k_shot=args.k_shot,
+        noise=args.noise,
+        steps=args.steps,
+        test_tasks=args.test_tasks,
+        val_tasks=max(10, args.test_tasks // 2),
+        head_tasks=max(50, 4 * args.test_tasks),
+        n_systems=args.train_systems,
+        seed=args.seed,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", {k: v for k, v in result.items() if k != "examples"})
     trajectory_figure({system.name: result}, args.out / "trajectories.png")
@@ -94,8 +102,9 @@ def _fit(args: argparse.Namespace) -> int:
     needed = ("t", *(("x",) if system.n_in == 2 else ()), *OBSERVED[system.name])
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise DataError(f"{args.data}: {system.name} needs columns {list(needed)}; missing {missing}, "
-                        f"got {list(frame.columns)}")
+        raise DataError(
+            f"{args.data}: {system.name} needs columns {list(needed)}; missing {missing}, got {list(frame.columns)}"
+        )
     frame = frame[list(needed)].apply(pd.to_numeric, errors="coerce")
     if frame.isna().any().any() or len(frame) < len(system.names):
         raise DataError(f"{args.data}: expected >= {len(system.names)} rows of finite numbers in {list(needed)}")
@@ -104,8 +113,12 @@ def _fit(args: argparse.Namespace) -> int:
     y = frame[list(OBSERVED[system.name])].to_numpy()
     params = least_squares_fit(system, t, y, x, n_starts=args.starts, seed=args.seed)
     rms = float(np.sqrt(np.mean((system.simulate(params, t, x) - y) ** 2)))
-    result = {"system": system.name, "parameters": dict(zip(system.names, params.tolist())),
-              "residual_rms": rms, "n_observations": len(frame)}
+    result = {
+        "system": system.name,
+        "parameters": dict(zip(system.names, params.tolist())),
+        "residual_rms": rms,
+        "n_observations": len(frame),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "fit.json", result)
     print(", ".join(f"{n} = {v:.4g}" for n, v in result["parameters"].items()) + f" (residual RMS {rms:.3g})")

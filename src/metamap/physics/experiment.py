@@ -67,8 +67,9 @@ def train_learners(family: SystemFamily, names: Sequence[str], steps: int, seed:
     Inner rate 0.05; a learner whose meta-loss turns NaN is trained again from scratch at 0.02, then 0.01
     (the rate used is ``learner.inner_lr``).
     """
-    config = TrainConfig(steps=steps, meta_batch=16, lr=1e-3, seed=seed, checkpoint_every=0, grad_clip=1.0,
-                         progress=False)
+    config = TrainConfig(
+        steps=steps, meta_batch=16, lr=1e-3, seed=seed, checkpoint_every=0, grad_clip=1.0, progress=False
+    )
     learners = {}
     for name in (*names, "pretrain"):
 
@@ -79,8 +80,9 @@ def train_learners(family: SystemFamily, names: Sequence[str], steps: int, seed:
     return learners
 
 
-def predict_dense(method: str, learners: dict[str, MetaLearner], episode: Episode, setting: Any,
-                  seed: int) -> torch.Tensor:
+def predict_dense(
+    method: str, learners: dict[str, MetaLearner], episode: Episode, setting: Any, seed: int
+) -> torch.Tensor:
     """``[T, G, n_out]`` predictions of a network method on the episode's (dense) query inputs.
 
     ``setting``: SGD steps for a meta-learner; ``(steps, lr)`` of a per-task Adam fit for
@@ -93,8 +95,15 @@ def predict_dense(method: str, learners: dict[str, MetaLearner], episode: Episod
             torch.manual_seed(seed)
             learner = make_learner("pretrain", MLP(learner.model.in_features, [64, 64], learner.model.out_features))
         steps, lr = setting
-        adapted = fit_per_task(learner, dict(learner.model.named_parameters()), episode.x_support,
-                               episode.y_support, None, steps=steps, lr=lr)
+        adapted = fit_per_task(
+            learner,
+            dict(learner.model.named_parameters()),
+            episode.x_support,
+            episode.y_support,
+            None,
+            steps=steps,
+            lr=lr,
+        )
     else:
         adapted = learners[method].adapt(episode.x_support, episode.y_support, steps=setting)
     with torch.no_grad():
@@ -106,8 +115,13 @@ def dense_mse(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     return ((pred - truth) ** 2).mean((1, 2)).numpy()
 
 
-def choose_steps(family: SystemFamily, learners: dict[str, MetaLearner], n_tasks: int,
-                 seed: int, methods: Sequence[str] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+def choose_steps(
+    family: SystemFamily,
+    learners: dict[str, MetaLearner],
+    n_tasks: int,
+    seed: int,
+    methods: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Adaptation setting per network method, by mean dense MSE on meta-val systems; also that MSE.
 
     ``methods``: only these (default: every meta-learner of ``learners``, ``pretrain_finetune`` and ``scratch``).
@@ -119,8 +133,10 @@ def choose_steps(family: SystemFamily, learners: dict[str, MetaLearner], n_tasks
         options = {name: options[name] for name in methods}
     choices, val_mse = {}, {}
     for method, steps in options.items():
-        scores = {s: _finite_or_inf(np.mean(dense_mse(predict_dense(method, learners, episode, s, seed),
-                                                      episode.y_query))) for s in steps}
+        scores = {
+            s: _finite_or_inf(np.mean(dense_mse(predict_dense(method, learners, episode, s, seed), episode.y_query)))
+            for s in steps
+        }
         choices[method] = min(scores, key=scores.get)
         val_mse[method] = scores[choices[method]]
     return choices, val_mse
@@ -138,8 +154,9 @@ def probe_inputs(family: SystemFamily) -> torch.Tensor:
     return torch.as_tensor(model_inputs(family.system, t[index], None if x is None else x[index]))
 
 
-def fit_parameter_head(family: SystemFamily, learner: MetaLearner, steps: int, n_tasks: int,
-                       seed: int) -> tuple[str, RegressorMixin]:
+def fit_parameter_head(
+    family: SystemFamily, learner: MetaLearner, steps: int, n_tasks: int, seed: int
+) -> tuple[str, RegressorMixin]:
     """A head from the adapted network's probe predictions to the parameters, fitted on meta-train tasks.
 
     Two candidates, ridge regression (RidgeCV) and distance-weighted 5-nearest neighbours among the
@@ -151,11 +168,16 @@ def fit_parameter_head(family: SystemFamily, learner: MetaLearner, steps: int, n
     finite = np.isfinite(features).all(1)  # a task whose adaptation diverged teaches the head nothing
     features, params = features[finite], params[finite]
     val_features = probe_features(family, learner, val, steps)
-    heads = {"ridge": RidgeCV(alphas=np.logspace(-4, 2, 13)).fit(features, params),
-             "knn": KNeighborsRegressor(5, weights="distance").fit(features, params)}
-    errors = {name: _finite_or_inf(np.mean(relative_error(
-        predict_parameters(head, val_features, params.shape[1]), val.meta["params"].numpy())))
-        for name, head in heads.items()}
+    heads = {
+        "ridge": RidgeCV(alphas=np.logspace(-4, 2, 13)).fit(features, params),
+        "knn": KNeighborsRegressor(5, weights="distance").fit(features, params),
+    }
+    errors = {
+        name: _finite_or_inf(
+            np.mean(relative_error(predict_parameters(head, val_features, params.shape[1]), val.meta["params"].numpy()))
+        )
+        for name, head in heads.items()
+    }
     best = min(errors, key=errors.get)
     return best, heads[best]
 
@@ -181,18 +203,37 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.mean(np.abs(estimate - truth) / np.abs(truth), axis=1)
 
 
-def run_system(system: System, *, k_shot: int = 10, noise: float = 0.05, steps: int = 2000, test_tasks: int = 60,
-               val_tasks: int = 50, head_tasks: int = 500, n_systems: int = 1000, ls_starts: int = 4,
-               seed: int = 0, learner_names: Sequence[str] = META_LEARNERS, progress: bool = True) -> dict[str, Any]:
+def run_system(
+    system: System,
+    *,
+    k_shot: int = 10,
+    noise: float = 0.05,
+    steps: int = 2000,
+    test_tasks: int = 60,
+    val_tasks: int = 50,
+    head_tasks: int = 500,
+    n_systems: int = 1000,
+    ls_starts: int = 4,
+    seed: int = 0,
+    learner_names: Sequence[str] = META_LEARNERS,
+    progress: bool = True,
+) -> dict[str, Any]:
     """The full comparison on one system; returns a JSON-able result (and ``"examples"`` for plots)."""
-    family = SystemFamily(system, k_shot=k_shot, n_query=30, noise=noise, seed=seed,
-                          n_systems={"train": n_systems, "val": max(val_tasks, 20), "test": max(test_tasks, 20)})
+    family = SystemFamily(
+        system,
+        k_shot=k_shot,
+        n_query=30,
+        noise=noise,
+        seed=seed,
+        n_systems={"train": n_systems, "val": max(val_tasks, 20), "test": max(test_tasks, 20)},
+    )
     learners = train_learners(family, learner_names, steps, seed)
     dense = replace(family, dense=True)  # same banks; queries = the whole noise-free grid
     choices, val_mse = choose_steps(dense, learners, val_tasks, seed + 1)
     best = min(learner_names, key=val_mse.get)
-    heads = {name: fit_parameter_head(family, learners[name], choices[name], head_tasks, seed + 2)
-             for name in learner_names}
+    heads = {
+        name: fit_parameter_head(family, learners[name], choices[name], head_tasks, seed + 2) for name in learner_names
+    }
     episode = dense.split("test").sample(test_tasks, make_generator(seed + 3))
     truth_params = episode.meta["params"].numpy()
     mse: dict[str, np.ndarray] = {}
@@ -200,37 +241,61 @@ def run_system(system: System, *, k_shot: int = 10, noise: float = 0.05, steps: 
     for method in (*learner_names, "pretrain_finetune", "scratch"):
         predictions[method] = predict_dense(method, learners, episode, choices[method], seed)
         mse[method] = dense_mse(predictions[method], episode.y_query)
-    param_error = {name: relative_error(predict_parameters(
-        heads[name][1], probe_features(family, learners[name], episode, choices[name]), truth_params.shape[1]),
-        truth_params) for name in learner_names}
+    param_error = {
+        name: relative_error(
+            predict_parameters(
+                heads[name][1], probe_features(family, learners[name], episode, choices[name]), truth_params.shape[1]
+            ),
+            truth_params,
+        )
+        for name in learner_names
+    }
     ls_params, ls_pred = least_squares_tasks(dense, episode, ls_starts, seed, progress)
     predictions["least_squares"] = torch.as_tensor(ls_pred, dtype=torch.float32)
     mse["least_squares"] = dense_mse(predictions["least_squares"], episode.y_query)
     param_error["least_squares"] = relative_error(ls_params, truth_params)
     return {
-        "system": system.name, "parameters": list(system.names), "ranges": [list(r) for r in system.ranges],
-        "k_shot": k_shot, "noise_std": noise, "test_tasks": test_tasks,
+        "system": system.name,
+        "parameters": list(system.names),
+        "ranges": [list(r) for r in system.ranges],
+        "k_shot": k_shot,
+        "noise_std": noise,
+        "test_tasks": test_tasks,
         "inner_lr": {n: learner.inner_lr for n, learner in learners.items()},
-        "steps_chosen_on_val": choices, "parameter_heads_chosen_on_val": {n: h[0] for n, h in heads.items()}, "val_mse": val_mse, "best_meta_learner_on_val": best,
+        "steps_chosen_on_val": choices,
+        "parameter_heads_chosen_on_val": {n: h[0] for n, h in heads.items()},
+        "val_mse": val_mse,
+        "best_meta_learner_on_val": best,
         "mse": {m: _summary(v) for m, v in mse.items()},
         "param_rel_error": {m: _summary(v) for m, v in param_error.items()},
         "least_squares_wins_mse_vs_best": float(np.mean(mse["least_squares"] < mse[best])),
-        "examples": {"x_support": episode.x_support[:1].tolist(), "y_support": episode.y_support[:1].tolist(),
-                     "x_query": episode.x_query[:1].tolist(), "truth": episode.y_query[:1].tolist(),
-                     "predictions": {m: p[:1].tolist() for m, p in predictions.items()}},
+        "examples": {
+            "x_support": episode.x_support[:1].tolist(),
+            "y_support": episode.y_support[:1].tolist(),
+            "x_query": episode.x_query[:1].tolist(),
+            "truth": episode.y_query[:1].tolist(),
+            "predictions": {m: p[:1].tolist() for m, p in predictions.items()},
+        },
     }
 
 
-def least_squares_tasks(family: SystemFamily, episode: Episode, n_starts: int, seed: int,
-                        progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def least_squares_tasks(
+    family: SystemFamily, episode: Episode, n_starts: int, seed: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares parameters ``[T, P]`` and dense trajectories ``[T, G, n_out]`` from each task's support."""
     system = family.system
     t, x = grid_points(system)
     params, trajectories = [], []
     for task in progress_bar(range(episode.n_tasks), enabled=progress, desc=f"least squares {system.name}"):
         index = episode.meta["support_index"][task].numpy()
-        fitted = least_squares_fit(system, t[index], episode.y_support[task].numpy(),
-                                   None if x is None else x[index], n_starts=n_starts, seed=seed + task)
+        fitted = least_squares_fit(
+            system,
+            t[index],
+            episode.y_support[task].numpy(),
+            None if x is None else x[index],
+            n_starts=n_starts,
+            seed=seed + task,
+        )
         params.append(fitted)
         trajectories.append(system.simulate(fitted, t, x))
     return np.stack(params), np.stack(trajectories)

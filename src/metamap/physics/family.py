@@ -30,8 +30,9 @@ def grid_points(system: System) -> tuple[np.ndarray, np.ndarray | None]:
     """The simulation grid: times ``[G]`` and, for heat, positions ``[G]``."""
     if system.n_in == 1:
         return np.linspace(0.0, system.t_max, ODE_GRID), None
-    t, x = np.meshgrid(np.linspace(0.0, system.t_max, HEAT_TIMES), np.linspace(0.0, 1.0, HEAT_POSITIONS + 2)[1:-1],
-                       indexing="ij")
+    t, x = np.meshgrid(
+        np.linspace(0.0, system.t_max, HEAT_TIMES), np.linspace(0.0, 1.0, HEAT_POSITIONS + 2)[1:-1], indexing="ij"
+    )
     return t.ravel(), x.ravel()
 
 
@@ -57,12 +58,16 @@ class SystemFamily:
     def __post_init__(self) -> None:
         check_split(self.split_name)
         if self.k_shot < 1 or self.n_query < 1 or self.noise < 0:
-            raise ConfigError(f"SystemFamily: expected k_shot, n_query >= 1 and noise >= 0, "
-                              f"got {self.k_shot}, {self.n_query}, {self.noise}")
+            raise ConfigError(
+                f"SystemFamily: expected k_shot, n_query >= 1 and noise >= 0, "
+                f"got {self.k_shot}, {self.n_query}, {self.noise}"
+            )
         n_grid = grid_points(self.system)[0].size
         if self.k_shot + self.n_query > n_grid:
-            raise ConfigError(f"SystemFamily: k_shot + n_query = {self.k_shot} + {self.n_query} exceeds the "
-                              f"{n_grid} points of {self.system.name}'s grid")
+            raise ConfigError(
+                f"SystemFamily: k_shot + n_query = {self.k_shot} + {self.n_query} exceeds the "
+                f"{n_grid} points of {self.system.name}'s grid"
+            )
 
     def split(self, name: str) -> SystemFamily:
         return replace(self, split_name=check_split(name))
@@ -84,15 +89,25 @@ class SystemFamily:
         picks = torch.randint(params.shape[0], (n_tasks,), generator=generator)
         order = torch.rand(n_tasks, n_grid, generator=generator).argsort(1)
         support = order[:, : self.k_shot]
-        query = (torch.arange(n_grid).expand(n_tasks, -1) if self.dense
-                 else order[:, self.k_shot: self.k_shot + self.n_query])
+        query = (
+            torch.arange(n_grid).expand(n_tasks, -1)
+            if self.dense
+            else order[:, self.k_shot : self.k_shot + self.n_query]
+        )
         truth = states[picks]  # [T, G, n_out]
-        y_support = _take(truth, support) + self.noise * torch.randn(*support.shape, truth.shape[-1], generator=generator)
+        y_support = _take(truth, support) + self.noise * torch.randn(
+            *support.shape, truth.shape[-1], generator=generator
+        )
         y_query = _take(truth, query)
         if not self.dense:
             y_query = y_query + self.noise * torch.randn(y_query.shape, generator=generator)
-        return Episode(inputs[support], y_support, inputs[query], y_query,
-                       meta={"params": torch.as_tensor(params)[picks], "system": picks, "support_index": support})
+        return Episode(
+            inputs[support],
+            y_support,
+            inputs[query],
+            y_query,
+            meta={"params": torch.as_tensor(params)[picks], "system": picks, "support_index": support},
+        )
 
 
 def _take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,16 @@ def fit_bounds(system: System) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(low - 0.5 * width, np.array(system.lower) + 1e-6), high + 0.5 * width
 
 
-def least_squares_fit(system: System, t: np.ndarray, y: np.ndarray, x: np.ndarray | None = None, *,
-                      n_starts: int = 4, seed: int = 0, max_nfev: int = 200) -> np.ndarray:
+def least_squares_fit(
+    system: System,
+    t: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray | None = None,
+    *,
+    n_starts: int = 4,
+    seed: int = 0,
+    max_nfev: int = 200,
+) -> np.ndarray:
     """Parameters ``[P]`` that best fit observations ``y [N, n_out]`` at times ``t [N]`` (heat: positions ``x``)."""
     t = np.asarray(t, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(t.size, -1)

@@ -11,8 +11,13 @@ from metamap.physics.family import HEAT_POSITIONS, HEAT_TIMES
 from metamap.physics.systems import get_system
 from metamap.plotting import pyplot, save_png
 
-STYLE = {"maml": "tab:blue", "metasgd": "tab:cyan", "pretrain_finetune": "tab:orange", "scratch": "tab:gray",
-         "least_squares": "tab:green"}
+STYLE = {
+    "maml": "tab:blue",
+    "metasgd": "tab:cyan",
+    "pretrain_finetune": "tab:orange",
+    "scratch": "tab:gray",
+    "least_squares": "tab:green",
+}
 
 
 def trajectory_figure(results: dict[str, dict[str, Any]], path: Path) -> Path:
@@ -33,12 +38,23 @@ def trajectory_figure(results: dict[str, dict[str, Any]], path: Path) -> Path:
         for out in range(truth.shape[-1]):
             ax.plot(axis, truth[rows, out], color="black", lw=2, label="truth" if out == 0 else None)
             for method, pred in example["predictions"].items():
-                ax.plot(axis, np.array(pred)[0][rows, out], color=STYLE.get(method), lw=1.2,
-                        label=method if out == 0 else None)
+                ax.plot(
+                    axis,
+                    np.array(pred)[0][rows, out],
+                    color=STYLE.get(method),
+                    lw=1.2,
+                    label=method if out == 0 else None,
+                )
             if system.n_in == 1:
                 xs, ys = np.array(example["x_support"])[0], np.array(example["y_support"])[0]
-                ax.scatter((xs[:, 0] + 1) / 2 * system.t_max, ys[:, out], color="red", zorder=5, s=18,
-                           label=f"K={len(xs)} observations" if out == 0 else None)
+                ax.scatter(
+                    (xs[:, 0] + 1) / 2 * system.t_max,
+                    ys[:, out],
+                    color="red",
+                    zorder=5,
+                    s=18,
+                    label=f"K={len(xs)} observations" if out == 0 else None,
+                )
         best = result["best_meta_learner_on_val"]
         ratio = result["mse"][best]["mean"] / result["mse"]["pretrain_finetune"]["mean"]
         ax.set_title(f"{name}: MSE {best} / pretrain+finetune = {ratio:.2f}", fontsize=9)

@@ -53,9 +53,11 @@ class System:
         params = np.asarray(params, dtype=np.float64)
         if params.shape != (len(self.names),):
             raise ShapeError(f"{self.name}: expected {len(self.names)} parameters {self.names}, got {describe(params)}")
-        bad = [f"{n}={v:g} (must be {'>' if lo == 0 and n in _STRICT else '>='} {lo:g})"
-               for n, v, lo in zip(self.names, params, self.lower)
-               if not np.isfinite(v) or v < lo or (v == lo and n in _STRICT)]
+        bad = [
+            f"{n}={v:g} (must be {'>' if lo == 0 and n in _STRICT else '>='} {lo:g})"
+            for n, v, lo in zip(self.names, params, self.lower)
+            if not np.isfinite(v) or v < lo or (v == lo and n in _STRICT)
+        ]
         if bad:
             raise DataError(f"{self.name}: unphysical parameter(s) {', '.join(bad)}")
         return params
@@ -65,8 +67,9 @@ class System:
         low, high = np.array(self.ranges).T
         return low + (high - low) * rng.random((n, len(self.names)))
 
-    def simulate(self, params: np.ndarray, t: np.ndarray, x: np.ndarray | None = None,
-                 rtol: float = RTOL) -> np.ndarray:
+    def simulate(
+        self, params: np.ndarray, t: np.ndarray, x: np.ndarray | None = None, rtol: float = RTOL
+    ) -> np.ndarray:
         """Observed states ``[N, n_out]`` at times ``t [N]`` (any order, in [0, t_max]; heat also ``x [N]``).
 
         ``rtol``: the ODE integrator's relative tolerance (fits use a looser one for speed).
@@ -78,8 +81,16 @@ class System:
         if self.name == "heat":
             return heat_solution(params[0], t, x)
         order = np.argsort(t)
-        sol = solve_ivp(_RHS[self.name], (0.0, self.t_max), _INITIAL[self.name], t_eval=t[order],
-                        args=(params,), rtol=rtol, atol=rtol / 100, method="DOP853")
+        sol = solve_ivp(
+            _RHS[self.name],
+            (0.0, self.t_max),
+            _INITIAL[self.name],
+            t_eval=t[order],
+            args=(params,),
+            rtol=rtol,
+            atol=rtol / 100,
+            method="DOP853",
+        )
         if not sol.success:
             raise DataError(f"{self.name}: integration failed for {dict(zip(self.names, params))}: {sol.message}")
         states = np.empty((t.size, self.n_out))
@@ -119,8 +130,11 @@ class _HeatModes:
     @cached_property
     def decomposition(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h = 1.0 / (HEAT_POINTS + 1)
-        laplacian = (np.diag(-2.0 * np.ones(HEAT_POINTS)) + np.diag(np.ones(HEAT_POINTS - 1), 1)
-                     + np.diag(np.ones(HEAT_POINTS - 1), -1)) / h**2
+        laplacian = (
+            np.diag(-2.0 * np.ones(HEAT_POINTS))
+            + np.diag(np.ones(HEAT_POINTS - 1), 1)
+            + np.diag(np.ones(HEAT_POINTS - 1), -1)
+        ) / h**2
         eigenvalues, vectors = np.linalg.eigh(laplacian)
         return eigenvalues, vectors, vectors.T @ heat_initial(self.grid)
 
@@ -151,11 +165,18 @@ def heat_solution(kappa: float, t: np.ndarray, x: np.ndarray | None) -> np.ndarr
 
 
 SYSTEMS = {
-    "oscillator": System("oscillator", ("omega0", "zeta", "F", "omega_d"),
-                         ((1.0, 2.0), (0.05, 0.3), (0.2, 1.0), (0.5, 2.0)), (0.0, 0.0, 0.0, 0.0), 6.0, 1),
+    "oscillator": System(
+        "oscillator",
+        ("omega0", "zeta", "F", "omega_d"),
+        ((1.0, 2.0), (0.05, 0.3), (0.2, 1.0), (0.5, 2.0)),
+        (0.0, 0.0, 0.0, 0.0),
+        6.0,
+        1,
+    ),
     "pendulum": System("pendulum", ("L", "b"), ((0.5, 2.0), (0.05, 0.5)), (0.0, 0.0), 4.0, 1),
-    "lotka_volterra": System("lotka_volterra", ("alpha", "beta", "gamma", "delta"),
-                             ((0.6, 1.4),) * 4, (0.0,) * 4, 10.0, 2),
+    "lotka_volterra": System(
+        "lotka_volterra", ("alpha", "beta", "gamma", "delta"), ((0.6, 1.4),) * 4, (0.0,) * 4, 10.0, 2
+    ),
     "heat": System("heat", ("kappa",), ((0.02, 0.2),), (0.0,), 1.0, 1, n_in=2),
 }
 

@@ -163,9 +163,7 @@ def _normalise_splits(
         )
     splits = {check_split(name): _class_ids(name, ids, n_classes) for name, ids in class_splits.items()}
     if split_name not in splits:
-        raise ConfigError(
-            f"NWayKShot: split {split_name!r} has no classes; class_splits names {sorted(splits)}"
-        )
+        raise ConfigError(f"NWayKShot: split {split_name!r} has no classes; class_splits names {sorted(splits)}")
     _check_disjoint(splits, rotations)
     return splits
 

@@ -60,9 +60,7 @@ class Episode:
             if not isinstance(value, torch.Tensor):
                 raise ShapeError(f"Episode.{name}: expected a torch.Tensor, got {type(value).__name__}")
             if value.dim() < 2:
-                raise ShapeError(
-                    f"Episode.{name}: expected at least [tasks, examples], got {describe(value)}"
-                )
+                raise ShapeError(f"Episode.{name}: expected at least [tasks, examples], got {describe(value)}")
         t, s = self.x_support.shape[:2]
         q = self.x_query.shape[1]
         expected = {"y_support": (t, s), "x_query": (t, q), "y_query": (t, q)}
@@ -79,9 +77,7 @@ class Episode:
                 f"{describe(self.x_support)} vs {describe(self.x_query)}"
             )
         if self.y_support.dtype != self.y_query.dtype:
-            raise ShapeError(
-                f"Episode: y_support is {self.y_support.dtype} but y_query is {self.y_query.dtype}"
-            )
+            raise ShapeError(f"Episode: y_support is {self.y_support.dtype} but y_query is {self.y_query.dtype}")
         for name, target in (("support_mask", self.y_support), ("query_mask", self.y_query)):
             mask = getattr(self, name)
             if mask is None:
@@ -95,9 +91,7 @@ class Episode:
         for name in ("x_support", "y_support", "x_query", "y_query"):
             value = getattr(self, name)
             # A finite sum proves every value finite; only then is the full check skipped.
-            if torch.is_floating_point(value) and not (
-                torch.isfinite(value.sum()) or torch.isfinite(value).all()
-            ):
+            if torch.is_floating_point(value) and not (torch.isfinite(value.sum()) or torch.isfinite(value).all()):
                 bad = int((~torch.isfinite(value)).sum())
                 raise DataError(
                     f"Episode.{name} holds {bad} NaN/inf value(s); expected finite numbers. "
@@ -114,7 +108,8 @@ class Episode:
         per_value = any(m.dim() > 2 for m in self._element_masks())
         # A missing mask is made where the data are, per value if the other one is.
         support, query = (
-            mask if mask is not None
+            mask
+            if mask is not None
             else torch.ones((target.shape if per_value else target.shape[:2]), dtype=torch.bool, device=target.device)
             for mask, target in ((self.support_mask, self.y_support), (self.query_mask, self.y_query))
         )

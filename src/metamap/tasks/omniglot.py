@@ -157,8 +157,10 @@ def _check_claimed_size(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> 
         shape, _, dtype = read_header(stream)
     claimed = math.prod(shape) * dtype.itemsize
     if claimed > member.file_size:
-        raise DataError(f"{path}: array {key!r} claims shape {tuple(shape)} of {dtype} ({claimed / 2**30:.1f} GiB), "
-                        f"but the archive holds {member.file_size} bytes for it")
+        raise DataError(
+            f"{path}: array {key!r} claims shape {tuple(shape)} of {dtype} ({claimed / 2**30:.1f} GiB), "
+            f"but the archive holds {member.file_size} bytes for it"
+        )
 
 
 def _check_arrays(images: np.ndarray, labels: np.ndarray, path: Path) -> None:

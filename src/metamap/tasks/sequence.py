@@ -106,8 +106,12 @@ def shuffled_sequences(episode: Episode, generator: torch.Generator) -> Episode:
         index = order.view(t, s, *([1] * (value.dim() - 2))).expand_as(value)
         return value.gather(1, index)
 
-    return replace(episode, x_support=permute(episode.x_support), y_support=permute(episode.y_support),
-                   support_mask=permute(episode.support_mask))
+    return replace(
+        episode,
+        x_support=permute(episode.x_support),
+        y_support=permute(episode.y_support),
+        support_mask=permute(episode.support_mask),
+    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -127,10 +127,13 @@ def parquet_pickled_extension(folder: Path) -> Crafted:
     import pyarrow.parquet as pq
 
     marker = _marker(folder, "parquet_pickled_extension")
-    tag = {b"ARROW:extension:name": b"arrow.py_extension_type",
-           b"ARROW:extension:metadata": pickle.dumps(Payload(marker))}
-    schema = pa.schema([pa.field("ra", pa.float64()), pa.field("dec", pa.float64()),
-                        pa.field("z", pa.binary(), metadata=tag)])
+    tag = {
+        b"ARROW:extension:name": b"arrow.py_extension_type",
+        b"ARROW:extension:metadata": pickle.dumps(Payload(marker)),
+    }
+    schema = pa.schema(
+        [pa.field("ra", pa.float64()), pa.field("dec", pa.float64()), pa.field("z", pa.binary(), metadata=tag)]
+    )
     table = pa.table({"ra": [10.0, 11.0], "dec": [1.0, 2.0], "z": [b"a", b"b"]}, schema=schema)
     path = Path(folder) / "pickled_extension.parquet"
     pq.write_table(table, path)
@@ -151,8 +154,13 @@ def fits_yaml_object(folder: Path, how: str = "yaml_tag") -> Crafted:
     if how == "yaml_tag":
         meta = ["meta: !!python/object/apply:pathlib.Path.touch", f"- !!python/object/apply:pathlib.Path ['{marker}']"]
     else:
-        meta = ["meta: !!omap", "- __serialized_columns__:", "    ra:", "      __class__: pathlib.Path",
-                f"      value: !astropy.table.SerializedColumn {{name: ra, path: '{marker}'}}"]
+        meta = [
+            "meta: !!omap",
+            "- __serialized_columns__:",
+            "    ra:",
+            "      __class__: pathlib.Path",
+            f"      value: !astropy.table.SerializedColumn {{name: ra, path: '{marker}'}}",
+        ]
     lines = ["datatype:", "- {name: ra, datatype: float64}", "- {name: dec, datatype: float64}", *meta]
     for line in ["--BEGIN-ASTROPY-SERIALIZED-COLUMNS--", *lines, "--END-ASTROPY-SERIALIZED-COLUMNS--"]:
         hdu.header.add_comment(line)

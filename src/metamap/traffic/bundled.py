@@ -22,8 +22,12 @@ BUNDLE = Path(__file__).with_name("bundled") / "metr_la_week.npz"
 def write_bundle(data: TrafficData, path: Path = BUNDLE) -> None:
     """Store ``data`` (with its adjacency and coordinates) as a compressed npz without pickled objects."""
     np.savez_compressed(
-        path, values=data.values, times=data.times.astype("datetime64[ns]").astype(np.int64),
-        sensor_ids=np.array(data.sensor_ids), adjacency=data.adjacency, coords=data.coords,
+        path,
+        values=data.values,
+        times=data.times.astype("datetime64[ns]").astype(np.int64),
+        sensor_ids=np.array(data.sensor_ids),
+        adjacency=data.adjacency,
+        coords=data.coords,
     )
 
 
@@ -38,7 +42,11 @@ def load_bundled_la(path: Path = BUNDLE) -> TrafficData:
         raise DataError(f"the bundled LA week {path} cannot be read ({one_line(exc)}); reinstall metamap") from exc
     values = arrays["values"]
     return TrafficData(
-        values=values, mask=values != 0, times=arrays["times"].astype("datetime64[ns]"),
-        sensor_ids=tuple(str(s) for s in arrays["sensor_ids"]), adjacency=arrays["adjacency"],
-        coords=arrays["coords"], name="metr-la-week",
+        values=values,
+        mask=values != 0,
+        times=arrays["times"].astype("datetime64[ns]"),
+        sensor_ids=tuple(str(s) for s in arrays["sensor_ids"]),
+        adjacency=arrays["adjacency"],
+        coords=arrays["coords"],
+        name="metr-la-week",
     )

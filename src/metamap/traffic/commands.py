@@ -57,13 +57,20 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics)")
     train.add_argument("--method", default="maml", help=" | ".join(TRAINED_METHODS))
     train.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
-    train.add_argument("--train-days", type=positive_int, default=None,
-                       help="train on the file's first N days (default: all whole days)")
+    train.add_argument(
+        "--train-days",
+        type=positive_int,
+        default=None,
+        help="train on the file's first N days (default: all whole days)",
+    )
     train.add_argument("--inner-steps", type=nonnegative_int, default=5)
     train.add_argument("--inner-lr", type=positive_float, default=0.05)
     train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace the run already in --out (deletes its checkpoints and metrics)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (deletes its checkpoints and metrics)",
+    )
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
@@ -71,9 +78,15 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
     _data_flags(adapt)
     adapt.add_argument("--out", type=Path, required=True, help="folder for metrics, predictions and plots")
-    adapt.add_argument("--target-days", type=positive_int, default=1, help="adapt on the first K days, forecast the rest")
-    adapt.add_argument("--steps", type=nonnegative_int, default=None,
-                       help="adaptation steps (default: those chosen on the validation sensors at training)")
+    adapt.add_argument(
+        "--target-days", type=positive_int, default=1, help="adapt on the first K days, forecast the rest"
+    )
+    adapt.add_argument(
+        "--steps",
+        type=nonnegative_int,
+        default=None,
+        help="adaptation steps (default: those chosen on the validation sensors at training)",
+    )
     adapt.set_defaults(handler=_adapt)
 
     evaluate = commands.add_parser(
@@ -82,22 +95,33 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     _data_flags(evaluate)
     _model_flags(evaluate)
     evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics, predictions and plots")
-    evaluate.add_argument("--target-data", type=Path, default=None,
-                          help="the new city's readings (P2); without it, new sensors of --data (P1)")
+    evaluate.add_argument(
+        "--target-data",
+        type=Path,
+        default=None,
+        help="the new city's readings (P2); without it, new sensors of --data (P1)",
+    )
     evaluate.add_argument("--target-adj", type=Path, default=None, help="the new city's graph (.pkl | .csv)")
     evaluate.add_argument("--target-locations", type=Path, default=None)
     evaluate.add_argument("--target-key", default=None, help="HDF key of --target-data (default: --key)")
     evaluate.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
     evaluate.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
     evaluate.add_argument("--target-days", type=positive_int, default=1, help="days the targets adapt on")
-    evaluate.add_argument("--train-days", type=positive_int, default=None,
-                          help="P1: training days (default: whole days - 2, or - 1 for a short file); "
-                               "P2: use the source's first N days (default all)")
+    evaluate.add_argument(
+        "--train-days",
+        type=positive_int,
+        default=None,
+        help="P1: training days (default: whole days - 2, or - 1 for a short file); "
+        "P2: use the source's first N days (default all)",
+    )
     evaluate.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
     evaluate.add_argument("--inner-steps", type=nonnegative_int, default=5)
     evaluate.add_argument("--inner-lr", type=positive_float, default=0.05)
-    evaluate.add_argument("--methods", default=None,
-                          help="comma-separated, e.g. maml,pretrain_finetune,persistence (default: all methods)")
+    evaluate.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated, e.g. maml,pretrain_finetune,persistence (default: all methods)",
+    )
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -128,8 +152,9 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None,
-                        help="graph | node (default: graph with --adj, node without; graph needs --adj)")
+    parser.add_argument(
+        "--model", default=None, help="graph | node (default: graph with --adj, node without; graph needs --adj)"
+    )
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=None, help="hidden widths (default 64 64)")
     parser.add_argument("--meta-batch", type=positive_int, default=16, help="sensors per meta-step")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="outer learning rate")
@@ -143,12 +168,21 @@ def _channel(text: str) -> str | int:
     return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
-def _load(path: Path, adj: Path | None, locations: Path | None, args: argparse.Namespace, *,
-          key: str, channel: str, start: str | None):
+def _load(
+    path: Path,
+    adj: Path | None,
+    locations: Path | None,
+    args: argparse.Namespace,
+    *,
+    key: str,
+    channel: str,
+    start: str | None,
+):
     from metamap.traffic.io import load_traffic
 
-    return load_traffic(path, adj, locations, key=key, channel=_channel(channel), start=start,
-                        drop_silent=args.drop_silent)
+    return load_traffic(
+        path, adj, locations, key=key, channel=_channel(channel), start=start, drop_silent=args.drop_silent
+    )
 
 
 def _load_source(args: argparse.Namespace):
@@ -160,8 +194,15 @@ def _experiment(args: argparse.Namespace, steps_per_day: int, methods: tuple[str
 
     model = args.model or ("graph" if has_graph else "node")
     options: dict[str, Any] = dict(
-        model=model, steps=args.steps, meta_batch=args.meta_batch, lr=args.lr, inner_steps=args.inner_steps,
-        inner_lr=args.inner_lr, support_steps=steps_per_day, methods=methods, seed=args.seed,
+        model=model,
+        steps=args.steps,
+        meta_batch=args.meta_batch,
+        lr=args.lr,
+        inner_steps=args.inner_steps,
+        inner_lr=args.inner_lr,
+        support_steps=steps_per_day,
+        methods=methods,
+        seed=args.seed,
     )
     if args.hidden:
         options["hidden"] = tuple(args.hidden)
@@ -203,8 +244,13 @@ def _store_adaptation(run_dir: Path, adaptation: dict[str, Any]) -> None:
     atomic_write_bytes(folder / STATE, json.dumps(state, indent=2).encode())
 
 
-def _write_outputs(out: Path, targets: dict[str, Any], results: dict[str, dict[str, Any]], title: str,
-                   main_prediction: str | None = None) -> None:
+def _write_outputs(
+    out: Path,
+    targets: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    title: str,
+    main_prediction: str | None = None,
+) -> None:
     """``predictions.npz``, ``error_by_horizon.png`` and ``forecasts.png`` of the first target."""
     import numpy as np
     import torch
@@ -232,8 +278,12 @@ def _write_outputs(out: Path, targets: dict[str, Any], results: dict[str, dict[s
     np.savez_compressed(out / "predictions.npz", **arrays)
 
     chosen = results[main]
-    plots.error_by_horizon({m: r.mae_by_step for m, r in chosen.items()}, out / "error_by_horizon.png",
-                           title=title, step_minutes=data.step_minutes)
+    plots.error_by_horizon(
+        {m: r.mae_by_step for m, r in chosen.items()},
+        out / "error_by_horizon.png",
+        title=title,
+        step_minutes=data.step_minutes,
+    )
     shown_methods = sorted(chosen, key=lambda m: chosen[m].errors["60min"]["mae"])[:4]
     if main_prediction is not None and main_prediction not in shown_methods:
         shown_methods = [main_prediction, *shown_methods[:3]]
@@ -289,15 +339,27 @@ def _train_in_run(args: argparse.Namespace) -> int:
         "graph_hops": config.hops,
         "n_features": family.n_features,
         "data": {
-            "file": args.data.name, "adjacency": args.adj.name if args.adj else None, "key": args.key,
-            "channel": args.channel, "n_sensors": data.n_sensors, "step_minutes": data.step_minutes,
-            "steps_per_day": per_day, "train_days": train_days, "train_steps": train_stop,
+            "file": args.data.name,
+            "adjacency": args.adj.name if args.adj else None,
+            "key": args.key,
+            "channel": args.channel,
+            "n_sensors": data.n_sensors,
+            "step_minutes": data.step_minutes,
+            "steps_per_day": per_day,
+            "train_days": train_days,
+            "train_steps": train_stop,
         },
         "validation_sensors": [data.sensor_ids[int(i)] for i in validation.nodes],
     }
     run = json.loads(json.dumps(run))  # as it comes back from the checkpoint (tuples as lists)
-    result = meta_train(learner, family, train_settings(config, progress=not args.no_progress),
-                        run_dir=args.out, run_config=run, resume=args.resume)
+    result = meta_train(
+        learner,
+        family,
+        train_settings(config, progress=not args.no_progress),
+        run_dir=args.out,
+        run_config=run,
+        resume=args.resume,
+    )
 
     method = _adapted_method(args.method)
     forecaster = _forecaster(method, learner, config, family.n_features)
@@ -305,10 +367,14 @@ def _train_in_run(args: argparse.Namespace) -> int:
     validation_mae = masked_errors(forecaster(validation, options), validation.truth)["mae"]
     _store_adaptation(args.out, {"method": method, "options": options, "validation_mae": validation_mae})
     shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "none"
-    print(f"trained {args.method} ({config.model} model) {result.steps_done} steps in {result.seconds:.1f} s on "
-          f"{data.n_sensors} sensors x {train_days} days of {args.data.name}")
-    print(f"adaptation chosen on {len(validation.nodes)} validation sensors: {method} ({shown}), "
-          f"validation MAE {validation_mae:.3f}")
+    print(
+        f"trained {args.method} ({config.model} model) {result.steps_done} steps in {result.seconds:.1f} s on "
+        f"{data.n_sensors} sensors x {train_days} days of {args.data.name}"
+    )
+    print(
+        f"adaptation chosen on {len(validation.nodes)} validation sensors: {method} ({shown}), "
+        f"validation MAE {validation_mae:.3f}"
+    )
     print(f"run folder {args.out}")
     return 0
 
@@ -343,20 +409,27 @@ def _adapt(args: argparse.Namespace) -> int:
 
     data = _load_source(args)
     if data.step_minutes != run["data"]["step_minutes"]:
-        raise ConfigError(f"{args.data}: {data.step_minutes}-minute steps, but the run was trained on "
-                          f"{run['data']['step_minutes']}-minute steps")
+        raise ConfigError(
+            f"{args.data}: {data.step_minutes}-minute steps, but the run was trained on "
+            f"{run['data']['step_minutes']}-minute steps"
+        )
     features = SeriesFeatures(data, Scaler(**run["scaler"]), graph_hops=run["graph_hops"])
     if features.n_features != run["n_features"]:
-        raise CheckpointError(f"{args.run} expects {run['n_features']} inputs per window; {args.data} gives "
-                              f"{features.n_features}")
+        raise CheckpointError(
+            f"{args.run} expects {run['n_features']} inputs per window; {args.data} gives {features.n_features}"
+        )
     per_day = data.steps_per_day
     support_stop = args.target_days * per_day
     if data.n_steps < support_stop:
-        raise DataError(f"{args.data}: --target-days {args.target_days} needs {support_stop} steps of readings, "
-                        f"but the file holds {data.n_steps} ({data.n_steps / per_day:.2f} days)")
+        raise DataError(
+            f"{args.data}: --target-days {args.target_days} needs {support_stop} steps of readings, "
+            f"but the file holds {data.n_steps} ({data.n_steps / per_day:.2f} days)"
+        )
     if data.n_steps - HORIZON <= support_stop - 1:  # the first forecast is made at the last support step
-        raise DataError(f"{args.data}: no steps left to forecast after the first {args.target_days} day(s) "
-                        f"({data.n_steps} steps in all); pass a smaller --target-days")
+        raise DataError(
+            f"{args.data}: no steps left to forecast after the first {args.target_days} day(s) "
+            f"({data.n_steps} steps in all); pass a smaller --target-days"
+        )
     target = Target(features, torch.arange(data.n_sensors), (0, support_stop), (support_stop, data.n_steps))
 
     method = adaptation["method"] if adaptation else _adapted_method(run["method"])
@@ -371,18 +444,31 @@ def _adapt(args: argparse.Namespace) -> int:
         results[baseline] = score(_forecaster(baseline, None, config, n_features), target, {})
     times = data.times
     payload = {
-        "run": str(args.run), "step": checkpoint.step, "method": method, "options": options,
-        "model": config.model, "data": args.data.name, "target_days": args.target_days,
-        "n_sensors": data.n_sensors, "n_windows": len(target.test_origins),
+        "run": str(args.run),
+        "step": checkpoint.step,
+        "method": method,
+        "options": options,
+        "model": config.model,
+        "data": args.data.name,
+        "target_days": args.target_days,
+        "n_sensors": data.n_sensors,
+        "n_windows": len(target.test_origins),
         "test_period": [str(np.datetime_as_string(t, unit="m")) for t in (times[support_stop], times[-1])],
         "methods": {m: r.summary() for m, r in results.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", payload)
-    _write_outputs(args.out, {"target": target}, {"target": results},
-                   f"{args.data.name}: adapted on {args.target_days} day(s)", main_prediction=method)
-    print(f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
-          f"forecasting {len(target.test_origins)} windows; masked errors ({_unit(args)})")
+    _write_outputs(
+        args.out,
+        {"target": target},
+        {"target": results},
+        f"{args.data.name}: adapted on {args.target_days} day(s)",
+        main_prediction=method,
+    )
+    print(
+        f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
+        f"forecasting {len(target.test_origins)} windows; masked errors ({_unit(args)})"
+    )
     print(results_table(results, f"{config.model}/"))
     print(f"wrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
     return 0
@@ -413,12 +499,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     days = data.n_steps // per_day
     k = args.target_days
     if args.target_data is not None:
-        target = _load(args.target_data, args.target_adj, args.target_locations, args,
-                       key=args.target_key or args.key, channel=args.target_channel or args.channel,
-                       start=args.target_start)
+        target = _load(
+            args.target_data,
+            args.target_adj,
+            args.target_locations,
+            args,
+            key=args.target_key or args.key,
+            channel=args.target_channel or args.channel,
+            start=args.target_start,
+        )
         if target.step_minutes != data.step_minutes:
-            raise ConfigError(f"{args.target_data} has {target.step_minutes}-minute steps, {args.data} "
-                              f"{data.step_minutes}-minute steps; both must be the same")
+            raise ConfigError(
+                f"{args.target_data} has {target.step_minutes}-minute steps, {args.data} "
+                f"{data.step_minutes}-minute steps; both must be the same"
+            )
         if args.train_days is not None:
             if args.train_days > days:
                 raise DataError(f"{args.data}: --train-days {args.train_days}, but the file holds {days} whole days")
@@ -427,8 +521,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         if config.model == "graph" and target.adjacency is None:
             raise ConfigError("a graph model needs the target city's graph too: pass --target-adj (or --model node)")
         if target.n_steps < k * per_day:
-            raise DataError(f"{args.target_data}: --target-days {k} needs {k * per_day} steps of readings, "
-                            f"but the file holds {target.n_steps} ({target.n_steps / per_day:.2f} days)")
+            raise DataError(
+                f"{args.target_data}: --target-days {k} needs {k * per_day} steps of readings, "
+                f"but the file holds {target.n_steps} ({target.n_steps / per_day:.2f} days)"
+            )
         setup = new_city(data, target, config, support_days=k)
         protocol = "new_city"
         described = f"P2 new city: train on {args.data.name}, adapt to {args.target_data.name} on {k} day(s)"
@@ -445,16 +541,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = _experiment(args, per_day, methods, data.adjacency is not None)
         setup = new_sensors(data, config, train_days=train_days, target_fraction=0.3, support_days=k)
         protocol = "new_sensors"
-        described = (f"P1 new sensors of {args.data.name}: train on {train_days} days, "
-                     f"targets adapt on {_days(train_days - k + 1, train_days)}")
+        described = (
+            f"P1 new sensors of {args.data.name}: train on {train_days} days, "
+            f"targets adapt on {_days(train_days - k + 1, train_days)}"
+        )
     trained = train_methods(setup.family, config, progress=not args.no_progress)
     results = compare(trained, setup.targets, setup.validations, config)
     for name, methods_results in results.items():
         print(f"\n{described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
         print(results_table(methods_results, f"{config.model}/"))
     payload = {
-        "protocol": protocol, "config": asdict(config), "data": args.data.name,
-        "target_data": args.target_data.name if args.target_data else None, "target_days": k,
+        "protocol": protocol,
+        "config": asdict(config),
+        "data": args.data.name,
+        "target_data": args.target_data.name if args.target_data else None,
+        "target_days": k,
         "n_targets": {name: len(t.nodes) for name, t in setup.targets.items()},
         "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()},
     }
@@ -470,12 +571,22 @@ def _patterns(args: argparse.Namespace) -> int:
 
     _check_outputs(args, PATTERN_OUTPUTS)
     source = _load_source(args)
-    target = _load(args.target_data, None, args.target_locations, args, key=args.target_key or args.key,
-                   channel=args.target_channel or args.channel, start=args.target_start)
-    result = run_patterns(source, target, args.out, seed=args.seed, steps=args.steps, shots=tuple(args.shots),
-                          progress=True)
+    target = _load(
+        args.target_data,
+        None,
+        args.target_locations,
+        args,
+        key=args.target_key or args.key,
+        channel=args.target_channel or args.channel,
+        start=args.target_start,
+    )
+    result = run_patterns(
+        source, target, args.out, seed=args.seed, steps=args.steps, shots=tuple(args.shots), progress=True
+    )
     for k, scores in result["accuracy"].items():
-        print(f"{k} labelled day(s) per pattern, balanced accuracy: "
-              + ", ".join(f"{m} {v['balanced_mean']:.3f} ± {v['balanced_ci95']:.3f}" for m, v in scores.items()))
+        print(
+            f"{k} labelled day(s) per pattern, balanced accuracy: "
+            + ", ".join(f"{m} {v['balanced_mean']:.3f} ± {v['balanced_ci95']:.3f}" for m, v in scores.items())
+        )
     print(f"wrote {args.out / 'patterns.json'} and plots in {args.out}")
     return 0

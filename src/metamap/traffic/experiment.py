@@ -39,7 +39,12 @@ from metamap.training import TrainConfig, meta_train
 
 META_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil")
 BASELINES = (
-    "persistence", "historical_average", "target_only", "target_only_linear", "pretrain", "pretrain_finetune",
+    "persistence",
+    "historical_average",
+    "target_only",
+    "target_only_linear",
+    "pretrain",
+    "pretrain_finetune",
 )
 METHODS = META_METHODS + BASELINES
 MODELS = {"node": 0, "graph": 2}  # diffusion hops of the inputs: per-node model, graph-aware model
@@ -123,8 +128,13 @@ class MethodResult:
     options: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"errors": self.errors, "mae_by_step": self.mae_by_step, "adapt_seconds": self.adapt_seconds,
-                "train_seconds": self.train_seconds, "options": self.options}
+        return {
+            "errors": self.errors,
+            "mae_by_step": self.mae_by_step,
+            "adapt_seconds": self.adapt_seconds,
+            "train_seconds": self.train_seconds,
+            "options": self.options,
+        }
 
 
 def build_model(n_features: int, config: ExperimentConfig) -> MLP:
@@ -134,15 +144,23 @@ def build_model(n_features: int, config: ExperimentConfig) -> MLP:
 
 def method_learner(name: str, n_features: int, config: ExperimentConfig):
     """The learner trained for ``name`` (a meta-method or ``"pretrain"``) around a fresh network."""
-    options = {"inner_steps": 0} if name == "pretrain" else {
-        "inner_steps": config.inner_steps, "inner_lr": config.inner_lr}
+    options = (
+        {"inner_steps": 0} if name == "pretrain" else {"inner_steps": config.inner_steps, "inner_lr": config.inner_lr}
+    )
     return make_learner(name, build_model(n_features, config), **options)
 
 
 def train_settings(config: ExperimentConfig, progress: bool = False) -> TrainConfig:
     """How every learned method is meta-trained."""
-    return TrainConfig(steps=config.steps, meta_batch=config.meta_batch, lr=config.lr, seed=config.seed,
-                       val_every=max(config.steps // 4, 1), val_tasks=32, progress=progress)
+    return TrainConfig(
+        steps=config.steps,
+        meta_batch=config.meta_batch,
+        lr=config.lr,
+        seed=config.seed,
+        val_every=max(config.steps // 4, 1),
+        val_tasks=32,
+        progress=progress,
+    )
 
 
 def train_methods(family: SensorTasks, config: ExperimentConfig, progress: bool = False) -> dict[str, tuple]:
@@ -185,13 +203,30 @@ def score(forecaster: Forecaster, target: Target, options: dict[str, Any], train
     start = time.perf_counter()
     prediction = forecaster(target, options)
     seconds = time.perf_counter() - start
-    return MethodResult(prediction, horizon_errors(prediction, target.truth), errors_by_step(prediction, target.truth),
-                        seconds, train_seconds, options)
+    return MethodResult(
+        prediction,
+        horizon_errors(prediction, target.truth),
+        errors_by_step(prediction, target.truth),
+        seconds,
+        train_seconds,
+        options,
+    )
 
 
 HORIZONS = ("15min", "30min", "60min")
-TABLE_HEADER = ["method", "MAE 15", "MAE 30", "MAE 60", "RMSE 15", "RMSE 30", "RMSE 60",
-                "MAPE 15 %", "MAPE 30 %", "MAPE 60 %", "adapt s"]
+TABLE_HEADER = [
+    "method",
+    "MAE 15",
+    "MAE 30",
+    "MAE 60",
+    "RMSE 15",
+    "RMSE 30",
+    "RMSE 60",
+    "MAPE 15 %",
+    "MAPE 30 %",
+    "MAPE 60 %",
+    "adapt s",
+]
 
 
 def results_table(results: dict[str, MethodResult], prefix: str = "") -> str:
@@ -199,8 +234,15 @@ def results_table(results: dict[str, MethodResult], prefix: str = "") -> str:
     rows = []
     for method, result in sorted(results.items(), key=lambda kv: kv[1].errors["60min"]["mae"]):
         e = result.errors
-        rows.append([f"{prefix}{method}", *(e[h]["mae"] for h in HORIZONS), *(e[h]["rmse"] for h in HORIZONS),
-                     *(e[h]["mape"] for h in HORIZONS), result.adapt_seconds])
+        rows.append(
+            [
+                f"{prefix}{method}",
+                *(e[h]["mae"] for h in HORIZONS),
+                *(e[h]["rmse"] for h in HORIZONS),
+                *(e[h]["mape"] for h in HORIZONS),
+                result.adapt_seconds,
+            ]
+        )
     return format_table(TABLE_HEADER, rows)
 
 
@@ -232,16 +274,20 @@ def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int)
     if method == "historical_average":
         return lambda t, o: historical_average(t.features, t.nodes, t.support, t.test_origins)
     if method == "target_only_linear":
+
         def ridge(t: Target, o: dict[str, Any]) -> torch.Tensor:
             weights = fit_ridge(*t.support_set, o["penalty"])
             return t.features.scaler.inverse(predict_ridge(weights, t.test_inputs))
+
         return ridge
     if method == "target_only":
         learner = make_learner("pretrain", build_model(n_features, config), inner_steps=0)
     if method in ("target_only", "pretrain_finetune"):
+
         def fitted(t: Target, o: dict[str, Any]) -> torch.Tensor:
             adapted = fit_per_task(learner, learner.meta_params(), *t.support_set, steps=o["steps"], lr=o["lr"])
             return _predict(adapted, t)
+
         return fitted
     return lambda t, o: _predict(learner.adapt(*t.support_set, steps=o.get("steps", 0)), t)
 
@@ -249,4 +295,3 @@ def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int)
 def _predict(adapted, target: Target) -> torch.Tensor:
     with torch.no_grad():
         return target.features.scaler.inverse(adapted.predict(target.test_inputs))
-

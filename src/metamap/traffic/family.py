@@ -69,8 +69,13 @@ class SensorTasks:
         if check_split(name) == "test":
             raise ConfigError("SensorTasks has train and val sensors only; targets are evaluated separately")
         return SensorTasks(
-            self.sources, [{k: v.tolist() for k, v in n.items()} for n in self.nodes], self.periods,
-            support_steps=self.support_steps, n_support=self.n_support, n_query=self.n_query, split_name=name,
+            self.sources,
+            [{k: v.tolist() for k, v in n.items()} for n in self.nodes],
+            self.periods,
+            support_steps=self.support_steps,
+            n_support=self.n_support,
+            n_query=self.n_query,
+            split_name=name,
         )
 
     def sample(self, n_tasks: int, generator: torch.Generator) -> Episode:

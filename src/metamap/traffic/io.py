@@ -481,9 +481,7 @@ def _check_suffix(path: Path, supported: tuple[str, ...], what: str) -> str:
     return suffix
 
 
-def _read_readings(
-    path: Path, key: str, channel: str | int, start: str | None, step_minutes: int | None
-) -> Readings:
+def _read_readings(path: Path, key: str, channel: str | int, start: str | None, step_minutes: int | None) -> Readings:
     suffix = _check_suffix(path, H5_SUFFIXES + NPZ_SUFFIXES, "readings")
     if suffix in NPZ_SUFFIXES:
         return read_npz(path, channel, start or "2018-01-01T00:00", 5 if step_minutes is None else step_minutes)
@@ -516,9 +514,7 @@ def _aligned_dcrnn_adjacency(path: Path, sensor_ids: tuple[str, ...]) -> np.ndar
     return adjacency[np.ix_(order, order)]
 
 
-def _read_adjacency(
-    path: Path, sensor_ids: tuple[str, ...], sigma: float | None, threshold: float
-) -> np.ndarray:
+def _read_adjacency(path: Path, sensor_ids: tuple[str, ...], sigma: float | None, threshold: float) -> np.ndarray:
     suffix = _check_suffix(path, PICKLE_SUFFIXES + CSV_SUFFIXES, "adjacency")
     if suffix in PICKLE_SUFFIXES:
         return _aligned_dcrnn_adjacency(path, sensor_ids)

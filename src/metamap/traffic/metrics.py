@@ -31,9 +31,7 @@ def masked_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
 
 def horizon_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, dict[str, float]]:
     """Errors at horizons 3, 6, 12 (15, 30, 60 min) of ``[..., 12]`` forecasts, keyed ``"15min"`` etc."""
-    return {
-        f"{h * 5}min": masked_errors(pred[..., h - 1], truth[..., h - 1]) for h in REPORT_HORIZONS
-    }
+    return {f"{h * 5}min": masked_errors(pred[..., h - 1], truth[..., h - 1]) for h in REPORT_HORIZONS}
 
 
 def errors_by_step(pred: torch.Tensor, truth: torch.Tensor) -> list[float]:

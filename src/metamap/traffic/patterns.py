@@ -288,9 +288,14 @@ class ProfileEncoder(nn.Module):
             raise ConfigError(f"ProfileEncoder: the number of bins must be divisible by 4, got {n_bins}")
         first, second = channels
         self.net = nn.Sequential(
-            nn.Conv1d(1, first, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(first, second, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Flatten(), nn.Linear(second * (n_bins // 4), out),
+            nn.Conv1d(1, first, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(first, second, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Flatten(),
+            nn.Linear(second * (n_bins // 4), out),
         )
 
     def forward(self, profiles: torch.Tensor) -> torch.Tensor:
@@ -298,8 +303,14 @@ class ProfileEncoder(nn.Module):
 
 
 def train_protonet(
-    days: SensorDays, *, seed: int = 0, steps: int = 500, k_shot: int = 5, n_query: int = 5,
-    meta_batch: int = 16, progress: bool = False,
+    days: SensorDays,
+    *,
+    seed: int = 0,
+    steps: int = 500,
+    k_shot: int = 5,
+    n_query: int = 5,
+    meta_batch: int = 16,
+    progress: bool = False,
 ) -> tuple[MetaLearner, dict[str, Any]]:
     """Meta-train ProtoNet on ``days`` (split 80/20 by sensor into train/val); returns it and a summary.
 
@@ -313,8 +324,15 @@ def train_protonet(
     family = PatternEpisodes(x, labels, splits, k_shot=k_shot, n_query=n_query)
     torch.manual_seed(seed)  # the encoder's initial weights
     learner = make_learner("protonet", ProfileEncoder(x.shape[1]))
-    config = TrainConfig(steps=steps, meta_batch=meta_batch, lr=1e-3, seed=seed, log_every=max(steps, 1),
-                         checkpoint_every=0, progress=progress)
+    config = TrainConfig(
+        steps=steps,
+        meta_batch=meta_batch,
+        lr=1e-3,
+        seed=seed,
+        log_every=max(steps, 1),
+        checkpoint_every=0,
+        progress=progress,
+    )
     result = meta_train(learner, family, config)
     score = evaluate_learner(learner, family.split("val"), n_tasks=200, seed=seed + 1)
     return learner, {
@@ -347,8 +365,9 @@ def class_counts(days: SensorDays) -> dict[str, int]:
     return _named_counts(np.bincount(days.labels(), minlength=len(PATTERNS)))
 
 
-def assign(learner: MetaLearner, x: torch.Tensor, support: torch.Tensor, support_y: torch.Tensor,
-           query: torch.Tensor) -> torch.Tensor:
+def assign(
+    learner: MetaLearner, x: torch.Tensor, support: torch.Tensor, support_y: torch.Tensor, query: torch.Tensor
+) -> torch.Tensor:
     """Labels ``int64 [Q]`` of days ``x[query]`` from the ProtoNet adapted to ``x[support]`` (labels ``0..C-1``).
 
     ``x [D, F]``; ``support``, ``query`` are int64 day indices.
@@ -366,8 +385,12 @@ def nearest_neighbour(
 
 
 def few_shot_scores(
-    learner: MetaLearner, x: torch.Tensor, labels: torch.Tensor, classes: Mapping[int, Sequence[int]],
-    draws: int, generator: torch.Generator,
+    learner: MetaLearner,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Mapping[int, Sequence[int]],
+    draws: int,
+    generator: torch.Generator,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Accuracy of ProtoNet and the two raw-profile baselines, by K, over ``draws`` random labelled sets.
 
@@ -448,8 +471,9 @@ def sensor_patterns(day_patterns: np.ndarray, sensor: np.ndarray, n_sensors: int
     return np.where(votes.sum(1) > 0, votes.argmax(1), -1)
 
 
-def plot_prototypes(profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray, classes: Sequence[int],
-                    path: Path, title: str) -> None:
+def plot_prototypes(
+    profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray, classes: Sequence[int], path: Path, title: str
+) -> None:
     """Grid of panels, one per pattern: mean and interquartile band of the days assigned to its prototype,
     with the mean of the days the rule gives it (dashed). ``profiles [D, B]``; ``assigned``, ``rule`` ``int64 [D]``.
     """
@@ -469,7 +493,7 @@ def plot_prototypes(profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray
         ax.set_title(f"{PATTERNS[c]} ({len(mine)} days)")
         ax.axhline(CONGESTED, color="grey", lw=0.5)
         ax.set_xticks(range(0, 25, 6))
-    for ax in list(axes.flat)[len(classes):]:
+    for ax in list(axes.flat)[len(classes) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("hour of day")
@@ -502,8 +526,15 @@ def _colour(pattern: int) -> str:
 
 
 def run_patterns(
-    source: TrafficData, target: TrafficData, out_dir: Path, *, seed: int = 0, steps: int = 500,
-    shots: Sequence[int] = (1, 5), draws: int = 100, progress: bool = False,
+    source: TrafficData,
+    target: TrafficData,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    steps: int = 500,
+    shots: Sequence[int] = (1, 5),
+    draws: int = 100,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Meta-train on ``source`` sensor-days, sort ``target`` sensor-days from K labelled ones per pattern.
 
@@ -556,16 +587,23 @@ def run_patterns(
     return result
 
 
-def _assign_all(learner: MetaLearner, x: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], k: int,
-                generator: torch.Generator) -> np.ndarray:
+def _assign_all(
+    learner: MetaLearner,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Sequence[int],
+    k: int,
+    generator: torch.Generator,
+) -> np.ndarray:
     """Pattern index ``int64 [D]`` of every target day from one draw of ``k`` labelled days per class."""
     support, support_y, _, _ = _draw(labels, classes, k, generator)
     position = assign(learner, x, support, support_y, torch.arange(x.shape[0]))
     return np.asarray(classes, dtype=np.int64)[position.numpy()]
 
 
-def _sensor_summary(target: TrafficData, sensor: np.ndarray, assigned: np.ndarray,
-                    rule: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+def _sensor_summary(
+    target: TrafficData, sensor: np.ndarray, assigned: np.ndarray, rule: np.ndarray
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Majority pattern ``int64 [N]`` of each target sensor, and its JSON summary.
 
     The summary holds the agreement with the rule's majority and each sensor's pattern name.
@@ -580,13 +618,25 @@ def _sensor_summary(target: TrafficData, sensor: np.ndarray, assigned: np.ndarra
 
 
 def _plots(
-    target: TrafficData, profiles: np.ndarray, assigned: np.ndarray, rule: np.ndarray,
-    classes: Sequence[int], majority: np.ndarray, out_dir: Path, k: int,
+    target: TrafficData,
+    profiles: np.ndarray,
+    assigned: np.ndarray,
+    rule: np.ndarray,
+    classes: Sequence[int],
+    majority: np.ndarray,
+    out_dir: Path,
+    k: int,
 ) -> tuple[dict[str, str | None], list[str]]:
     """Draw the prototype grid and, where the target has coordinates, the sensor map; returns paths and notes."""
     plots: dict[str, str | None] = {"prototypes": str(out_dir / "prototypes.png"), "map": None}
-    plot_prototypes(profiles, assigned, rule, classes, Path(plots["prototypes"]),
-                    f"{target.name}: days nearest each prototype ({k} labelled per pattern)")
+    plot_prototypes(
+        profiles,
+        assigned,
+        rule,
+        classes,
+        Path(plots["prototypes"]),
+        f"{target.name}: days nearest each prototype ({k} labelled per pattern)",
+    )
     if target.coords is None:
         return plots, [f"target {target.name!r} has no sensor coordinates: no map drawn"]
     plots["map"] = str(out_dir / "sensor_map.png")

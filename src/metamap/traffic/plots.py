@@ -11,8 +11,9 @@ import torch
 from metamap.plotting import pyplot, save_png
 
 
-def error_by_horizon(mae_by_step: dict[str, Sequence[float]], path: Path, title: str = "",
-                     step_minutes: int = 5) -> Path:
+def error_by_horizon(
+    mae_by_step: dict[str, Sequence[float]], path: Path, title: str = "", step_minutes: int = 5
+) -> Path:
     """MAE (mph) against forecast horizon, one line per method."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -62,6 +63,9 @@ def target_forecasts(target, predictions: dict[str, torch.Tensor], shown: torch.
     :class:`~metamap.traffic.experiment.Target`; ``predictions`` are ``[n, W, 12]`` for all its sensors."""
     data = target.features.data
     return forecasts_vs_truth(
-        data.times[target.test_origins.numpy()], target.truth[shown], {m: p[shown] for m, p in predictions.items()},
-        [data.sensor_ids[int(target.nodes[i])] for i in shown], path,
+        data.times[target.test_origins.numpy()],
+        target.truth[shown],
+        {m: p[shown] for m, p in predictions.items()},
+        [data.sensor_ids[int(target.nodes[i])] for i in shown],
+        path,
     )

@@ -40,8 +40,13 @@ class Setup:
     scaler: Scaler
 
 
-def new_sensors(data: TrafficData, config: ExperimentConfig, train_days: int = 5, target_fraction: float = 0.3,
-                support_days: int = 1) -> Setup:
+def new_sensors(
+    data: TrafficData,
+    config: ExperimentConfig,
+    train_days: int = 5,
+    target_fraction: float = 0.3,
+    support_days: int = 1,
+) -> Setup:
     """P1: split ``data``'s sensors; targets adapt on the last ``support_days`` of the training days."""
     per_day = data.steps_per_day
     days = data.n_steps // per_day
@@ -62,10 +67,12 @@ def new_sensors(data: TrafficData, config: ExperimentConfig, train_days: int = 5
     # Validation sensors adapt on the same kind of support, one day earlier, and are scored before it.
     earlier = support_days * per_day
     validations = {
-        "day": replace(validation, support=(support[0] - earlier, support[1] - earlier),
-                       test=(0, support[0] - earlier)),
-        "6h": replace(validation, support=(six_hours[0] - earlier, six_hours[1] - earlier),
-                      test=(0, six_hours[0] - earlier)),
+        "day": replace(
+            validation, support=(support[0] - earlier, support[1] - earlier), test=(0, support[0] - earlier)
+        ),
+        "6h": replace(
+            validation, support=(six_hours[0] - earlier, six_hours[1] - earlier), test=(0, six_hours[0] - earlier)
+        ),
     }
     return Setup(family, targets, validations, scaler)
 
@@ -95,9 +102,16 @@ def _source_family(
     order = np.random.default_rng(config.seed + 1).permutation(sensors)
     n_val = max(1, round(VAL_FRACTION * len(sensors)))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    family = SensorTasks([features], [{"train": train.tolist(), "val": val.tolist()}], [period],
-                         support_steps=config.support_steps, n_support=config.n_support, n_query=config.n_query)
+    family = SensorTasks(
+        [features],
+        [{"train": train.tolist(), "val": val.tolist()}],
+        [period],
+        support_steps=config.support_steps,
+        n_support=config.n_support,
+        n_query=config.n_query,
+    )
     start, stop = period
-    validation = Target(features, torch.as_tensor(val), (stop - config.support_steps, stop),
-                        (start, stop - config.support_steps))
+    validation = Target(
+        features, torch.as_tensor(val), (stop - config.support_steps, stop), (start, stop - config.support_steps)
+    )
     return family, validation

@@ -26,7 +26,18 @@ except ImportError:  # pragma: no cover - numpy 1.x
 
 
 _BUILTINS = (
-    "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str", "bytes", "bytearray"
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "int",
+    "float",
+    "complex",
+    "bool",
+    "str",
+    "bytes",
+    "bytearray",
 )
 
 

@@ -6,6 +6,15 @@ from metamap.training.loop import TrainConfig, TrainResult, meta_train
 from metamap.training.run_folder import RunFolder, claim_run_folder
 
 __all__ = [
-    "Checkpoint", "RunFolder", "Score", "TrainConfig", "TrainResult", "claim_run_folder", "evaluate_learner",
-    "latest_checkpoint", "load_checkpoint", "meta_train", "save_checkpoint",
+    "Checkpoint",
+    "RunFolder",
+    "Score",
+    "TrainConfig",
+    "TrainResult",
+    "claim_run_folder",
+    "evaluate_learner",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "meta_train",
+    "save_checkpoint",
 ]

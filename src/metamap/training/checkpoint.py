@@ -147,7 +147,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{pointer} is unreadable: {exc}") from None
     if not _NAME.fullmatch(name):
-        raise CheckpointError(f"{pointer}: expected the name of a checkpoint folder (step-000000123), got {name[:40]!r}")
+        raise CheckpointError(
+            f"{pointer}: expected the name of a checkpoint folder (step-000000123), got {name[:40]!r}"
+        )
     folder = pointer.parent / name
     if not folder.is_dir():
         raise CheckpointError(f"{pointer} points at {name}, which does not exist")
@@ -246,8 +248,15 @@ def _check_state(state: Any, where: Path) -> None:
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-             float: "a number", type(None): "nothing (missing or null)"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "nothing (missing or null)",
+    }
     return names.get(type(value), type(value).__name__)
 
 

@@ -32,21 +32,59 @@ from metamap.training.checkpoint import FAULT_ENV, TENSORS, latest_checkpoint
 from metamap.training.metrics_log import read_records
 
 KILL_POINTS = (
-    "save:tensors-written", "save:state-written", "save:renamed", "save:pointer-switched",
-    "save:pointer-switched#3", "save:removing", "save:pruned#3",
-    "resave:tensors-written", "resave:state-written", "resave:renamed", "resave:pointer-switched",
-    "resave:removing", "resave:pruned",
+    "save:tensors-written",
+    "save:state-written",
+    "save:renamed",
+    "save:pointer-switched",
+    "save:pointer-switched#3",
+    "save:removing",
+    "save:pruned#3",
+    "resave:tensors-written",
+    "resave:state-written",
+    "resave:renamed",
+    "resave:pointer-switched",
+    "resave:removing",
+    "resave:pruned",
     "metrics-written",
 )
-TRAIN_ARGS = ("train", "--family", "sinusoid", "--learner", "maml", "--hidden", "8", "--steps", "6",
-              "--meta-batch", "2", "--checkpoint-every", "2", "--episodes", "0", "--seed", "0",
-              "--device", "cpu", "--no-progress")
+TRAIN_ARGS = (
+    "train",
+    "--family",
+    "sinusoid",
+    "--learner",
+    "maml",
+    "--hidden",
+    "8",
+    "--steps",
+    "6",
+    "--meta-batch",
+    "2",
+    "--checkpoint-every",
+    "2",
+    "--episodes",
+    "0",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--no-progress",
+)
 KEEP = 2  # TrainConfig's default keep_checkpoints, which metamap train uses
 CHILD_TIMEOUT_S = 120.0
 # What `metamap train` imports on its way (the fork server skips any that are missing)
-_PRELOAD = ["metamap.cli", "metamap.recipes", "metamap.training.faults", "metamap.traffic.commands",
-            "metamap.geo.commands", "metamap.energy.commands", "metamap.astro.commands", "metamap.physics.commands",
-            "torch._dynamo", "torch.utils.tensorboard", "tqdm"]
+_PRELOAD = [
+    "metamap.cli",
+    "metamap.recipes",
+    "metamap.training.faults",
+    "metamap.traffic.commands",
+    "metamap.geo.commands",
+    "metamap.energy.commands",
+    "metamap.astro.commands",
+    "metamap.physics.commands",
+    "torch._dynamo",
+    "torch.utils.tensorboard",
+    "tqdm",
+]
 
 
 def kill_point_trials(workdir: Path, points: tuple[str, ...] = KILL_POINTS) -> dict[str, Any]:

@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from metamap.progress import progress_bar
 
 from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from metamap.learners.base import MetaLearner, learner_device
+from metamap.progress import progress_bar
 from metamap.tasks.family import TaskFamily, make_generator
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
 from metamap.training.evaluate import evaluate_learner
@@ -179,8 +179,17 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
                     if log:
                         log.log(step, {k: v for k, v in record.items() if k != "step"})
                 if is_main and config.checkpoint_every and step % config.checkpoint_every == 0:
-                    _save(run_dir, step, run_config, learner, optimizer, generator, config,
-                          earlier_seconds + time.perf_counter() - t0, running)
+                    _save(
+                        run_dir,
+                        step,
+                        run_config,
+                        learner,
+                        optimizer,
+                        generator,
+                        config,
+                        earlier_seconds + time.perf_counter() - t0,
+                        running,
+                    )
             interrupted = stop.requested and step < config.steps
         completed = True
     finally:
@@ -211,9 +220,7 @@ def _meta_step(
     if world > 1:
         loss = _all_reduce_mean(learner, loss, world)
     if not math.isfinite(loss):
-        raise DataError(
-            f"meta-loss became {loss}; lower the learning rate (lr={config.lr}) or the inner learning rate"
-        )
+        raise DataError(f"meta-loss became {loss}; lower the learning rate (lr={config.lr}) or the inner learning rate")
     if config.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(learner.parameters(), config.grad_clip)
     optimizer.step()
@@ -247,8 +254,9 @@ def _record(step, running, learner, val_family, config) -> dict[str, Any] | None
     return record
 
 
-def _save(run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig, seconds: float,
-          running: list[float]) -> None:
+def _save(
+    run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig, seconds: float, running: list[float]
+) -> None:
     save_checkpoint(
         run_dir,
         step,

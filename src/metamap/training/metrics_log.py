@@ -34,8 +34,9 @@ def read_records(run_dir: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             if number == len(lines) and not text.endswith("\n"):
-                warnings.warn(f"{path}: dropped its last line, cut short by an interrupted write", RuntimeWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    f"{path}: dropped its last line, cut short by an interrupted write", RuntimeWarning, stacklevel=2
+                )
                 break
             raise DataError(f"{path} line {number}: expected a JSON record, got {line[:60]!r}") from None
         if not isinstance(record, dict) or type(record.get("step")) is not int:

@@ -13,7 +13,11 @@ INNER_LRS = (0.05, 0.02, 0.01)
 
 
 def meta_train_lowering_inner_lr(
-    build: Callable[[float], GradientLearner], family: TaskFamily, config: TrainConfig, *, label: str,
+    build: Callable[[float], GradientLearner],
+    family: TaskFamily,
+    config: TrainConfig,
+    *,
+    label: str,
     inner_lrs: Sequence[float] = INNER_LRS,
 ) -> GradientLearner:
     """Meta-train ``build(inner_lr)`` for each rate of ``inner_lrs`` in turn until one run finishes.

@@ -153,8 +153,7 @@ def lock_holder(path: Path) -> str:
     """Who holds (or last held) ``path``'s lock, from its lock file: ``PID 123 on host (cmd, since ...)``."""
     try:
         record = json.loads((Path(path) / LOCK).read_text())
-        return (f"PID {record['pid']} on {record['host']} running {record['command']!r} "
-                f"since {record['started']}")
+        return f"PID {record['pid']} on {record['host']} running {record['command']!r} since {record['started']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "PID unknown: the holder is still starting"
 
@@ -186,8 +185,12 @@ def _lock(path: Path, what: str, command: str) -> int | None:
         except FileNotFoundError:
             there = None
         if there is not None and (there.st_ino, there.st_dev) == (mine.st_ino, mine.st_dev):
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": command,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(record).encode(), 0)
             return fd
