@@ -211,6 +211,10 @@ def _train(folder: Path, *flags: str) -> list[str]:
     return ["train", "--steps", "2", "--episodes", "2", "--no-progress", "--out", str(folder / "run"), *flags]
 
 
+def _omniglot(folder: Path, data: str, *flags: str, learner: str = "protonet") -> list[str]:
+    return _train(folder, "--family", "omniglot", "--learner", learner, "--data", data, *flags)
+
+
 def _traffic(folder: Path, command: str, *flags: str, days: float = 3) -> list[str]:
     return ["traffic", command, "--data", str(_readings(folder, days)), "--steps", "2", *flags]
 
@@ -259,13 +263,8 @@ CASES: tuple[Case, ...] = (
     # -- Omniglot data
     Case(
         "omniglot garbage .npz (bad zip)",
-        lambda f: _train(
+        lambda f: _omniglot(
             f,
-            "--family",
-            "omniglot",
-            "--learner",
-            "protonet",
-            "--data",
             str(_omniglot_folder(f, lambda p: p.write_bytes(b"PK\x03\x04" + b"garbage" * 20))),
         ),
         "npz",
@@ -273,70 +272,47 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "omniglot text file as .npz",
-        lambda f: _train(
+        lambda f: _omniglot(
             f,
-            "--family",
-            "omniglot",
-            "--learner",
-            "protonet",
-            "--data",
             str(_omniglot_folder(f, lambda p: p.write_text("not an archive\n"))),
         ),
         "npz",
     ),
     Case(
         "omniglot .npz with a corrupt member",
-        lambda f: _train(
+        lambda f: _omniglot(
             f,
-            "--family",
-            "omniglot",
-            "--learner",
-            "protonet",
-            "--data",
             str(_omniglot_folder(f, lambda p: _zip(p, {"images.npy": b"\x93NUMPY\x09garbage", "labels.npy": b"x"}))),
         ),
         "images",
     ),
     Case(
         "omniglot .npz with images of the wrong size",
-        lambda f: _train(
-            f, "--family", "omniglot", "--learner", "protonet", "--data", str(_omniglot_folder(f, _small_images))
-        ),
+        lambda f: _omniglot(f, str(_omniglot_folder(f, _small_images))),
         "105",
     ),
     Case(
         "omniglot .npz whose header claims 2 TB",
-        lambda f: _train(
-            f, "--family", "omniglot", "--learner", "protonet", "--data", str(_omniglot_folder(f, _lying_header))
-        ),
+        lambda f: _omniglot(f, str(_omniglot_folder(f, _lying_header))),
         "claims",
     ),
     Case(
         "omniglot .npz with a pickled object array",
-        lambda f: _train(
-            f, "--family", "omniglot", "--learner", "protonet", "--data", str(_omniglot_folder(f, _object_npz(f)))
-        ),
+        lambda f: _omniglot(f, str(_omniglot_folder(f, _object_npz(f)))),
         "npz",
         quick=True,
         payload=True,
     ),
     Case(
         "omniglot --n-way 5000 (more than the classes)",
-        lambda f: _train(
-            f, "--family", "omniglot", "--learner", "protonet", "--data", str(OMNIGLOT), "--n-way", "5000"
-        ),
+        lambda f: _omniglot(f, str(OMNIGLOT), "--n-way", "5000"),
         "--n-way",
         needs=OMNIGLOT,
     ),
     Case(
         "omniglot --k-shot 10 --n-query 15 (more than the drawings)",
-        lambda f: _train(
+        lambda f: _omniglot(
             f,
-            "--family",
-            "omniglot",
-            "--learner",
-            "protonet",
-            "--data",
             str(OMNIGLOT),
             "--k-shot",
             "10",
@@ -348,20 +324,8 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "omniglot train batch beyond memory",
-        lambda f: _train(
-            f,
-            "--family",
-            "omniglot",
-            "--learner",
-            "maml",
-            "--data",
-            str(OMNIGLOT),
-            "--n-way",
-            "1000",
-            "--meta-batch",
-            "200",
-            "--inner-steps",
-            "5",
+        lambda f: _omniglot(
+            f, str(OMNIGLOT), "--n-way", "1000", "--meta-batch", "200", "--inner-steps", "5", learner="maml"
         ),
         "memory",
         needs=OMNIGLOT,
