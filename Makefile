@@ -30,7 +30,6 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
-# ruff format --check holds once the tree has been formatted in one commit (ruff check --fix; ruff format).
 lint: setup
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
