@@ -266,6 +266,13 @@ def test_fuzz_npz_odd_arrays(tmp_path, shape, dtype, fill):
     _returns_or_refuses(read_npz, path)
 
 
+def test_complex_npz_readings_are_refused_not_cast(tmp_path):
+    path = tmp_path / "complex.npz"
+    np.savez(path, data=np.full((4, 3, 1), 1 + 2j, dtype=np.complex64))
+    with pytest.raises(DataError, match=r"expected real numeric readings in 'data', got dtype complex64"):
+        read_npz(path)
+
+
 CSV_TEXT = st.text(alphabet=st.sampled_from(list("0123456789,.-\n\"' abcefromtsinlaud")), max_size=300)
 
 

@@ -252,8 +252,8 @@ def read_npz(
     data = _load_npz_data(path)
     if data.ndim not in (2, 3):
         raise ShapeError(f"{path}: expected 'data' as [time, node, channel] or [time, node], got {describe(data)}")
-    if not np.issubdtype(data.dtype, np.number):
-        raise DataError(f"{path}: expected numeric readings in 'data', got dtype {data.dtype}")
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        raise DataError(f"{path}: expected real numeric readings in 'data', got dtype {data.dtype}")
     if data.ndim == 2:
         data = data[:, :, None]
     values, mask = _values_and_mask(data[:, :, _channel_index(channel, data.shape[2], path)].astype(np.float64), path)
