@@ -28,7 +28,7 @@ test: setup
 
 # The edit-test loop: everything but the tests marked slow.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2
 
 lint: setup
 	$(BIN)/ruff check

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from metamap.cli import main
 
@@ -40,6 +41,7 @@ def _catalogue(path, n_per_class: int = 120) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
+@pytest.mark.slow
 def test_photoz_and_classify_commands(tmp_path, capsys):
     data = tmp_path / "cat.csv"
     _catalogue(data)

@@ -78,6 +78,7 @@ def test_evaluate_a_checkpoint_of_another_model_is_refused(tmp_path, capsys):
     assert "another model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "metamap", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("metamap ")
@@ -112,6 +113,7 @@ def test_evaluate_with_another_shot(tmp_path, capsys):
     assert json.loads((tmp_path / "e.json").read_text())["test_family"]["k_shot"] == 10
 
 
+@pytest.mark.slow
 def test_protonet_on_omniglot_trained_and_tested_at_another_way(tmp_path, shared_data, capsys):
     data = str(shared_data / "omniglot")
     args = [

@@ -106,6 +106,7 @@ def trained() -> TrainedDiffusion:
     )
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss(trained):
     held_out = _toy_batches(seed=9)()["x0"]
     schedule = trained.schedule

@@ -60,6 +60,7 @@ def test_two_processes_equal_one(tmp_path):
     assert (one.learner_state["model.0.weight"] - start.weight).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 def test_uneven_meta_batch_is_refused(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     args = [a if a != "8" else "7" for a in ARGS]

@@ -81,6 +81,7 @@ def test_benchmark_of_a_domain_checks_its_extra(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "augment.json").exists()
 
 
+@pytest.mark.slow
 def test_help_and_domain_packages_import_without_any_extra():
     """In a fresh interpreter where no extra's package can be imported: every --help and domain import works."""
     blocked = sorted({module for modules in EXTRAS.values() for module in modules})

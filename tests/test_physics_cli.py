@@ -49,6 +49,7 @@ def test_fit_errors_name_the_missing_columns(tmp_path, capsys):
     assert "unknown physical system 'spring'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_end_to_end_on_a_tiny_budget(tmp_path):
     out = tmp_path / "run"
     assert (

@@ -37,6 +37,7 @@ def test_bad_input_ends_in_one_line(case, tmp_path, capsys, monkeypatch):
     assert result["files_changed"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [c for c in safety.CASES if c.payload], ids=lambda c: c.name)
 def test_crafted_pickles_never_run(case):
     result = safety.run_case(case)
@@ -71,6 +72,7 @@ def test_judge_tells_each_failure_apart(tmp_path):
     assert hurt["files_changed"] == ["kept.txt"] and hurt["payload_ran"]
 
 
+@pytest.mark.slow
 def test_bench_run_counts_a_command_that_is_not_refused(tmp_path, monkeypatch):
     cases = (
         safety.Case("refused", lambda f: ["train", "--hidden", "0", "--out", str(f / "r")], "--hidden", quick=True),

@@ -56,6 +56,7 @@ def _finite(errors: dict) -> bool:
     return all(math.isfinite(v) for horizon in errors.values() for v in horizon.values())
 
 
+@pytest.mark.slow
 def test_train_then_adapt(city, tmp_path, capsys):
     run = tmp_path / "run"
     assert (

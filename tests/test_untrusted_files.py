@@ -100,6 +100,7 @@ def test_hdf_payload_through_the_cli(tmp_path, capsys, case, command):
     _assert_cli_refusal(capsys, ["traffic", command, "--data", str(file.path), "--out", str(tmp_path / "run")], file)
 
 
+@pytest.mark.slow
 def test_pickled_column_name_in_a_subprocess(tmp_path):
     """The METR-LA layout with one pickled column name, as a user would run it."""
     file = crafted.hdf_pickled_column_name(tmp_path)
@@ -191,6 +192,7 @@ def _returns_or_refuses(read, *args) -> None:
         assert "\n" not in str(exc)
 
 
+@pytest.mark.slow
 @FUZZ_ISOLATED
 @given(data=st.binary(max_size=2048))
 def test_fuzz_hdf_random_bytes(tmp_path, data):
@@ -199,6 +201,7 @@ def test_fuzz_hdf_random_bytes(tmp_path, data):
     _returns_or_refuses(read_h5, path)
 
 
+@pytest.mark.slow
 @FUZZ_ISOLATED
 @given(edits=st.lists(st.tuples(st.integers(0, len(VALID_H5) - 1), st.integers(0, 255)), min_size=1, max_size=8))
 def test_fuzz_hdf_mutated_file(tmp_path, edits):
