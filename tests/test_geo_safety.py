@@ -306,11 +306,13 @@ def test_train_refuses_a_run_folder_of_another_variable_or_task(trained, tmp_pat
     data, runs = trained
     run = shutil.copytree(runs["fill"], tmp_path / "run")
     pr = write_field(tmp_path / "pr.nc", reference_values() * 1e-5, var="pr", units="mm s-1")
-    line = refused(train_flags(pr, run, var="pr"), capsys, run, pr)
+    line = refused([*train_flags(pr, run, var="pr"), "--resume"], capsys, run, pr)
     assert "holds variable 'pr' [mm s-1] but the run folder" in line and "'tasmax' [K]" in line
-    line = refused(train_flags(data, run, task="generate"), capsys, run, data)
+    line = refused([*train_flags(data, run, task="generate"), "--resume"], capsys, run, data)
     assert "holds a fill run; a generate run needs its own folder" in line
-    assert main([str(a) for a in train_flags(data, run)]) == 0  # the same data and task: the finished run reloads
+    line = refused(train_flags(data, run), capsys, run, data)
+    assert "--resume" in line and "--overwrite" in line
+    assert main([str(a) for a in [*train_flags(data, run), "--resume"]]) == 0  # same data and task: it reloads
 
 
 def _sentinel_file(kind: str, path: Path) -> tuple[Path, np.ndarray]:

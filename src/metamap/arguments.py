@@ -166,3 +166,17 @@ def writable_output_folder(path: Path, what: str = "--out") -> Path:
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
     return path
+
+
+def add_run_folder_flags(parser: argparse.ArgumentParser, *, resumable: bool = True) -> None:
+    """Add ``--overwrite`` (and, for a command that checkpoints, ``--resume``) to a command writing a run.
+
+    The meaning is that of :func:`metamap.training.run_folder.claim_run_folder`: a folder that already
+    holds a run is refused unless it is continued (``--resume``) or replaced (``--overwrite``: metamap's
+    own files of the earlier run are deleted, nothing else).
+    """
+    if resumable:
+        parser.add_argument("--resume", action="store_true", help="continue the run already in --out")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (deletes only metamap's own files)"
+    )

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from metamap import __version__
 from metamap.arguments import (
+    add_run_folder_flags,
     check_memory,
     nonnegative_int,
     output_file,
@@ -84,12 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "--episodes", type=nonnegative_int, default=600, help="test tasks for the final evaluation (0: skip)"
     )
     train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, evaluation")
-    train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    train.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run already in --out (deletes its checkpoints, metrics and evaluation)",
-    )
+    add_run_folder_flags(train)
     train.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: the GPU when there is one)")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)

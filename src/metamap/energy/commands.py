@@ -28,7 +28,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metamap.arguments import nonnegative_int, output_file, positive_float, positive_int, writable_output_folder
+from metamap.arguments import (
+    add_run_folder_flags,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    writable_output_folder,
+)
 from metamap.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # numpy is imported inside the handlers: building the parser stays light
@@ -59,7 +66,7 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=positive_int, default=3000, help="Adam steps")
     train.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
     train.add_argument("--seed", type=nonnegative_int, default=0)
-    train.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
+    add_run_folder_flags(train, resumable=False)
     train.set_defaults(handler=_train)
 
     adapt = commands.add_parser("adapt", help="fine-tune a trained model on <= 50 scenarios of a new regime")
@@ -68,7 +75,7 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--out", type=Path, required=True, help="new run folder")
     adapt.add_argument("--steps", type=positive_int, default=50, help="Adam steps on the new scenarios")
     adapt.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    adapt.add_argument("--overwrite", action="store_true", help="replace the model already in --out")
+    add_run_folder_flags(adapt, resumable=False)
     adapt.set_defaults(handler=_adapt)
 
 

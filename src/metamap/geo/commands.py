@@ -23,7 +23,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metamap.arguments import nonnegative_int, output_file, positive_float, positive_int, writable_output_folder
+from metamap.arguments import (
+    add_run_folder_flags,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    writable_output_folder,
+)
 from metamap.errors import ConfigError
 
 DEFAULT_CHUNKS = {"time": 1, "lat": 256, "lon": 256}
@@ -54,6 +61,7 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-minutes", type=positive_float, default=None, help="wall-clock budget (stops with a checkpoint)"
     )
     train.add_argument("--seed", type=nonnegative_int, default=0)
+    add_run_folder_flags(train)
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
@@ -99,30 +107,34 @@ def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from metamap.geo.io import open_field
+    from metamap.geo.models import RUN_FILES
     from metamap.geo.train import train_task
+    from metamap.training.run_folder import claim_run_folder
 
-    writable_output_folder(args.out)
-    field = open_field(args.data, args.var, chunks=DEFAULT_CHUNKS)
-    times = np.arange(field.shape[0])
-    if args.train_days is not None:
-        times = times[field.day_of_month() <= args.train_days]
-    patch = args.patch[0] if len(args.patch) == 1 else tuple(args.patch[:2])
-    model = train_task(
-        field,
-        args.task,
-        times,
-        steps=args.steps,
-        run_dir=args.out,
-        batch=args.batch,
-        patch=patch,
-        k=args.k,
-        base=args.base,
-        lr=args.lr,
-        seed=args.seed,
-        max_scan=16,
-        max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
-        progress=not args.no_progress,
-    )
+    with claim_run_folder(
+        args.out, resume=args.resume, overwrite=args.overwrite, outputs=RUN_FILES, inputs=(args.data,)
+    ):
+        field = open_field(args.data, args.var, chunks=DEFAULT_CHUNKS)
+        times = np.arange(field.shape[0])
+        if args.train_days is not None:
+            times = times[field.day_of_month() <= args.train_days]
+        patch = args.patch[0] if len(args.patch) == 1 else tuple(args.patch[:2])
+        model = train_task(
+            field,
+            args.task,
+            times,
+            steps=args.steps,
+            run_dir=args.out,
+            batch=args.batch,
+            patch=patch,
+            k=args.k,
+            base=args.base,
+            lr=args.lr,
+            seed=args.seed,
+            max_scan=16,
+            max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
+            progress=not args.no_progress,
+        )
     print(f"trained {model.trained.step} steps in {model.trained.seconds:.1f} s; run folder {args.out}")
     return 0
 

@@ -40,6 +40,7 @@ GEO_META = "geo.json"
 MODEL_FILE = "model"
 CLIMATOLOGY = "climatology.npy"
 NEVER_VALID = "never_valid.npy"
+RUN_FILES = (GEO_META, MODEL_FILE, CLIMATOLOGY, NEVER_VALID)  # what a geo run writes besides checkpoints
 IDENTITY_KEYS = ("var", "units", "calendar", "lat", "lon")
 
 

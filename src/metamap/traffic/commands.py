@@ -29,7 +29,14 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from metamap.arguments import nonnegative_int, output_file, positive_float, positive_int, writable_output_folder
+from metamap.arguments import (
+    add_run_folder_flags,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    writable_output_folder,
+)
 from metamap.errors import CheckpointError, ConfigError, DataError
 
 # numpy, torch and the models are imported inside the handlers: building the parser stays light.
@@ -65,12 +72,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--inner-steps", type=nonnegative_int, default=5)
     train.add_argument("--inner-lr", type=positive_float, default=0.05)
-    train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    train.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run already in --out (deletes its checkpoints and metrics)",
-    )
+    add_run_folder_flags(train)
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
