@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from torch import nn
 
@@ -39,7 +40,7 @@ LEARNERS: dict[str, Callable[..., MetaLearner]] = {
 }
 
 
-def make_learner(name: str, model: nn.Module, **options) -> MetaLearner:
+def make_learner(name: str, model: nn.Module, **options: Any) -> MetaLearner:
     """Build learner ``name`` around ``model``; unknown names or options raise ConfigError."""
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner {name!r}; expected one of {', '.join(LEARNERS)}")
@@ -51,9 +52,10 @@ def make_learner(name: str, model: nn.Module, **options) -> MetaLearner:
     return factory(model, **options)
 
 
-def _options(factory: Callable) -> set[str]:
+def _options(factory: Callable[..., MetaLearner]) -> set[str]:
     """Keyword options a learner class accepts, following ``**kwargs`` up the class chain."""
     cls = factory.func if isinstance(factory, partial) else factory
+    assert isinstance(cls, type)  # LEARNERS holds learner classes and partials of them
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")

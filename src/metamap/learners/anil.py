@@ -7,6 +7,8 @@ backbone declares one, e.g. :class:`metamap.nn.MLP` and :class:`metamap.nn.Conv4
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from metamap.errors import ConfigError
@@ -16,7 +18,7 @@ from metamap.learners.maml import MAML
 class ANIL(MAML):
     """MAML whose inner loop adapts only ``head_prefix`` (default: the model's own)."""
 
-    def __init__(self, model: nn.Module, *, head_prefix: str | None = None, **kwargs) -> None:
+    def __init__(self, model: nn.Module, *, head_prefix: str | None = None, **kwargs: Any) -> None:
         if "adapt_prefixes" in kwargs:
             raise ConfigError(
                 "ANIL adapts only the model's head and takes no adapt_prefixes; "

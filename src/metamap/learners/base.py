@@ -14,7 +14,7 @@ A learner holds meta-parameters (an ``nn.Module``) and offers:
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +152,7 @@ class MetaLearner(nn.Module):
         self.model = model
         self.loss = check_loss(loss)
         self.chunk_size = chunk_size
-        self._checked: dict[tuple, int] = {}
+        self._checked: dict[tuple[tuple[int, ...], tuple[int, ...], torch.dtype, torch.dtype], int] = {}
 
     def check(self, x_support: torch.Tensor, y_support: torch.Tensor) -> None:
         """Validate that the model fits the support data (the model is run once per input signature)."""
@@ -168,7 +168,19 @@ class MetaLearner(nn.Module):
     def meta_loss(self, episode: Episode) -> torch.Tensor:
         raise NotImplementedError
 
-    def adapt(self, x_support, y_support, support_mask=None, **options) -> Adapted:
+    def adapt(
+        self,
+        x_support: torch.Tensor,
+        y_support: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        *args: Any,
+        **options: Any,
+    ) -> Adapted:
+        """Adapt to each task of ``x_support [T, S, ...]``; the options are the learner's own.
+
+        ``*args: Any, **options: Any`` leave each subclass free to declare the
+        options it accepts (``steps``, ``gated``, ...) or to refuse any.
+        """
         raise NotImplementedError
 
     def meta_backward(self, episode: Episode) -> float:
@@ -180,11 +192,11 @@ class MetaLearner(nn.Module):
         total = 0.0
         for chunk in episode.chunks(self.chunk_size):
             loss = self.meta_loss(chunk) * (chunk.n_tasks / episode.n_tasks)
-            loss.backward()
+            torch.autograd.backward(loss)
             total += float(loss.detach())
         return total
 
-    def evaluate(self, episode: Episode, **options) -> torch.Tensor:
+    def evaluate(self, episode: Episode, **options: Any) -> torch.Tensor:
         """Per-task query metric after adaptation, ``[T]``: MSE or accuracy in [0, 1].
 
         A task whose predictions are not finite (its adaptation diverged) gets NaN.

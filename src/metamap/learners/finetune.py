@@ -41,6 +41,6 @@ def fit_per_task(
             pred = learner.forward_with({**frozen, **fast}, x_support, batched=True)
             loss = task_loss(learner.loss, pred, y_support, support_mask, n_lead=2).sum()
             optimizer.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
     return AdaptedParams(learner, {**frozen, **{k: v.detach() for k, v in fast.items()}})

@@ -80,8 +80,10 @@ class GatedOptimizer(MetaLearner):
         self.base, self.lr, self.inner_steps = base, lr, inner_steps
         self.betas, self.eps, self.max_gate, self.learn_init = betas, eps, max_gate, learn_init
         self.gate = nn.Sequential(nn.Linear(N_FEATURES, gate_hidden), nn.Tanh(), nn.Linear(gate_hidden, 1))
-        nn.init.zeros_(self.gate[2].weight)
-        nn.init.constant_(self.gate[2].bias, -math.log(max_gate - 1.0))  # sigmoid = 1 / max_gate
+        last = self.gate[2]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.constant_(last.bias, -math.log(max_gate - 1.0))  # sigmoid = 1 / max_gate
 
     # -- the functional unroll -------------------------------------------------
 
@@ -122,6 +124,8 @@ class GatedOptimizer(MetaLearner):
 
         ``gated=False`` runs the base optimizer alone (every gate 1).
         """
+        if (x_eval is None) != (y_eval is None):
+            raise ConfigError("GatedOptimizer.unroll: x_eval and y_eval go together; got only one of them")
         beta1, beta2 = self.betas
         curve: list[float] = []
         with torch.enable_grad():
@@ -132,7 +136,7 @@ class GatedOptimizer(MetaLearner):
             m = {k: torch.zeros_like(v) for k, v in fast.items()}
             v2 = {k: torch.zeros_like(v) for k, v in fast.items()}
             for t in range(steps + 1):
-                if x_eval is not None:
+                if x_eval is not None and y_eval is not None:
                     with torch.no_grad():
                         pred = functional_call(self.model, fast, (x_eval,))
                         curve.append(float(task_loss(self.loss, pred, y_eval, None)))
@@ -163,7 +167,7 @@ class GatedOptimizer(MetaLearner):
         return fast, curve
 
     def init_params(self, detach: bool) -> Params:
-        params = dict(self.model.named_parameters())
+        params: Params = dict(self.model.named_parameters())
         return {k: v.detach() for k, v in params.items()} if detach else params
 
     # -- the protocol --------------------------------------------------------

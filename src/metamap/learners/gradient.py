@@ -15,6 +15,7 @@ second-order MAML needs. The same code runs per task without ``vmap``
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -25,6 +26,13 @@ from metamap.learners.base import MetaLearner, task_loss
 from metamap.tasks.episode import Episode
 
 Params = dict[str, torch.Tensor]
+
+
+@runtime_checkable
+class BatchedForward(Protocol):
+    """A backbone with its own batched path: params ``[T, ...]`` (or shared) and ``x [T, N, ...]``."""
+
+    def batched_forward(self, params: Params, x: torch.Tensor) -> torch.Tensor: ...
 
 
 class GradientLearner(MetaLearner):
@@ -86,11 +94,12 @@ class GradientLearner(MetaLearner):
         buffers = dict(self.model.named_buffers())
 
         def call(p: Params, inputs: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.model, {**buffers, **p}, (inputs,))
+            out: torch.Tensor = functional_call(self.model, {**buffers, **p}, (inputs,))
+            return out
 
         if not batched:
             return call(params, x)
-        if hasattr(self.model, "batched_forward"):  # the backbone's own batched path (faster than vmap)
+        if isinstance(self.model, BatchedForward):  # the backbone's own batched path (faster than vmap)
             return self.model.batched_forward(params, x)
         in_dims = ({k: (0 if k in self.adapted_names else None) for k in params}, 0)
         return vmap(call, in_dims=in_dims)(params, x)

@@ -6,6 +6,8 @@ per step (the "LSLR" of Antoniou et al. 2019, MAML++).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -27,7 +29,9 @@ class MAML(GradientLearner):
             step, initialised to ``inner_lr``.
     """
 
-    def __init__(self, model: nn.Module, *, first_order: bool = False, learn_inner_lr: bool = False, **kwargs) -> None:
+    def __init__(
+        self, model: nn.Module, *, first_order: bool = False, learn_inner_lr: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(model, **kwargs)
         self.first_order = first_order
         params = dict(model.named_parameters())
@@ -56,5 +60,5 @@ class MAML(GradientLearner):
     def step_size(self, name: str, step: int) -> torch.Tensor | float:
         if self.inner_lrs is None:
             return self.inner_lr
-        rates = self.inner_lrs[_key(name)]
+        rates: torch.Tensor = self.inner_lrs[_key(name)]
         return rates[min(step, rates.shape[0] - 1)]

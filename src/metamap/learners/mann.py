@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,7 @@ def cosine_read_weights(keys: torch.Tensor, memory: torch.Tensor, strength: torc
     """
     if keys.dim() != 3 or memory.dim() != 3 or keys.shape[0] != memory.shape[0] or keys.shape[2] != memory.shape[2]:
         raise ShapeError(f"expected keys [T, H, W] and memory [T, N, W], got {describe(keys)} and {describe(memory)}")
-    dots = keys @ memory.transpose(1, 2)
+    dots: torch.Tensor = keys @ memory.transpose(1, 2)
     norms = keys.norm(dim=-1)[:, :, None] * memory.norm(dim=-1)[:, None, :]
     cosine = dots / norms.clamp(min=_EPS)
     if strength is not None:
@@ -327,7 +328,13 @@ class MANN(MetaLearner):
                 f"got {int(y_support.min())}..{int(y_support.max())}"
             )
 
-    def adapt(self, x_support, y_support, support_mask=None, **options) -> AdaptedMANN:
+    def adapt(
+        self,
+        x_support: torch.Tensor,
+        y_support: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        **options: Any,
+    ) -> AdaptedMANN:
         """Read the support sequence ``[T, S, *x]`` (in its order) into memory."""
         if options:
             raise ShapeError(f"MANN.adapt takes no options, got {sorted(options)}")

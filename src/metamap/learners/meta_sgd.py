@@ -7,6 +7,8 @@ as the size of each step. ``alpha`` is initialised to ``inner_lr``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -17,7 +19,7 @@ from metamap.learners.maml import _key
 class MetaSGD(GradientLearner):
     """Meta-SGD on any backbone; second order (the paper's setting)."""
 
-    def __init__(self, model: nn.Module, **kwargs) -> None:
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         params = dict(model.named_parameters())
         self.alphas = nn.ParameterDict(
@@ -25,4 +27,5 @@ class MetaSGD(GradientLearner):
         )
 
     def step_size(self, name: str, step: int) -> torch.Tensor:
-        return self.alphas[_key(name)]
+        alpha: torch.Tensor = self.alphas[_key(name)]
+        return alpha

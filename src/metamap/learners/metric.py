@@ -8,6 +8,8 @@ task; ``n_way`` is read from the support labels (the largest label + 1).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,14 +30,20 @@ class EmbeddingLearner(MetaLearner):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``[T, N, *x_shape]`` -> ``[T, N, D]``."""
         t, n = x.shape[:2]
-        z = self.model(x.reshape(t * n, *x.shape[2:]))
+        z: torch.Tensor = self.model(x.reshape(t * n, *x.shape[2:]))
         return z.reshape(t, n, -1)
 
     def scores(self, support: SupportSet, query_embedding: torch.Tensor) -> torch.Tensor:
         """Class scores (logits or log-probabilities) ``[T, Q, n_way]``."""
         raise NotImplementedError
 
-    def adapt(self, x_support, y_support, support_mask=None, **options) -> AdaptedEmbedding:
+    def adapt(
+        self,
+        x_support: torch.Tensor,
+        y_support: torch.Tensor,
+        support_mask: torch.Tensor | None = None,
+        **options: Any,
+    ) -> AdaptedEmbedding:
         if options:
             raise ShapeError(f"{type(self).__name__}.adapt takes no options, got {sorted(options)}")
         self.check(x_support, y_support)

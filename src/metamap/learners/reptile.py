@@ -31,4 +31,5 @@ class Reptile(GradientLearner):
         distance = sum(
             ((params[n] - fast[n].detach()) ** 2).reshape(episode.n_tasks, -1).sum(-1) for n in self.adapted_names
         )
+        assert isinstance(distance, torch.Tensor)  # adapted_names is never empty
         return 0.5 * distance.mean()

@@ -52,7 +52,7 @@ class Conv4(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-3]
-        z = self.features(x.reshape(-1, *x.shape[-3:])).flatten(1)
+        z: torch.Tensor = self.features(x.reshape(-1, *x.shape[-3:])).flatten(1)
         if self.head is not None:
             z = self.head(z)
         return z.reshape(*lead, z.shape[-1])

@@ -43,7 +43,10 @@ class MLP(nn.Sequential):
         return str(len(self) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # shapes in the class doc
-        return super().forward(x)
+        # nn.Sequential.forward is unannotated; this is its loop, typed.
+        for layer in self:
+            x = layer(x)
+        return x
 
     def batched_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Forward pass with per-task weights, without ``vmap``'s overhead.

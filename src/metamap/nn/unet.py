@@ -52,11 +52,12 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        h: torch.Tensor = self.conv1(F.silu(self.norm1(x)))
         if self.emb is not None and emb is not None:
             h = h + self.emb(emb)[:, :, None, None]
         h = self.conv2(F.silu(self.norm2(h)))
-        return h + self.skip(x)
+        skip: torch.Tensor = self.skip(x)
+        return h + skip
 
 
 class SelfAttention(nn.Module):
@@ -72,7 +73,8 @@ class SelfAttention(nn.Module):
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
         a = F.scaled_dot_product_attention(q, k, v)
-        return x + self.out(a.transpose(-1, -2).reshape(b, c, h, w))
+        out: torch.Tensor = self.out(a.transpose(-1, -2).reshape(b, c, h, w))
+        return x + out
 
 
 class UNet2d(nn.Module):
@@ -136,6 +138,7 @@ class UNet2d(nn.Module):
         self.out_norm = _norm(widths[0])
         self.out = nn.Conv2d(widths[0], out_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None  # built with the default bias=True
         nn.init.zeros_(self.out.bias)
 
     def n_parameters(self) -> int:
@@ -151,6 +154,7 @@ class UNet2d(nn.Module):
             h = F.pad(h, (0, pad_w, 0, pad_h), mode="replicate")
         emb = None
         if self.time_mlp is not None:
+            assert t is not None  # _check requires t when the network embeds time
             emb = self.time_mlp(timestep_embedding(t, self.base))
         h = self.inp(h)
         skips = []
@@ -166,8 +170,8 @@ class UNet2d(nn.Module):
             h = self.dec[i](torch.cat([h, skips[i]], dim=1), emb)
             if i > 0:
                 h = F.interpolate(self.up[i - 1](h), size=skips[i - 1].shape[-2:], mode="nearest")
-        h = self.out(F.silu(self.out_norm(h)))
-        return h[..., :height, :width]
+        out: torch.Tensor = self.out(F.silu(self.out_norm(h)))
+        return out[..., :height, :width]
 
     def _check(self, x: torch.Tensor, t: torch.Tensor | None, cond: torch.Tensor | None) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

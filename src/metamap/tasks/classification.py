@@ -73,6 +73,7 @@ class NWayKShot:
     @property
     def classes(self) -> torch.Tensor:
         """Class ids ``int64 [C]`` of this family's split."""
+        assert self.class_splits is not None  # __post_init__ replaces None by the normalised splits
         return self.class_splits[self.split_name]
 
     def split(self, name: str) -> NWayKShot:
@@ -180,7 +181,7 @@ def _class_ids(name: str, ids: torch.Tensor, n_classes: int) -> torch.Tensor:
             f"NWayKShot: class_splits[{name!r}] holds ids in [{int(ids.min())}, {int(ids.max())}], "
             f"expected 0..{n_classes - 1} ({n_classes} classes in the pool)"
         )
-    if ids.unique().numel() != ids.numel():
+    if torch.unique(ids).numel() != ids.numel():
         raise ConfigError(f"NWayKShot: class_splits[{name!r}] repeats class ids")
     return ids
 
@@ -191,7 +192,7 @@ def _check_disjoint(splits: dict[str, torch.Tensor], rotations: bool) -> None:
     names = list(base)
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
-            shared = base[first][torch.isin(base[first], base[second])].unique()
+            shared = torch.unique(base[first][torch.isin(base[first], base[second])])
             if shared.numel():
                 raise ConfigError(
                     f"NWayKShot: class_splits {first!r} and {second!r} share {shared.numel()} base class(es), "

@@ -84,8 +84,8 @@ class Episode:
                 continue
             shapes = [tuple(target.shape[:2])] + ([tuple(target.shape)] if torch.is_floating_point(target) else [])
             if mask.dtype != torch.bool or tuple(mask.shape) not in shapes:
-                expected = " or ".join(f"bool{list(shape)}" for shape in shapes)
-                raise ShapeError(f"Episode.{name}: expected {expected}, got {describe(mask)}")
+                allowed = " or ".join(f"bool{list(shape)}" for shape in shapes)
+                raise ShapeError(f"Episode.{name}: expected {allowed}, got {describe(mask)}")
         if self._element_masks() and len({m.dim() for m in self._element_masks()}) > 1:
             raise ShapeError("Episode: support_mask and query_mask must both be per example or both per value")
         for name in ("x_support", "y_support", "x_query", "y_query"):
@@ -130,12 +130,12 @@ class Episode:
 
     def to(self, device: torch.device | str) -> Episode:
         """The same episode with every tensor moved to ``device``."""
-        moved = {n: (v.to(device) if v is not None else None) for n, v in self._tensors().items()}
+        moved: dict[str, Any] = {n: (v.to(device) if v is not None else None) for n, v in self._tensors().items()}
         return replace(self, **moved)
 
     def select(self, tasks: slice | torch.Tensor) -> Episode:
         """The sub-episode of the chosen tasks (a slice or an index tensor)."""
-        picked = {n: (v[tasks] if v is not None else None) for n, v in self._tensors().items()}
+        picked: dict[str, Any] = {n: (v[tasks] if v is not None else None) for n, v in self._tensors().items()}
         n = self.n_tasks
         meta = {
             k: (v[tasks] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n else v)

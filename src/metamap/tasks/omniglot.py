@@ -150,8 +150,10 @@ def _read_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarr
 
 def _check_claimed_size(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
     """Refuse a member whose ``.npy`` header claims more bytes than the member holds (numpy would allocate them first)."""
-    member = archive.zip.getinfo(f"{key}.npy")
-    with archive.zip.open(member) as stream:
+    members = archive.zip
+    assert members is not None  # an NpzFile holds its zip file until it is closed
+    member = members.getinfo(f"{key}.npy")
+    with members.open(member) as stream:
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(stream)

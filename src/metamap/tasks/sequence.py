@@ -100,9 +100,7 @@ def shuffled_sequences(episode: Episode, generator: torch.Generator) -> Episode:
     t, s = episode.y_support.shape[:2]
     order = torch.rand(t, s, generator=generator).argsort(dim=1).to(episode.x_support.device)
 
-    def permute(value: torch.Tensor | None) -> torch.Tensor | None:
-        if value is None:
-            return None
+    def permute(value: torch.Tensor) -> torch.Tensor:
         index = order.view(t, s, *([1] * (value.dim() - 2))).expand_as(value)
         return value.gather(1, index)
 
@@ -110,7 +108,7 @@ def shuffled_sequences(episode: Episode, generator: torch.Generator) -> Episode:
         episode,
         x_support=permute(episode.x_support),
         y_support=permute(episode.y_support),
-        support_mask=permute(episode.support_mask),
+        support_mask=None if episode.support_mask is None else permute(episode.support_mask),
     )
 
 
