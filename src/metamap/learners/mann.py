@@ -68,9 +68,9 @@ def cosine_read_weights(keys: torch.Tensor, memory: torch.Tensor, strength: torc
     """
     if keys.dim() != 3 or memory.dim() != 3 or keys.shape[0] != memory.shape[0] or keys.shape[2] != memory.shape[2]:
         raise ShapeError(f"expected keys [T, H, W] and memory [T, N, W], got {describe(keys)} and {describe(memory)}")
-    dots: torch.Tensor = keys @ memory.transpose(1, 2)
+    dots = keys @ memory.transpose(1, 2)
     norms = keys.norm(dim=-1)[:, :, None] * memory.norm(dim=-1)[:, None, :]
-    cosine = dots / norms.clamp(min=_EPS)
+    cosine: torch.Tensor = dots / norms.clamp(min=_EPS)
     if strength is not None:
         cosine = cosine * strength[..., None]
     return cosine.softmax(dim=-1)
