@@ -21,6 +21,7 @@ start.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -108,7 +109,7 @@ def kill_point_trials(workdir: Path, points: tuple[str, ...] = KILL_POINTS) -> d
     if code != 0:
         raise RuntimeError(f"the uninterrupted run failed (exit code {code}); see {reference}.log")
     expected = _outcome(reference)
-    results = {}
+    results: dict[str, dict[str, bool]] = {}
     for point in points:
         run = workdir / point.replace(":", "-").replace("#", "-")
         killed = _run(context, run, point, resume=False) == -signal.SIGKILL
@@ -131,7 +132,7 @@ def kill_point_trials(workdir: Path, points: tuple[str, ...] = KILL_POINTS) -> d
     }
 
 
-def _context():
+def _context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
@@ -139,7 +140,7 @@ def _context():
     return context
 
 
-def _run(context, run: Path, fault: str | None, *, resume: bool) -> int | None:
+def _run(context: multiprocessing.context.BaseContext, run: Path, fault: str | None, *, resume: bool) -> int | None:
     """Exit code of ``metamap train ... --out run`` in a child (-9 when killed); None when it hung."""
     argv = [*TRAIN_ARGS, "--out", str(run), *(["--resume"] if resume else [])]
     child = context.Process(target=_child, args=(argv, fault, str(run) + ".log"), daemon=True)
@@ -174,6 +175,8 @@ def _child(argv: list[str], fault: str | None, log: str) -> None:
 
 def _outcome(run: Path) -> dict[str, Any]:
     folder = latest_checkpoint(run)
+    if folder is None:
+        raise RuntimeError(f"{run} has no checkpoint after a run that exited 0; see {run}.log")
     checkpoints = run / "checkpoints"
     leftovers = [p for d in (run, checkpoints) for p in d.iterdir() if p.name.startswith((".tmp-", ".lock"))]
     kept = [p for p in checkpoints.iterdir() if p.name.startswith("step-")]

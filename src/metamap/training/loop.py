@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ import torch.distributed as dist
 from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from metamap.learners.base import MetaLearner, learner_device
 from metamap.progress import progress_bar
+from metamap.tasks.episode import Episode
 from metamap.tasks.family import TaskFamily, make_generator
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
 from metamap.training.evaluate import evaluate_learner
@@ -100,11 +102,11 @@ class _StopFlag:
                 pass
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -136,21 +138,32 @@ def meta_train(
     rank, world = _rank_world()
     if config.meta_batch % world:
         raise ConfigError(f"meta_batch {config.meta_batch} must be divisible by the {world} processes")
-    owner = rank == 0 and run_dir is not None
-    with claim_run_folder(run_dir, resume=resume, what="run folder") if owner else nullcontext():
+    owner = run_dir if rank == 0 else None  # only rank 0 claims and writes the run folder
+    with claim_run_folder(owner, resume=resume, what="run folder") if owner is not None else nullcontext():
         return _meta_train(learner, family, config, run_dir, run_config, resume, on_step, rank, world)
 
 
-def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, rank, world) -> TrainResult:
+def _meta_train(
+    learner: MetaLearner,
+    family: TaskFamily,
+    config: TrainConfig,
+    run_dir: Path | None,
+    run_config: dict[str, Any] | None,
+    resume: bool,
+    on_step: Callable[[int, float], None] | None,
+    rank: int,
+    world: int,
+) -> TrainResult:
     train_family, val_family = family.split("train"), family.split("val")
     optimizer = make_optimizer(learner, config)
     generator = make_generator(config.seed)  # tasks are drawn on the CPU, then moved to the learner's device
     device = learner_device(learner)
-    start, earlier_seconds, running = 0, 0.0, []  # running: losses since the last logged record
+    start, earlier_seconds = 0, 0.0
+    running: list[float] = []  # losses since the last logged record
     if resume:
         start, earlier_seconds, running = _restore(run_dir, learner, optimizer, generator, run_config)
-    is_main = rank == 0 and run_dir is not None
-    log = MetricsLog(run_dir, resume_step=start if resume else None) if is_main else None
+    main_dir = run_dir if rank == 0 else None  # where this process writes; None: it writes nothing
+    log = MetricsLog(main_dir, resume_step=start if resume else None) if main_dir is not None else None
     history: list[dict[str, Any]] = log.records() if log else []
     bar = progress_bar(  # a time-budgeted run has no meaningful step total to show
         total=config.steps if config.max_seconds is None else None,
@@ -178,9 +191,9 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
                     history.append(record)
                     if log:
                         log.log(step, {k: v for k, v in record.items() if k != "step"})
-                if is_main and config.checkpoint_every and step % config.checkpoint_every == 0:
+                if main_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
                     _save(
-                        run_dir,
+                        main_dir,
                         step,
                         run_config,
                         learner,
@@ -199,8 +212,8 @@ def _meta_train(learner, family, config, run_dir, run_config, resume, on_step, r
     # Only a clean stop (finished, or Ctrl-C between steps) is saved: an error
     # mid-step leaves the last periodic checkpoint as the state to resume from.
     seconds = time.perf_counter() - t0
-    if is_main and completed:
-        _save(run_dir, step, run_config, learner, optimizer, generator, config, earlier_seconds + seconds, running)
+    if main_dir is not None and completed:
+        _save(main_dir, step, run_config, learner, optimizer, generator, config, earlier_seconds + seconds, running)
     if interrupted:
         where = f"; checkpoint saved in {run_dir}, resume to go on" if run_dir is not None else ""
         raise TrainingInterrupted(f"training interrupted at step {step}{where}")
@@ -213,7 +226,7 @@ def _over_budget(t0: float, earlier_seconds: float, config: TrainConfig) -> bool
 
 
 def _meta_step(
-    learner: MetaLearner, optimizer: torch.optim.Optimizer, episode, config: TrainConfig, world: int
+    learner: MetaLearner, optimizer: torch.optim.Optimizer, episode: Episode, config: TrainConfig, world: int
 ) -> float:
     optimizer.zero_grad(set_to_none=False)
     loss = learner.meta_backward(episode)
@@ -229,20 +242,22 @@ def _meta_step(
 
 def _all_reduce_mean(learner: MetaLearner, loss: float, world: int) -> float:
     """Average gradients and the loss over processes (one flat buffer, one all-reduce)."""
-    params = [p for p in learner.parameters() if p.grad is not None]
-    scalar = torch.tensor([loss], dtype=params[0].grad.dtype, device=params[0].grad.device)
-    flat = torch.cat([p.grad.reshape(-1) for p in params] + [scalar])
+    grads = [p.grad for p in learner.parameters() if p.grad is not None]
+    scalar = torch.tensor([loss], dtype=grads[0].dtype, device=grads[0].device)
+    flat = torch.cat([g.reshape(-1) for g in grads] + [scalar])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
-    for p in params:
-        n = p.grad.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
     return float(flat[-1])
 
 
-def _record(step, running, learner, val_family, config) -> dict[str, Any] | None:
+def _record(
+    step: int, running: list[float], learner: MetaLearner, val_family: TaskFamily, config: TrainConfig
+) -> dict[str, Any] | None:
     due_log = config.log_every and step % config.log_every == 0
     due_val = config.val_every and step % config.val_every == 0
     if not (due_log or due_val or step == config.steps):
@@ -255,7 +270,15 @@ def _record(step, running, learner, val_family, config) -> dict[str, Any] | None
 
 
 def _save(
-    run_dir, step, run_config, learner, optimizer, generator, config: TrainConfig, seconds: float, running: list[float]
+    run_dir: Path,
+    step: int,
+    run_config: dict[str, Any] | None,
+    learner: MetaLearner,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    config: TrainConfig,
+    seconds: float,
+    running: list[float],
 ) -> None:
     save_checkpoint(
         run_dir,
@@ -269,7 +292,13 @@ def _save(
     )
 
 
-def _restore(run_dir, learner, optimizer, generator, run_config) -> tuple[int, float, list[float]]:
+def _restore(
+    run_dir: Path | None,
+    learner: MetaLearner,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    run_config: dict[str, Any] | None,
+) -> tuple[int, float, list[float]]:
     """Load the latest checkpoint into the objects; returns its step, the training seconds before it and
     the losses of the steps since the last logged record (so that the next record averages the same steps)."""
     if run_dir is None:
