@@ -9,7 +9,7 @@ import torch
 from metamap.energy.dcopf import load_case
 from metamap.energy.feasibility import guaranteed_dispatch, optimality_gap
 from metamap.energy.highs import WarmDCOPF
-from metamap.energy.learned import DispatchModel, RegimeData, Standardizer, regime_episode, train_dispatch
+from metamap.energy.learned import DispatchModel, RegimeData, fit_scalers, regime_episode, standardized, train_dispatch
 from metamap.energy.scenarios import assign_types, load_profiles, sample_loads, synthetic_profiles
 from metamap.errors import CheckpointError, ConfigError, DataError
 from metamap.learners import make_learner
@@ -73,9 +73,18 @@ def test_missing_model_is_a_checkpoint_error(tmp_path):
         DispatchModel.load(tmp_path)
 
 
-def test_standardizer_refuses_infeasible_rows():
-    with pytest.raises(DataError, match="finite"):
-        Standardizer.fit(np.ones((3, 2)), np.full((3, 1), np.nan))
+def test_scalers_refuse_infeasible_rows():
+    with pytest.raises(DataError, match="training dispatches: 3 NaN/inf value"):
+        fit_scalers(np.ones((3, 2)), np.full((3, 1), np.nan))
+
+
+def test_scalers_are_per_column_with_spreads_floored_at_one_mw():
+    pd = np.array([[10.0, 5.0], [30.0, 5.2]])
+    pg = np.array([[1.0], [5.0]])
+    loads, dispatch = fit_scalers(pd, pg)
+    np.testing.assert_allclose(loads.mean_, [20.0, 5.1])
+    np.testing.assert_allclose(loads.scale_, [10.0, 1.0])
+    np.testing.assert_allclose(dispatch.scale_, [2.0])
 
 
 def test_regime_episodes_feed_the_meta_learners(solved):
@@ -84,15 +93,16 @@ def test_regime_episodes_feed_the_meta_learners(solved):
         RegimeData(f"r{k}", pd[k * 60 : (k + 1) * 60], pg[k * 60 : (k + 1) * 60], cost[k * 60 : (k + 1) * 60])
         for k in range(3)
     ]
-    scaler = Standardizer.fit(pd, pg)
-    episode = regime_episode(regimes, scaler, 10, 20, np.random.default_rng(0))
+    scalers = fit_scalers(pd, pg)
+    episode = regime_episode(regimes, scalers, 10, 20, np.random.default_rng(0))
     assert episode.x_support.shape == (3, 10, case.n_load)
     assert episode.y_query.shape == (3, 20, case.n_gen)
     np.testing.assert_allclose(
-        episode.x_query[1].numpy(), scaler.x(regimes[1].pd[episode.meta["index"][1, 10:].numpy()]).numpy()
+        episode.x_query[1].numpy(),
+        standardized(scalers[0], regimes[1].pd[episode.meta["index"][1, 10:].numpy()]).numpy(),
     )
     learner = make_learner("maml", MLP(case.n_load, [16], case.n_gen), inner_steps=1, inner_lr=0.01)
     loss = learner.meta_loss(episode)
     assert torch.isfinite(loss)
     with pytest.raises(DataError, match="need 100"):
-        regime_episode(regimes, scaler, 50, 50, np.random.default_rng(0))
+        regime_episode(regimes, scalers, 50, 50, np.random.default_rng(0))

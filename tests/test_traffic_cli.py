@@ -86,7 +86,7 @@ def test_train_then_adapt(city, tmp_path, capsys):
     saved = state["config"]["run"]
     assert saved["kind"] == "traffic" and saved["method"] == "fomaml" and saved["graph_hops"] == 2
     assert saved["data"]["file"] == "city.h5" and saved["data"]["steps_per_day"] == PER_DAY
-    assert saved["scaler"]["std"] > 0 and len(saved["validation_sensors"]) == 1
+    assert saved["scaler"]["scale"] > 0 and len(saved["validation_sensors"]) == 1
     assert state["config"]["adaptation"]["method"] == "fomaml"
     assert state["config"]["adaptation"]["options"]["steps"] in (1, 5, 10, 20, 40)
 

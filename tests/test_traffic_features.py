@@ -12,11 +12,12 @@ from metamap.learners import make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.graph import diffuse, random_walk_matrices
+from metamap.preprocessing import Standardizer
 from metamap.traffic.baselines import historical_average, persistence
 from metamap.traffic.bundled import load_bundled_la
 from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import ExperimentConfig
-from metamap.traffic.features import Scaler, SeriesFeatures, fill_forward
+from metamap.traffic.features import SeriesFeatures, fill_forward, fit_scaler
 from metamap.traffic.linear import fit_ridge, predict_ridge
 from metamap.traffic.metrics import horizon_errors, masked_errors
 from metamap.traffic.protocols import new_city, new_sensors
@@ -28,6 +29,14 @@ def _data(values: np.ndarray, adjacency: np.ndarray | None = None, start: str = 
     return TrafficData(
         values, values != 0, times.astype("datetime64[ns]"), tuple(str(i) for i in range(values.shape[1])), adjacency
     )
+
+
+def _scaler(mean: float, std: float) -> Standardizer:
+    """The normalization fitted on the two readings ``mean -+ std`` (so its mean and spread are exact)."""
+    readings = np.array([[mean - std], [mean + std]], dtype=np.float32)
+    scaler = fit_scaler(readings, np.ones_like(readings, bool))
+    assert (float(scaler.mean_), float(scaler.scale_)) == (mean, std)
+    return scaler
 
 
 def _ramp(n_steps: int = 400, n_sensors: int = 3) -> TrafficData:
@@ -44,23 +53,23 @@ def test_fill_forward_carries_last_observation_and_fills_the_start():
 
 def test_windows_align_inputs_and_targets_with_the_origin():
     data = _ramp()
-    scaler = Scaler(10.0, 2.0)
+    scaler = _scaler(10.0, 2.0)
     features = SeriesFeatures(data, scaler)
     nodes = torch.tensor([2, 0])
     origins = torch.tensor([[20, 50], [11, 300]])
     x, y, mask = features.windows(nodes, origins)
     assert x.shape == (2, 2, features.n_features) and features.n_features == 2 * 12 + 3
     assert y.shape == mask.shape == (2, 2, 12) and mask.all()
-    raw_inputs = scaler.inverse(x[..., :12])  # channel 0: the hour up to and including the origin
+    raw_inputs = scaler.inverse_transform(x[..., :12])  # channel 0: the hour up to and including the origin
     expected_last = torch.tensor([[12 + 2.0, 12 + 5.0], [10 + 1.1, 10 + 30.0]])
     torch.testing.assert_close(raw_inputs[..., -1], expected_last)
     torch.testing.assert_close(raw_inputs[..., 0], expected_last - 1.1)
-    torch.testing.assert_close(scaler.inverse(y), raw_inputs[..., -1:] + 0.1 * torch.arange(1, 13))
-    torch.testing.assert_close(features.truth(nodes, origins), scaler.inverse(y))
+    torch.testing.assert_close(scaler.inverse_transform(y), raw_inputs[..., -1:] + 0.1 * torch.arange(1, 13))
+    torch.testing.assert_close(features.truth(nodes, origins), scaler.inverse_transform(y))
 
 
 def test_persistence_of_a_known_ramp_has_the_known_error():
-    features = SeriesFeatures(_ramp(), Scaler(0.0, 1.0))
+    features = SeriesFeatures(_ramp(), _scaler(0.0, 1.0))
     nodes = torch.arange(3)
     origins = features.origins(100, 300)
     truth = features.truth(nodes, origins)
@@ -71,7 +80,7 @@ def test_persistence_of_a_known_ramp_has_the_known_error():
 
 
 def test_origins_keep_windows_inside_the_period():
-    features = SeriesFeatures(_ramp(), Scaler(0.0, 1.0))
+    features = SeriesFeatures(_ramp(), _scaler(0.0, 1.0))
     inside = features.origins(100, 200)
     assert int(inside[0]) - 11 == 100 and int(inside[-1]) + 12 == 199
     reaching_back = features.origins(100, 200, inputs_inside=False)
@@ -81,7 +90,7 @@ def test_origins_keep_windows_inside_the_period():
 def test_zeros_are_missing_in_targets_and_metrics():
     values = 50 + np.zeros((200, 2))
     values[60:70, 1] = 0
-    features = SeriesFeatures(_data(values), Scaler(50.0, 5.0))
+    features = SeriesFeatures(_data(values), _scaler(50.0, 5.0))
     _, y, mask = features.windows(torch.tensor([1]), torch.tensor([55]))
     assert not mask[0, 0, 4:12].any() and mask[0, 0, :4].all()
     assert (y[~mask] == 0).all()
@@ -93,7 +102,7 @@ def test_zeros_are_missing_in_targets_and_metrics():
 def test_missing_input_readings_carry_forward_and_are_flagged():
     values = 50 + np.arange(100, dtype=float)[:, None].repeat(2, 1)
     values[40:45, 0] = 0
-    features = SeriesFeatures(_data(values), Scaler(0.0, 1.0))
+    features = SeriesFeatures(_data(values), _scaler(0.0, 1.0))
     x, _, _ = features.windows(torch.tensor([0]), torch.tensor([44]))
     assert torch.all(x[0, 0, 7:12] == 50 + 39)  # the last observed reading
     assert torch.equal(x[0, 0, 12:24], torch.tensor([1.0] * 7 + [0.0] * 5))
@@ -103,7 +112,7 @@ def test_historical_average_repeats_a_periodic_day_exactly():
     day = 288
     profile = 40 + 20 * np.sin(np.arange(day) * 2 * np.pi / day)
     data = _data(np.tile(profile, 4)[:, None].repeat(2, 1))
-    features = SeriesFeatures(data, Scaler(0.0, 1.0))
+    features = SeriesFeatures(data, _scaler(0.0, 1.0))
     nodes = torch.arange(2)
     origins = features.origins(3 * day, 4 * day, inputs_inside=False)
     prediction = historical_average(features, nodes, (day, 3 * day), origins)
@@ -117,15 +126,20 @@ def test_scaler_sees_only_training_readings_of_training_sensors():
     setup = new_sensors(data, config)
     targets = setup.targets["day"].nodes.numpy()
     source = np.setdiff1d(np.arange(20), targets)
-    assert setup.scaler == Scaler.fit(data.values[: 5 * 288, source], data.mask[: 5 * 288, source])
+    assert (
+        setup.scaler.state_dict()
+        == fit_scaler(data.values[: 5 * 288, source], data.mask[: 5 * 288, source]).state_dict()
+    )
     changed = data.values.copy()
     changed[5 * 288 :] *= 3  # the test days
     changed[:, targets] += 100  # every reading of the target sensors
-    assert new_sensors(replace(data, values=changed), config).scaler == setup.scaler
+    assert new_sensors(replace(data, values=changed), config).scaler.state_dict() == setup.scaler.state_dict()
     other = _data(rng.uniform(20, 70, size=(2 * 288, 5)), adjacency=np.eye(5, dtype=np.float32))
     city = new_city(data, other, config)
-    assert city.scaler == Scaler.fit(data.values, data.mask)
-    assert new_city(data, replace(other, values=other.values * 5), config).scaler == city.scaler
+    assert city.scaler.state_dict() == fit_scaler(data.values, data.mask).state_dict()
+    assert (
+        new_city(data, replace(other, values=other.values * 5), config).scaler.state_dict() == city.scaler.state_dict()
+    )
 
 
 def test_sensor_tasks_support_is_one_block_and_query_lies_outside_it():
@@ -137,8 +151,8 @@ def test_sensor_tasks_support_is_one_block_and_query_lies_outside_it():
     assert episode.x_support.shape == (8, 48, setup.family.n_features) and episode.y_query.shape == (8, 48, 12)
     targets = set(setup.targets["day"].nodes.tolist())
     for t in range(8):
-        support = torch.round(setup.scaler.inverse(episode.x_support[t, :, 11]).double()).long()
-        query = torch.round(setup.scaler.inverse(episode.x_query[t, :, 11]).double()).long()
+        support = torch.round(setup.scaler.inverse_transform(episode.x_support[t, :, 11]).double()).long()
+        query = torch.round(setup.scaler.inverse_transform(episode.x_query[t, :, 11]).double()).long()
         sensors = torch.cat([support, query]) // 10_000 - 1
         assert len(sensors.unique()) == 1 and int(sensors[0]) not in targets  # one source sensor per task
         s_origin, q_origin = support % 10_000, query % 10_000

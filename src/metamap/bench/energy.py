@@ -43,11 +43,21 @@ from metamap.bench.cache import load_cached, runs_folder, save_cached
 from metamap.energy.dcopf import load_case
 from metamap.energy.feasibility import PATHS, guaranteed_dispatch, optimality_gap
 from metamap.energy.highs import WarmDCOPF
-from metamap.energy.learned import RegimeData, Standardizer, fit_network, make_network, regime_episode, train_dispatch
+from metamap.energy.learned import (
+    RegimeData,
+    fit_network,
+    fit_scalers,
+    in_mw,
+    make_network,
+    regime_episode,
+    standardized,
+    train_dispatch,
+)
 from metamap.energy.scenarios import SEASONS, TIMES_OF_DAY, assign_types, load_profiles, sample_loads
 from metamap.energy.transport import random_problems, round_to_feasible, sinkhorn_plans, solve_emd, solve_highs
 from metamap.learners import GatedOptimizer, make_learner
 from metamap.plotting import pyplot, save_png
+from metamap.preprocessing import Standardizer
 from metamap.report import format_table, machine, mean_ci95, write_json
 
 # source/target outages: indices into the outage candidates (None: all branches in service)
@@ -202,10 +212,10 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         target_cases += [outaged] * len(kept)
     pooled_pd = np.concatenate([r.pd for r in source])
     pooled_pg = np.concatenate([r.pg for r in source])
-    scaler = Standardizer.fit(pooled_pd, pooled_pg)
+    scalers = fit_scalers(pooled_pd, pooled_pg)
     n_load, n_gen = case.n_load, case.n_gen
     hidden = (128, 128)
-    episode = regime_episode(target, scaler, n_support, n_query, np.random.default_rng(123))
+    episode = regime_episode(target, scalers, n_support, n_query, np.random.default_rng(123))
     picks = episode.meta["index"][:, n_support:].numpy()
     query_pd = [r.pd[p] for r, p in zip(target, picks)]
     query_cost = [r.cost[p] for r, p in zip(target, picks)]
@@ -217,7 +227,7 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         """Gap (%) of what the guaranteed path returns (check, repair, fallback): feasible, so >= 0."""
         out, fallback = [], 0
         for k in range(len(target)):
-            dispatch = scaler.dispatch(pred[k])
+            dispatch = in_mw(scalers[1], pred[k])
             net = target_cases[k]
             result = guaranteed_dispatch(net, query_pd[k], lambda loads: dispatch, exact[net.name])
             fallback += result.counts()["fallback"]
@@ -228,7 +238,7 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     results: dict[str, Any] = {}
     # single model on all source regimes
     pooled = make_network(n_load, n_gen, hidden, seed=0)
-    fit_network(pooled, scaler.x(pooled_pd), scaler.y(pooled_pg), cfg["steps"])
+    fit_network(pooled, standardized(scalers[0], pooled_pd), standardized(scalers[1], pooled_pg), cfg["steps"])
     with torch.no_grad():
         results["pooled"] = gaps(torch.stack([pooled(episode.x_query[k]) for k in range(len(target))]), "pooled")
     tuned = []
@@ -249,14 +259,14 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     for name in ("maml", "metasgd", "reptile"):
         # meta-training starts from the single model's weights (pretrain, then meta-train)
         learner = make_learner(name, copy.deepcopy(pooled), inner_steps=5, inner_lr=INNER_LR)
-        _meta_train(learner, source, scaler, cfg, rng)
+        _meta_train(learner, source, scalers, cfg, rng)
         adapted = learner.adapt(episode.x_support, episode.y_support, steps=ADAPT_STEPS if name == "reptile" else 5)
         with torch.no_grad():
             results[name] = gaps(adapted.predict(episode.x_query), name)
         learners[name] = learner
     table = {name: dict(zip(("mean", "ci95"), mean_ci95(values))) for name, values in results.items()}
     best = min(("maml", "metasgd", "reptile"), key=lambda n: table[n]["mean"])
-    gated = gated_comparison(pooled, learners["metasgd"], source, episode, scaler, cfg, rng)
+    gated = gated_comparison(pooled, learners["metasgd"], source, episode, scalers, cfg, rng)
     return {
         "outage_candidates": candidates,
         "source_outages": [None if o is None else candidates[o] for o in cfg["source_outages"]],
@@ -272,17 +282,19 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     }
 
 
-def _meta_train(learner, source: list[RegimeData], scaler: Standardizer, cfg, rng, meta_batch: int = 8) -> None:
+def _meta_train(
+    learner, source: list[RegimeData], scalers: tuple[Standardizer, Standardizer], cfg, rng, meta_batch: int = 8
+) -> None:
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-3)
     for _ in range(cfg["meta_steps"]):
         chosen = [source[i] for i in rng.choice(len(source), size=min(meta_batch, len(source)), replace=False)]
-        episode = regime_episode(chosen, scaler, cfg["support"], cfg["query"], rng)
+        episode = regime_episode(chosen, scalers, cfg["support"], cfg["query"], rng)
         optimizer.zero_grad()
         learner.meta_backward(episode)
         optimizer.step()
 
 
-def gated_comparison(pooled, metasgd, source, episode, scaler, cfg, rng) -> dict[str, Any]:
+def gated_comparison(pooled, metasgd, source, episode, scalers, cfg, rng) -> dict[str, Any]:
     """Query-loss curves over ADAPT_STEPS steps on the target regimes; steps to Adam's half-way loss."""
     gated = GatedOptimizer(copy.deepcopy(pooled), base="adam", lr=1e-3, inner_steps=10)
     for p in gated.model.parameters():
@@ -291,7 +303,7 @@ def gated_comparison(pooled, metasgd, source, episode, scaler, cfg, rng) -> dict
     for _ in range(cfg["gated_steps"]):
         chosen = [source[i] for i in rng.choice(len(source), size=4, replace=False)]
         optimizer.zero_grad()
-        gated.meta_loss(regime_episode(chosen, scaler, cfg["support"], cfg["query"], rng)).backward()
+        gated.meta_loss(regime_episode(chosen, scalers, cfg["support"], cfg["query"], rng)).backward()
         optimizer.step()
     sgd = GatedOptimizer(copy.deepcopy(pooled), base="sgd", lr=0.05)
     curves = {"adam": [], "gated_adam": [], "sgd": [], "metasgd": []}

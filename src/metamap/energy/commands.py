@@ -241,7 +241,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
 def _adapt_in_run(args: argparse.Namespace) -> int:
     from metamap.energy.dcopf import load_case
-    from metamap.energy.learned import DispatchModel, fit_network
+    from metamap.energy.learned import DispatchModel, fit_network, standardized
 
     writable_output_folder(args.out)
     if args.out.resolve() == args.run.resolve():
@@ -252,7 +252,8 @@ def _adapt_in_run(args: argparse.Namespace) -> int:
     if len(pd_) > MAX_ADAPT:
         raise DataError(f"adapt takes at most {MAX_ADAPT} scenarios; {args.loads} has {len(pd_)}")
     pd_, pg = _solved(case, pd_)
-    fit_network(model.network, model.scaler.x(pd_), model.scaler.y(pg), args.steps, lr=args.lr, batch=len(pd_))
+    x, y = standardized(model.loads_scaler, pd_), standardized(model.dispatch_scaler, pg)
+    fit_network(model.network, x, y, args.steps, lr=args.lr, batch=len(pd_))
     model.save(
         args.out,
         {

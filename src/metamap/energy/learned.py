@@ -26,36 +26,32 @@ from safetensors.torch import load_file
 
 from metamap.errors import CheckpointError, DataError
 from metamap.nn import MLP
+from metamap.preprocessing import Standardizer
 from metamap.report import write_json, write_safetensors
 from metamap.tasks.episode import Episode
 
+FLOOR_MW = 1.0  # the smallest spread of a load or a dispatch column
+SCALER_TENSORS = {"x": "loads", "y": "dispatches"}  # safetensors prefix -> what the scaler standardizes
 
-@dataclass(frozen=True)
-class Standardizer:
-    """Per-column ``mean``/``scale`` of loads (``x``) and dispatches (``y``), float64 arrays."""
 
-    x_mean: np.ndarray
-    x_scale: np.ndarray
-    y_mean: np.ndarray
-    y_scale: np.ndarray
+def new_scaler(what: str) -> Standardizer:
+    """An unfitted per-column standardizer of training ``what`` (MW), spreads floored at ``FLOOR_MW``."""
+    return Standardizer(axis=0, floor=FLOOR_MW, name=f"training {what}")
 
-    @classmethod
-    def fit(cls, pd: np.ndarray, pg: np.ndarray) -> Standardizer:
-        """From training loads ``pd [N, n_load]`` and dispatches ``pg [N, n_gen]`` (MW); spreads floored at 1 MW."""
-        if not (np.isfinite(pd).all() and np.isfinite(pg).all()):
-            raise DataError(
-                "Standardizer.fit: training loads and dispatches must be finite (drop infeasible scenarios)"
-            )
-        return cls(pd.mean(0), np.maximum(pd.std(0), 1.0), pg.mean(0), np.maximum(pg.std(0), 1.0))
 
-    def x(self, pd: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor((pd - self.x_mean) / self.x_scale, dtype=torch.float32)
+def fit_scalers(pd: np.ndarray, pg: np.ndarray) -> tuple[Standardizer, Standardizer]:
+    """Per-column standardizers of training loads ``pd [N, n_load]`` and dispatches ``pg [N, n_gen]`` (MW)."""
+    return new_scaler("loads").fit(pd), new_scaler("dispatches").fit(pg)
 
-    def y(self, pg: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor((pg - self.y_mean) / self.y_scale, dtype=torch.float32)
 
-    def dispatch(self, y: torch.Tensor) -> np.ndarray:
-        return y.detach().cpu().double().numpy() * self.y_scale + self.y_mean
+def standardized(scaler: Standardizer, values: np.ndarray) -> torch.Tensor:
+    """``values [N, n]`` in MW as standardized float32 network inputs or targets ``[N, n]``."""
+    return torch.as_tensor(scaler.transform(values), dtype=torch.float32)
+
+
+def in_mw(scaler: Standardizer, y: torch.Tensor) -> np.ndarray:
+    """Standardized network outputs ``y [N, n_gen]`` back in MW (float64 ``[N, n_gen]``)."""
+    return scaler.inverse_transform(y.detach().cpu().double().numpy())
 
 
 def make_network(n_load: int, n_gen: int, hidden: tuple[int, ...] = (256, 256), seed: int = 0) -> MLP:
@@ -70,21 +66,23 @@ def make_network(n_load: int, n_gen: int, hidden: tuple[int, ...] = (256, 256), 
 class DispatchModel:
     """A trained mapping loads (MW) -> dispatch (MW): ``predict(pd [N, n_load]) -> [N, n_gen]``."""
 
-    def __init__(self, network: MLP, scaler: Standardizer) -> None:
+    def __init__(self, network: MLP, loads_scaler: Standardizer, dispatch_scaler: Standardizer) -> None:
         self.network = network
-        self.scaler = scaler
+        self.loads_scaler = loads_scaler
+        self.dispatch_scaler = dispatch_scaler
 
     def predict(self, pd: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self.scaler.dispatch(self.network(self.scaler.x(pd)))
+            return in_mw(self.dispatch_scaler, self.network(standardized(self.loads_scaler, pd)))
 
     def save(self, folder: Path, meta: dict) -> None:
         """``model.safetensors`` (weights and standardization) + ``model.json`` (``meta``, the widths)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"net.{k}": v for k, v in self.network.state_dict().items()}
-        for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
-            tensors[f"scaler.{name}"] = torch.as_tensor(getattr(self.scaler, name))
+        for prefix, scaler in zip(SCALER_TENSORS, (self.loads_scaler, self.dispatch_scaler), strict=True):
+            tensors[f"scaler.{prefix}_mean"] = torch.as_tensor(scaler.mean_)
+            tensors[f"scaler.{prefix}_scale"] = torch.as_tensor(scaler.scale_)
         write_safetensors(folder / "model.safetensors", tensors)
         hidden = [m.out_features for m in list(self.network)[:-1] if isinstance(m, torch.nn.Linear)]
         info = {**meta, "hidden": hidden, "n_load": self.network.in_features, "n_gen": self.network.out_features}
@@ -99,10 +97,19 @@ class DispatchModel:
             tensors = load_file(str(folder / "model.safetensors"))
             network = MLP(info["n_load"], info["hidden"], info["n_gen"])
             network.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            loads_scaler, dispatch_scaler = (
+                Standardizer.from_state_dict(
+                    {
+                        **new_scaler(what).get_params(),
+                        "mean": tensors[f"scaler.{prefix}_mean"].numpy(),
+                        "scale": tensors[f"scaler.{prefix}_scale"].numpy(),
+                    }
+                )
+                for prefix, what in SCALER_TENSORS.items()
+            )
+        except (OSError, KeyError, ValueError, RuntimeError, CheckpointError) as exc:
             raise CheckpointError(f"{folder}: not a readable energy model ({exc})") from None
-        scaler = Standardizer(*(tensors[f"scaler.{n}"].numpy() for n in ("x_mean", "x_scale", "y_mean", "y_scale")))
-        return cls(network, scaler), info
+        return cls(network, loads_scaler, dispatch_scaler), info
 
 
 def fit_network(
@@ -137,10 +144,10 @@ def train_dispatch(
     seed: int = 0,
 ) -> DispatchModel:
     """Fit a :class:`DispatchModel` to solved scenarios ``pd [N, n_load]`` -> ``pg [N, n_gen]`` (MW)."""
-    scaler = Standardizer.fit(pd, pg)
+    loads_scaler, dispatch_scaler = fit_scalers(pd, pg)
     network = make_network(pd.shape[1], pg.shape[1], hidden, seed)
-    fit_network(network, scaler.x(pd), scaler.y(pg), steps, lr, seed=seed)
-    return DispatchModel(network, scaler)
+    fit_network(network, standardized(loads_scaler, pd), standardized(dispatch_scaler, pg), steps, lr, seed=seed)
+    return DispatchModel(network, loads_scaler, dispatch_scaler)
 
 
 @dataclass(frozen=True)
@@ -154,9 +161,14 @@ class RegimeData:
 
 
 def regime_episode(
-    regimes: list[RegimeData], scaler: Standardizer, n_support: int, n_query: int, rng: np.random.Generator
+    regimes: list[RegimeData],
+    scalers: tuple[Standardizer, Standardizer],
+    n_support: int,
+    n_query: int,
+    rng: np.random.Generator,
 ) -> Episode:
-    """An Episode with one task per regime: ``n_support`` + ``n_query`` scenarios drawn without replacement.
+    """An Episode with one task per regime: ``n_support`` + ``n_query`` scenarios drawn without replacement,
+    standardized with ``scalers`` (loads, dispatches; :func:`fit_scalers`).
 
     ``meta["index"]`` (int64 ``[T, n_support + n_query]``) holds the rows drawn
     from each regime, support first.
@@ -166,8 +178,8 @@ def regime_episode(
         if regime.pd.shape[0] < n_support + n_query:
             raise DataError(f"regime {regime.name}: {regime.pd.shape[0]} scenarios, need {n_support + n_query}")
         pick = rng.choice(regime.pd.shape[0], size=n_support + n_query, replace=False)
-        xs.append(scaler.x(regime.pd[pick]))
-        ys.append(scaler.y(regime.pg[pick]))
+        xs.append(standardized(scalers[0], regime.pd[pick]))
+        ys.append(standardized(scalers[1], regime.pg[pick]))
         picks.append(torch.as_tensor(pick))
     x, y = torch.stack(xs), torch.stack(ys)
     return Episode(

@@ -308,7 +308,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from metamap.traffic.experiment import _choose, _forecaster, method_learner, train_settings
-    from metamap.traffic.features import Scaler, SeriesFeatures
+    from metamap.traffic.features import SeriesFeatures, fit_scaler
     from metamap.traffic.metrics import masked_errors
     from metamap.traffic.protocols import _source_family
     from metamap.training import meta_train
@@ -328,7 +328,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
         )
     config = _experiment(args, per_day, (args.method,), data.adjacency is not None)
     train_stop = train_days * per_day
-    scaler = Scaler.fit(data.values[:train_stop], data.mask[:train_stop])
+    scaler = fit_scaler(data.values[:train_stop], data.mask[:train_stop])
     features = SeriesFeatures(data, scaler, graph_hops=config.hops)
     family, validation = _source_family(features, np.arange(data.n_sensors), (0, train_stop), config)
     learner = method_learner(args.method, family.n_features, config)
@@ -337,7 +337,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
         "method": args.method,
         # Without the step count (in the checkpoint's "train" settings): --resume may extend a run.
         "experiment": {k: v for k, v in asdict(config).items() if k != "steps"},
-        "scaler": {"mean": scaler.mean, "std": scaler.std},
+        "scaler": scaler.state_dict(),
         "graph_hops": config.hops,
         "n_features": family.n_features,
         "data": {
@@ -388,9 +388,10 @@ def _adapt(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from metamap.preprocessing import Standardizer
     from metamap.report import write_json
     from metamap.traffic.experiment import Target, _forecaster, method_learner, results_table, score
-    from metamap.traffic.features import HORIZON, Scaler, SeriesFeatures
+    from metamap.traffic.features import HORIZON, SeriesFeatures
     from metamap.training import load_checkpoint
     from metamap.training.checkpoint import load_learner_state
 
@@ -415,7 +416,13 @@ def _adapt(args: argparse.Namespace) -> int:
             f"{args.data}: {data.step_minutes}-minute steps, but the run was trained on "
             f"{run['data']['step_minutes']}-minute steps"
         )
-    features = SeriesFeatures(data, Scaler(**run["scaler"]), graph_hops=run["graph_hops"])
+    try:
+        scaler = Standardizer.from_state_dict(run["scaler"])
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"{args.run}: unreadable speed normalization ({exc}); a run of an older metamap must be trained again"
+        ) from None
+    features = SeriesFeatures(data, scaler, graph_hops=run["graph_hops"])
     if features.n_features != run["n_features"]:
         raise CheckpointError(
             f"{args.run} expects {run['n_features']} inputs per window; {args.data} gives {features.n_features}"

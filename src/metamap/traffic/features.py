@@ -17,13 +17,12 @@ metric.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from metamap.errors import ConfigError, DataError
+from metamap.errors import ConfigError
 from metamap.nn.graph import diffuse
+from metamap.preprocessing import Standardizer
 from metamap.traffic.data import TrafficData
 
 HISTORY = 12
@@ -32,29 +31,10 @@ REPORT_HORIZONS = (3, 6, 12)
 N_CALENDAR = 3
 
 
-@dataclass(frozen=True)
-class Scaler:
-    """Standardization ``(v - mean) / std`` with statistics of observed training readings only."""
-
-    mean: float
-    std: float
-
-    @classmethod
-    def fit(cls, values: np.ndarray, mask: np.ndarray) -> Scaler:
-        """Fit on ``values [T, N]`` where ``mask`` is True (the training period of the training sensors)."""
-        observed = values[mask]
-        if observed.size < 2:
-            raise DataError(f"cannot fit the normalization: the training data hold {observed.size} readings")
-        std = float(observed.std())
-        if not std > 0:
-            raise DataError(f"cannot fit the normalization: every training reading equals {float(observed[0])}")
-        return cls(float(observed.mean()), std)
-
-    def transform(self, values: torch.Tensor) -> torch.Tensor:
-        return (values - self.mean) / self.std
-
-    def inverse(self, values: torch.Tensor) -> torch.Tensor:
-        return values * self.std + self.mean
+def fit_scaler(values: np.ndarray, mask: np.ndarray) -> Standardizer:
+    """The speed normalization: one mean and one standard deviation of the observed readings of ``values
+    [T, N]`` (``mask`` True = observed; the training period of the training sensors), in the file's unit."""
+    return Standardizer(name="traffic training readings").fit(values, mask)
 
 
 def fill_forward(values: np.ndarray, mask: np.ndarray, fill: float) -> np.ndarray:
@@ -82,7 +62,7 @@ class SeriesFeatures:
 
     Args:
         data: the city's readings.
-        scaler: normalization fitted on training readings only.
+        scaler: normalization fitted on training readings only (:func:`fit_scaler`).
         graph_hops: diffusion hops for graph-aware inputs (0 = per-node model;
             needs ``data.adjacency``).
 
@@ -96,7 +76,7 @@ class SeriesFeatures:
             each step, in the file's unit (persistence); NaN before the first one.
     """
 
-    def __init__(self, data: TrafficData, scaler: Scaler, graph_hops: int = 0) -> None:
+    def __init__(self, data: TrafficData, scaler: Standardizer, graph_hops: int = 0) -> None:
         if graph_hops < 0:
             raise ConfigError(f"graph_hops must be >= 0, got {graph_hops}")
         if graph_hops and data.adjacency is None:

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from metamap.errors import DataError
+from metamap.preprocessing import Standardizer
 from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import ExperimentConfig, Target
 from metamap.traffic.family import SensorTasks
-from metamap.traffic.features import Scaler, SeriesFeatures
+from metamap.traffic.features import SeriesFeatures, fit_scaler
 
 VAL_FRACTION = 0.1
 SIX_HOURS = (6 * 12, 12 * 12)  # 06:00-12:00 at 5 min, as steps into the support day
@@ -37,7 +38,7 @@ class Setup:
     family: SensorTasks
     targets: dict[str, Target]
     validations: dict[str, Target]
-    scaler: Scaler
+    scaler: Standardizer
 
 
 def new_sensors(
@@ -56,7 +57,7 @@ def new_sensors(
     n_target = max(1, round(target_fraction * data.n_sensors))
     source, target = np.sort(order[n_target:]), np.sort(order[:n_target])
     train_stop = train_days * per_day
-    scaler = Scaler.fit(data.values[:train_stop, source], data.mask[:train_stop, source])
+    scaler = fit_scaler(data.values[:train_stop, source], data.mask[:train_stop, source])
     features = SeriesFeatures(data, scaler, graph_hops=config.hops)
     family, validation = _source_family(features, source, (0, train_stop), config)
     support = (train_stop - support_days * per_day, train_stop)
@@ -86,7 +87,7 @@ def new_city(source: TrafficData, target: TrafficData, config: ExperimentConfig,
             f"P2 needs the target city's {support_days} support day(s) and test steps after them; "
             f"{target.name} has {target.n_steps} steps"
         )
-    scaler = Scaler.fit(source.values, source.mask)
+    scaler = fit_scaler(source.values, source.mask)
     features = SeriesFeatures(source, scaler, graph_hops=config.hops)
     family, validation = _source_family(features, np.arange(source.n_sensors), (0, source.n_steps), config)
     target_features = SeriesFeatures(target, scaler, graph_hops=config.hops)
