@@ -12,7 +12,7 @@ from metamap.diffusion.objective import diffusion_loss
 from metamap.diffusion.schedules import NoiseSchedule
 from metamap.diffusion.training import TrainedDiffusion
 from metamap.errors import DataError
-from metamap.geo.data import PatchSource, Standardizer, scan_training, static_channels
+from metamap.geo.data import PatchSource, climatology_standardizer, scan_training, static_channels
 from metamap.geo.fill import FILL_COND_CHANNELS, conditional_fill, fill_batches, inpaint_fill
 from metamap.geo.forecast import (
     MAX_LEAD,
@@ -24,6 +24,7 @@ from metamap.geo.forecast import (
 from metamap.geo.generate import GENERATE_COND_CHANNELS, autocorrelation, generate, power_spectrum, wasserstein1
 from metamap.geo.io import open_field
 from metamap.geo.models import build_network, wrap
+from metamap.preprocessing import Standardizer
 
 H, W = 10, 13
 
@@ -52,7 +53,9 @@ def _model(cond_channels, meta=None, never_valid=None):
     return wrap(
         trained,
         meta or {},
-        Standardizer(np.zeros((H, W), np.float32), 1.0),
+        Standardizer.from_state_dict(
+            {**climatology_standardizer("sst").get_params(), "mean": np.zeros((H, W)), "scale": 1.0}
+        ),
         never_valid if never_valid is not None else np.zeros((H, W), bool),
     )
 
@@ -62,8 +65,8 @@ def test_scan_training_gives_the_climatology_and_the_never_valid_pixels(tmp_path
     standardizer, never_valid = scan_training(field, np.arange(12), max_times=100)
     valid = ~np.isnan(values).all(axis=0)
     expected = values[:12][:, valid].mean(axis=0)
-    np.testing.assert_allclose(standardizer.mean[valid], expected, rtol=1e-6)
-    assert standardizer.std == pytest.approx(float((values[:12][:, valid] - expected).std()), rel=1e-5)
+    np.testing.assert_allclose(standardizer.mean_[valid], expected, rtol=1e-6)
+    assert float(standardizer.scale_) == pytest.approx(float((values[:12][:, valid] - expected).std()), rel=1e-5)
     np.testing.assert_array_equal(never_valid, np.isnan(values).all(axis=0))
 
 
@@ -130,7 +133,7 @@ def test_forecast_batches_are_scaled_changes_and_models_forecast_every_lead(tmp_
     assert batch["x0"].shape == (3, 1, H, W) and torch.isfinite(history_last).all()
     network = train_deterministic(forecast_batches(source, 2, k, scales), k, steps=2, base=8)
     static = static_channels(field.lat, field.lon, (50, 55), (-5, 1))
-    history = standardizer.forward(field.values(slice(0, k)))
+    history = standardizer.transform(field.values(slice(0, k)))
     out = deterministic_forecast(network, history, static, [1, 6], scales)
     assert out.shape == (2, H, W) and np.isfinite(out).all()
 
@@ -172,7 +175,9 @@ def test_patches_stream_lazily_from_a_zarr_store(tmp_path):
     assert patches.values.shape == (3, 2, 12, 12)
     full = field.values()
     for values, (t, i, j) in zip(patches.values.numpy(), patches.origin.tolist()):
-        expected = standardizer.window(i, j, 12, 12).forward(full[t : t + 2, i : i + 12, j : j + 12])
+        expected = standardizer.subset(slice(i, i + 12), slice(j, j + 12)).transform(
+            full[t : t + 2, i : i + 12, j : j + 12]
+        )
         np.testing.assert_allclose(values, expected, rtol=1e-6)
     result = train_on_store(store, steps=2, patch=16, batch=2)
     assert result["steps"] == 2 and result["peak_rss_mb"] > 0

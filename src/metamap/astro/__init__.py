@@ -3,7 +3,7 @@
 - :mod:`~metamap.astro.catalogue`: ``load_catalogue`` (CSV, Parquet, FITS) -> :class:`Catalogue`
   (ugriz magnitudes with a validity mask; sentinels and NaN are missing);
 - :mod:`~metamap.astro.features`: magnitudes, colours and missing-band flags, standardized from
-  training objects only (``FeatureScaler``); ``drop_bands`` / ``add_noise`` for robustness tests;
+  training objects only (``fit_scaler``, ``standardized_features``); ``drop_bands`` / ``add_noise`` for robustness tests;
 - :mod:`~metamap.astro.metrics`: sigma_NMAD, outlier fraction, bias;
 - :mod:`~metamap.astro.tasks`: sky cells / magnitude bins as few-shot regression tasks;
 - :mod:`~metamap.astro.photoz`: the all-data and new-region photo-z protocols;
@@ -20,7 +20,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "catalogue": ("BANDS", "CLASSES", "Catalogue", "catalogue_from_frame", "load_catalogue"),
-        "features": ("FeatureScaler", "add_noise", "drop_bands"),
+        "features": ("add_noise", "drop_bands", "fit_scaler", "standardized_features"),
         "metrics": ("bias", "outlier_fraction", "photoz_metrics", "sigma_nmad"),
         "tasks": ("GroupedRegression", "magnitude_bins", "sky_cells", "split_groups"),
     },
@@ -28,7 +28,7 @@ __getattr__, __dir__ = lazy_exports(
 
 if TYPE_CHECKING:
     from metamap.astro.catalogue import BANDS, CLASSES, Catalogue, catalogue_from_frame, load_catalogue
-    from metamap.astro.features import FeatureScaler, add_noise, drop_bands
+    from metamap.astro.features import add_noise, drop_bands, fit_scaler, standardized_features
     from metamap.astro.metrics import bias, outlier_fraction, photoz_metrics, sigma_nmad
     from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
 
@@ -36,12 +36,12 @@ __all__ = [
     "BANDS",
     "CLASSES",
     "Catalogue",
-    "FeatureScaler",
     "GroupedRegression",
     "add_noise",
     "bias",
     "catalogue_from_frame",
     "drop_bands",
+    "fit_scaler",
     "load_catalogue",
     "magnitude_bins",
     "outlier_fraction",
@@ -49,4 +49,5 @@ __all__ = [
     "sigma_nmad",
     "sky_cells",
     "split_groups",
+    "standardized_features",
 ]

@@ -19,12 +19,13 @@ import torch
 
 from metamap.astro.baselines import knn_classify_support
 from metamap.astro.catalogue import CLASSES, Catalogue
-from metamap.astro.features import FeatureScaler
+from metamap.astro.features import fit_scaler, standardized_features
 from metamap.astro.tasks import sky_cells
 from metamap.errors import DataError
 from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
 from metamap.nn import MLP
+from metamap.preprocessing import Standardizer
 from metamap.report import mean_ci95
 from metamap.tasks.classification import NWayKShot
 from metamap.tasks.episode import Episode
@@ -52,7 +53,7 @@ class RegionFamily:
         return self.families[self.split_name].sample(n_tasks, generator)
 
 
-def class_pool(cat: Catalogue, scaler: FeatureScaler, seed: int) -> torch.Tensor:
+def class_pool(cat: Catalogue, scaler: Standardizer, seed: int) -> torch.Tensor:
     """``float32 [3, n, 14]``: n objects of each class (n = the rarest class's count), drawn at random."""
     rng = np.random.default_rng(seed)
     rows = [np.flatnonzero(cat.label == name) for name in CLASSES]
@@ -62,7 +63,7 @@ def class_pool(cat: Catalogue, scaler: FeatureScaler, seed: int) -> torch.Tensor
             f"{cat.source}: class counts {[len(r) for r in rows]} for {CLASSES}; need at least {2 * N_QUERY} of each"
         )
     picked = np.stack([rng.choice(r, n, replace=False) for r in rows])
-    x = scaler.transform(cat.mags[picked.ravel()], cat.valid[picked.ravel()])
+    x = standardized_features(scaler, cat.mags[picked.ravel()], cat.valid[picked.ravel()])
     return torch.as_tensor(x).reshape(len(CLASSES), n, -1)
 
 
@@ -103,7 +104,7 @@ def run_classification(
     if cat.label is None:
         raise DataError(f"{cat.source}: classification needs a class column (STAR / GALAXY / QSO)")
     train, test = region_split(cat, cell_deg=cell_deg, test_fraction=0.3, seed=seed)
-    scaler = FeatureScaler.fit(train.mags, train.valid)
+    scaler = fit_scaler(train.mags, train.valid)
     train_pool, test_pool = class_pool(train, scaler, seed), class_pool(test, scaler, seed + 1)
     family = NWayKShot(train_pool, n_way=3, k_shot=train_k, n_query=N_QUERY, split_name="train")
     # Built before training, so that a K the test region cannot provide is refused before any work.

@@ -10,14 +10,14 @@ the flags tell the model which bands it lacks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from metamap.astro.catalogue import BANDS
 from metamap.errors import DataError, ShapeError, describe
+from metamap.preprocessing import Standardizer
 
 N_BANDS = len(BANDS)
+N_SCALED = 2 * N_BANDS - 1  # magnitudes and colours; the flags after them stay 0/1
 FEATURE_NAMES = (*BANDS, "u-g", "g-r", "r-i", "i-z", *(f"{b}_missing" for b in BANDS))
 
 
@@ -34,29 +34,20 @@ def raw_features(mags: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.where(feature_valid, features, 0.0), feature_valid
 
 
-@dataclass(frozen=True)
-class FeatureScaler:
-    """Per-feature mean and standard deviation over the valid entries of the training objects."""
+def fit_scaler(mags: np.ndarray, valid: np.ndarray) -> Standardizer:
+    """Per-feature mean and standard deviation (ddof 1, floored at 1e-8) of the valid magnitudes and colours
+    of the training objects ``mags [N, 5]`` (``valid`` True = measured); the flags are not standardized."""
+    features, ok = raw_features(mags, valid)
+    scaler = Standardizer(axis=0, ddof=1, floor=1e-8, name="training magnitudes and colours")
+    return scaler.fit(features[:, :N_SCALED], ok[:, :N_SCALED])
 
-    mean: np.ndarray
-    std: np.ndarray
 
-    @classmethod
-    def fit(cls, mags: np.ndarray, valid: np.ndarray) -> FeatureScaler:
-        features, ok = raw_features(mags, valid)
-        counts = ok.sum(0)
-        if (counts[: 2 * N_BANDS - 1] < 2).any():
-            raise DataError("FeatureScaler.fit: some band or colour has fewer than 2 valid training values")
-        mean = (features * ok).sum(0) / np.maximum(counts, 1)
-        var = (((features - mean) * ok) ** 2).sum(0) / np.maximum(counts - 1, 1)
-        mean[2 * N_BANDS - 1 :] = 0.0  # flags stay 0/1
-        std = np.where(np.arange(features.shape[1]) < 2 * N_BANDS - 1, np.sqrt(var), 1.0)
-        return cls(mean, np.maximum(std, 1e-8))
-
-    def transform(self, mags: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Standardized features ``float32 [N, 14]``; missing magnitudes and colours are 0."""
-        features, ok = raw_features(mags, valid)
-        return np.where(ok, (features - self.mean) / self.std, 0.0).astype(np.float32)
+def standardized_features(scaler: Standardizer, mags: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Features ``float32 [N, 14]`` of ``mags [N, 5]``: magnitudes and colours standardized with ``scaler``
+    (:func:`fit_scaler`; 0 where missing), then the 0/1 missing-band flags."""
+    features, ok = raw_features(mags, valid)
+    scaled = np.where(ok[:, :N_SCALED], scaler.transform(features[:, :N_SCALED]), 0.0)
+    return np.concatenate([scaled, features[:, N_SCALED:]], axis=1).astype(np.float32)
 
 
 def drop_bands(valid: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch
 
 from metamap.astro import baselines
 from metamap.astro.catalogue import BANDS, Catalogue
-from metamap.astro.features import FeatureScaler, add_noise, drop_bands
+from metamap.astro.features import add_noise, drop_bands, fit_scaler, standardized_features
 from metamap.astro.metrics import photoz_metrics
 from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
 from metamap.errors import ConfigError, DataError
@@ -80,8 +80,11 @@ def run_all_data(
     order = np.random.default_rng(seed).permutation(len(gal))
     n_test = int(round(test_fraction * len(gal)))
     train, test = gal.subset(order[n_test:]), gal.subset(order[:n_test])
-    scaler = FeatureScaler.fit(train.mags, train.valid)
-    x_train, x_test = scaler.transform(train.mags, train.valid), scaler.transform(test.mags, test.valid)
+    scaler = fit_scaler(train.mags, train.valid)
+    x_train, x_test = (
+        standardized_features(scaler, train.mags, train.valid),
+        standardized_features(scaler, test.mags, test.valid),
+    )
     searches = baselines.fit_tuned(x_train, train.redshift, quick=quick, seed=seed)
     models = {
         name: {
@@ -96,12 +99,15 @@ def run_all_data(
     missing = {}
     for fraction in missing_fractions:
         tr_valid, te_valid = drop_bands(train.valid, fraction, rng), drop_bands(test.valid, fraction, rng)
-        scaled = FeatureScaler.fit(train.mags, tr_valid)
-        model = baselines.refit(searches[chosen], scaled.transform(train.mags, tr_valid), train.redshift)
-        missing[str(fraction)] = photoz_metrics(model.predict(scaled.transform(test.mags, te_valid)), test.redshift)
+        scaled = fit_scaler(train.mags, tr_valid)
+        model = baselines.refit(searches[chosen], standardized_features(scaled, train.mags, tr_valid), train.redshift)
+        missing[str(fraction)] = photoz_metrics(
+            model.predict(standardized_features(scaled, test.mags, te_valid)), test.redshift
+        )
     noise = {
         str(sigma): photoz_metrics(
-            searches[chosen].predict(scaler.transform(add_noise(test.mags, sigma, rng), test.valid)), test.redshift
+            searches[chosen].predict(standardized_features(scaler, add_noise(test.mags, sigma, rng), test.valid)),
+            test.redshift,
         )
         for sigma in noise_mags
     }
@@ -168,10 +174,14 @@ def region_data(
         raise ConfigError(f"unknown grouping {group_by!r}; expected 'sky' or 'magnitude'")
     groups = split_groups(ids, min_cell, (0.55, 0.2, 0.25), seed)
     source = np.concatenate(groups["train"] + groups["rest"])
-    scaler = FeatureScaler.fit(gal.mags[source], gal.valid[source])
+    scaler = fit_scaler(gal.mags[source], gal.valid[source])
     z_src = gal.redshift[source]
     return RegionData(
-        scaler.transform(gal.mags, gal.valid), gal.redshift, groups, float(z_src.mean()), float(z_src.std())
+        standardized_features(scaler, gal.mags, gal.valid),
+        gal.redshift,
+        groups,
+        float(z_src.mean()),
+        float(z_src.std()),
     )
 
 

@@ -50,12 +50,12 @@ def scarce_family(setup: Setup, n_real: int, seed: int) -> tuple[SensorTasks, np
 def synthetic_sensors(family: SensorTasks, scaled: np.ndarray) -> SensorTasks:
     """Tasks of synthetic sensors whose scaled series over the training period are ``scaled [n, steps]``.
 
-    The readings (mph, ``scaler.inverse``) sit at the real city's time stamps (same calendar features),
+    The readings (mph, ``scaler.inverse_transform``) sit at the real city's time stamps (same calendar features),
     all observed; every sensor is a ``"train"`` node.
     """
     features = family.sources[0]
     start, stop = family.periods[0]
-    values = features.scaler.inverse(torch.as_tensor(scaled, dtype=torch.float32)).numpy().T  # [steps, n]
+    values = features.scaler.inverse_transform(torch.as_tensor(scaled, dtype=torch.float32)).numpy().T  # [steps, n]
     data = TrafficData(
         values=np.ascontiguousarray(values),
         mask=np.ones(values.shape, dtype=bool),

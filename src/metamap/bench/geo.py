@@ -38,7 +38,7 @@ import torch
 
 from metamap.bench.cache import runs_folder
 from metamap.geo import baselines, metrics, plots
-from metamap.geo.data import PatchSource, Standardizer, static_channels
+from metamap.geo.data import PatchSource, static_channels
 from metamap.geo.fill import conditional_fill, inpaint_fill
 from metamap.geo.forecast import deterministic_forecast, diffusion_forecast, forecast_batches, train_deterministic
 from metamap.geo.generate import (
@@ -54,6 +54,7 @@ from metamap.geo.masks import make_mask
 from metamap.geo.models import GeoModel
 from metamap.geo.train import train_task
 from metamap.paths import shared_data_dir
+from metamap.preprocessing import Standardizer
 from metamap.report import format_table, machine, mean_ci95, write_json
 
 TRAIN_DAYS = 24
@@ -130,7 +131,7 @@ def _setup(model: GeoModel, field: GeoField, train_times: np.ndarray, test_times
         field,
         train_times,
         test_times,
-        model.standardizer.mean,
+        model.standardizer.mean_.astype(np.float32),
         model.standardizer,
         static_channels(field.lat, field.lon, meta["lat_range"], meta["lon_range"]),
         field.lat,
@@ -317,14 +318,14 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
             ensemble, seconds = _timed(
                 lambda: conditional_fill(
                     models["fill"],
-                    st.forward(hidden),
+                    st.transform(hidden),
                     setup.static,
                     members=MEMBERS,
                     steps=settings.fill_steps,
                     seed=number,
                 )
             )
-            ensemble_k = st.inverse(ensemble)
+            ensemble_k = st.inverse_transform(ensemble)
             record("diffusion_conditional", _ensemble_scores(ensemble_k, truth, gaps, lat), seconds)
             hist.setdefault("diffusion_conditional", 0)
             hist["diffusion_conditional"] = hist["diffusion_conditional"] + metrics.rank_histogram(
@@ -338,7 +339,7 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
             ensemble, seconds = _timed(
                 lambda: inpaint_fill(
                     models["generate"],
-                    st.forward(hidden),
+                    st.transform(hidden),
                     setup.static,
                     members=MEMBERS,
                     steps=settings.inpaint_steps,
@@ -347,10 +348,14 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
                     seed=number,
                 )
             )
-            record("diffusion_inpaint_subset", _ensemble_scores(st.inverse(ensemble), truth, gaps, lat), seconds)
+            record(
+                "diffusion_inpaint_subset", _ensemble_scores(st.inverse_transform(ensemble), truth, gaps, lat), seconds
+            )
             if peer_fill is not None:
-                ensemble, seconds = _timed(lambda: peer_fill(st.forward(hidden), number))
-                record("repaint_peer_subset", _ensemble_scores(st.inverse(ensemble), truth, gaps, lat), seconds)
+                ensemble, seconds = _timed(lambda: peer_fill(st.transform(hidden), number))
+                record(
+                    "repaint_peer_subset", _ensemble_scores(st.inverse_transform(ensemble), truth, gaps, lat), seconds
+                )
         results[scenario] = {
             "variograms": variograms,
             "methods": {name: _summary(rows[name], times[name]) for name in rows},
@@ -373,7 +378,7 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
     histogram = 0
     for number, start in enumerate(progress_bar(picks, desc="forecast")):
         raw = setup.field.values(slice(int(start) - K + 1, int(start) + max(FORECAST_LEADS) + 1))
-        history = st.forward(raw[:K])
+        history = st.transform(raw[:K])
         ensembles, seconds = _timed(
             lambda: diffusion_forecast(
                 model,
@@ -386,14 +391,14 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
             )
         )
         times.append(seconds / len(FORECAST_LEADS))
-        unet = st.inverse(
+        unet = st.inverse_transform(
             deterministic_forecast(
                 deterministic, history, setup.static, list(FORECAST_LEADS), model.meta["increment_std"]
             )
         )
         for i, lead in enumerate(FORECAST_LEADS):
             truth = raw[K - 1 + lead]
-            ensemble_k = st.inverse(ensembles[i])
+            ensemble_k = st.inverse_transform(ensembles[i])
             scores = {
                 "diffusion": _ensemble_scores(ensemble_k, truth, None, lat),
                 "persistence": _point_scores(raw[K - 1], truth, None, lat),
@@ -413,7 +418,7 @@ def generation_benchmark(settings: Settings, setup: Setup, model: GeoModel) -> t
     (samples, seconds) = _timed(
         lambda: np.concatenate(
             [
-                st.inverse(generate(model, setup.static, 16, steps=settings.fill_steps, seed=s))
+                st.inverse_transform(generate(model, setup.static, 16, steps=settings.fill_steps, seed=s))
                 for s in range(max(settings.generated // 16, 1))
             ]
         )

@@ -182,8 +182,8 @@ def _fill(args: argparse.Namespace) -> int:
         filler = conditional_fill if model.meta["task"] == "fill" else inpaint_fill
         if model.meta["task"] == "generate":
             options["resample"] = args.resample
-        out.append(filler(model, standardizer.forward(raw), static, **options))
-    members = standardizer.inverse(np.stack(out, axis=1))
+        out.append(filler(model, standardizer.transform(raw), static, **options))
+    members = standardizer.inverse_transform(np.stack(out, axis=1))
     write_ensemble(
         args.out,
         members,
@@ -213,7 +213,7 @@ def _forecast(args: argparse.Namespace) -> int:
         raise ConfigError(f"--start must index a time with {k} fields up to it (k={k}); got {args.start} of {n_times}")
     if min(args.leads) < 1 or max(args.leads) > MAX_LEAD:
         raise ConfigError(f"--leads must lie in 1..{MAX_LEAD}, got {args.leads}")
-    history = standardizer.forward(field.values(slice(start - k + 1, start + 1)))
+    history = standardizer.transform(field.values(slice(start - k + 1, start + 1)))
     ensembles = diffusion_forecast(
         model,
         history,
@@ -224,7 +224,7 @@ def _forecast(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         seed=args.seed,
     )
-    members = standardizer.inverse(np.moveaxis(ensembles, 0, 1))
+    members = standardizer.inverse_transform(np.moveaxis(ensembles, 0, 1))
     members[:, :, never_valid] = np.nan
     times = field.times
     step = times[start] - times[start - 1] if start >= 1 else 1
@@ -250,7 +250,7 @@ def _sample(args: argparse.Namespace) -> int:
     fields = generate(
         model, static, args.members, steps=args.steps, sampler=args.sampler, seed=args.seed, never_valid=never_valid
     )
-    members = standardizer.inverse(fields)[:, None]
+    members = standardizer.inverse_transform(fields)[:, None]
     write_ensemble(args.out, members, field, field.times[:1], _history("generate", args, args.run))
     print(f"drew {args.members} fields on the {field.shape[1]} x {field.shape[2]} grid; wrote {args.out}")
     return 0

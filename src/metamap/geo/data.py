@@ -1,8 +1,9 @@
 """Standardization, static channels, and lazy random patches from a (dask-backed) field.
 
-Fields are standardized with the per-pixel mean (climatology) and one
-standard deviation of the anomalies, computed on the training times only
-(NaN ignored), never clipped. Static conditioning
+Fields are standardized (:class:`metamap.preprocessing.Standardizer`) with
+the per-pixel mean (climatology) and one standard deviation of the
+anomalies, computed on the training times only (NaN = missing, masked out),
+never clipped. Static conditioning
 channels are latitude and longitude scaled to [-1, 1] over the whole grid, so
 a patch knows where it lies. :class:`PatchSource` draws random
 ``[B, n_times, h, w]`` space-time patches by reading only the chunks that the
@@ -18,28 +19,13 @@ import torch
 
 from metamap.errors import ConfigError, DataError
 from metamap.geo.io import GeoField
+from metamap.preprocessing import Standardizer
 
 
-@dataclass(frozen=True)
-class Standardizer:
-    """``z = (x - mean) / std``: ``mean`` the per-pixel training mean ``[H, W]`` (the climatology; 0 where a
-    pixel is never valid), ``std`` one scalar, the standard deviation of the training anomalies. Never clipped.
-    """
-
-    mean: np.ndarray
-    std: float
-
-    def window(self, i: int, j: int, h: int, w: int) -> Standardizer:
-        """The standardizer of the patch ``[i:i+h, j:j+w]``."""
-        return Standardizer(self.mean[i : i + h, j : j + w], self.std)
-
-    def forward(self, values: np.ndarray) -> np.ndarray:
-        """Standardize ``values [..., H, W]`` (the variable's unit; NaN stays NaN)."""
-        return ((np.asarray(values, np.float32) - self.mean) / self.std).astype(np.float32)
-
-    def inverse(self, values: np.ndarray) -> np.ndarray:
-        """Back to the variable's unit."""
-        return (np.asarray(values, np.float32) * self.std + self.mean).astype(np.float32)
+def climatology_standardizer(var: str) -> Standardizer:
+    """The (unfitted) standardization of ``[time, lat, lon]`` fields of ``var``: a mean per pixel (the
+    climatology) and one standard deviation of the anomalies, zero spread refused."""
+    return Standardizer(axis=0, scale_axis=None, name=f"{var} training fields")
 
 
 def scan_training(
@@ -48,29 +34,22 @@ def scan_training(
     """Standardizer and ``never_valid [H, W]`` (NaN at every scanned time) from training time indices ``times``.
 
     At most ``max_times`` of them (drawn with ``seed``) are read, one time
-    step at a time, so memory stays at a few fields.
+    step at a time (:meth:`Standardizer.partial_fit`), so memory stays at a
+    few fields. Pixels never valid get climatology 0. Training data with
+    fewer than two finite values or without variation in time are refused
+    (DataError) when the standardizer is first used.
     """
     times = np.asarray(times)
     if times.size == 0:
         raise DataError(f"{field.var}: no training time steps to standardize with")
     if times.size > max_times:
         times = np.sort(np.random.default_rng(seed).choice(times, size=max_times, replace=False))
-    total = np.zeros(field.shape[1:])
-    total_sq = np.zeros(field.shape[1:])
-    count = np.zeros(field.shape[1:])
+    standardizer = climatology_standardizer(field.var)
     for index in times:
-        values = np.asarray(field.data.isel(time=int(index)).values, np.float64)
-        finite = np.isfinite(values)
-        values = np.where(finite, values, 0.0)
-        total, total_sq, count = total + values, total_sq + values**2, count + finite
-    if count.sum() < 2:
-        raise DataError(f"{field.var}: the training times hold no finite value")
-    never_valid = count == 0
-    mean = total / np.maximum(count, 1)
-    std = float(np.sqrt(max((total_sq - count * mean**2).sum() / count.sum(), 0.0)))
-    if not std > 0:
-        raise DataError(f"{field.var}: the training data do not vary in time; cannot standardize")
-    return Standardizer(mean.astype(np.float32), std), never_valid
+        values = np.asarray(field.data.isel(time=int(index)).values, np.float64)[None]
+        standardizer.partial_fit(values, np.isfinite(values))
+    assert standardizer.n_samples_seen_ is not None  # set by partial_fit
+    return standardizer, standardizer.n_samples_seen_ == 0
 
 
 def static_channels(
@@ -139,7 +118,8 @@ class PatchSource:
             block = self.field.data.isel(
                 time=slice(start, start + self.n_times), lat=slice(i, i + h), lon=slice(j, j + w)
             )
-            values.append(self.standardizer.window(i, j, h, w).forward(np.asarray(block.values)))
+            window = self.standardizer.subset(slice(i, i + h), slice(j, j + w))
+            values.append(window.transform(np.asarray(block.values, np.float32)))
             static.append(static_channels(self.lat[i : i + h], self.lon[j : j + w], self.lat_range, self.lon_range))
             origin.append((start, i, j))
         return Patches(torch.from_numpy(np.stack(values)), torch.from_numpy(np.stack(static)), torch.tensor(origin))

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from metamap.errors import CheckpointError
-from metamap.geo.data import Standardizer
+from metamap.geo.data import climatology_standardizer
 from metamap.geo.io import GeoField, check_same_field
+from metamap.preprocessing import Standardizer
 from metamap.report import atomic_write_bytes, write_json
 
 TASKS = ("fill", "forecast", "generate")
@@ -78,8 +79,9 @@ class GeoModel:
         meta = read_meta(run_dir)
         try:
             mean, never_valid = np.load(paths[1], allow_pickle=False), np.load(paths[2], allow_pickle=False)
-            standardizer = Standardizer(mean, float(meta["std"]))
-        except (KeyError, TypeError, ValueError, OSError) as exc:
+            params = climatology_standardizer(str(meta.get("var"))).get_params()
+            standardizer = Standardizer.from_state_dict({**params, "mean": mean, "scale": float(meta["std"])})
+        except (KeyError, TypeError, ValueError, OSError, CheckpointError) as exc:
             raise CheckpointError(f"{run_dir}: corrupt run folder ({exc})") from exc
         return wrap(TrainedDiffusion.load(run_dir / MODEL_FILE), meta, standardizer, never_valid)
 
@@ -113,10 +115,11 @@ def save_run_data(run_dir: Path, meta: dict[str, Any], standardizer: Standardize
     """Write everything of a run but its network: ``climatology.npy`` ``[H, W]``, ``never_valid.npy``
     ``[H, W]`` and ``geo.json`` (``meta`` plus the transform ``z = (x - climatology) / std``), each atomically."""
     run_dir = Path(run_dir)
-    _save_array(run_dir / CLIMATOLOGY, standardizer.mean.astype(np.float32))
+    std = float(standardizer.scale_)
+    _save_array(run_dir / CLIMATOLOGY, standardizer.mean_.astype(np.float32))
     _save_array(run_dir / NEVER_VALID, never_valid.astype(bool))
-    transform = {"z": "(x - climatology) / std", "climatology": CLIMATOLOGY, "std": standardizer.std}
-    write_json(run_dir / GEO_META, {**meta, "std": standardizer.std, "transform": transform})
+    transform = {"z": "(x - climatology) / std", "climatology": CLIMATOLOGY, "std": std}
+    write_json(run_dir / GEO_META, {**meta, "std": std, "transform": transform})
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:

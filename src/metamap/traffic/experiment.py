@@ -277,7 +277,7 @@ def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int)
 
         def ridge(t: Target, o: dict[str, Any]) -> torch.Tensor:
             weights = fit_ridge(*t.support_set, o["penalty"])
-            return t.features.scaler.inverse(predict_ridge(weights, t.test_inputs))
+            return t.features.scaler.inverse_transform(predict_ridge(weights, t.test_inputs))
 
         return ridge
     if method == "target_only":
@@ -294,4 +294,4 @@ def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int)
 
 def _predict(adapted, target: Target) -> torch.Tensor:
     with torch.no_grad():
-        return target.features.scaler.inverse(adapted.predict(target.test_inputs))
+        return target.features.scaler.inverse_transform(adapted.predict(target.test_inputs))
