@@ -140,10 +140,11 @@ def test_grouped_tasks_are_disjoint_reproducible_and_padded():
 
 
 def test_magnitude_bins_are_equally_populated():
-    mag = np.concatenate([np.linspace(15, 20, 100), [np.nan]])
-    bins = magnitude_bins(mag, 4)
+    mag = np.concatenate([np.linspace(15, 20, 100), [-9999.0]])
+    valid = mag > -90
+    bins = magnitude_bins(mag, valid, 4)
     assert bins[-1] == -1
     assert np.bincount(bins[:-1]).tolist() == [25, 25, 25, 25]
     assert (np.diff(bins[:-1]) >= 0).all()
     with pytest.raises(ConfigError, match="n_bins"):
-        magnitude_bins(mag, 1)
+        magnitude_bins(mag, valid, 1)

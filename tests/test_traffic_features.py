@@ -73,7 +73,7 @@ def test_persistence_of_a_known_ramp_has_the_known_error():
     nodes = torch.arange(3)
     origins = features.origins(100, 300)
     truth = features.truth(nodes, origins)
-    errors = horizon_errors(persistence(features, nodes, origins), truth)
+    errors = horizon_errors(persistence(features, nodes, origins), truth, features.observed(nodes, origins))
     for minutes, steps in (("15min", 3), ("30min", 6), ("60min", 12)):
         assert errors[minutes]["mae"] == pytest.approx(0.1 * steps, rel=1e-4)
         assert errors[minutes]["rmse"] == pytest.approx(0.1 * steps, rel=1e-4)
@@ -94,8 +94,9 @@ def test_zeros_are_missing_in_targets_and_metrics():
     _, y, mask = features.windows(torch.tensor([1]), torch.tensor([55]))
     assert not mask[0, 0, 4:12].any() and mask[0, 0, :4].all()
     assert (y[~mask] == 0).all()
+    np.testing.assert_array_equal(features.observed(torch.tensor([1]), torch.tensor([55])), mask)
     truth = torch.tensor([[50.0, 0.0, 40.0]])
-    errors = masked_errors(torch.tensor([[45.0, 999.0, 44.0]]), truth)
+    errors = masked_errors(torch.tensor([[45.0, 999.0, 44.0]]), truth, torch.tensor([[True, False, True]]))
     assert errors["mae"] == pytest.approx(4.5) and errors["mape"] == pytest.approx((10 + 10) / 2)
 
 

@@ -169,7 +169,8 @@ def region_data(
         gal.need("ra", "dec")
         ids = sky_cells(gal.ra, gal.dec, cell_deg)
     elif group_by == "magnitude":
-        ids = magnitude_bins(gal.mags[:, BANDS.index("r")], n_bins)
+        r = BANDS.index("r")
+        ids = magnitude_bins(gal.mags[:, r], gal.valid[:, r], n_bins)
     else:
         raise ConfigError(f"unknown grouping {group_by!r}; expected 'sky' or 'magnitude'")
     groups = split_groups(ids, min_cell, (0.55, 0.2, 0.25), seed)

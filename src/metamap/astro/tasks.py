@@ -28,13 +28,13 @@ def sky_cells(ra: np.ndarray, dec: np.ndarray, size_deg: float) -> np.ndarray:
     return (np.floor(np.mod(ra, 360.0) / size_deg) * n_dec + np.floor((dec + 90.0) / size_deg)).astype(np.int64)
 
 
-def magnitude_bins(mag: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin id ``[N]`` of ``n_bins`` equally populated bins of a magnitude (NaN -> -1)."""
+def magnitude_bins(mag: np.ndarray, valid: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin id ``[N]`` of ``n_bins`` equally populated bins of a magnitude ``mag [N]`` (-1 where ``valid``
+    is False)."""
     if n_bins < 2:
         raise ConfigError(f"magnitude_bins: n_bins must be >= 2, got {n_bins}")
-    finite = np.isfinite(mag)
-    edges = np.quantile(mag[finite], np.linspace(0, 1, n_bins + 1)[1:-1])
-    return np.where(finite, np.searchsorted(edges, np.where(finite, mag, 0.0)), -1).astype(np.int64)
+    edges = np.quantile(mag[valid], np.linspace(0, 1, n_bins + 1)[1:-1])
+    return np.where(valid, np.searchsorted(edges, np.where(valid, mag, 0.0)), -1).astype(np.int64)
 
 
 def split_groups(ids: np.ndarray, min_size: int, fractions: tuple[float, float, float], seed: int) -> Groups:

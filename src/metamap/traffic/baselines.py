@@ -32,7 +32,7 @@ def historical_average(
     start, stop = support
     slots = _slots(data)
     values = features.raw[nodes][:, start:stop].double()
-    valid = (values != 0).double()
+    valid = features.target_mask[nodes][:, start:stop].double()
     slot_of = slots[start:stop]
     sums = torch.zeros(len(nodes), per_day, dtype=torch.float64).index_add_(1, slot_of, values * valid)
     counts = torch.zeros(len(nodes), per_day, dtype=torch.float64).index_add_(1, slot_of, valid)

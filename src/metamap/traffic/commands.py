@@ -289,7 +289,7 @@ def _write_outputs(
     shown_methods = sorted(chosen, key=lambda m: chosen[m].errors["60min"]["mae"])[:4]
     if main_prediction is not None and main_prediction not in shown_methods:
         shown_methods = [main_prediction, *shown_methods[:3]]
-    observed = (truth != 0).sum(dim=(1, 2))
+    observed = target.observed.sum(dim=(1, 2))
     shown = torch.sort(torch.argsort(observed, descending=True, stable=True)[:3]).values
     plots.target_forecasts(target, {m: chosen[m].prediction for m in shown_methods}, shown, out / "forecasts.png")
 
@@ -366,7 +366,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
     method = _adapted_method(args.method)
     forecaster = _forecaster(method, learner, config, family.n_features)
     options = _choose(forecaster, method, validation)
-    validation_mae = masked_errors(forecaster(validation, options), validation.truth)["mae"]
+    validation_mae = masked_errors(forecaster(validation, options), validation.truth, validation.observed)["mae"]
     _store_adaptation(args.out, {"method": method, "options": options, "validation_mae": validation_mae})
     shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "none"
     print(

@@ -112,8 +112,13 @@ class Target:
 
     @cached_property
     def truth(self) -> torch.Tensor:
-        """Readings at the test windows' targets, ``[n, W, 12]`` (0 = missing)."""
+        """Readings at the test windows' targets, ``[n, W, 12]`` (0 where missing)."""
         return self.features.truth(self.nodes, self.test_origins)
+
+    @cached_property
+    def observed(self) -> torch.Tensor:
+        """``bool [n, W, 12]``: True where :attr:`truth` holds a reading."""
+        return self.features.observed(self.nodes, self.test_origins)
 
 
 @dataclass
@@ -205,8 +210,8 @@ def score(forecaster: Forecaster, target: Target, options: dict[str, Any], train
     seconds = time.perf_counter() - start
     return MethodResult(
         prediction,
-        horizon_errors(prediction, target.truth),
-        errors_by_step(prediction, target.truth),
+        horizon_errors(prediction, target.truth, target.observed),
+        errors_by_step(prediction, target.truth, target.observed),
         seconds,
         train_seconds,
         options,
@@ -264,7 +269,12 @@ def _choose(forecaster: Forecaster, method: str, validation: Target) -> dict[str
     candidates = CANDIDATES["meta" if method in META_METHODS else method]
     if len(candidates) == 1:
         return candidates[0]
-    return min(candidates, key=lambda options: masked_errors(forecaster(validation, options), validation.truth)["mae"])
+    return min(
+        candidates,
+        key=lambda options: masked_errors(forecaster(validation, options), validation.truth, validation.observed)[
+            "mae"
+        ],
+    )
 
 
 def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int) -> Forecaster:

@@ -128,8 +128,12 @@ class SeriesFeatures:
         return x, _future(self.target, nodes, origins), _future(self.target_mask, nodes, origins)
 
     def truth(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
-        """Readings in the file's unit at the targets of the windows, ``[n, W, 12]`` (0 = missing)."""
+        """Readings in the file's unit at the targets of the windows, ``[n, W, 12]`` (0 where missing)."""
         return _future(self.raw, nodes, _per_node(origins, nodes))
+
+    def observed(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """``bool [n, W, 12]``: whether a reading exists at each target of the windows."""
+        return _future(self.target_mask, nodes, _per_node(origins, nodes))
 
 
 def _per_node(origins: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:

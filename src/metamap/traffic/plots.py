@@ -32,6 +32,7 @@ def error_by_horizon(
 def forecasts_vs_truth(
     times: np.ndarray,
     truth: torch.Tensor,
+    observed: torch.Tensor,
     predictions: dict[str, torch.Tensor],
     sensor_names: Sequence[str],
     path: Path,
@@ -39,15 +40,16 @@ def forecasts_vs_truth(
 ) -> Path:
     """For a few sensors: the readings and each method's forecast made ``horizon`` steps earlier.
 
-    ``times [W]`` are the origins' timestamps; ``truth``, predictions ``[n, W, 12]`` (mph, 0 = missing).
+    ``times [W]`` are the origins' timestamps; ``truth``, predictions ``[n, W, 12]`` (mph); ``observed``
+    bool ``[n, W, 12]`` (False: no reading, not drawn).
     """
     plt = pyplot()
     n = len(sensor_names)
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), sharex=True, squeeze=False)
     valid_times = times + np.timedelta64(5 * horizon, "m")
     for row, (ax, name) in enumerate(zip(axes[:, 0], sensor_names)):
-        observed = truth[row, :, horizon - 1].numpy()
-        ax.plot(valid_times, np.where(observed == 0, np.nan, observed), color="black", lw=1.2, label="observed")
+        readings = np.where(observed[row, :, horizon - 1].numpy(), truth[row, :, horizon - 1].numpy(), np.nan)
+        ax.plot(valid_times, readings, color="black", lw=1.2, label="observed")
         for method, prediction in predictions.items():
             ax.plot(valid_times, prediction[row, :, horizon - 1].numpy(), lw=0.9, label=method)
         ax.set_ylabel("mph")
@@ -65,6 +67,7 @@ def target_forecasts(target, predictions: dict[str, torch.Tensor], shown: torch.
     return forecasts_vs_truth(
         data.times[target.test_origins.numpy()],
         target.truth[shown],
+        target.observed[shown],
         {m: p[shown] for m, p in predictions.items()},
         [data.sensor_ids[int(target.nodes[i])] for i in shown],
         path,
