@@ -346,6 +346,14 @@ def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_p
     assert err.startswith("metamap: error:") and "no steps left to forecast" in err
     assert main([*base, "--target-days", "5"]) == 2
     assert "--target-days 5 needs 1440 steps" in capsys.readouterr().err
+    # A run whose speed normalization is in the format before the Standardizer ({"mean", "std"}) is refused.
+    for state_file in (run / "checkpoints").glob("*/state.json"):
+        state = json.loads(state_file.read_text())
+        state["config"]["run"]["scaler"] = {"mean": 50.0, "std": 5.0}
+        state_file.write_text(json.dumps(state))
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreadable speed normalization" in err and "trained again" in err
     # A run folder of the generic command is not a traffic run.
     assert (
         main(
