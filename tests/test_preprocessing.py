@@ -102,6 +102,9 @@ def test_partial_fit_waits_for_variation_and_refuses_when_used_without_it():
         st.transform(np.ones((2, 2)))
     st.partial_fit(np.full((1, 2, 2), 3.0))
     np.testing.assert_allclose(st.transform(np.ones((2, 2))), -1.0)
+    again = Standardizer(axis=0, scale_axis=None).partial_fit(np.ones((1, 2, 2)))
+    again.fit(np.stack([np.ones((2, 2)), np.full((2, 2), 3.0)]))  # a full fit starts afresh
+    np.testing.assert_allclose(again.transform(np.ones((2, 2))), -1.0)
 
 
 def test_partial_fit_refuses_pieces_of_another_shape():

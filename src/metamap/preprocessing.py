@@ -118,7 +118,7 @@ class Standardizer:
         if problem:
             raise DataError(problem)
         self._store(mean, scale, count, mean_axes, scale_axes)
-        self._sums = None
+        self._sums, self._unusable = None, None
         return self
 
     def partial_fit(self, x: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None = None) -> Standardizer:
@@ -130,17 +130,19 @@ class Standardizer:
         data, valid = self._check(x, mask, "partial_fit")
         mean_axes, scale_axes = self._resolve(data.ndim)
         clean = np.where(valid, data, 0).astype(np.float64)
-        piece = (valid.sum(mean_axes, keepdims=True), clean.sum(mean_axes, keepdims=True))
-        piece_sq = (clean**2).sum(mean_axes, keepdims=True)
+        piece_count = valid.sum(mean_axes, keepdims=True)
+        piece_total = clean.sum(mean_axes, keepdims=True)
+        piece_total_sq = (clean**2).sum(mean_axes, keepdims=True)
         if self._sums is None:
-            self._sums = (np.zeros(piece[1].shape), np.zeros(piece[1].shape), np.zeros(piece[1].shape))
+            zeros = np.zeros(piece_total.shape)  # never updated in place: the sums below are new arrays
+            self._sums = (zeros, zeros, zeros)
         count, total, total_sq = self._sums
-        if count.shape != piece[1].shape:
+        if count.shape != piece_total.shape:
             raise ShapeError(
                 f"Standardizer.partial_fit ({self.name}): the piece {describe(data)} reduces to "
-                f"{piece[1].shape}, earlier pieces to {count.shape}"
+                f"{piece_total.shape}, earlier pieces to {count.shape}"
             )
-        count, total, total_sq = count + piece[0], total + piece[1], total_sq + piece_sq
+        count, total, total_sq = count + piece_count, total + piece_total, total_sq + piece_total_sq
         self._sums = (count, total, total_sq)
         mean = total / np.maximum(count, 1)
         scale_count = count.sum(scale_axes, keepdims=True)
