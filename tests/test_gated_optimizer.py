@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from metamap.errors import ConfigError
-from metamap.learners import GatedOptimizer
+from metamap.learners import AdaptOptions, GatedOptimizer
 from metamap.tasks.episode import Episode
 
 
@@ -44,7 +44,7 @@ def test_gates_of_one_reproduce_the_base_optimizer(base):
         optimizer.step()
     for name, value in reference.named_parameters():
         torch.testing.assert_close(adapted.params[0][name], value.detach(), rtol=1e-6, atol=1e-7)
-    plain = learner.adapt(episode.x_support, episode.y_support, gated=False)
+    plain = learner.adapt(episode.x_support, episode.y_support, options=AdaptOptions(gated=False))
     for name in plain.params[0]:
         torch.testing.assert_close(plain.params[0][name], adapted.params[0][name], rtol=0, atol=0)
 
