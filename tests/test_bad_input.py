@@ -157,7 +157,9 @@ def test_make_learner_lists_real_options():
 
 
 def test_invalid_learner_option_values_are_config_errors():
-    with pytest.raises(ConfigError, match=r"unknown loss 'l2'; expected one of mse, mae, huber, cross_entropy or a callable"):
+    with pytest.raises(
+        ConfigError, match=r"unknown loss 'l2'; expected one of mse, mae, huber, cross_entropy or a callable"
+    ):
         make_learner("maml", MLP(1, [8], 1), loss="l2")
     with pytest.raises(ConfigError, match=r"chunk_size must be >= 1 or None, got 0"):
         make_learner("maml", MLP(1, [8], 1), chunk_size=0)

@@ -138,8 +138,8 @@ class GradientLearner(MetaLearner):
             frozen = {k: v for k, v in params.items() if k not in fast}
             for step in range(steps):
                 pred = self.forward_with({**frozen, **fast}, x, batched)
-                losses = per_task_loss(self.loss, pred, y, mask) if batched else self.loss(pred, y, mask)
-                loss = losses.sum()
+                # one expression: the per-task losses are not kept alive through the backward pass
+                loss = (per_task_loss(self.loss, pred, y, mask) if batched else self.loss(pred, y, mask)).sum()
                 grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
                 fast = {
                     name: self._step(name, step, value, grad, keep_graph)
