@@ -275,3 +275,13 @@ def test_adapt_on_raw_tensors_validates_the_model(name):
     y = torch.zeros(2, 5, 1) if name != "protonet" else torch.zeros(2, 5, dtype=torch.long)
     with pytest.raises(ShapeError, match="cannot take this episode's inputs"):
         learner.adapt(x, y)
+
+
+@pytest.mark.parametrize("name", ["mann", "gated"])
+def test_learners_the_train_recipes_cannot_build_are_refused_by_name(name):
+    from metamap.recipes import build_learner
+
+    with pytest.raises(
+        ConfigError, match=rf"learner '{name}' is built in Python with make_learner; expected one of maml"
+    ):
+        build_learner({"family": {"name": "sinusoid"}, "learner": {"name": name}, "seed": 0})

@@ -100,3 +100,15 @@ def test_bad_options():
         GatedOptimizer(_model(), base="rmsprop")
     with pytest.raises(ConfigError, match="max_gate"):
         GatedOptimizer(_model(), max_gate=1.0)
+
+
+def test_built_by_name_with_typed_options():
+    from metamap.learners import make_learner
+
+    learner = make_learner("gated", nn.Linear(2, 1), base="sgd", lr=0.5, inner_steps=3)
+    assert isinstance(learner, GatedOptimizer)
+    assert (learner.base, learner.lr, learner.inner_steps) == ("sgd", 0.5, 3)
+    with pytest.raises(
+        ConfigError, match=r"learner 'gated' has no option\(s\) \['inner_lr'\]; it takes \[.*'base'.*'lr'"
+    ):
+        make_learner("gated", nn.Linear(2, 1), inner_lr=0.1)

@@ -69,7 +69,12 @@ def build_learner(run: dict[str, Any]) -> MetaLearner:
     spec = dict(run["learner"])
     name = spec.pop("name")
     if name not in RECIPE_LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; expected one of {', '.join(RECIPE_LEARNERS)}")
+        what = (
+            f"learner {name!r} is built in Python with make_learner"
+            if name in LEARNERS
+            else f"unknown learner {name!r}"
+        )
+        raise ConfigError(f"{what}; expected one of {', '.join(RECIPE_LEARNERS)}")
     if name not in EMBEDDING_LEARNERS and run["family"]["name"] != "sinusoid":
         spec.setdefault("loss", "cross_entropy")
     learner = make_learner(name, build_model(run), **spec)

@@ -61,7 +61,7 @@ class AdaptOptions:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
 
-LEARNER_DEFAULTS = AdaptOptions()
+ADAPT_DEFAULTS = AdaptOptions()
 
 
 class Adapted(Protocol):
@@ -199,7 +199,7 @@ class MetaLearner(nn.Module):
         x_support: torch.Tensor,
         y_support: torch.Tensor,
         support_mask: torch.Tensor | None = None,
-        options: AdaptOptions = LEARNER_DEFAULTS,
+        options: AdaptOptions = ADAPT_DEFAULTS,
     ) -> Adapted:
         """Adapt to each task of ``x_support [T, S, ...]`` (targets ``y_support [T, S, ...]``).
 
@@ -234,7 +234,7 @@ class MetaLearner(nn.Module):
             total += float(loss.detach())
         return total
 
-    def evaluate(self, episode: Episode, options: AdaptOptions = LEARNER_DEFAULTS) -> torch.Tensor:
+    def evaluate(self, episode: Episode, options: AdaptOptions = ADAPT_DEFAULTS) -> torch.Tensor:
         """Per-task query metric after adaptation, ``[T]``: MSE (regression) or accuracy in [0, 1].
 
         A task whose predictions are not finite (its adaptation diverged) gets NaN.

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metamap.errors import ShapeError
-from metamap.learners.base import LEARNER_DEFAULTS, AdaptOptions, MetaLearner
+from metamap.learners.base import ADAPT_DEFAULTS, AdaptOptions, MetaLearner
 from metamap.learners.losses import per_task_loss
 from metamap.tasks.episode import Episode
 
@@ -48,7 +48,7 @@ class EmbeddingLearner(MetaLearner):
 
     def meta_loss(self, episode: Episode) -> torch.Tensor:
         """Mean query cross-entropy of the class scores against the embedded support set."""
-        adapted = self.adapt_checked(episode.x_support, episode.y_support, episode.support_mask, LEARNER_DEFAULTS)
+        adapted = self.adapt_checked(episode.x_support, episode.y_support, episode.support_mask, ADAPT_DEFAULTS)
         scores = adapted.predict(episode.x_query)
         return per_task_loss(self.loss, scores, episode.y_query, episode.query_mask).mean()
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from metamap.errors import ConfigError
-from metamap.learners.base import LEARNER_DEFAULTS, AdaptOptions, MetaLearner, learner_device
+from metamap.learners.base import ADAPT_DEFAULTS, AdaptOptions, MetaLearner, learner_device
 from metamap.report import mean_ci95
 from metamap.tasks.family import TaskFamily, make_generator
 
@@ -46,7 +46,7 @@ def evaluate_learner(
     n_tasks: int = 600,
     seed: int = 0,
     tasks_per_batch: int = 25,
-    options: AdaptOptions = LEARNER_DEFAULTS,
+    options: AdaptOptions = ADAPT_DEFAULTS,
 ) -> Score:
     """Adapt to ``n_tasks`` tasks drawn from ``family`` (use its test split) and score the queries.
 
