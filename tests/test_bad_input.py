@@ -8,11 +8,12 @@ from torch import nn
 
 import metamap
 from metamap.errors import CheckpointError, ConfigError, DataError, MetamapError, ShapeError, describe
-from metamap.learners import LEARNERS, make_learner
+from metamap.learners import LEARNERS, AdaptOptions, make_learner
 from metamap.nn import MLP
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import check_split, make_generator
 from metamap.tasks.sinusoid import Sinusoid
+from metamap.training import TrainConfig, meta_train
 
 
 @pytest.fixture
@@ -25,6 +26,36 @@ def _class_episode(n_way: int = 3, k: int = 2, features: int = 4) -> Episode:
     x = torch.randn(2, n_way * k, features, generator=gen)
     y = torch.arange(n_way).repeat_interleave(k).expand(2, -1).contiguous()
     return Episode(x, y, x.clone(), y.clone())
+
+
+class _Fixed:
+    """A task family that draws the same episode every time (to train on one crafted episode)."""
+
+    split_name = "train"
+
+    def __init__(self, episode: Episode) -> None:
+        self.episode = episode
+
+    def split(self, name: str) -> _Fixed:
+        return self
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> Episode:
+        return self.episode
+
+
+def _train_one_step(learner, episode: Episode) -> None:
+    """The training loop is where meta_loss meets its data: it checks the model once, before its first step."""
+    meta_train(learner, _Fixed(episode), TrainConfig(steps=1, meta_batch=2, checkpoint_every=0, progress=False))
+
+
+def _use(learner, verb: str, episode: Episode) -> None:
+    """Hand ``episode`` to ``learner`` through one of the boundaries that validate it."""
+    if verb == "meta_train":
+        _train_one_step(learner, episode)
+    elif verb == "adapt":
+        learner.adapt(episode.x_support, episode.y_support)
+    else:
+        learner.evaluate(episode)
 
 
 def test_error_hierarchy():
@@ -40,7 +71,7 @@ def test_error_hierarchy():
 
 
 @pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil", "reptile", "pretrain"])
-@pytest.mark.parametrize("verb", ["meta_loss", "evaluate", "meta_backward"])
+@pytest.mark.parametrize("verb", ["meta_train", "evaluate", "adapt"])
 def test_model_input_size_mismatch_is_shape_error(name, verb, sinusoid_episode):
     learner = make_learner(name, MLP(3, [8], 1))
     with pytest.raises(
@@ -48,7 +79,7 @@ def test_model_input_size_mismatch_is_shape_error(name, verb, sinusoid_episode):
         match=r"cannot take this episode's inputs: one example is float32\[1\].*"
         r"x_support float32\[2, 3, 1\].*3x8",
     ):
-        getattr(learner, verb)(sinusoid_episode)
+        _use(learner, verb, sinusoid_episode)
 
 
 def test_model_output_size_mismatch_is_shape_error(sinusoid_episode):
@@ -58,19 +89,19 @@ def test_model_output_size_mismatch_is_shape_error(sinusoid_episode):
         match=r"model outputs float32\[2\] per example but the episode's targets "
         r"are float32\[1\] per example",
     ):
-        learner.meta_loss(sinusoid_episode)
+        _train_one_step(learner, sinusoid_episode)
 
 
 def test_too_few_logits_is_shape_error():
     learner = make_learner("maml", MLP(4, [8], 2), loss="cross_entropy")
     with pytest.raises(ShapeError, match=r"outputs 2 logits per example but the episode has labels up to 2"):
-        learner.meta_loss(_class_episode(n_way=3))
+        _train_one_step(learner, _class_episode(n_way=3))
 
 
 def test_mse_with_class_labels_is_shape_error():
     learner = make_learner("maml", MLP(4, [8], 1), loss="mse")
     with pytest.raises(ShapeError, match=r"loss 'mse' needs float targets.*class labels int64\[2, 6\]"):
-        learner.meta_loss(_class_episode())
+        _train_one_step(learner, _class_episode())
 
 
 @pytest.mark.parametrize("name", ["maml", "protonet", "matching"])
@@ -82,22 +113,22 @@ def test_cross_entropy_with_float_targets_is_shape_error(name, sinusoid_episode)
         match=r"'cross_entropy' needs int64 class labels \[tasks, examples\], "
         r"got float32\[2, 3, 1\]",
     ):
-        learner.meta_loss(sinusoid_episode)
+        _train_one_step(learner, sinusoid_episode)
 
 
 def test_model_dtype_mismatch_is_shape_error(sinusoid_episode):
     learner = make_learner("maml", MLP(1, [8], 1).double())
     with pytest.raises(ShapeError, match="cannot take this episode's inputs"):
-        learner.meta_loss(sinusoid_episode)
+        _train_one_step(learner, sinusoid_episode)
 
 
 def test_check_runs_for_each_new_input_signature():
     # A learner that has seen one episode must still check an episode of another shape.
     learner = make_learner("maml", MLP(1, [8], 1))
-    learner.meta_loss(Sinusoid().sample(2, make_generator(0)))
+    learner.evaluate(Sinusoid().sample(2, make_generator(0)))
     x = torch.zeros(2, 3, 2)
     with pytest.raises(ShapeError, match=r"one example is float32\[2\]"):
-        learner.meta_loss(Episode(x, torch.zeros(2, 3, 1), x, torch.zeros(2, 3, 1)))
+        learner.evaluate(Episode(x, torch.zeros(2, 3, 1), x, torch.zeros(2, 3, 1)))
 
 
 # -- configuration -----------------------------------------------------------------------
@@ -126,7 +157,9 @@ def test_make_learner_lists_real_options():
 
 
 def test_invalid_learner_option_values_are_config_errors():
-    with pytest.raises(ConfigError, match=r"unknown loss 'l2'; expected one of mse, cross_entropy"):
+    with pytest.raises(
+        ConfigError, match=r"unknown loss 'l2'; expected one of mse, mae, huber, cross_entropy or a callable"
+    ):
         make_learner("maml", MLP(1, [8], 1), loss="l2")
     with pytest.raises(ConfigError, match=r"chunk_size must be >= 1 or None, got 0"):
         make_learner("maml", MLP(1, [8], 1), chunk_size=0)
@@ -192,11 +225,24 @@ def test_episode_shape_errors_name_expected_and_got():
         )
 
 
-def test_metric_adapt_rejects_options():
-    learner = make_learner("protonet", MLP(4, [8], 3))
-    ep = _class_episode()
-    with pytest.raises(ShapeError, match=r"ProtoNet.adapt takes no options, got \['steps'\]"):
-        learner.evaluate(ep, steps=3)
+@pytest.mark.parametrize("name", sorted(set(LEARNERS) - {"gated"}))  # the gated optimizer uses every option
+def test_adapt_options_a_learner_does_not_use_are_config_errors(name):
+    learner = make_learner(name, MLP(4, [8], 3), **({"feature_dim": 3} if name == "mann" else {}))
+    known = "none" if name in ("mann", "protonet", "matching") else "steps"
+    with pytest.raises(ConfigError, match=rf"\.adapt takes no option\(s\) \['gated'\]; its options: {known}$"):
+        learner.evaluate(_class_episode(), AdaptOptions(gated=False))
+    with pytest.raises(ConfigError, match=r"\.adapt takes no option\(s\) \['gated'\]"):
+        learner.adapt(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), options=AdaptOptions(gated=True))
+
+
+def test_unknown_adapt_option_names_the_known_ones():
+    with pytest.raises(
+        ConfigError, match=r"unknown adapt option\(s\) \['step'\]; the adapt options are \['steps', 'gated'\]"
+    ):
+        AdaptOptions.from_mapping({"step": 3})
+    assert AdaptOptions.from_mapping({"steps": 3}) == AdaptOptions(steps=3)
+    with pytest.raises(ConfigError, match=r"steps must be a whole number >= 0, got -1"):
+        AdaptOptions(steps=-1)
 
 
 def test_anil_rejects_adapt_prefixes_with_config_error():
@@ -229,3 +275,13 @@ def test_adapt_on_raw_tensors_validates_the_model(name):
     y = torch.zeros(2, 5, 1) if name != "protonet" else torch.zeros(2, 5, dtype=torch.long)
     with pytest.raises(ShapeError, match="cannot take this episode's inputs"):
         learner.adapt(x, y)
+
+
+@pytest.mark.parametrize("name", ["mann", "gated"])
+def test_learners_the_train_recipes_cannot_build_are_refused_by_name(name):
+    from metamap.recipes import build_learner
+
+    with pytest.raises(
+        ConfigError, match=rf"learner '{name}' is built in Python with make_learner; expected one of maml"
+    ):
+        build_learner({"family": {"name": "sinusoid"}, "learner": {"name": name}, "seed": 0})

@@ -231,3 +231,14 @@ def test_all_examples_joins_support_and_query_and_masks():
 def test_to_keeps_values():
     ep = _episode(masks=True)
     _assert_episodes_equal(ep.to("cpu"), ep)
+
+
+def test_an_episode_is_validated_once_when_built_not_when_sliced_or_moved(monkeypatch):
+    ep = _episode(t=4, masks=True)
+    calls = []
+    monkeypatch.setattr(Episode, "validate", lambda self: calls.append(self))
+    parts = [ep.to("cpu"), ep.select(slice(0, 2)), *ep.chunks(3), ep.shard(1, 2)]
+    assert calls == []
+    assert [p.n_tasks for p in parts] == [4, 2, 3, 1, 2]
+    Episode(ep.x_support, ep.y_support, ep.x_query, ep.y_query)
+    assert len(calls) == 1

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from metamap.errors import ConfigError
-from metamap.learners import GatedOptimizer
+from metamap.learners import AdaptOptions, GatedOptimizer
 from metamap.tasks.episode import Episode
 
 
@@ -44,7 +44,7 @@ def test_gates_of_one_reproduce_the_base_optimizer(base):
         optimizer.step()
     for name, value in reference.named_parameters():
         torch.testing.assert_close(adapted.params[0][name], value.detach(), rtol=1e-6, atol=1e-7)
-    plain = learner.adapt(episode.x_support, episode.y_support, gated=False)
+    plain = learner.adapt(episode.x_support, episode.y_support, options=AdaptOptions(gated=False))
     for name in plain.params[0]:
         torch.testing.assert_close(plain.params[0][name], adapted.params[0][name], rtol=0, atol=0)
 
@@ -100,3 +100,15 @@ def test_bad_options():
         GatedOptimizer(_model(), base="rmsprop")
     with pytest.raises(ConfigError, match="max_gate"):
         GatedOptimizer(_model(), max_gate=1.0)
+
+
+def test_built_by_name_with_typed_options():
+    from metamap.learners import make_learner
+
+    learner = make_learner("gated", nn.Linear(2, 1), base="sgd", lr=0.5, inner_steps=3)
+    assert isinstance(learner, GatedOptimizer)
+    assert (learner.base, learner.lr, learner.inner_steps) == ("sgd", 0.5, 3)
+    with pytest.raises(
+        ConfigError, match=r"learner 'gated' has no option\(s\) \['inner_lr'\]; it takes \[.*'base'.*'lr'"
+    ):
+        make_learner("gated", nn.Linear(2, 1), inner_lr=0.1)

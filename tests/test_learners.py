@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from metamap.errors import ShapeError
-from metamap.learners import ANIL, MAML, MetaSGD, Pretrained, Reptile, make_learner
+from metamap.learners import ANIL, MAML, AdaptOptions, MetaSGD, Pretrained, Reptile, make_learner
 from metamap.nn import MLP, Conv4
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
@@ -309,7 +309,7 @@ def test_pretrained_meta_loss_is_pooled_mse():
     torch.testing.assert_close(learner.meta_loss(ep), expected, rtol=1e-12, atol=1e-12)
     # Its adapt fine-tunes: after steps the support loss falls.
     before = ((model(ep.x_support) - ep.y_support) ** 2).mean()
-    adapted = learner.adapt(ep.x_support, ep.y_support, steps=5)
+    adapted = learner.adapt(ep.x_support, ep.y_support, options=AdaptOptions(steps=5))
     after = ((adapted.predict(ep.x_support) - ep.y_support) ** 2).mean()
     assert float(after.detach()) < float(before.detach())
 
@@ -318,7 +318,7 @@ def test_adapt_zero_steps_returns_meta_parameters():
     ep = _sinusoid(seed=1)
     model = _tiny_mlp(seed=2)
     learner = MAML(model, inner_steps=2, inner_lr=0.1)
-    pred = learner.adapt(ep.x_support, ep.y_support, steps=0).predict(ep.x_query)
+    pred = learner.adapt(ep.x_support, ep.y_support, options=AdaptOptions(steps=0)).predict(ep.x_query)
     torch.testing.assert_close(pred, model(ep.x_query), rtol=1e-12, atol=1e-12)
 
 

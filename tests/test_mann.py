@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metamap.errors import ConfigError, ShapeError
-from metamap.learners import MANN
+from metamap.learners import MANN, AdaptOptions
 from metamap.learners.mann import (
     cosine_read_weights,
     least_used_weights,
@@ -268,5 +268,19 @@ def test_clear_errors():
         MANN(torch.nn.Linear(6, 4), feature_dim=4).sequence_logits(torch.zeros(1, 2, 7), torch.tensor([[0, 1]]))
     with pytest.raises(ShapeError, match=r"int64 class labels \[tasks, examples\]"):
         learner.sequence_logits(torch.zeros(1, 2, 6), torch.zeros(1, 2))
-    with pytest.raises(ShapeError, match=r"MANN.adapt takes no options"):
-        learner.adapt(torch.zeros(1, 2, 6), torch.tensor([[0, 1]]), steps=3)
+    with pytest.raises(ConfigError, match=r"MANN.adapt takes no option\(s\) \['steps'\]; its options: none"):
+        learner.adapt(torch.zeros(1, 2, 6), torch.tensor([[0, 1]]), options=AdaptOptions(steps=3))
+
+
+def test_built_by_name_with_typed_options():
+    from metamap.learners import make_learner
+
+    learner = make_learner(
+        "mann", torch.nn.Flatten(), n_way=3, feature_dim=6, hidden=8, memory_slots=4, memory_width=5, read_heads=2
+    )
+    assert isinstance(learner, MANN)
+    assert (learner.n_way, learner.hidden, learner.memory_slots, learner.read_heads) == (3, 8, 4, 2)
+    with pytest.raises(
+        ConfigError, match=r"learner 'mann' has no option\(s\) \['inner_steps'\]; it takes \[.*'memory_slots'"
+    ):
+        make_learner("mann", torch.nn.Flatten(), feature_dim=6, inner_steps=2)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from metamap.errors import CheckpointError, ConfigError, TrainingInterrupted
+from metamap.learners import AdaptOptions
 from metamap.recipes import build_learner
 from metamap.tasks import Sinusoid
 from metamap.training import TrainConfig, evaluate_learner, load_checkpoint, meta_train, save_checkpoint
@@ -198,7 +199,7 @@ def test_time_budget_counts_across_resume(tmp_path):
 
 def test_diverging_adaptation_is_reported_not_averaged_away():
     learner = build_learner({**RUN, "learner": {"name": "maml", "inner_steps": 1, "inner_lr": 1e6}})
-    score = evaluate_learner(learner, FAMILY.split("test"), n_tasks=20, seed=0, steps=20)
+    score = evaluate_learner(learner, FAMILY.split("test"), n_tasks=20, seed=0, options=AdaptOptions(steps=20))
     assert score.diverged > 0 and score.mean == float("inf")
     assert "diverged on" in str(score)
 

@@ -204,6 +204,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from metamap.learners import AdaptOptions
     from metamap.recipes import build_family, build_learner
     from metamap.training import evaluate_learner, load_checkpoint
     from metamap.training.checkpoint import load_learner_state
@@ -231,7 +232,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     load_learner_state(learner, checkpoint, source=str(args.run))
     device = pick_device(args.device)
     learner.to(device)
-    options = {"steps": args.inner_steps} if args.inner_steps is not None else {}
+    options = AdaptOptions(steps=args.inner_steps)
     overrides = {"n_way": args.n_way, "k_shot": args.k_shot, "n_query": args.n_query}
     family_spec = {**run["family"], **{k: v for k, v in overrides.items() if v is not None}}
     _check_batch_memory(
@@ -247,7 +248,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.episodes,
         args.seed,
         tasks_per_batch=EVALUATION_BATCH,
-        **options,
+        options=options,
     )
     print(f"{run['learner']['name']} on {family_spec} (step {checkpoint.step}): {score}")
     if args.json:

@@ -27,6 +27,9 @@ from metamap.tasks.sinusoid import Sinusoid
 
 FAMILIES = ("sinusoid", "omniglot")
 EMBEDDING_LEARNERS = ("protonet", "matching")
+# MANN reads shuffled sequences with an embedding encoder and the gated optimizer takes other
+# options (lr, base) than the inner-loop flags: both are built in Python with make_learner.
+RECIPE_LEARNERS = tuple(name for name in LEARNERS if name not in ("mann", "gated"))
 
 
 def build_family(spec: dict[str, Any]) -> TaskFamily:
@@ -65,8 +68,13 @@ def build_learner(run: dict[str, Any]) -> MetaLearner:
     """The learner named in ``run["learner"]`` around :func:`build_model`'s backbone."""
     spec = dict(run["learner"])
     name = spec.pop("name")
-    if name not in LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; expected one of {', '.join(LEARNERS)}")
+    if name not in RECIPE_LEARNERS:
+        what = (
+            f"learner {name!r} is built in Python with make_learner"
+            if name in LEARNERS
+            else f"unknown learner {name!r}"
+        )
+        raise ConfigError(f"{what}; expected one of {', '.join(RECIPE_LEARNERS)}")
     if name not in EMBEDDING_LEARNERS and run["family"]["name"] != "sinusoid":
         spec.setdefault("loss", "cross_entropy")
     learner = make_learner(name, build_model(run), **spec)

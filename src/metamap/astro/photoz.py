@@ -35,7 +35,7 @@ from metamap.astro.metrics import photoz_metrics
 from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
 from metamap.errors import ConfigError, DataError
 from metamap.learners import make_learner
-from metamap.learners.base import MetaLearner
+from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.progress import progress_bar
@@ -217,7 +217,7 @@ def predictors(
 
     def learner_method(learner: MetaLearner, steps: int) -> Predictor:
         def predict(ep: Episode) -> np.ndarray:
-            adapted = learner.adapt(ep.x_support, ep.y_support, steps=steps)
+            adapted = learner.adapt(ep.x_support, ep.y_support, options=AdaptOptions(steps=steps))
             with torch.no_grad():
                 return data.unscale(adapted.predict(ep.x_query)[..., 0].numpy())
 

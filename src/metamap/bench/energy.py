@@ -55,7 +55,7 @@ from metamap.energy.learned import (
 )
 from metamap.energy.scenarios import SEASONS, TIMES_OF_DAY, assign_types, load_profiles, sample_loads
 from metamap.energy.transport import random_problems, round_to_feasible, sinkhorn_plans, solve_emd, solve_highs
-from metamap.learners import GatedOptimizer, make_learner
+from metamap.learners import AdaptOptions, GatedOptimizer, make_learner
 from metamap.plotting import pyplot, save_png
 from metamap.preprocessing import Standardizer
 from metamap.report import format_table, machine, mean_ci95, write_json
@@ -260,7 +260,9 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         # meta-training starts from the single model's weights (pretrain, then meta-train)
         learner = make_learner(name, copy.deepcopy(pooled), inner_steps=5, inner_lr=INNER_LR)
         _meta_train(learner, source, scalers, cfg, rng)
-        adapted = learner.adapt(episode.x_support, episode.y_support, steps=ADAPT_STEPS if name == "reptile" else 5)
+        adapted = learner.adapt(
+            episode.x_support, episode.y_support, options=AdaptOptions(steps=ADAPT_STEPS if name == "reptile" else 5)
+        )
         with torch.no_grad():
             results[name] = gaps(adapted.predict(episode.x_query), name)
         learners[name] = learner
@@ -322,7 +324,7 @@ def gated_comparison(pooled, metasgd, source, episode, scalers, cfg, rng) -> dic
         curve = []
         for steps in range(0, ADAPT_STEPS + 1, 5):
             with torch.no_grad():
-                pred = metasgd.adapt(xs[None], ys[None], steps=steps).predict(xq[None])[0]
+                pred = metasgd.adapt(xs[None], ys[None], options=AdaptOptions(steps=steps)).predict(xq[None])[0]
             curve.append(float(((pred - yq) ** 2).mean()))
         curves["metasgd"].append(curve)
     mean = {k: np.mean(np.array(v), 0).tolist() for k, v in curves.items()}

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from metamap.bench.cache import load_cached, runs_folder, save_cached
+from metamap.learners import AdaptOptions
 from metamap.paths import shared_data_dir
 from metamap.plotting import pyplot, save_png
 from metamap.recipes import build_family, build_learner
@@ -148,8 +149,10 @@ def train_and_test(run: Run, data: Path, runs_dir: Path, quick: bool, progress: 
     scores = {}
     for way, shot, steps in run.tests:
         test_family = replace(family.split("test"), n_way=way, k_shot=shot, n_query=TEST_QUERY)
-        options = {"steps": steps} if steps is not None else {}
-        score = evaluate_learner(learner, test_family, n_tasks=episodes, seed=TEST_SEED, tasks_per_batch=10, **options)
+        options = AdaptOptions(steps=steps)
+        score = evaluate_learner(
+            learner, test_family, n_tasks=episodes, seed=TEST_SEED, tasks_per_batch=10, options=options
+        )
         scores[f"{way}w{shot}s"] = {**score.as_dict(), "adapt_steps": steps}
         print(f"[omniglot] {run.name} {way}-way {shot}-shot: {score}")
     return save_cached(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from metamap.bench.cache import runs_folder
-from metamap.learners.base import MetaLearner
+from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.plotting import pyplot, save_png
 from metamap.recipes import build_learner
 from metamap.report import format_table, machine, write_json
@@ -66,7 +66,9 @@ def score(learner: MetaLearner, n_tasks: int = TEST_TASKS) -> dict[int, dict[str
     """MSE mean and 95% CI after each of ``EVAL_STEPS`` inner steps, on the same test tasks."""
     family = Sinusoid(k_shot=5, n_query=10, split_name="test")
     return {
-        steps: evaluate_learner(learner, family, n_tasks=n_tasks, seed=TEST_SEED, steps=steps).as_dict()
+        steps: evaluate_learner(
+            learner, family, n_tasks=n_tasks, seed=TEST_SEED, options=AdaptOptions(steps=steps)
+        ).as_dict()
         for steps in EVAL_STEPS
     }
 
@@ -101,7 +103,11 @@ def plot_adapted_curves(learners: dict[str, MetaLearner], path: Path, n_tasks: i
         )
         for (name, learner), color in zip(learners.items(), ("tab:blue", "tab:orange", "tab:green", "tab:purple")):
             for k in sorted({1, steps}):
-                pred = learner.adapt(episode.x_support, episode.y_support, steps=k).predict(grid).detach()
+                pred = (
+                    learner.adapt(episode.x_support, episode.y_support, options=AdaptOptions(steps=k))
+                    .predict(grid)
+                    .detach()
+                )
                 ax.plot(
                     grid[t, :, 0],
                     pred[t, :, 0],

@@ -1,9 +1,12 @@
 """Meta-learners behind one protocol (see :mod:`metamap.learners.base`).
 
 ``make_learner(name, model, **options)`` builds one by name; ``LEARNERS``
-lists the names. :class:`GatedOptimizer` (a learned, gated optimizer) and :class:`MANN` (a
-memory-augmented LSTM that needs shuffled sequence episodes) follow the same
-protocol but are built directly, not by name.
+maps each name to its factory, a learner class (or a class with some of its
+options fixed) whose keyword-only constructor parameters are the options.
+``"gated"`` is the learned, gated optimizer; ``"mann"`` the memory-augmented
+LSTM, whose ``model`` is the encoder and whose episodes must be shuffled
+sequences (:class:`metamap.tasks.sequence.SequenceEpisodes`). Losses are in
+:mod:`metamap.learners.losses`; adapt options in :class:`AdaptOptions`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import nn
 
 from metamap.errors import ConfigError
 from metamap.learners.anil import ANIL
-from metamap.learners.base import Adapted, MetaLearner
+from metamap.learners.base import Adapted, AdaptOptions, MetaLearner
 from metamap.learners.gated import GatedOptimizer
 from metamap.learners.gradient import GradientLearner
 from metamap.learners.maml import MAML
@@ -37,6 +40,8 @@ LEARNERS: dict[str, Callable[..., MetaLearner]] = {
     "protonet": ProtoNet,
     "matching": MatchingNet,
     "pretrain": Pretrained,
+    "gated": GatedOptimizer,
+    "mann": MANN,
 }
 
 
@@ -75,6 +80,7 @@ __all__ = [
     "LEARNERS",
     "MAML",
     "MANN",
+    "AdaptOptions",
     "Adapted",
     "GatedOptimizer",
     "GradientLearner",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from metamap.errors import ConfigError
-from metamap.learners.base import task_loss
 from metamap.learners.gradient import AdaptedParams, GradientLearner, Params
+from metamap.learners.losses import per_task_loss
 
 
 def fit_per_task(
@@ -39,7 +39,7 @@ def fit_per_task(
     with torch.enable_grad():
         for _ in range(steps):
             pred = learner.forward_with({**frozen, **fast}, x_support, batched=True)
-            loss = task_loss(learner.loss, pred, y_support, support_mask, n_lead=2).sum()
+            loss = per_task_loss(learner.loss, pred, y_support, support_mask).sum()
             optimizer.zero_grad()
             torch.autograd.backward(loss)
             optimizer.step()

@@ -30,7 +30,8 @@ from torch import nn
 from torch.func import functional_call
 
 from metamap.errors import ConfigError
-from metamap.learners.base import MetaLearner, task_loss
+from metamap.learners.base import AdaptOptions, MetaLearner
+from metamap.learners.losses import LossFn
 from metamap.tasks.episode import Episode
 
 Params = dict[str, torch.Tensor]
@@ -44,7 +45,8 @@ class GatedOptimizer(MetaLearner):
     Args:
         model: the backbone ``[N, *x] -> [N, *y]``; its parameters are the
             initialisation every task starts from.
-        loss: ``"mse"`` or ``"cross_entropy"``.
+        loss: a built-in loss name (``"mse"``, ``"cross_entropy"``, ...) or a callable
+            ``loss(prediction, target, mask) -> scalar``.
         base: ``"adam"`` or ``"sgd"``.
         lr: the base optimizer's learning rate.
         inner_steps: unrolled steps in meta-training (and the default in ``adapt``).
@@ -54,11 +56,13 @@ class GatedOptimizer(MetaLearner):
         learn_init: also meta-learn the initialisation (else it stays fixed).
     """
 
+    adapt_options = ("steps", "gated")
+
     def __init__(
         self,
         model: nn.Module,
         *,
-        loss: str = "mse",
+        loss: str | LossFn = "mse",
         base: str = "adam",
         lr: float = 1e-2,
         inner_steps: int = 5,
@@ -139,10 +143,10 @@ class GatedOptimizer(MetaLearner):
                 if x_eval is not None and y_eval is not None:
                     with torch.no_grad():
                         pred = functional_call(self.model, fast, (x_eval,))
-                        curve.append(float(task_loss(self.loss, pred, y_eval, None)))
+                        curve.append(float(self.loss(pred, y_eval, None)))
                 if t == steps:
                     break
-                loss = task_loss(self.loss, functional_call(self.model, fast, (x,)), y, mask)
+                loss = self.loss(functional_call(self.model, fast, (x,)), y, mask)
                 grads = torch.autograd.grad(loss, list(fast.values()), create_graph=keep_graph)
                 new = {}
                 for (name, value), grad in zip(fast.items(), grads, strict=True):
@@ -174,7 +178,6 @@ class GatedOptimizer(MetaLearner):
 
     def meta_loss(self, episode: Episode) -> torch.Tensor:
         """Mean query loss after ``inner_steps`` gated steps, differentiable in the gate network."""
-        self.check(episode.x_support, episode.y_support)
         losses = []
         for k in range(episode.n_tasks):
             s_mask = None if episode.support_mask is None else episode.support_mask[k]
@@ -188,20 +191,19 @@ class GatedOptimizer(MetaLearner):
                 keep_graph=True,
             )
             pred = functional_call(self.model, fast, (episode.x_query[k],))
-            losses.append(task_loss(self.loss, pred, episode.y_query[k], q_mask))
+            losses.append(self.loss(pred, episode.y_query[k], q_mask))
         return torch.stack(losses).mean()
 
-    def adapt(
+    def adapt_checked(
         self,
         x_support: torch.Tensor,
         y_support: torch.Tensor,
-        support_mask: torch.Tensor | None = None,
-        steps: int | None = None,
-        gated: bool = True,
+        support_mask: torch.Tensor | None,
+        options: AdaptOptions,
     ) -> GatedAdapted:
-        """Adapt to each task of ``x_support [T, S, ...]``; ``gated=False``: the plain base optimizer."""
-        self.check(x_support, y_support)
-        steps = self.inner_steps if steps is None else steps
+        """Adapt to each task of ``x_support [T, S, ...]``; ``options.gated=False``: the plain base optimizer."""
+        steps = self.inner_steps if options.steps is None else options.steps
+        gated = options.gated is not False
         per_task = []
         for k in range(x_support.shape[0]):
             mask = None if support_mask is None else support_mask[k]

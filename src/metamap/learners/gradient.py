@@ -22,7 +22,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from metamap.errors import ConfigError
-from metamap.learners.base import MetaLearner, task_loss
+from metamap.learners.base import AdaptOptions, MetaLearner
+from metamap.learners.losses import LossFn, per_task_loss
 from metamap.tasks.episode import Episode
 
 Params = dict[str, torch.Tensor]
@@ -41,7 +42,8 @@ class GradientLearner(MetaLearner):
     Args:
         model: any ``nn.Module`` mapping ``[N, *x_shape]`` to ``[N, *y_shape]``
             (or logits ``[N, n_way]``); no running statistics (use GroupNorm).
-        loss: ``"mse"`` (regression) or ``"cross_entropy"`` (classification).
+        loss: ``"mse"``, ``"mae"``, ``"huber"`` (regression), ``"cross_entropy"``
+            (classification) or a callable ``loss(prediction, target, mask) -> scalar``.
         inner_steps: gradient steps on the support set during meta-training.
         inner_lr: step size of the inner SGD.
         adapt_prefixes: names of the parameters adapted in the inner loop
@@ -51,11 +53,13 @@ class GradientLearner(MetaLearner):
         vectorize: ``False`` loops over tasks instead of ``vmap`` (reference path).
     """
 
+    adapt_options = ("steps",)
+
     def __init__(
         self,
         model: nn.Module,
         *,
-        loss: str = "mse",
+        loss: str | LossFn = "mse",
         inner_steps: int = 1,
         inner_lr: float = 0.01,
         adapt_prefixes: Iterable[str] | None = None,
@@ -121,7 +125,6 @@ class GradientLearner(MetaLearner):
         ``keep_graph``: the result stays connected to ``params`` (meta-training);
         the inner gradients are differentiated only if ``second_order()``.
         """
-        n_lead = 2 if batched else 1
         create_graph = keep_graph and self.second_order()
         # The whole loop runs with grad enabled, set-up and updates included: under an
         # outer torch.no_grad() (validation losses) every step must still differentiate
@@ -135,7 +138,8 @@ class GradientLearner(MetaLearner):
             frozen = {k: v for k, v in params.items() if k not in fast}
             for step in range(steps):
                 pred = self.forward_with({**frozen, **fast}, x, batched)
-                loss = task_loss(self.loss, pred, y, mask, n_lead).sum()
+                # one expression: the per-task losses are not kept alive through the backward pass
+                loss = (per_task_loss(self.loss, pred, y, mask) if batched else self.loss(pred, y, mask)).sum()
                 grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
                 fast = {
                     name: self._step(name, step, value, grad, keep_graph)
@@ -151,7 +155,6 @@ class GradientLearner(MetaLearner):
 
     def query_losses(self, episode: Episode) -> torch.Tensor:
         """Per-task query loss after ``inner_steps`` steps, connected to the meta-parameters: ``[T]``."""
-        self.check(episode.x_support, episode.y_support)
         params = self.meta_params()
         if self.vectorize:
             fast = self.inner_loop(
@@ -164,7 +167,7 @@ class GradientLearner(MetaLearner):
                 keep_graph=True,
             )
             pred = self.forward_with(fast, episode.x_query, batched=True)
-            return task_loss(self.loss, pred, episode.y_query, episode.query_mask, n_lead=2)
+            return per_task_loss(self.loss, pred, episode.y_query, episode.query_mask)
         losses = []
         for t in range(episode.n_tasks):
             task = episode.select(slice(t, t + 1))
@@ -178,23 +181,22 @@ class GradientLearner(MetaLearner):
                 keep_graph=True,
             )
             pred = self.forward_with(fast, task.x_query[0], batched=False)
-            losses.append(task_loss(self.loss, pred, task.y_query[0], _first(task.query_mask)))
+            losses.append(self.loss(pred, task.y_query[0], _first(task.query_mask)))
         return torch.stack(losses)
 
     def meta_loss(self, episode: Episode) -> torch.Tensor:
         """Mean query loss over the tasks after adaptation (differentiable)."""
         return self.query_losses(episode).mean()
 
-    def adapt(
+    def adapt_checked(
         self,
         x_support: torch.Tensor,
         y_support: torch.Tensor,
-        support_mask: torch.Tensor | None = None,
-        steps: int | None = None,
+        support_mask: torch.Tensor | None,
+        options: AdaptOptions,
     ) -> AdaptedParams:
-        """Fine-tune on each task's support set ``[T, S, ...]``; ``steps`` defaults to ``inner_steps``."""
-        self.check(x_support, y_support)
-        steps = self.inner_steps if steps is None else steps
+        """Fine-tune on each task's support set ``[T, S, ...]``; ``options.steps`` defaults to ``inner_steps``."""
+        steps = self.inner_steps if options.steps is None else options.steps
         fast = self.inner_loop(
             {k: v.detach() for k, v in self.meta_params().items()},
             x_support,

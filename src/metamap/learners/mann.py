@@ -31,26 +31,25 @@ Where this differs from the paper, on purpose:
 - the encoder ``f`` may be any module (default: flatten the raw input, as the
   paper's raw pixels).
 
-Why ``MANN`` is not in :data:`metamap.learners.LEARNERS`: ``make_learner``'s
-generic recipes (``metamap train``) feed episodes whose support is grouped by
-label and build a Conv4 with a classifier head; MANN needs shuffled sequences
-(:class:`metamap.tasks.sequence.SequenceEpisodes`) and an embedding encoder,
-so a name there would promise a command line that trains it wrongly. Build it
-directly.
+Built by name as ``make_learner("mann", encoder, n_way=...)``. The
+``metamap train`` recipes do not offer it: they feed episodes whose support
+is grouped by label and build a Conv4 with a classifier head, while MANN
+needs shuffled sequences (:class:`metamap.tasks.sequence.SequenceEpisodes`)
+and an embedding encoder.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metamap.errors import ConfigError, ShapeError, describe
-from metamap.learners.base import MetaLearner, task_loss
+from metamap.learners.base import AdaptOptions, MetaLearner
+from metamap.learners.losses import per_task_loss
 from metamap.tasks.episode import Episode
 from metamap.tasks.sequence import label_inputs
 
@@ -291,9 +290,9 @@ class MANN(MetaLearner):
 
         ``mask bool [T, L]``: a False step leaves the state as it was and its
         label is never shown (its logits are still computed, to be ignored).
-        The final state's label input is the last valid label.
+        The final state's label input is the last valid label. The inputs are
+        trusted (see :meth:`sequence_logits` and :meth:`adapt`, which check them).
         """
-        self.check(x_seq, y_seq)
         t, length = y_seq.shape
         features = self.model(x_seq.reshape(t * length, *x_seq.shape[2:])).reshape(t, length, -1)
         if features.shape[-1] != self.feature_dim:
@@ -315,6 +314,7 @@ class MANN(MetaLearner):
         self, x_seq: torch.Tensor, y_seq: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits ``[T, L, n_way]``: step t sees ``x_t`` and the one-hot ``y_{t-1}`` (zeros at step 0)."""
+        self.check(x_seq, y_seq)
         return self.run_sequence(x_seq, y_seq, mask)[0]
 
     # -- the learner protocol ------------------------------------------------------------------
@@ -328,16 +328,14 @@ class MANN(MetaLearner):
                 f"got {int(y_support.min())}..{int(y_support.max())}"
             )
 
-    def adapt(
+    def adapt_checked(
         self,
         x_support: torch.Tensor,
         y_support: torch.Tensor,
-        support_mask: torch.Tensor | None = None,
-        **options: Any,
+        support_mask: torch.Tensor | None,
+        options: AdaptOptions,
     ) -> AdaptedMANN:
-        """Read the support sequence ``[T, S, *x]`` (in its order) into memory."""
-        if options:
-            raise ShapeError(f"MANN.adapt takes no options, got {sorted(options)}")
+        """Read the support sequence ``[T, S, *x]`` (in its order) into memory; MANN takes no adapt options."""
         return AdaptedMANN(self, self.run_sequence(x_support, y_support, support_mask)[1])
 
     def query_logits(self, state: MemoryState, x_query: torch.Tensor) -> torch.Tensor:
@@ -355,7 +353,7 @@ class MANN(MetaLearner):
         logits = torch.cat([support_logits, self.query_logits(state, episode.x_query)], dim=1)
         targets = torch.cat([episode.y_support, episode.y_query], dim=1)
         _, _, mask = episode.all_examples()
-        return task_loss("cross_entropy", logits, targets, mask, n_lead=2).mean()
+        return per_task_loss(self.loss, logits, targets, mask).mean()
 
 
 class AdaptedMANN:

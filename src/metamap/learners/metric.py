@@ -8,14 +8,13 @@ task; ``n_way`` is read from the support labels (the largest label + 1).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metamap.errors import ShapeError
-from metamap.learners.base import MetaLearner, task_loss
+from metamap.learners.base import ADAPT_DEFAULTS, AdaptOptions, MetaLearner
+from metamap.learners.losses import per_task_loss
 from metamap.tasks.episode import Episode
 
 
@@ -37,23 +36,21 @@ class EmbeddingLearner(MetaLearner):
         """Class scores (logits or log-probabilities) ``[T, Q, n_way]``."""
         raise NotImplementedError
 
-    def adapt(
+    def adapt_checked(
         self,
         x_support: torch.Tensor,
         y_support: torch.Tensor,
-        support_mask: torch.Tensor | None = None,
-        **options: Any,
+        support_mask: torch.Tensor | None,
+        options: AdaptOptions,
     ) -> AdaptedEmbedding:
-        if options:
-            raise ShapeError(f"{type(self).__name__}.adapt takes no options, got {sorted(options)}")
-        self.check(x_support, y_support)
+        """Embed the support set ``[T, S, ...]``; metric learners take no adapt options."""
         return AdaptedEmbedding(self, SupportSet.build(self.embed(x_support), y_support, support_mask))
 
     def meta_loss(self, episode: Episode) -> torch.Tensor:
-        self.check(episode.x_support, episode.y_support)
-        adapted = self.adapt(episode.x_support, episode.y_support, episode.support_mask)
+        """Mean query cross-entropy of the class scores against the embedded support set."""
+        adapted = self.adapt_checked(episode.x_support, episode.y_support, episode.support_mask, ADAPT_DEFAULTS)
         scores = adapted.predict(episode.x_query)
-        return task_loss("cross_entropy", scores, episode.y_query, episode.query_mask, n_lead=2).mean()
+        return per_task_loss(self.loss, scores, episode.y_query, episode.query_mask).mean()
 
 
 class SupportSet:

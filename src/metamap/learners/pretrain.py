@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from metamap.learners.base import task_loss
 from metamap.learners.gradient import GradientLearner
+from metamap.learners.losses import per_task_loss
 from metamap.tasks.episode import Episode
 
 
@@ -19,9 +19,8 @@ class Pretrained(GradientLearner):
     """Joint training on pooled tasks; ``adapt`` fine-tunes with ``inner_steps`` SGD steps."""
 
     def meta_loss(self, episode: Episode) -> torch.Tensor:
-        self.check(episode.x_support, episode.y_support)
         x, y, mask = episode.all_examples()
         t, n = x.shape[:2]
         pred = self.model(x.reshape(t * n, *x.shape[2:]))
         pred = pred.reshape(t, n, *pred.shape[1:])
-        return task_loss(self.loss, pred, y, mask, n_lead=2).mean()
+        return per_task_loss(self.loss, pred, y, mask).mean()

@@ -24,7 +24,6 @@ class Reptile(GradientLearner):
         return False
 
     def meta_loss(self, episode: Episode) -> torch.Tensor:
-        self.check(episode.x_support, episode.y_support)
         x, y, mask = episode.all_examples()
         params = self.meta_params()
         fast = self.inner_loop(params, x, y, mask, self.inner_steps, batched=True, keep_graph=False)

@@ -34,7 +34,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import KNeighborsRegressor
 
 from metamap.learners import make_learner
-from metamap.learners.base import MetaLearner
+from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.physics.family import SystemFamily, grid_points, model_inputs
@@ -105,7 +105,7 @@ def predict_dense(
             lr=lr,
         )
     else:
-        adapted = learners[method].adapt(episode.x_support, episode.y_support, steps=setting)
+        adapted = learners[method].adapt(episode.x_support, episode.y_support, options=AdaptOptions(steps=setting))
     with torch.no_grad():
         return adapted.predict(episode.x_query)
 
@@ -186,7 +186,12 @@ def probe_features(family: SystemFamily, learner: MetaLearner, episode: Episode,
     """The adapted network's predictions at the probe inputs, ``[T, N_PROBES * n_out]`` (may hold NaN)."""
     probes = probe_inputs(family).expand(episode.n_tasks, -1, -1)
     with torch.no_grad():
-        return learner.adapt(episode.x_support, episode.y_support, steps=steps).predict(probes).flatten(1).numpy()
+        return (
+            learner.adapt(episode.x_support, episode.y_support, options=AdaptOptions(steps=steps))
+            .predict(probes)
+            .flatten(1)
+            .numpy()
+        )
 
 
 def predict_parameters(head: RegressorMixin, features: np.ndarray, n_params: int) -> np.ndarray:

@@ -15,7 +15,8 @@ Shapes (T tasks, S support and Q query examples per task):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,6 +29,12 @@ _TENSOR_FIELDS = ("x_support", "y_support", "x_query", "y_query", "support_mask"
 @dataclass(frozen=True)
 class Episode:
     """Support/query tensors batched over tasks, with optional validity masks.
+
+    An episode is validated once, when it is built (:meth:`validate`: shapes,
+    dtypes, masks, finite values, labels). What is derived from a valid
+    episode (:meth:`to`, :meth:`select`, :meth:`chunks`, :meth:`shard`) is
+    valid by construction and is not checked again, so that training and
+    evaluation loops make no host-device round trips for validation.
 
     ``meta`` holds per-batch task metadata (e.g. ``{"n_way": 5}`` or the
     sinusoid amplitudes ``{"amplitude": Tensor[T]}``); tensors in ``meta``
@@ -131,7 +138,7 @@ class Episode:
     def to(self, device: torch.device | str) -> Episode:
         """The same episode with every tensor moved to ``device``."""
         moved: dict[str, Any] = {n: (v.to(device) if v is not None else None) for n, v in self._tensors().items()}
-        return replace(self, **moved)
+        return self._derived(moved)
 
     def select(self, tasks: slice | torch.Tensor) -> Episode:
         """The sub-episode of the chosen tasks (a slice or an index tensor)."""
@@ -141,7 +148,7 @@ class Episode:
             k: (v[tasks] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == n else v)
             for k, v in self.meta.items()
         }
-        return replace(self, **picked, meta=meta)
+        return self._derived({**picked, "meta": meta})
 
     def chunks(self, chunk_size: int | None) -> list[Episode]:
         """Split into consecutive sub-episodes of at most ``chunk_size`` tasks."""
@@ -162,6 +169,13 @@ class Episode:
             )
         per = self.n_tasks // world_size
         return self.select(slice(rank * per, (rank + 1) * per))
+
+    def _derived(self, changes: dict[str, Any]) -> Episode:
+        """This episode with ``changes`` to its fields, not validated again (a slice or a move of a valid one)."""
+        derived = copy.copy(self)
+        for name, value in changes.items():
+            object.__setattr__(derived, name, value)
+        return derived
 
     def _tensors(self) -> dict[str, torch.Tensor | None]:
         return {n: getattr(self, n) for n in _TENSOR_FIELDS}

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from metamap.errors import ConfigError
-from metamap.learners import make_learner
+from metamap.learners import AdaptOptions, make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.report import format_table
@@ -299,7 +299,7 @@ def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int)
             return _predict(adapted, t)
 
         return fitted
-    return lambda t, o: _predict(learner.adapt(*t.support_set, steps=o.get("steps", 0)), t)
+    return lambda t, o: _predict(learner.adapt(*t.support_set, options=AdaptOptions(steps=o.get("steps", 0))), t)
 
 
 def _predict(adapted, target: Target) -> torch.Tensor:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from metamap.errors import ConfigError
-from metamap.learners.base import MetaLearner, learner_device
+from metamap.learners.base import ADAPT_DEFAULTS, AdaptOptions, MetaLearner, learner_device
 from metamap.report import mean_ci95
 from metamap.tasks.family import TaskFamily, make_generator
 
@@ -46,12 +46,13 @@ def evaluate_learner(
     n_tasks: int = 600,
     seed: int = 0,
     tasks_per_batch: int = 25,
-    **adapt_options: Any,
+    options: AdaptOptions = ADAPT_DEFAULTS,
 ) -> Score:
     """Adapt to ``n_tasks`` tasks drawn from ``family`` (use its test split) and score the queries.
 
     The tasks depend only on ``seed``, so learners compared with the same seed
-    see the same tasks. ``adapt_options`` go to ``learner.adapt`` (e.g. ``steps``).
+    see the same tasks. ``options`` go to ``learner.adapt`` (e.g. ``steps``).
+    The metric is the tasks': MSE for regression, accuracy for classification.
     """
     if n_tasks < 1 or tasks_per_batch < 1:
         raise ConfigError(f"n_tasks and tasks_per_batch must be >= 1, got {n_tasks} and {tasks_per_batch}")
@@ -59,12 +60,14 @@ def evaluate_learner(
     device = learner_device(learner)
     values = []
     remaining = n_tasks
+    classification = False
     while remaining > 0:
         episode = family.sample(min(tasks_per_batch, remaining), generator)
-        values.append(learner.evaluate(episode.to(device), **adapt_options).detach().cpu())
+        values.append(learner.evaluate(episode.to(device), options).detach().cpu())
         remaining -= episode.n_tasks
+        classification = episode.is_classification
     per_task = torch.cat(values)
-    metric = "mse" if learner.loss == "mse" else "accuracy"
+    metric = "accuracy" if classification else "mse"
     diverged = int((~torch.isfinite(per_task)).sum())
     if diverged:
         worst = math.inf if metric == "mse" else math.nan

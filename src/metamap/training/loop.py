@@ -132,9 +132,16 @@ def meta_train(
     ``run_dir`` receives checkpoints and metrics (none are written when it is
     None); it is claimed for the run (:func:`claim_run_folder`: locked, and
     without ``resume`` it must be empty or new). ``run_config`` is stored in
-    every checkpoint so that a run can be rebuilt and evaluated later.
-    ``resume`` continues from the latest checkpoint in ``run_dir``.
+    every checkpoint so that a run can be rebuilt and evaluated later, with
+    the name of the learner's loss; a learner whose loss is a custom callable
+    (no name) cannot be saved or resumed. ``resume`` continues from the
+    latest checkpoint in ``run_dir``.
     """
+    if run_dir is not None and learner.loss_name is None:
+        raise ConfigError(
+            "a run folder needs a loss with a name (mse, mae, huber, cross_entropy) to record; "
+            f"this learner's loss is the callable {learner.loss!r}: train it without run_dir"
+        )
     rank, world = _rank_world()
     if config.meta_batch % world:
         raise ConfigError(f"meta_batch {config.meta_batch} must be divisible by the {world} processes")
@@ -178,6 +185,8 @@ def _meta_train(
         with _StopFlag() as stop:
             while step < config.steps and not stop.requested and not _over_budget(t0, earlier_seconds, config):
                 episode = train_family.sample(config.meta_batch, generator).to(device)
+                if step == start:  # the family's episodes share one layout: the model is checked against it once
+                    learner.check(episode.x_support, episode.y_support)
                 loss = _meta_step(learner, optimizer, episode.shard(rank, world), config, world)
                 step += 1
                 running.append(loss)
@@ -283,7 +292,7 @@ def _save(
     save_checkpoint(
         run_dir,
         step,
-        {"run": run_config or {}, "train": asdict(config)},
+        {"run": run_config or {}, "train": asdict(config), "loss": learner.loss_name},
         learner,
         optimizer,
         generators={"sampler": generator.get_state(), "torch": torch.get_rng_state()},
@@ -314,6 +323,11 @@ def _restore(
         changed = sorted(k for k in set(saved_run) | set(run_config) if saved_run.get(k) != run_config.get(k))
         raise CheckpointError(
             f"cannot resume {run_dir}: it was started with a different configuration (differs in {changed})"
+        )
+    saved_loss = checkpoint.config.get("loss", learner.loss_name)  # checkpoints before loss names: not compared
+    if saved_loss != learner.loss_name:
+        raise CheckpointError(
+            f"cannot resume {run_dir}: it was trained with loss {saved_loss!r}, this learner's loss is {learner.loss_name!r}"
         )
     load_learner_state(learner, checkpoint, source=str(folder))
     missing = sorted({"sampler", "torch"} - set(checkpoint.generators))
