@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metamap.errors import ConfigError, ShapeError, describe
+from metamap.nn.devices import module_device
 from metamap.tasks.episode import Episode
 
 LOSSES = ("mse", "cross_entropy")
@@ -84,14 +85,6 @@ def check_loss(kind: str) -> str:
     return kind
 
 
-def learner_device(module: nn.Module, default: torch.device | None = None) -> torch.device:
-    """Where the module's parameters live; ``default`` (else the CPU) for a parameter-free module."""
-    first = next(iter(module.parameters()), None)
-    if first is not None:
-        return first.device
-    return default if default is not None else torch.device("cpu")
-
-
 def check_inputs(
     model: nn.Module, kind: str, x_support: torch.Tensor, y_support: torch.Tensor, outputs_logits: bool = True
 ) -> int:
@@ -114,7 +107,7 @@ def check_inputs(
         raise ShapeError(f"loss 'cross_entropy' needs int64 class labels [tasks, examples], got {describe(y)}")
     sample = x_support[0, :1]
     # A parameter-free model (a fixed feature map, nn.Identity) runs where the data are.
-    device = learner_device(model, default=sample.device)
+    device = module_device(model, default=sample.device)
     try:
         with torch.no_grad():
             out = model(sample.to(device))
