@@ -86,8 +86,8 @@ class TrainedDiffusion:
         write_json(path / CONFIG, meta)
 
     @classmethod
-    def load(cls, path: Path) -> TrainedDiffusion:
-        """Rebuild a model written by :meth:`save`."""
+    def load(cls, path: Path, device: torch.device | str = "cpu") -> TrainedDiffusion:
+        """Rebuild a model written by :meth:`save`, its network on ``device``."""
         path = Path(path)
         if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
             raise CheckpointError(f"{path} is not a saved diffusion model: expected {WEIGHTS} and {CONFIG} in it")
@@ -110,7 +110,7 @@ class TrainedDiffusion:
             raise CheckpointError(f"{path / WEIGHTS} does not fit the network in {CONFIG}: {exc}") from None
         model.eval()
         return cls(
-            model=model,
+            model=model.to(device),
             schedule=NoiseSchedule.from_config(meta["schedule"]),
             prediction=meta["prediction"],
             step=int(meta.get("step", 0)),
