@@ -180,3 +180,66 @@ def add_run_folder_flags(parser: argparse.ArgumentParser, *, resumable: bool = T
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the run already in --out (deletes only metamap's own files)"
     )
+
+
+# -- flags shared by several commands: one definition and one help text each --------------------------
+
+SEED_HELP = "seed of every random draw (the same seed gives the same numbers)"
+DEVICE_HELP = "auto | cpu | cuda (auto: the GPU when there is one)"
+NO_PROGRESS_HELP = "hide the progress bars"
+JSON_HELP = "write the results to this JSON file"
+OUT_KINDS = {
+    "run": "run folder",  # a folder holding one run: checkpoints and what it was trained on
+    "folder": "output folder",
+    "file": "output file",
+}
+
+
+def add_out_flag(parser: argparse.ArgumentParser, kind: str, holds: str, *, default: Path | None = None) -> None:
+    """Add ``--out``: a ``kind`` (``run`` | ``folder`` | ``file``) path, required unless ``default`` is given.
+
+    The help reads ``"<run folder|output folder|output file>: <holds>"``, so every command names the same
+    kinds of output the same way and says what it writes there.
+    """
+    parser.add_argument(
+        "--out", type=Path, required=default is None, default=default, help=f"{OUT_KINDS[kind]}: {holds}"
+    )
+
+
+def add_steps_flag(
+    parser: argparse.ArgumentParser,
+    counts: str,
+    *,
+    default: int | None,
+    allow_zero: bool = False,
+    unset: str | None = None,
+) -> None:
+    """Add ``--steps``: a count of ``counts`` steps (e.g. ``"meta-training"``), an integer >= 1 (>= 0 with
+    ``allow_zero``). With ``default=None`` the command chooses; ``unset`` says how."""
+    parser.add_argument(
+        "--steps",
+        type=nonnegative_int if allow_zero else positive_int,
+        default=default,
+        help=f"{counts} steps" + (f" (default: {unset})" if unset else ""),
+    )
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, *, default: int = 0) -> None:
+    """Add ``--seed``: an integer >= 0."""
+    parser.add_argument("--seed", type=nonnegative_int, default=default, help=SEED_HELP)
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (default ``auto``); a command resolves it with
+    :func:`metamap.training.distributed.pick_device`."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--no-progress`` (``args.no_progress``)."""
+    parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+
+
+def add_json_flag(parser: argparse.ArgumentParser, *, required: bool = False, default: Path | None = None) -> None:
+    """Add ``--json``: the path of a JSON file of results (``None`` unless ``required`` or ``default``)."""
+    parser.add_argument("--json", type=Path, required=required, default=default, help=JSON_HELP)

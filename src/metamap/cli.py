@@ -11,7 +11,13 @@ from typing import Any, NoReturn
 
 from metamap import __version__
 from metamap.arguments import (
+    add_device_flag,
+    add_json_flag,
+    add_out_flag,
+    add_progress_flag,
     add_run_folder_flags,
+    add_seed_flag,
+    add_steps_flag,
     check_memory,
     nonnegative_int,
     output_file,
@@ -68,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--learn-inner-lr", action="store_true", help="MAML: learn per-step, per-tensor inner rates")
     train.add_argument("--chunk-size", type=positive_int, default=None, help="tasks per vmap chunk (bounds memory)")
     train.add_argument("--hidden", type=positive_int, nargs="+", default=None, help="MLP widths or Conv4 channels")
-    train.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
+    add_steps_flag(train, "meta-training", default=1000, allow_zero=True)
     train.add_argument(
         "--max-minutes",
         type=positive_float,
@@ -78,16 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--meta-batch", type=positive_int, default=25, help="tasks per meta-step (over all processes)")
     train.add_argument("--lr", type=positive_float, default=1e-3, help="outer (meta) learning rate")
     train.add_argument("--optimizer", default="adam", help="adam | sgd")
-    train.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(train)
     train.add_argument("--val-every", type=nonnegative_int, default=0, help="validate every N steps (0: never)")
     train.add_argument("--checkpoint-every", type=nonnegative_int, default=500, help="0: only at the end")
     train.add_argument(
         "--episodes", type=nonnegative_int, default=600, help="test tasks for the final evaluation (0: skip)"
     )
-    train.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics, evaluation")
+    add_out_flag(train, "run", "checkpoints, metrics, evaluation")
     add_run_folder_flags(train)
-    train.add_argument("--device", default="auto", help="auto | cpu | cuda (auto: the GPU when there is one)")
-    train.add_argument("--no-progress", action="store_true")
+    add_device_flag(train)
+    add_progress_flag(train)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on its family's test split")
@@ -101,20 +107,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--inner-steps", type=nonnegative_int, default=None, help="adaptation steps (gradient learners)"
     )
-    evaluate.add_argument("--seed", type=nonnegative_int, default=1234)
-    evaluate.add_argument("--json", type=Path, default=None, help="write the score here")
-    evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    add_seed_flag(evaluate, default=1234)
+    add_json_flag(evaluate)
+    add_device_flag(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     demo = commands.add_parser("demo", help="the main job on bundled data: forecasting new LA traffic sensors")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    add_out_flag(demo, "folder", "demo.json and the plots", default=Path("runs/demo"))
     demo.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    add_device_flag(demo)
     demo.set_defaults(handler=_demo)
 
     bench = commands.add_parser("bench", help="run a benchmark; writes JSON (+ PNG)")
     bench.add_argument("name", help=" | ".join(BENCHMARKS))
     bench.add_argument("--quick", action="store_true")
-    bench.add_argument("--json", type=Path, required=True)
+    add_json_flag(bench, required=True)
     bench.set_defaults(handler=_bench)
 
     from metamap.astro.commands import add_astro_parser
@@ -258,8 +265,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from metamap.demo import run_demo
+    from metamap.training.distributed import pick_device
 
-    run_demo(writable_output_folder(args.out), quick=args.quick)
+    run_demo(writable_output_folder(args.out), quick=args.quick, device=pick_device(args.device))
     return 0
 
 

@@ -28,8 +28,9 @@ QUICK = ExperimentConfig(steps=10, hidden=(16,), methods=("maml", "persistence",
 SHOWN = ("maml", "pretrain_finetune", "historical_average", "persistence")
 
 
-def run_demo(out: Path, quick: bool = False) -> dict:
-    """Run the demo into folder ``out``; returns ``{method: errors by horizon}`` for the day-5 support."""
+def run_demo(out: Path, quick: bool = False, device: torch.device | str = "cpu") -> dict:
+    """Run the demo into folder ``out``, the networks on ``device``; returns ``{method: errors by horizon}``
+    for the day-5 support."""
     torch.set_num_threads(1)  # small matrices: extra threads only contend
     out = Path(out)
     config = QUICK if quick else DEMO
@@ -40,8 +41,8 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         f"LA week: {data.n_sensors} sensors; meta-training on {data.n_sensors - len(target.nodes)} over days 1-5, "
         f"{len(target.nodes)} new sensors adapt on day 5 and forecast days 6-7"
     )
-    trained = train_methods(setup.family, config, progress=True)
-    results = compare(trained, {"day": target}, {"day": setup.validations["day"]}, config)["day"]
+    trained = train_methods(setup.family, config, progress=True, device=device)
+    results = compare(trained, {"day": target}, {"day": setup.validations["day"]}, config, device)["day"]
     print("\nnew sensors (P1, one seed): masked errors in mph at 15 / 30 / 60 min")
     print(results_table(results))
     horizon_plot = plots.error_by_horizon(

@@ -99,8 +99,10 @@ def run_classification(
     episodes: int = 600,
     cell_deg: float = 10.0,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Meta-train ProtoNet and Matching on the training region; 3-way K-shot accuracy on the test region."""
+    """Meta-train ProtoNet and Matching on the training region (on ``device``); 3-way K-shot accuracy on the
+    test region."""
     if cat.label is None:
         raise DataError(f"{cat.source}: classification needs a class column (STAR / GALAXY / QSO)")
     train, test = region_split(cat, cell_deg=cell_deg, test_fraction=0.3, seed=seed)
@@ -112,7 +114,7 @@ def run_classification(
     learners: dict[str, MetaLearner] = {}
     for name in LEARNERS:
         torch.manual_seed(seed)
-        learners[name] = make_learner(name, MLP(train_pool.shape[-1], [64, 64], 32))
+        learners[name] = make_learner(name, MLP(train_pool.shape[-1], [64, 64], 32)).to(device)
         meta_train(
             learners[name],
             RegionFamily({"train": family}),

@@ -15,7 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metamap.arguments import nonnegative_int, positive_float, positive_int, writable_output_folder
+from metamap.arguments import (
+    add_device_flag,
+    add_out_flag,
+    add_seed_flag,
+    add_steps_flag,
+    positive_float,
+    positive_int,
+    writable_output_folder,
+)
 from metamap.errors import ConfigError
 
 # torch and the models are imported inside the handlers: building the parser stays light.
@@ -53,10 +61,11 @@ def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="catalogue: .csv | .parquet | .fits")
-    parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json (and plots)")
-    parser.add_argument("--steps", type=positive_int, default=2000, help="meta-training steps per learner")
+    add_out_flag(parser, "folder", "metrics.json (and plots)")
+    add_steps_flag(parser, "meta-training (per learner)", default=2000)
     parser.add_argument("--episodes", type=positive_int, default=600, help="test episodes per K")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(parser)
+    add_device_flag(parser)
 
 
 def _photoz_learners(text: str) -> list[str]:
@@ -75,8 +84,10 @@ def _photoz(args: argparse.Namespace) -> int:
     from metamap.astro.photoz import region_data, run_all_data, run_fewshot
     from metamap.astro.plots import photoz_figure
     from metamap.report import write_json
+    from metamap.training.distributed import pick_device
 
     writable_output_folder(args.out)
+    device = pick_device(args.device)
     learner_names = _photoz_learners(args.learners)
     if max(args.shots) >= args.min_cell:
         raise ConfigError(
@@ -105,6 +116,7 @@ def _photoz(args: argparse.Namespace) -> int:
         quick=args.quick,
         group_by=args.group_by,
         n_bins=args.bins,
+        device=device,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", {"all_data": all_data, "fewshot": fewshot})
@@ -120,8 +132,10 @@ def _classify(args: argparse.Namespace) -> int:
     from metamap.astro.catalogue import load_catalogue
     from metamap.astro.classify import run_classification
     from metamap.report import write_json
+    from metamap.training.distributed import pick_device
 
     writable_output_folder(args.out)
+    device = pick_device(args.device)
     result = run_classification(
         load_catalogue(args.data),
         shots=args.shots,
@@ -130,6 +144,7 @@ def _classify(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         cell_deg=args.cell_deg,
         seed=args.seed,
+        device=device,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", result)

@@ -38,6 +38,7 @@ from metamap.learners import make_learner
 from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
+from metamap.nn.devices import module_device
 from metamap.progress import progress_bar
 from metamap.report import mean_ci95
 from metamap.tasks.episode import Episode
@@ -187,9 +188,16 @@ def region_data(
 
 
 def train_learners(
-    data: RegionData, names: Sequence[str], *, k_shot: int, steps: int, seed: int
+    data: RegionData,
+    names: Sequence[str],
+    *,
+    k_shot: int,
+    steps: int,
+    seed: int,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, MetaLearner], dict[str, float]]:
-    """Meta-train each learner (and ``pretrain``) on the meta-train cells: MLP 14-64-64-1, 5 inner SGD steps.
+    """Meta-train each learner (and ``pretrain``) on the meta-train cells, on ``device``: MLP 14-64-64-1,
+    5 inner SGD steps.
 
     The inner rate is 0.05; a learner whose meta-loss turns NaN is trained again from scratch at
     0.02, then 0.01. Returns the learners and the inner rate each was trained with.
@@ -203,7 +211,8 @@ def train_learners(
 
         def build(inner_lr: float, name: str = name) -> MetaLearner:
             torch.manual_seed(seed)
-            return make_learner(name, MLP(data.x.shape[1], [64, 64], 1), inner_steps=5, inner_lr=inner_lr)
+            network = MLP(data.x.shape[1], [64, 64], 1)
+            return make_learner(name, network, inner_steps=5, inner_lr=inner_lr).to(device)
 
         learners[name] = meta_train_lowering_inner_lr(build, family, config, label=f"photo-z {name}")
         rates[name] = learners[name].inner_lr
@@ -213,13 +222,15 @@ def train_learners(
 def predictors(
     data: RegionData, learners: dict[str, MetaLearner], global_model: Any, choices: dict[str, int]
 ) -> dict[str, Predictor]:
-    """Each few-shot method as ``episode -> z_phot [T, Q]`` (redshift units)."""
+    """Each few-shot method as ``episode -> z_phot [T, Q]`` (redshift units); a learner's network runs where
+    it lives (the episode is moved there)."""
 
     def learner_method(learner: MetaLearner, steps: int) -> Predictor:
         def predict(ep: Episode) -> np.ndarray:
+            ep = ep.to(module_device(learner))
             adapted = learner.adapt(ep.x_support, ep.y_support, options=AdaptOptions(steps=steps))
             with torch.no_grad():
-                return data.unscale(adapted.predict(ep.x_query)[..., 0].numpy())
+                return data.unscale(adapted.predict(ep.x_query)[..., 0].cpu().numpy())
 
         return predict
 
@@ -246,6 +257,7 @@ def predictors(
 
     def finetune_method(learner: MetaLearner, setting: tuple[int, float]) -> Predictor:
         def predict(ep: Episode) -> np.ndarray:
+            ep = ep.to(module_device(learner))
             adapted = fit_per_task(
                 learner,
                 dict(learner.model.named_parameters()),
@@ -256,7 +268,7 @@ def predictors(
                 lr=setting[1],
             )
             with torch.no_grad():
-                return data.unscale(adapted.predict(ep.x_query)[..., 0].numpy())
+                return data.unscale(adapted.predict(ep.x_query)[..., 0].cpu().numpy())
 
         return predict
 
@@ -358,13 +370,15 @@ def run_fewshot(
     progress: bool = True,
     group_by: str = "sky",
     n_bins: int = 20,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """The new-region protocol (module docstring); returns a JSON-able result with per-K tables.
+    """The new-region protocol (module docstring), the networks on ``device``; returns a JSON-able result
+    with per-K tables.
 
     ``episodes`` test episodes at ``train_k`` shots, ``other_episodes`` (default the same) at the other K.
     """
     data = region_data(cat, cell_deg=cell_deg, min_cell=min_cell, seed=seed, group_by=group_by, n_bins=n_bins)
-    learners, inner_rates = train_learners(data, learner_names, k_shot=train_k, steps=steps, seed=seed)
+    learners, inner_rates = train_learners(data, learner_names, k_shot=train_k, steps=steps, seed=seed, device=device)
     source = data.source_rows()
     global_search = baselines.fit_tuned(data.x[source], data.z[source], quick=quick, seed=seed, names=("hgb",))["hgb"]
     choices, val_scores = choose_settings(

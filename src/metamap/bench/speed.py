@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from metamap.arguments import add_json_flag
 from metamap.learners import make_learner
 from metamap.nn.mlp import MLP
 from metamap.plotting import pyplot, save_png
@@ -731,7 +732,7 @@ def _plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m metamap.bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", type=Path, default=Path("speed.json"))
+    add_json_flag(parser, default=Path("speed.json"))
     parser.add_argument("--threads", type=int, default=THREADS)
     args = parser.parse_args(argv)
     run(args.quick, args.json, threads=args.threads)

@@ -21,6 +21,7 @@ from torch import nn
 
 from metamap.diffusion.schedules import NoiseSchedule, check_prediction
 from metamap.errors import ConfigError, DataError, ShapeError, describe
+from metamap.nn.devices import check_generator, module_device
 
 
 def clean_inputs(
@@ -53,7 +54,8 @@ def model_output(
     model: nn.Module, schedule: NoiseSchedule, x_t: torch.Tensor, t_index: torch.Tensor, cond: torch.Tensor | None
 ) -> torch.Tensor:
     """The network's raw output at ``x_t``: it sees the continuous time ``t_index / n_steps``."""
-    return model(x_t, schedule.time(t_index), cond)
+    output: torch.Tensor = model(x_t, schedule.time(t_index), cond)
+    return output
 
 
 def diffusion_loss(
@@ -70,12 +72,14 @@ def diffusion_loss(
 
     ``x0 [B, C, H, W]`` standardized fields, ``cond [B, K, H, W]`` optional
     conditioning, ``valid [B, C, H, W]`` bool; steps and noise are drawn
-    from ``generator``.
+    from ``generator`` on the model's device (where the inputs are moved).
     """
     check_prediction(prediction)
-    x0, weight = clean_inputs(x0, valid, cond)
-    t_index = torch.randint(0, schedule.n_steps, (x0.shape[0],), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
+    device = module_device(model)
+    check_generator(generator, device)
+    x0, weight, cond = _on_device(device, x0, valid, cond)
+    t_index = torch.randint(0, schedule.n_steps, (x0.shape[0],), generator=generator, device=device)
+    noise = torch.randn(x0.shape, generator=generator, device=device)
     x_t = schedule.q_sample(x0, t_index, noise)
     out = model_output(model, schedule, x_t, t_index, cond)
     target = schedule.target(x0, noise, t_index, prediction)
@@ -105,10 +109,14 @@ def variational_bound(
     stratified sampling: the steps ``1 .. n_steps - 1`` are cut into
     ``n_terms`` contiguous strata, one random step per stratum is evaluated
     and weighted by the stratum's size (unbiased, cheaper, noisier; the
-    default evaluates all ``n_steps`` terms, one network call each).
+    default evaluates all ``n_steps`` terms, one network call each). The
+    noise (and the strata's steps) are drawn from ``generator`` on the
+    model's device; the bound comes back on that device.
     """
     check_prediction(prediction)
-    x0, weight = clean_inputs(x0, valid, cond, every_field=True)
+    device = module_device(model)
+    check_generator(generator, device)
+    x0, weight, cond = _on_device(device, x0, valid, cond, every_field=True)
     b = x0.shape[0]
     per_dim = weight.sum(dim=(1, 2, 3))
 
@@ -121,19 +129,34 @@ def variational_bound(
     terms = _kl_terms(schedule.n_steps, n_terms, generator)
     total = prior
     for k, scale in [(0, 1.0), *terms]:
-        t_index = torch.full((b,), k, dtype=torch.long)
-        noise = torch.randn(x0.shape, generator=generator)
+        t_index = torch.full((b,), k, dtype=torch.long, device=device)
+        noise = torch.randn(x0.shape, generator=generator, device=device)
         x_t = schedule.q_sample(x0, t_index, noise)
         x0_hat = schedule.predict_x0(x_t, t_index, model_output(model, schedule, x_t, t_index, cond), prediction)
         if k == 0:
-            var = schedule.betas[0].item()
-            nll = 0.5 * (math.log(2 * math.pi * var) + (x0 - x0_hat) ** 2 / var)
+            decoder_var = schedule.betas[0].item()
+            nll = 0.5 * (math.log(2 * math.pi * decoder_var) + (x0 - x0_hat) ** 2 / decoder_var)
             total = total + reduce(nll)
         else:
             mean_q, var = schedule.posterior_moments(x0, x_t, t_index)
             mean_p, _ = schedule.posterior_moments(x0_hat, x_t, t_index)
             total = total + scale * reduce((mean_q - mean_p) ** 2 / (2 * var))
     return total
+
+
+def _on_device(
+    device: torch.device,
+    x0: torch.Tensor,
+    valid: torch.Tensor | None,
+    cond: torch.Tensor | None,
+    every_field: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`clean_inputs` of the inputs moved to ``device``: ``(x0, valid as float, cond)``."""
+    cond = cond.to(device) if cond is not None else None
+    x0, weight = clean_inputs(
+        x0.to(device), valid.to(device) if valid is not None else None, cond, every_field=every_field
+    )
+    return x0, weight, cond
 
 
 def _kl_terms(n_steps: int, n_terms: int | None, generator: torch.Generator | None) -> list[tuple[int, float]]:
@@ -145,6 +168,7 @@ def _kl_terms(n_steps: int, n_terms: int | None, generator: torch.Generator | No
     edges = torch.linspace(1, n_steps, n_terms + 1).round().long().tolist()
     terms = []
     for lo, hi in zip(edges, edges[1:]):
-        k = lo + int(torch.randint(0, hi - lo, (1,), generator=generator))
+        where = generator.device if generator is not None else None
+        k = lo + int(torch.randint(0, hi - lo, (1,), generator=generator, device=where))
         terms.append((k, float(hi - lo)))
     return terms

@@ -35,11 +35,13 @@ from torch import nn
 from metamap.diffusion.schedules import NoiseSchedule
 from metamap.diffusion.training import TrainedDiffusion, train_diffusion
 from metamap.errors import ConfigError, DataError, ShapeError, describe
+from metamap.nn.devices import check_generator, module_device
 
 LEVELS = 3
 
 
-def _diffusers():
+def _diffusers() -> Any:
+    """The ``diffusers`` module (ConfigError naming the extra when it is not installed)."""
     try:
         import diffusers
     except ImportError as exc:
@@ -83,7 +85,8 @@ class PaddedUNet2DModel(nn.Module):
 
     def forward_padded(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         """The UNet's noise prediction on an already padded ``x`` at integer ``timestep [B]``."""
-        return self.unet(x, timestep).sample
+        noise: torch.Tensor = self.unet(x, timestep).sample
+        return noise
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         if cond is not None:
@@ -95,13 +98,14 @@ class PaddedUNet2DModel(nn.Module):
 def matched_width(channels: int, reference_parameters: int) -> tuple[int, int]:
     """The width ``c`` (a multiple of 4) whose peer has the parameter count nearest ``reference_parameters``,
     and that count."""
-    best = None
+    best: tuple[int, int] | None = None
     for width in range(4, 257, 4):
         count = PaddedUNet2DModel(channels, width, 1000).n_parameters()
         if best is None or abs(count - reference_parameters) < abs(best[1] - reference_parameters):
             best = (width, count)
         if count > reference_parameters:
             break
+    assert best is not None  # the loop runs at least once
     return best
 
 
@@ -113,7 +117,7 @@ class RepaintPeer:
     trained: TrainedDiffusion
 
     def _eps(self, x: torch.Tensor, timestep: int) -> torch.Tensor:
-        t_index = torch.full((x.shape[0],), timestep, dtype=torch.long)
+        t_index = torch.full((x.shape[0],), timestep, dtype=torch.long, device=x.device)
         output = self.network.forward_padded(x, t_index)
         return self.trained.schedule.predict_eps(x, t_index, output, self.trained.prediction)
 
@@ -138,7 +142,9 @@ class RepaintPeer:
         ``steps``, ``jump_length``, ``jump_n_sample`` and ``eta`` are
         ``RePaintScheduler``'s (the defaults are the RePaint pipeline's).
         ``known`` may hold NaN where the mask is False. An ensemble of M
-        members is a batch of M.
+        members is a batch of M. ``known`` and ``known_mask`` are moved to the
+        network's device, where ``generator`` must live; the samples come back
+        on it.
         """
         if known.ndim != 4 or known_mask.shape != known.shape or known_mask.dtype != torch.bool:
             raise ShapeError(
@@ -147,6 +153,9 @@ class RepaintPeer:
             )
         if not bool(torch.isfinite(known[known_mask]).all()):
             raise DataError("known has NaN/inf values where known_mask is True")
+        device = module_device(self.network)
+        check_generator(generator, device)
+        known, known_mask = known.to(device), known_mask.to(device)
         schedule = self.trained.schedule
         scheduler = _diffusers().RePaintScheduler(
             num_train_timesteps=schedule.n_steps,
@@ -158,7 +167,7 @@ class RepaintPeer:
         filled = torch.where(known_mask, known, torch.zeros_like(known))
         image_known = self.network.pad(filled)
         mask = self.network.pad(known_mask.float())
-        x = torch.randn(image_known.shape, generator=generator)
+        x = torch.randn(image_known.shape, generator=generator, device=device)
         t_last = int(scheduler.timesteps[0]) + 1
         for t in scheduler.timesteps.tolist():
             if t < t_last:
@@ -207,4 +216,6 @@ def train_repaint_peer(
         max_seconds=max_seconds,
         **options,
     )
+    if not isinstance(trained.model, PaddedUNet2DModel):  # pragma: no cover - train_diffusion keeps the class
+        raise ConfigError(f"the peer's EMA network is a {type(trained.model).__name__}")
     return RepaintPeer(network=trained.model, trained=trained)

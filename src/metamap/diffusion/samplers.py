@@ -36,7 +36,8 @@ at 20 steps and 2 repeats). The returned tensor equals
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -44,6 +45,7 @@ from torch import nn
 from metamap.diffusion.objective import model_output
 from metamap.diffusion.schedules import NoiseSchedule, check_prediction
 from metamap.errors import ConfigError, DataError, ShapeError, describe
+from metamap.nn.devices import check_generator, module_device
 
 SAMPLERS = ("dpmpp", "ddim", "ddpm")
 SPACINGS = ("index", "logsnr")
@@ -98,7 +100,10 @@ def sample(
     ``cond [B, K, H, W]`` is passed to every network call (an ensemble of M
     members is a batch of M: repeat ``cond``). ``known [B, C, H, W]`` with
     ``known_mask`` (bool, same shape) asks for inpainting; ``known`` may hold
-    NaN where the mask is False. All randomness comes from ``generator``.
+    NaN where the mask is False. All randomness comes from ``generator``,
+    which lives where ``model`` does (noise is drawn there; a CPU generator
+    for a CPU model). ``cond``, ``known`` and ``known_mask`` are moved to the
+    model's device; the fields come back on it.
     """
     check_prediction(prediction)
     if sampler not in SAMPLERS:
@@ -109,37 +114,47 @@ def sample(
         raise ConfigError(f"resample must be >= 1; got {resample}")
     if not 0 <= eta <= 1:
         raise ConfigError(f"eta must lie in [0, 1]; got {eta}")
-    known = _check_known(shape, known, known_mask)
+    device = module_device(model)
+    check_generator(generator, device)
+    inpainting = _check_known(shape, known, known_mask, device)
+    cond = cond.to(device) if cond is not None else None
     grid = timesteps(schedule, steps, "logsnr" if sampler == "dpmpp" else "index")
     abars = [schedule.alphas_cumprod[k].item() for k in grid] + [1.0]
     batch = shape[0]
 
     def denoise(x: torch.Tensor, k: int) -> torch.Tensor:
-        t_index = torch.full((batch,), k, dtype=torch.long)
+        t_index = torch.full((batch,), k, dtype=torch.long, device=device)
         return schedule.predict_x0(x, t_index, model_output(model, schedule, x, t_index, cond), prediction)
 
     step = _STEPS[sampler]
-    state: dict = {"eta": 1.0 if sampler == "ddpm" else eta}
-    x = torch.randn(shape, generator=generator)
+    state: _State = {"eta": 1.0 if sampler == "ddpm" else eta}
+    x = torch.randn(shape, generator=generator, device=device)
     for i in _progress(range(len(grid)), progress):
         a_t, a_s = abars[i], abars[i + 1]
-        for r in range(resample if known is not None else 1):
+        for r in range(resample if inpainting is not None else 1):
             x0_hat = denoise(x, grid[i])
             x_next = step(x, x0_hat, a_t, a_s, state, generator)
-            if known is not None:
-                x_next = torch.where(known_mask, _noised(known, a_s, generator), x_next)
+            if inpainting is not None:
+                x_next = torch.where(inpainting[1], _noised(inpainting[0], a_s, generator), x_next)
                 if r < resample - 1:
                     ratio = a_t / a_s
-                    x = math.sqrt(ratio) * x_next + math.sqrt(1 - ratio) * torch.randn(shape, generator=generator)
+                    noise = torch.randn(shape, generator=generator, device=device)
+                    x = math.sqrt(ratio) * x_next + math.sqrt(1 - ratio) * noise
                     state["x0_prev"] = None  # the history belongs to the trajectory before re-noising
         state["x0_prev"], state["h_prev"] = x0_hat, state.get("h")
         x = x_next
-    if known is not None:
-        x = torch.where(known_mask, known, x)
+    if inpainting is not None:
+        x = torch.where(inpainting[1], inpainting[0], x)
     return x
 
 
-def _check_known(shape, known, known_mask) -> torch.Tensor | None:
+def _check_known(
+    shape: tuple[int, int, int, int],
+    known: torch.Tensor | None,
+    known_mask: torch.Tensor | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(known with 0 where unknown, known_mask)`` on ``device``, or None without inpainting."""
     if known is None and known_mask is None:
         return None
     if known is None or known_mask is None:
@@ -153,37 +168,57 @@ def _check_known(shape, known, known_mask) -> torch.Tensor | None:
         raise ShapeError(f"known_mask must be bool; got {describe(known_mask)}")
     if not bool(torch.isfinite(known[known_mask]).all()):
         raise DataError("known has NaN/inf values where known_mask is True")
-    return torch.where(known_mask, known, torch.zeros_like(known))
+    known_mask = known_mask.to(device)
+    return torch.where(known_mask, known.to(device), torch.zeros((), dtype=known.dtype, device=device)), known_mask
 
 
-def _noised(known: torch.Tensor, abar: float, generator) -> torch.Tensor:
+def _noised(known: torch.Tensor, abar: float, generator: torch.Generator | None) -> torch.Tensor:
     """A draw of ``q(x_s | known)`` at cumulative alpha ``abar`` (the known field itself at abar = 1)."""
     if abar >= 1.0:
         return known
-    return math.sqrt(abar) * known + math.sqrt(1 - abar) * torch.randn(known.shape, generator=generator)
+    noise = torch.randn(known.shape, generator=generator, device=known.device)
+    return math.sqrt(abar) * known + math.sqrt(1 - abar) * noise
 
 
-def _progress(iterable, show: bool):
+def _progress(steps: range, show: bool) -> Iterable[int]:
     if not show:
-        return iterable
+        return steps
     from metamap.progress import progress_bar
 
-    return progress_bar(iterable, desc="sampling", leave=False)
+    bar: Iterable[int] = progress_bar(steps, desc="sampling", leave=False)
+    return bar
 
 
 # -- one step from cumulative alpha a_t to a_s (> a_t) ----------------------------------------------
 
 
-def _ddim_step(x, x0_hat, a_t, a_s, state, generator) -> torch.Tensor:
+class _State(TypedDict, total=False):
+    """What a sampler carries between steps: DDIM's ``eta``; DPM-Solver++'s last clean-field estimate and
+    log-SNR step (``x0_prev``, ``h_prev``) and the current step ``h``."""
+
+    eta: float
+    x0_prev: torch.Tensor | None
+    h_prev: float | None
+    h: float
+
+
+_Step = Callable[[torch.Tensor, torch.Tensor, float, float, _State, "torch.Generator | None"], torch.Tensor]
+
+
+def _ddim_step(
+    x: torch.Tensor, x0_hat: torch.Tensor, a_t: float, a_s: float, state: _State, generator: torch.Generator | None
+) -> torch.Tensor:
     eps_hat = (x - math.sqrt(a_t) * x0_hat) / math.sqrt(1 - a_t)
     sigma = state["eta"] * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
     out = math.sqrt(a_s) * x0_hat + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps_hat
     if sigma > 0:
-        out = out + sigma * torch.randn(x.shape, generator=generator)
+        out = out + sigma * torch.randn(x.shape, generator=generator, device=x.device)
     return out
 
 
-def _dpmpp_step(x, x0_hat, a_t, a_s, state, _generator) -> torch.Tensor:
+def _dpmpp_step(
+    x: torch.Tensor, x0_hat: torch.Tensor, a_t: float, a_s: float, state: _State, _generator: torch.Generator | None
+) -> torch.Tensor:
     if a_s >= 1.0:
         return x0_hat
     alpha_t, sigma_t = math.sqrt(a_t), math.sqrt(1 - a_t)
@@ -191,10 +226,11 @@ def _dpmpp_step(x, x0_hat, a_t, a_s, state, _generator) -> torch.Tensor:
     h = math.log(alpha_s / sigma_s) - math.log(alpha_t / sigma_t)
     state["h"] = h
     d = x0_hat
-    if state.get("x0_prev") is not None and state.get("h_prev"):
-        r = state["h_prev"] / h
-        d = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * state["x0_prev"]
+    x0_prev, h_prev = state.get("x0_prev"), state.get("h_prev")
+    if x0_prev is not None and h_prev:
+        r = h_prev / h
+        d = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * x0_prev
     return (sigma_s / sigma_t) * x - alpha_s * math.expm1(-h) * d
 
 
-_STEPS: dict[str, Callable] = {"ddim": _ddim_step, "ddpm": _ddim_step, "dpmpp": _dpmpp_step}
+_STEPS: dict[str, _Step] = {"ddim": _ddim_step, "ddpm": _ddim_step, "dpmpp": _dpmpp_step}

@@ -30,6 +30,7 @@ from metamap.diffusion.objective import diffusion_loss, variational_bound
 from metamap.diffusion.samplers import sample
 from metamap.diffusion.schedules import NoiseSchedule, check_prediction
 from metamap.errors import CheckpointError, ConfigError, DataError
+from metamap.nn.devices import module_device
 from metamap.nn.unet import UNet2d
 from metamap.report import write_json, write_safetensors
 from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
@@ -85,8 +86,8 @@ class TrainedDiffusion:
         write_json(path / CONFIG, meta)
 
     @classmethod
-    def load(cls, path: Path) -> TrainedDiffusion:
-        """Rebuild a model written by :meth:`save`."""
+    def load(cls, path: Path, device: torch.device | str = "cpu") -> TrainedDiffusion:
+        """Rebuild a model written by :meth:`save`, its network on ``device``."""
         path = Path(path)
         if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
             raise CheckpointError(f"{path} is not a saved diffusion model: expected {WEIGHTS} and {CONFIG} in it")
@@ -109,7 +110,7 @@ class TrainedDiffusion:
             raise CheckpointError(f"{path / WEIGHTS} does not fit the network in {CONFIG}: {exc}") from None
         model.eval()
         return cls(
-            model=model,
+            model=model.to(device),
             schedule=NoiseSchedule.from_config(meta["schedule"]),
             prediction=meta["prediction"],
             step=int(meta.get("step", 0)),
@@ -139,7 +140,8 @@ def train_diffusion(
     ``batches`` is an iterable of dicts (cycled when exhausted) or a
     zero-argument callable returning one; a dict holds ``"x0" [B, C, H, W]``
     and optionally ``"cond" [B, K, H, W]`` and ``"valid"`` (bool, shape of
-    x0). Steps and noise come from a generator seeded with ``seed``. The EMA
+    x0), moved to the model's device once per batch. Steps and noise come
+    from a generator on the model's device seeded with ``seed``. The EMA
     decay is ``min(ema, (1 + step) / (10 + step))``. With ``run_dir`` a
     checkpoint is written every ``checkpoint_every`` steps and at the end,
     and a rerun resumes from the latest one; the folder is held for the run
@@ -150,7 +152,8 @@ def train_diffusion(
     if steps < 1 or lr <= 0 or not 0 <= ema < 1:
         raise ConfigError(f"expected steps >= 1, lr > 0, 0 <= ema < 1; got steps={steps}, lr={lr}, ema={ema}")
     with claim_run_folder(run_dir, resume=True, what="run_dir") if run_dir is not None else nullcontext():
-        generator = torch.Generator().manual_seed(seed)
+        device = module_device(model)
+        generator = torch.Generator(device=device).manual_seed(seed)
         ema_model = copy.deepcopy(model).eval().requires_grad_(False)
         both = nn.ModuleDict({"model": model, "ema": ema_model})
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -162,7 +165,8 @@ def train_diffusion(
             "seed": seed,
             "network": getattr(model, "config", type(model).__name__),
         }
-        start, seconds, losses = 0, 0.0, []
+        start, seconds = 0, 0.0
+        losses: list[float] = []
         if run_dir is not None and latest_checkpoint(Path(run_dir)) is not None:
             start, seconds, losses = _restore(Path(run_dir), both, optimizer, generator, run_config)
         source = _batch_source(batches)
@@ -171,7 +175,7 @@ def train_diffusion(
         model.train()
         step = start
         while step < steps and not (max_seconds is not None and seconds + time.perf_counter() - t0 > max_seconds):
-            batch = next(source)
+            batch = {name: value.to(device) for name, value in next(source).items()}
             loss = diffusion_loss(
                 model,
                 schedule,
@@ -184,7 +188,7 @@ def train_diffusion(
             if not math.isfinite(loss.item()):
                 raise DataError(f"the training loss became {loss.item()} at step {step}; check the data and lr={lr}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
             _ema_update(ema_model, model, min(ema, (1 + step) / (10 + step)))
@@ -207,7 +211,8 @@ def train_diffusion(
 
 @torch.no_grad()
 def _ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
-    ema_params, params = list(ema_model.parameters()), [p.detach() for p in model.parameters()]
+    ema_params: list[torch.Tensor] = list(ema_model.parameters())
+    params = [p.detach() for p in model.parameters()]
     torch._foreach_lerp_(ema_params, params, 1 - decay)
     for e, b in zip(ema_model.buffers(), model.buffers()):
         e.copy_(b)
@@ -248,7 +253,8 @@ def _checked(batch: Any) -> Batch:
     return batch
 
 
-def _bar(progress: bool, start: int, steps: int):
+def _bar(progress: bool, start: int, steps: int) -> Any:
+    """A progress bar over the training steps (``update``, ``set_postfix``, ``close``), or None."""
     if not progress:
         return None
     from metamap.progress import progress_bar
@@ -256,7 +262,16 @@ def _bar(progress: bool, start: int, steps: int):
     return progress_bar(total=steps, initial=start, desc="diffusion training", leave=False)
 
 
-def _save(run_dir, step, run_config, both, optimizer, generator, seconds, losses) -> None:
+def _save(
+    run_dir: Path,
+    step: int,
+    run_config: dict[str, Any],
+    both: nn.ModuleDict,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    seconds: float,
+    losses: list[float],
+) -> None:
     save_checkpoint(
         run_dir,
         step,
@@ -268,7 +283,13 @@ def _save(run_dir, step, run_config, both, optimizer, generator, seconds, losses
     )
 
 
-def _restore(run_dir, both, optimizer, generator, run_config) -> tuple[int, float, list[float]]:
+def _restore(
+    run_dir: Path,
+    both: nn.ModuleDict,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    run_config: dict[str, Any],
+) -> tuple[int, float, list[float]]:
     checkpoint = load_checkpoint(run_dir)
     if checkpoint.config != json.loads(json.dumps(run_config)):
         raise CheckpointError(

@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metamap.arguments import (
+    add_device_flag,
+    add_out_flag,
     add_run_folder_flags,
-    nonnegative_int,
+    add_seed_flag,
+    add_steps_flag,
     output_file,
     positive_float,
     positive_int,
@@ -54,28 +57,31 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     solve = commands.add_parser("solve", help="dispatch every scenario of a loads file; writes CSV + JSON")
     solve.add_argument("--case", default="case118", help="case30 | case57 | case118")
     solve.add_argument("--loads", type=Path, required=True, help="scenarios: .csv | .parquet (see docs)")
-    solve.add_argument("--out", type=Path, required=True, help="output folder")
+    add_out_flag(solve, "folder", "dispatch.csv, scenarios.csv, summary.json")
     solve.add_argument("--model", type=Path, default=None, help="run folder of metamap energy train|adapt")
+    add_device_flag(solve)
     solve.set_defaults(handler=_solve)
 
     train = commands.add_parser("train", help="solve scenarios exactly and fit the dispatch model")
     train.add_argument("--case", default="case118", help="case30 | case57 | case118")
     train.add_argument("--loads", type=Path, default=None, help="training scenarios (default: simbench profiles)")
     train.add_argument("--scenarios", type=positive_int, default=2000, help="draws from simbench without --loads")
-    train.add_argument("--out", type=Path, required=True, help="run folder")
-    train.add_argument("--steps", type=positive_int, default=3000, help="Adam steps")
+    add_out_flag(train, "run", "model.safetensors, model.json")
+    add_steps_flag(train, "Adam", default=3000)
     train.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
-    train.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(train)
     add_run_folder_flags(train, resumable=False)
+    add_device_flag(train)
     train.set_defaults(handler=_train)
 
     adapt = commands.add_parser("adapt", help="fine-tune a trained model on <= 50 scenarios of a new regime")
     adapt.add_argument("--run", type=Path, required=True, help="run folder of metamap energy train")
     adapt.add_argument("--loads", type=Path, required=True, help=f"at most {MAX_ADAPT} scenarios of the new regime")
-    adapt.add_argument("--out", type=Path, required=True, help="new run folder")
-    adapt.add_argument("--steps", type=positive_int, default=50, help="Adam steps on the new scenarios")
+    add_out_flag(adapt, "run", "the adapted model (a new folder, not --run)")
+    add_steps_flag(adapt, "Adam", default=50)
     adapt.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     add_run_folder_flags(adapt, resumable=False)
+    add_device_flag(adapt)
     adapt.set_defaults(handler=_adapt)
 
 
@@ -133,14 +139,16 @@ def _solve(args: argparse.Namespace) -> int:
     from metamap.energy.highs import WarmDCOPF
     from metamap.energy.learned import DispatchModel
     from metamap.report import write_json
+    from metamap.training.distributed import pick_device
 
     writable_output_folder(args.out)
+    device = pick_device(args.device)
     for name in SOLVE_OUTPUTS:
         output_file(args.out / name, inputs=[args.loads])
     case = load_case(args.case)
     predict = None
     if args.model is not None:
-        model, info = DispatchModel.load(args.model)
+        model, info = DispatchModel.load(args.model, device)
         if info.get("case") != args.case:
             raise ConfigError(f"{args.model} was trained on {info.get('case')!r}, not on {args.case!r}")
         predict = model.predict
@@ -209,8 +217,10 @@ def _train_in_run(args: argparse.Namespace) -> int:
     from metamap.energy.dcopf import load_case
     from metamap.energy.learned import train_dispatch
     from metamap.energy.scenarios import assign_types, load_profiles, sample_loads
+    from metamap.training.distributed import pick_device
 
     writable_output_folder(args.out)
+    device = pick_device(args.device)
     case = load_case(args.case)
     if args.loads is not None:
         pd_ = read_loads(args.loads, case)
@@ -228,7 +238,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
             np.random.default_rng(args.seed),
         )
     pd_, pg = _solved(case, pd_)
-    model = train_dispatch(pd_, pg, hidden=tuple(args.hidden), steps=args.steps, seed=args.seed)
+    model = train_dispatch(pd_, pg, hidden=tuple(args.hidden), steps=args.steps, seed=args.seed, device=device)
     model.save(args.out, {"case": args.case, "scenarios": int(len(pd_)), "steps": args.steps, "seed": args.seed})
     print(f"trained on {len(pd_)} solved scenarios of {args.case}; model in {args.out}")
     return 0
@@ -242,11 +252,13 @@ def _adapt(args: argparse.Namespace) -> int:
 def _adapt_in_run(args: argparse.Namespace) -> int:
     from metamap.energy.dcopf import load_case
     from metamap.energy.learned import DispatchModel, fit_network, standardized
+    from metamap.training.distributed import pick_device
 
     writable_output_folder(args.out)
+    device = pick_device(args.device)
     if args.out.resolve() == args.run.resolve():
         raise ConfigError(f"--out {args.out} is the --run folder: adapting writes a new run; choose another --out")
-    model, info = DispatchModel.load(args.run)
+    model, info = DispatchModel.load(args.run, device)
     case = load_case(info["case"])
     pd_ = read_loads(args.loads, case)
     if len(pd_) > MAX_ADAPT:

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from metamap.errors import CheckpointError, DataError
 from metamap.nn import MLP
+from metamap.nn.devices import module_device
 from metamap.preprocessing import Standardizer
 from metamap.report import write_json, write_safetensors
 from metamap.tasks.episode import Episode
@@ -73,7 +74,8 @@ class DispatchModel:
 
     def predict(self, pd: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return in_mw(self.dispatch_scaler, self.network(standardized(self.loads_scaler, pd)))
+            inputs = standardized(self.loads_scaler, pd).to(module_device(self.network))
+            return in_mw(self.dispatch_scaler, self.network(inputs))
 
     def save(self, folder: Path, meta: dict) -> None:
         """``model.safetensors`` (weights and standardization) + ``model.json`` (``meta``, the widths)."""
@@ -89,8 +91,9 @@ class DispatchModel:
         write_json(folder / "model.json", info)
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[DispatchModel, dict]:
-        """Inverse of :meth:`save`; CheckpointError when the files are missing or do not match."""
+    def load(cls, folder: Path, device: torch.device | str = "cpu") -> tuple[DispatchModel, dict]:
+        """Inverse of :meth:`save`, the network on ``device``; CheckpointError when the files are missing or do
+        not match."""
         folder = Path(folder)
         try:
             info = json.loads((folder / "model.json").read_text())
@@ -109,7 +112,7 @@ class DispatchModel:
             )
         except (OSError, KeyError, ValueError, RuntimeError, CheckpointError) as exc:
             raise CheckpointError(f"{folder}: not a readable energy model ({exc})") from None
-        return cls(network, loads_scaler, dispatch_scaler), info
+        return cls(network.to(device), loads_scaler, dispatch_scaler), info
 
 
 def fit_network(
@@ -118,14 +121,16 @@ def fit_network(
     """Adam on the MSE of ``network(x [N, n_load])`` against ``y [N, n_gen]``; returns the loss per step.
 
     The learning rate decays by cosine to 1% over ``steps``; minibatches are
-    drawn with ``seed``.
+    drawn with ``seed`` (on the CPU). ``x`` and ``y`` are moved to the network's device once.
     """
+    device = module_device(network)
+    x, y = x.to(device), y.to(device)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1), eta_min=lr * 0.01)
     losses = []
     for _ in range(steps):
-        index = torch.randint(0, x.shape[0], (min(batch, x.shape[0]),), generator=generator)
+        index = torch.randint(0, x.shape[0], (min(batch, x.shape[0]),), generator=generator).to(device)
         loss = torch.nn.functional.mse_loss(network(x[index]), y[index])
         optimizer.zero_grad()
         loss.backward()
@@ -142,10 +147,12 @@ def train_dispatch(
     steps: int = 3000,
     lr: float = 1e-3,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> DispatchModel:
-    """Fit a :class:`DispatchModel` to solved scenarios ``pd [N, n_load]`` -> ``pg [N, n_gen]`` (MW)."""
+    """Fit a :class:`DispatchModel` on ``device`` to solved scenarios ``pd [N, n_load]`` -> ``pg [N, n_gen]``
+    (MW)."""
     loads_scaler, dispatch_scaler = fit_scalers(pd, pg)
-    network = make_network(pd.shape[1], pg.shape[1], hidden, seed)
+    network = make_network(pd.shape[1], pg.shape[1], hidden, seed).to(device)
     fit_network(network, standardized(loads_scaler, pd), standardized(dispatch_scaler, pg), steps, lr, seed=seed)
     return DispatchModel(network, loads_scaler, dispatch_scaler)
 

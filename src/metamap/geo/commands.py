@@ -24,8 +24,12 @@ import argparse
 from pathlib import Path
 
 from metamap.arguments import (
+    add_device_flag,
+    add_out_flag,
+    add_progress_flag,
     add_run_folder_flags,
-    nonnegative_int,
+    add_seed_flag,
+    add_steps_flag,
     output_file,
     positive_float,
     positive_int,
@@ -44,8 +48,8 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a diffusion model on random patches of a field")
     _data_flags(train)
     train.add_argument("--task", default="fill", help="fill | forecast | generate")
-    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, model, geo.json)")
-    train.add_argument("--steps", type=positive_int, default=2000)
+    add_out_flag(train, "run", "checkpoints, model, geo.json")
+    add_steps_flag(train, "diffusion training", default=2000)
     train.add_argument("--batch", type=positive_int, default=16)
     train.add_argument("--patch", type=positive_int, nargs="+", default=[64], help="patch size: one size or h w")
     train.add_argument("--k", type=positive_int, default=3, help="forecast: number of previous fields")
@@ -60,9 +64,10 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--max-minutes", type=positive_float, default=None, help="wall-clock budget (stops with a checkpoint)"
     )
-    train.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(train)
     add_run_folder_flags(train)
-    train.add_argument("--no-progress", action="store_true")
+    add_device_flag(train)
+    add_progress_flag(train)
     train.set_defaults(handler=_train)
 
     fill = commands.add_parser("fill", help="fill the NaN pixels of a field with an ensemble")
@@ -96,11 +101,12 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
 
 def _sample_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by metamap geo train")
-    parser.add_argument("--out", type=Path, required=True, help="output netCDF file")
+    add_out_flag(parser, "file", "netCDF")
     parser.add_argument("--members", type=positive_int, default=16, help="ensemble members (sample: number of fields)")
-    parser.add_argument("--steps", type=positive_int, default=20, help="sampler steps")
+    add_steps_flag(parser, "sampler", default=20)
     parser.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(parser)
+    add_device_flag(parser)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -109,8 +115,10 @@ def _train(args: argparse.Namespace) -> int:
     from metamap.geo.io import open_field
     from metamap.geo.models import RUN_FILES
     from metamap.geo.train import train_task
+    from metamap.training.distributed import pick_device
     from metamap.training.run_folder import claim_run_folder
 
+    device = pick_device(args.device)
     with claim_run_folder(
         args.out, resume=args.resume, overwrite=args.overwrite, outputs=RUN_FILES, inputs=(args.data,)
     ):
@@ -134,6 +142,7 @@ def _train(args: argparse.Namespace) -> int:
             max_scan=16,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
             progress=not args.no_progress,
+            device=device,
         )
     print(f"trained {model.trained.step} steps in {model.trained.seconds:.1f} s; run folder {args.out}")
     return 0
@@ -145,10 +154,11 @@ def _load(args: argparse.Namespace, task: str | tuple[str, ...]):
     from metamap.geo.data import static_channels
     from metamap.geo.io import open_field
     from metamap.geo.models import GeoModel, check_applies
+    from metamap.training.distributed import pick_device
 
     output_file(args.out, inputs=[args.data])
     writable_output_folder(args.out.parent, what=f"--out {args.out}: its folder")
-    model = GeoModel.load(args.run)
+    model = GeoModel.load(args.run, pick_device(args.device))
     tasks = (task,) if isinstance(task, str) else task
     if model.meta["task"] not in tasks:
         raise ConfigError(f"{args.run} is a {model.meta['task']} run; this command needs a {' or '.join(tasks)} run")

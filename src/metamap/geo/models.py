@@ -33,6 +33,7 @@ import torch
 from metamap.errors import CheckpointError
 from metamap.geo.data import climatology_standardizer
 from metamap.geo.io import GeoField, check_same_field
+from metamap.nn.devices import module_device
 from metamap.preprocessing import Standardizer
 from metamap.report import atomic_write_bytes, write_json
 
@@ -65,8 +66,8 @@ class GeoModel:
         save_run_data(run_dir, self.meta, self.standardizer, self.never_valid)
 
     @classmethod
-    def load(cls, run_dir: Path) -> GeoModel:
-        """Rebuild a model saved by :meth:`save`."""
+    def load(cls, run_dir: Path, device: torch.device | str = "cpu") -> GeoModel:
+        """Rebuild a model saved by :meth:`save`, its network on ``device``."""
         from metamap.diffusion.training import TrainedDiffusion
 
         run_dir = Path(run_dir)
@@ -83,7 +84,7 @@ class GeoModel:
             standardizer = Standardizer.from_state_dict({**params, "mean": mean, "scale": float(meta["std"])})
         except (KeyError, TypeError, ValueError, OSError, CheckpointError) as exc:
             raise CheckpointError(f"{run_dir}: corrupt run folder ({exc})") from exc
-        return wrap(TrainedDiffusion.load(run_dir / MODEL_FILE), meta, standardizer, never_valid)
+        return wrap(TrainedDiffusion.load(run_dir / MODEL_FILE, device), meta, standardizer, never_valid)
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
@@ -165,8 +166,9 @@ def train_model(
     seed: int = 0,
     max_seconds: float | None = None,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> GeoModel:
-    """Train a diffusion model (cosine schedule, 1000 steps) on ``batches`` and return it.
+    """Train a diffusion model (cosine schedule, 1000 steps) on ``device`` on ``batches`` and return it.
 
     ``run_dir`` keeps checkpoints (a rerun resumes) and, at the end, the
     model and ``geo.json``.
@@ -175,7 +177,7 @@ def train_model(
     from metamap.diffusion.training import train_diffusion
 
     torch.manual_seed(seed)
-    network = build_network(cond_channels, base)
+    network = build_network(cond_channels, base).to(device)
     schedule = NoiseSchedule.cosine(1000)
     trained = train_diffusion(
         network,
@@ -214,11 +216,12 @@ def sample_ensemble(
     resample: int = 1,
     shape: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """``members`` samples ``[M, 1, H, W]`` (standardized); ``cond [M, C, H, W]`` already repeated per member."""
+    """``members`` samples ``[M, 1, H, W]`` (standardized, on the CPU); ``cond [M, C, H, W]`` already repeated
+    per member. The noise is drawn on the network's device from a generator seeded with ``seed``."""
     from metamap.diffusion.samplers import sample
 
     height, width = shape if shape is not None else tuple(cond.shape[-2:])
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=module_device(model.network)).manual_seed(seed)
     model.network.eval()
     with torch.no_grad():
         return sample(
@@ -233,4 +236,4 @@ def sample_ensemble(
             known=known,
             known_mask=known_mask,
             resample=resample,
-        )
+        ).cpu()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metamap.arguments import add_steps_flag
 from metamap.errors import DataError
 
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--size", type=int, default=2000)
     parser.add_argument("--times", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=20)
+    add_steps_flag(parser, "diffusion training", default=20)
     args = parser.parse_args(argv)
     if args.action == "make":
         start = time.perf_counter()

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from metamap.errors import CheckpointError, ConfigError
 from metamap.geo.data import PatchSource, check_patch, grid_ranges, scan_training
@@ -37,6 +38,7 @@ def train_task(
     max_seconds: float | None = None,
     max_scan: int = 64,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> GeoModel:
     """Train a diffusion model for ``task`` (``fill`` | ``forecast`` | ``generate``) on random patches of
     ``field`` drawn from ``train_times`` (time indices); ``run_dir`` keeps checkpoints (a rerun resumes or,
@@ -45,7 +47,8 @@ def train_task(
 
     A field of at most ``IN_MEMORY_BYTES`` (as float32) is read into memory
     once; a larger one streams lazily. The climatology and the anomalies'
-    standard deviation come from at most ``max_scan`` of the training times. An existing ``run_dir`` is continued
+    standard deviation come from at most ``max_scan`` of the training times. The network trains on
+    ``device`` (each batch is moved there). An existing ``run_dir`` is continued
     only when it holds a run of the same task on the same variable, units,
     calendar and grid (else :class:`ConfigError`, :class:`DataError` or
     :class:`CheckpointError`, before any data are read).
@@ -101,6 +104,7 @@ def train_task(
             seed=seed,
             max_seconds=max_seconds,
             progress=progress,
+            device=device,
         )
 
 

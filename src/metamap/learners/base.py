@@ -23,6 +23,7 @@ from torch import nn
 
 from metamap.errors import ConfigError, ShapeError, describe
 from metamap.learners.losses import LossFn, NamedLoss, masked_mean, mse, resolve_loss
+from metamap.nn.devices import module_device
 from metamap.tasks.episode import Episode
 
 
@@ -84,12 +85,7 @@ def task_metric(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     return masked_mean(correct, mask)
 
 
-def learner_device(module: nn.Module, default: torch.device | None = None) -> torch.device:
-    """Where the module's parameters live; ``default`` (else the CPU) for a parameter-free module."""
-    first = next(iter(module.parameters()), None)
-    if first is not None:
-        return first.device
-    return default if default is not None else torch.device("cpu")
+
 
 
 def check_inputs(
@@ -118,7 +114,7 @@ def check_inputs(
         raise ShapeError(f"loss {loss.name!r} needs int64 class labels [tasks, examples], got {describe(y)}")
     sample = x_support[0, :1]
     # A parameter-free model (a fixed feature map, nn.Identity) runs where the data are.
-    device = learner_device(model, default=sample.device)
+    device = module_device(model, default=sample.device)
     try:
         with torch.no_grad():
             out = model(sample.to(device))

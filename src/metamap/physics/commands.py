@@ -15,8 +15,11 @@ import argparse
 from pathlib import Path
 
 from metamap.arguments import (
+    add_device_flag,
+    add_out_flag,
+    add_seed_flag,
+    add_steps_flag,
     nonnegative_float,
-    nonnegative_int,
     output_file,
     positive_int,
     writable_output_folder,
@@ -34,21 +37,22 @@ def add_physics_parser(subparsers: argparse._SubParsersAction) -> None:
 
     run = commands.add_parser("run", help="few-shot trajectory prediction and parameter identification")
     run.add_argument("--system", required=True, help=SYSTEM_NAMES)
-    run.add_argument("--out", type=Path, required=True, help="folder for metrics.json and trajectories.png")
+    add_out_flag(run, "folder", "metrics.json and trajectories.png")
     run.add_argument("--k-shot", type=positive_int, default=10, help="observations per new system")
     run.add_argument("--noise", type=nonnegative_float, default=0.05, help="observation noise std")
-    run.add_argument("--steps", type=positive_int, default=1000, help="meta-training steps per learner")
+    add_steps_flag(run, "meta-training (per learner)", default=1000)
     run.add_argument("--test-tasks", type=positive_int, default=50, help="new systems scored")
     run.add_argument("--train-systems", type=positive_int, default=1000, help="systems in the meta-train bank")
-    run.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(run)
+    add_device_flag(run)
     run.set_defaults(handler=_run)
 
     fit = commands.add_parser("fit", help="least-squares fit of a system's equation to your observations")
     fit.add_argument("--system", required=True, help=SYSTEM_NAMES)
     fit.add_argument("--data", type=Path, required=True, help="CSV: t,y (lotka_volterra: t,prey,predator; heat: t,x,u)")
-    fit.add_argument("--out", type=Path, required=True, help="folder for fit.json")
+    add_out_flag(fit, "folder", "fit.json")
     fit.add_argument("--starts", type=positive_int, default=8, help="random starts of the fit")
-    fit.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(fit)
     fit.set_defaults(handler=_fit)
 
 
@@ -57,8 +61,10 @@ def _run(args: argparse.Namespace) -> int:
     from metamap.physics.plots import trajectory_figure
     from metamap.physics.systems import get_system
     from metamap.report import write_json
+    from metamap.training.distributed import pick_device
 
     writable_output_folder(args.out)
+    device = pick_device(args.device)
     system = get_system(args.system)
     result = run_system(
         system,
@@ -70,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         head_tasks=max(50, 4 * args.test_tasks),
         n_systems=args.train_systems,
         seed=args.seed,
+        device=device,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", {k: v for k, v in result.items() if k != "examples"})

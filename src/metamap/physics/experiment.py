@@ -37,6 +37,7 @@ from metamap.learners import make_learner
 from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
+from metamap.nn.devices import module_device
 from metamap.physics.family import SystemFamily, grid_points, model_inputs
 from metamap.physics.fit import least_squares_fit
 from metamap.physics.systems import System
@@ -61,8 +62,10 @@ def new_model(system: System, seed: int) -> MLP:
     return MLP(system.n_in, [64, 64], system.n_out)
 
 
-def train_learners(family: SystemFamily, names: Sequence[str], steps: int, seed: int) -> dict[str, MetaLearner]:
-    """Meta-train each of ``names`` and ``pretrain`` on the family's meta-train systems.
+def train_learners(
+    family: SystemFamily, names: Sequence[str], steps: int, seed: int, device: torch.device | str = "cpu"
+) -> dict[str, MetaLearner]:
+    """Meta-train each of ``names`` and ``pretrain`` on the family's meta-train systems, on ``device``.
 
     Inner rate 0.05; a learner whose meta-loss turns NaN is trained again from scratch at 0.02, then 0.01
     (the rate used is ``learner.inner_lr``).
@@ -74,7 +77,7 @@ def train_learners(family: SystemFamily, names: Sequence[str], steps: int, seed:
     for name in (*names, "pretrain"):
 
         def build(inner_lr: float, name: str = name) -> MetaLearner:
-            return make_learner(name, new_model(family.system, seed), inner_steps=5, inner_lr=inner_lr)
+            return make_learner(name, new_model(family.system, seed), inner_steps=5, inner_lr=inner_lr).to(device)
 
         learners[name] = meta_train_lowering_inner_lr(build, family, config, label=f"{family.system.name} {name}")
     return learners
@@ -87,13 +90,17 @@ def predict_dense(
 
     ``setting``: SGD steps for a meta-learner; ``(steps, lr)`` of a per-task Adam fit for
     ``pretrain_finetune`` (from the pretrained network) and ``scratch`` (from one fresh network
-    initialised from ``seed``).
+    initialised from ``seed``). The networks run where the learners live; the predictions come back on the
+    CPU.
     """
+    device = module_device(learners["pretrain"])
+    episode = episode.to(device)
     if method in ADAM_SETTINGS:
         learner = learners["pretrain"]
         if method == "scratch":
             torch.manual_seed(seed)
-            learner = make_learner("pretrain", MLP(learner.model.in_features, [64, 64], learner.model.out_features))
+            network = MLP(learner.model.in_features, [64, 64], learner.model.out_features)
+            learner = make_learner("pretrain", network).to(device)
         steps, lr = setting
         adapted = fit_per_task(
             learner,
@@ -107,7 +114,7 @@ def predict_dense(
     else:
         adapted = learners[method].adapt(episode.x_support, episode.y_support, options=AdaptOptions(steps=setting))
     with torch.no_grad():
-        return adapted.predict(episode.x_query)
+        return adapted.predict(episode.x_query).cpu()
 
 
 def dense_mse(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
@@ -184,14 +191,12 @@ def fit_parameter_head(
 
 def probe_features(family: SystemFamily, learner: MetaLearner, episode: Episode, steps: int) -> np.ndarray:
     """The adapted network's predictions at the probe inputs, ``[T, N_PROBES * n_out]`` (may hold NaN)."""
-    probes = probe_inputs(family).expand(episode.n_tasks, -1, -1)
+    device = module_device(learner)
+    probes = probe_inputs(family).expand(episode.n_tasks, -1, -1).to(device)
     with torch.no_grad():
-        return (
-            learner.adapt(episode.x_support, episode.y_support, options=AdaptOptions(steps=steps))
-            .predict(probes)
-            .flatten(1)
-            .numpy()
-        )
+        options = AdaptOptions(steps=steps)
+        adapted = learner.adapt(episode.x_support.to(device), episode.y_support.to(device), options=options)
+        return adapted.predict(probes).flatten(1).cpu().numpy()
 
 
 def predict_parameters(head: RegressorMixin, features: np.ndarray, n_params: int) -> np.ndarray:
@@ -222,8 +227,10 @@ def run_system(
     seed: int = 0,
     learner_names: Sequence[str] = META_LEARNERS,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """The full comparison on one system; returns a JSON-able result (and ``"examples"`` for plots)."""
+    """The full comparison on one system, the networks on ``device``; returns a JSON-able result (and
+    ``"examples"`` for plots)."""
     family = SystemFamily(
         system,
         k_shot=k_shot,
@@ -232,7 +239,7 @@ def run_system(
         seed=seed,
         n_systems={"train": n_systems, "val": max(val_tasks, 20), "test": max(test_tasks, 20)},
     )
-    learners = train_learners(family, learner_names, steps, seed)
+    learners = train_learners(family, learner_names, steps, seed, device)
     dense = replace(family, dense=True)  # same banks; queries = the whole noise-free grid
     choices, val_mse = choose_steps(dense, learners, val_tasks, seed + 1)
     best = min(learner_names, key=val_mse.get)

@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from metamap.arguments import (
+    add_device_flag,
+    add_out_flag,
+    add_progress_flag,
     add_run_folder_flags,
+    add_seed_flag,
+    add_steps_flag,
     nonnegative_int,
     output_file,
     positive_float,
@@ -61,9 +66,9 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="meta-train on every sensor of a file; writes a run folder")
     _data_flags(train)
     _model_flags(train)
-    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics)")
+    add_out_flag(train, "run", "checkpoints, metrics")
     train.add_argument("--method", default="maml", help=" | ".join(TRAINED_METHODS))
-    train.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
+    add_steps_flag(train, "meta-training", default=1000, allow_zero=True)
     train.add_argument(
         "--train-days",
         type=positive_int,
@@ -73,22 +78,21 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--inner-steps", type=nonnegative_int, default=5)
     train.add_argument("--inner-lr", type=positive_float, default=0.05)
     add_run_folder_flags(train)
-    train.add_argument("--no-progress", action="store_true")
+    add_device_flag(train)
+    add_progress_flag(train)
     train.set_defaults(handler=_train)
 
     adapt = commands.add_parser("adapt", help="adapt a trained run to every sensor of a file and forecast")
     adapt.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
     _data_flags(adapt)
-    adapt.add_argument("--out", type=Path, required=True, help="folder for metrics, predictions and plots")
+    add_out_flag(adapt, "folder", "metrics, predictions and plots")
     adapt.add_argument(
         "--target-days", type=positive_int, default=1, help="adapt on the first K days, forecast the rest"
     )
-    adapt.add_argument(
-        "--steps",
-        type=nonnegative_int,
-        default=None,
-        help="adaptation steps (default: those chosen on the validation sensors at training)",
+    add_steps_flag(
+        adapt, "adaptation", default=None, allow_zero=True, unset="those chosen on the validation sensors at training"
     )
+    add_device_flag(adapt)
     adapt.set_defaults(handler=_adapt)
 
     evaluate = commands.add_parser(
@@ -96,7 +100,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     _data_flags(evaluate)
     _model_flags(evaluate)
-    evaluate.add_argument("--out", type=Path, required=True, help="folder for metrics, predictions and plots")
+    add_out_flag(evaluate, "folder", "metrics, predictions and plots")
     evaluate.add_argument(
         "--target-data",
         type=Path,
@@ -116,7 +120,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
         help="P1: training days (default: whole days - 2, or - 1 for a short file); "
         "P2: use the source's first N days (default all)",
     )
-    evaluate.add_argument("--steps", type=nonnegative_int, default=1000, help="meta-training steps")
+    add_steps_flag(evaluate, "meta-training", default=1000, allow_zero=True)
     evaluate.add_argument("--inner-steps", type=nonnegative_int, default=5)
     evaluate.add_argument("--inner-lr", type=positive_float, default=0.05)
     evaluate.add_argument(
@@ -124,7 +128,8 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated, e.g. maml,pretrain_finetune,persistence (default: all methods)",
     )
-    evaluate.add_argument("--no-progress", action="store_true")
+    add_device_flag(evaluate)
+    add_progress_flag(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     patterns = commands.add_parser(
@@ -136,10 +141,11 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     patterns.add_argument("--target-key", default=None, help="HDF key of --target-data (default: --key)")
     patterns.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
     patterns.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
-    patterns.add_argument("--out", type=Path, required=True, help="folder for patterns.json and the plots")
-    patterns.add_argument("--steps", type=positive_int, default=500, help="ProtoNet meta-training steps")
+    add_out_flag(patterns, "folder", "patterns.json and the plots")
+    add_steps_flag(patterns, "ProtoNet meta-training", default=500)
     patterns.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5], help="labelled days per pattern")
-    patterns.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(patterns)
+    add_device_flag(patterns)
     patterns.set_defaults(handler=_patterns)
 
 
@@ -160,7 +166,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=None, help="hidden widths (default 64 64)")
     parser.add_argument("--meta-batch", type=positive_int, default=16, help="sensors per meta-step")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="outer learning rate")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    add_seed_flag(parser)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -312,7 +318,9 @@ def _train_in_run(args: argparse.Namespace) -> int:
     from metamap.traffic.metrics import masked_errors
     from metamap.traffic.protocols import _source_family
     from metamap.training import meta_train
+    from metamap.training.distributed import pick_device
 
+    device = pick_device(args.device)
     if args.method not in TRAINED_METHODS:
         raise ConfigError(f"unknown method {args.method!r}; expected one of {', '.join(TRAINED_METHODS)}")
     writable_output_folder(args.out)
@@ -331,7 +339,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
     scaler = fit_scaler(data.values[:train_stop], data.mask[:train_stop])
     features = SeriesFeatures(data, scaler, graph_hops=config.hops)
     family, validation = _source_family(features, np.arange(data.n_sensors), (0, train_stop), config)
-    learner = method_learner(args.method, family.n_features, config)
+    learner = method_learner(args.method, family.n_features, config).to(device)
     run = {
         "kind": RUN_KIND,
         "method": args.method,
@@ -364,7 +372,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
     )
 
     method = _adapted_method(args.method)
-    forecaster = _forecaster(method, learner, config, family.n_features)
+    forecaster = _forecaster(method, learner, config, family.n_features, device)
     options = _choose(forecaster, method, validation)
     validation_mae = masked_errors(forecaster(validation, options), validation.truth, validation.observed)["mae"]
     _store_adaptation(args.out, {"method": method, "options": options, "validation_mae": validation_mae})
@@ -394,8 +402,10 @@ def _adapt(args: argparse.Namespace) -> int:
     from metamap.traffic.features import HORIZON, SeriesFeatures
     from metamap.training import load_checkpoint
     from metamap.training.checkpoint import load_learner_state
+    from metamap.training.distributed import pick_device
 
     _check_outputs(args, OUTPUTS)
+    device = pick_device(args.device)
     checkpoint = load_checkpoint(args.run)
     run = checkpoint.config.get("run") or {}
     if run.get("kind") != RUN_KIND:
@@ -409,6 +419,7 @@ def _adapt(args: argparse.Namespace) -> int:
         )
     learner = method_learner(run["method"], run["n_features"], config)
     load_learner_state(learner, checkpoint, source=str(args.run))
+    learner.to(device)
 
     data = _load_source(args)
     if data.step_minutes != run["data"]["step_minutes"]:
@@ -448,7 +459,7 @@ def _adapt(args: argparse.Namespace) -> int:
         if method == "pretrain_finetune":
             options.setdefault("lr", 3e-4)
     n_features = features.n_features
-    results = {method: score(_forecaster(method, learner, config, n_features), target, options)}
+    results = {method: score(_forecaster(method, learner, config, n_features, device), target, options)}
     for baseline in ("persistence", "historical_average"):
         results[baseline] = score(_forecaster(baseline, None, config, n_features), target, {})
     times = data.times
@@ -498,7 +509,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metamap.report import write_json
     from metamap.traffic.experiment import METHODS, compare, results_table, train_methods
     from metamap.traffic.protocols import new_city, new_sensors
+    from metamap.training.distributed import pick_device
 
+    device = pick_device(args.device)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
     if not methods:
         raise ConfigError(f"--methods: expected some of {','.join(METHODS)}, got {args.methods!r}")
@@ -554,8 +567,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"P1 new sensors of {args.data.name}: train on {train_days} days, "
             f"targets adapt on {_days(train_days - k + 1, train_days)}"
         )
-    trained = train_methods(setup.family, config, progress=not args.no_progress)
-    results = compare(trained, setup.targets, setup.validations, config)
+    trained = train_methods(setup.family, config, progress=not args.no_progress, device=device)
+    results = compare(trained, setup.targets, setup.validations, config, device)
     for name, methods_results in results.items():
         print(f"\n{described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
         print(results_table(methods_results, f"{config.model}/"))
@@ -577,8 +590,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _patterns(args: argparse.Namespace) -> int:
     from metamap.traffic.patterns import run_patterns
+    from metamap.training.distributed import pick_device
 
     _check_outputs(args, PATTERN_OUTPUTS)
+    device = pick_device(args.device)
     source = _load_source(args)
     target = _load(
         args.target_data,
@@ -590,7 +605,14 @@ def _patterns(args: argparse.Namespace) -> int:
         start=args.target_start,
     )
     result = run_patterns(
-        source, target, args.out, seed=args.seed, steps=args.steps, shots=tuple(args.shots), progress=True
+        source,
+        target,
+        args.out,
+        seed=args.seed,
+        steps=args.steps,
+        shots=tuple(args.shots),
+        progress=True,
+        device=device,
     )
     for k, scores in result["accuracy"].items():
         print(

@@ -168,14 +168,16 @@ def train_settings(config: ExperimentConfig, progress: bool = False) -> TrainCon
     )
 
 
-def train_methods(family: SensorTasks, config: ExperimentConfig, progress: bool = False) -> dict[str, tuple]:
-    """Meta-train each meta-learner and the pretrained network; ``{name: (learner, seconds)}``."""
+def train_methods(
+    family: SensorTasks, config: ExperimentConfig, progress: bool = False, device: torch.device | str = "cpu"
+) -> dict[str, tuple]:
+    """Meta-train each meta-learner and the pretrained network on ``device``; ``{name: (learner, seconds)}``."""
     trained = {}
     names = [m for m in config.methods if m in META_METHODS]
     if {"pretrain", "pretrain_finetune"} & set(config.methods):
         names.append("pretrain")
     for name in names:
-        learner = method_learner(name, family.n_features, config)
+        learner = method_learner(name, family.n_features, config).to(device)
         train = train_settings(config, progress)
         if progress:
             print(f"[traffic] meta-training {name} ({config.model} model, {config.steps} steps)")
@@ -185,9 +187,14 @@ def train_methods(family: SensorTasks, config: ExperimentConfig, progress: bool 
 
 
 def compare(
-    trained: dict[str, tuple], targets: dict[str, Target], validations: dict[str, Target], config: ExperimentConfig
+    trained: dict[str, tuple],
+    targets: dict[str, Target],
+    validations: dict[str, Target],
+    config: ExperimentConfig,
+    device: torch.device | str = "cpu",
 ) -> dict[str, dict[str, MethodResult]]:
-    """Adapt every method to each target; ``{target_name: {method: MethodResult}}``.
+    """Adapt every method to each target on ``device`` (where ``trained`` lives);
+    ``{target_name: {method: MethodResult}}``.
 
     ``validations[name]`` are source sensors with a support period as long as
     target ``name``'s: the adaptation settings for that target are chosen there.
@@ -196,7 +203,7 @@ def compare(
     for method in config.methods:
         learner, train_seconds = trained.get("pretrain" if method.startswith("pretrain") else method, (None, 0.0))
         n_features = next(iter(targets.values())).features.n_features
-        forecaster = _forecaster(method, learner, config, n_features)
+        forecaster = _forecaster(method, learner, config, n_features, device)
         for name, target in targets.items():
             options = _choose(forecaster, method, validations[name])
             results[name][method] = score(forecaster, target, options, train_seconds)
@@ -277,8 +284,11 @@ def _choose(forecaster: Forecaster, method: str, validation: Target) -> dict[str
     )
 
 
-def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int) -> Forecaster:
-    """A function ``(target, options) -> forecasts in mph [n, W, 12]`` for ``method``."""
+def _forecaster(
+    method: str, learner, config: ExperimentConfig, n_features: int, device: torch.device | str = "cpu"
+) -> Forecaster:
+    """A function ``(target, options) -> forecasts in mph [n, W, 12]`` (on the CPU) for ``method``; its network
+    runs on ``device``, where ``learner`` lives (the target's windows are moved there)."""
     if method == "persistence":
         return lambda t, o: persistence(t.features, t.nodes, t.test_origins)
     if method == "historical_average":
@@ -291,17 +301,24 @@ def _forecaster(method: str, learner, config: ExperimentConfig, n_features: int)
 
         return ridge
     if method == "target_only":
-        learner = make_learner("pretrain", build_model(n_features, config), inner_steps=0)
+        learner = make_learner("pretrain", build_model(n_features, config), inner_steps=0).to(device)
     if method in ("target_only", "pretrain_finetune"):
 
         def fitted(t: Target, o: dict[str, Any]) -> torch.Tensor:
-            adapted = fit_per_task(learner, learner.meta_params(), *t.support_set, steps=o["steps"], lr=o["lr"])
-            return _predict(adapted, t)
+            support = _on(device, t.support_set)
+            adapted = fit_per_task(learner, learner.meta_params(), *support, steps=o["steps"], lr=o["lr"])
+            return _predict(adapted, t, device)
 
         return fitted
-    return lambda t, o: _predict(learner.adapt(*t.support_set, options=AdaptOptions(steps=o.get("steps", 0))), t)
+    return lambda t, o: _predict(
+        learner.adapt(*_on(device, t.support_set), options=AdaptOptions(steps=o.get("steps", 0))), t, device
+    )
 
 
-def _predict(adapted, target: Target) -> torch.Tensor:
+def _on(device: torch.device | str, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(tensor.to(device) for tensor in tensors)
+
+
+def _predict(adapted, target: Target, device: torch.device | str) -> torch.Tensor:
     with torch.no_grad():
-        return target.features.scaler.inverse_transform(adapted.predict(target.test_inputs))
+        return target.features.scaler.inverse_transform(adapted.predict(target.test_inputs.to(device)).cpu())

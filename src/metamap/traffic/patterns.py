@@ -45,6 +45,7 @@ from torch import nn
 from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
+from metamap.nn.devices import module_device
 from metamap.plotting import pyplot, save_png
 from metamap.report import mean_ci95, write_json
 from metamap.tasks.episode import Episode
@@ -311,8 +312,10 @@ def train_protonet(
     n_query: int = 5,
     meta_batch: int = 16,
     progress: bool = False,
+    device: torch.device | str = "cpu",
 ) -> tuple[MetaLearner, dict[str, Any]]:
-    """Meta-train ProtoNet on ``days`` (split 80/20 by sensor into train/val); returns it and a summary.
+    """Meta-train ProtoNet on ``device`` on ``days`` (split 80/20 by sensor into train/val); returns it and a
+    summary.
 
     Each split's episodes hold every pattern with ``k_shot + n_query`` days in
     it. The summary holds those patterns, training seconds and the val
@@ -323,7 +326,7 @@ def train_protonet(
     splits = sensor_splits(days.sensor, make_generator(seed))
     family = PatternEpisodes(x, labels, splits, k_shot=k_shot, n_query=n_query)
     torch.manual_seed(seed)  # the encoder's initial weights
-    learner = make_learner("protonet", ProfileEncoder(x.shape[1]))
+    learner = make_learner("protonet", ProfileEncoder(x.shape[1])).to(device)
     config = TrainConfig(
         steps=steps,
         meta_batch=meta_batch,
@@ -370,11 +373,13 @@ def assign(
 ) -> torch.Tensor:
     """Labels ``int64 [Q]`` of days ``x[query]`` from the ProtoNet adapted to ``x[support]`` (labels ``0..C-1``).
 
-    ``x [D, F]``; ``support``, ``query`` are int64 day indices.
+    ``x [D, F]``; ``support``, ``query`` are int64 day indices. The days are moved to the learner's device;
+    the labels come back on the CPU.
     """
+    device = module_device(learner, default=x.device)
     with torch.no_grad():
-        adapted = learner.adapt(x[support][None], support_y[None])
-        return adapted.predict(x[query][None])[0].argmax(-1)
+        adapted = learner.adapt(x[support][None].to(device), support_y[None].to(device))
+        return adapted.predict(x[query][None].to(device))[0].argmax(-1).cpu()
 
 
 def nearest_neighbour(
@@ -535,6 +540,7 @@ def run_patterns(
     shots: Sequence[int] = (1, 5),
     draws: int = 100,
     progress: bool = False,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Meta-train on ``source`` sensor-days, sort ``target`` sensor-days from K labelled ones per pattern.
 
@@ -546,7 +552,7 @@ def run_patterns(
 
     With K labelled days, the patterns scored are those with ``K + MIN_QUERY``
     target days (so a larger K may score fewer patterns). The prototype plot
-    and the sensors' majority patterns come from one draw at the largest K.
+    and the sensors' majority patterns come from one draw at the largest K. ProtoNet runs on ``device``.
     """
     if not shots or min(shots) < 1:
         raise ConfigError(f"run_patterns: shots must be labelled days per pattern, each >= 1; got {tuple(shots)}")
@@ -556,7 +562,7 @@ def run_patterns(
     source_days, target_days = sensor_days(source), sensor_days(target)
     rule = target_days.labels()
     classes = {k: target_classes(rule, k) for k in shots}
-    learner, training = train_protonet(source_days, seed=seed, steps=steps, progress=progress)
+    learner, training = train_protonet(source_days, seed=seed, steps=steps, progress=progress, device=device)
     x = torch.from_numpy(target_days.filled())
     labels = torch.from_numpy(rule)
     generator = make_generator(seed + 2)

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from metamap.errors import ConfigError
-from metamap.learners.base import ADAPT_DEFAULTS, AdaptOptions, MetaLearner, learner_device
+from metamap.learners.base import ADAPT_DEFAULTS, AdaptOptions, MetaLearner
+from metamap.nn.devices import module_device
 from metamap.report import mean_ci95
 from metamap.tasks.family import TaskFamily, make_generator
 
@@ -57,7 +58,7 @@ def evaluate_learner(
     if n_tasks < 1 or tasks_per_batch < 1:
         raise ConfigError(f"n_tasks and tasks_per_batch must be >= 1, got {n_tasks} and {tasks_per_batch}")
     generator = make_generator(seed)
-    device = learner_device(learner)
+    device = module_device(learner)
     values = []
     remaining = n_tasks
     classification = False

@@ -132,7 +132,10 @@ def kill_point_trials(workdir: Path, points: tuple[str, ...] = KILL_POINTS) -> d
     }
 
 
-def _context() -> multiprocessing.context.BaseContext:
+_Context = multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext
+
+
+def _context() -> _Context:
     if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
@@ -140,7 +143,7 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _run(context: multiprocessing.context.BaseContext, run: Path, fault: str | None, *, resume: bool) -> int | None:
+def _run(context: _Context, run: Path, fault: str | None, *, resume: bool) -> int | None:
     """Exit code of ``metamap train ... --out run`` in a child (-9 when killed); None when it hung."""
     argv = [*TRAIN_ARGS, "--out", str(run), *(["--resume"] if resume else [])]
     child = context.Process(target=_child, args=(argv, fault, str(run) + ".log"), daemon=True)

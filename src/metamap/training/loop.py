@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 
 from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
-from metamap.learners.base import MetaLearner, learner_device
+from metamap.learners.base import MetaLearner
+from metamap.nn.devices import module_device
 from metamap.progress import progress_bar
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import TaskFamily, make_generator
@@ -164,7 +165,7 @@ def _meta_train(
     train_family, val_family = family.split("train"), family.split("val")
     optimizer = make_optimizer(learner, config)
     generator = make_generator(config.seed)  # tasks are drawn on the CPU, then moved to the learner's device
-    device = learner_device(learner)
+    device = module_device(learner)
     start, earlier_seconds = 0, 0.0
     running: list[float] = []  # losses since the last logged record
     if resume:

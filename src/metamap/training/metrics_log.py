@@ -100,7 +100,8 @@ class MetricsLog:
         atomic_write_bytes(self.csv, text.getvalue().encode())
 
 
-def _tensorboard_writer(run_dir: Path):
+def _tensorboard_writer(run_dir: Path) -> Any:
+    """A tensorboard ``SummaryWriter`` into ``run_dir/tensorboard``, or None without tensorboard."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
