@@ -1,0 +1,45 @@
+"""The one protocol every compared method follows, and a validation task to tune it on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+SupportT = TypeVar("SupportT", contravariant=True)
+InputsT = TypeVar("InputsT", contravariant=True)
+PredictionT = TypeVar("PredictionT", covariant=True)
+S = TypeVar("S")
+X = TypeVar("X")
+Y = TypeVar("Y")
+
+
+class Method(Protocol[SupportT, InputsT, PredictionT]):
+    """A way to map a target's inputs to predictions after seeing its support set.
+
+    The types are the domain's: a traffic method adapts to a
+    :class:`~metamap.traffic.experiment.Target` and predicts mph
+    ``[n, W, 12]``; a physics method adapts to support tensors
+    ``x [T, K, n_in]``, ``y [T, K, n_out]`` and predicts ``[T, G, n_out]``.
+
+    - ``fit(source)``: learn on the source tasks (a no-op for a baseline that
+      learns nothing, such as persistence or least squares on a known equation);
+    - ``adapt(support, **settings)``: adapt to one target's support set with the
+      given adaptation settings (steps, learning rate, penalty, neighbours, ...);
+      it replaces any earlier adaptation;
+    - ``predict(x)``: predictions for ``x`` by the latest adaptation.
+    """
+
+    def fit(self, source: Any) -> None: ...
+
+    def adapt(self, support: SupportT, **settings: Any) -> None: ...
+
+    def predict(self, x: InputsT) -> PredictionT: ...
+
+
+@dataclass(frozen=True)
+class ValidationTask(Generic[S, X, Y]):
+    """One task held out from training to choose settings on: ``support``, query ``inputs`` and their ``truth``."""
+
+    support: S
+    inputs: X
+    truth: Y
