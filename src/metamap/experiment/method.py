@@ -25,13 +25,14 @@ class Method(Protocol[SupportT, InputsT, PredictionT]):
       learns nothing, such as persistence or least squares on a known equation);
     - ``adapt(support, **settings)``: adapt to one target's support set with the
       given adaptation settings (steps, learning rate, penalty, neighbours, ...);
-      it replaces any earlier adaptation;
+      it replaces any earlier adaptation (settings come by keyword; the
+      protocol's ``*args`` only lets each method declare its own keywords);
     - ``predict(x)``: predictions for ``x`` by the latest adaptation.
     """
 
     def fit(self, source: Any) -> None: ...
 
-    def adapt(self, support: SupportT, **settings: Any) -> None: ...
+    def adapt(self, support: SupportT, *args: Any, **settings: Any) -> None: ...
 
     def predict(self, x: InputsT) -> PredictionT: ...
 
