@@ -10,11 +10,12 @@
   optional 95% intervals; JSON, markdown and plain text.
 """
 
-from metamap.experiment.method import Method, ValidationTask
+from metamap.experiment.method import AdaptedLearner, Method, ValidationTask
 from metamap.experiment.table import ResultTable, Row
 from metamap.experiment.validation import Choice, Diverged, Settings, choose_on_validation
 
 __all__ = [
+    "AdaptedLearner",
     "Choice",
     "Diverged",
     "Method",

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+import torch
+
+from metamap.learners.base import MetaLearner
+
 SupportT = TypeVar("SupportT", contravariant=True)
 InputsT = TypeVar("InputsT", contravariant=True)
 PredictionT = TypeVar("PredictionT", covariant=True)
@@ -44,3 +48,25 @@ class ValidationTask(Generic[S, X, Y]):
     support: S
     inputs: X
     truth: Y
+
+
+class AdaptedLearner:
+    """A trained learner behind the :class:`Method` protocol, on support tensors.
+
+    ``adapt((x_support [T, S, ...], y_support [T, S, ...]), **options)`` runs
+    the learner's own adaptation (``steps=...`` for gradient learners);
+    ``predict(x [T, Q, ...])`` returns the adapted predictions, without gradients.
+    """
+
+    def __init__(self, learner: MetaLearner) -> None:
+        self.learner = learner
+
+    def fit(self, source: Any) -> None:
+        """Meta-trained beforehand (by :func:`metamap.training.meta_train` or the domain's loop)."""
+
+    def adapt(self, support: tuple[torch.Tensor, torch.Tensor], **options: Any) -> None:
+        self.adapted = self.learner.adapt(*support, **options)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.adapted.predict(x)
