@@ -164,3 +164,20 @@ def test_table_without_settings_and_bad_rows():
         table.sorted_by("mape")
     with pytest.raises(ConfigError, match="not a result table"):
         ResultTable.from_json({"rows": []})
+
+
+def test_a_learner_adapted_by_its_inner_loop_picks_the_steps_that_fit():
+    from metamap.experiment import AdaptedLearner
+    from metamap.learners import make_learner
+    from metamap.nn import MLP
+
+    torch.manual_seed(0)
+    learner = make_learner("maml", MLP(1, [], 1), inner_steps=1, inner_lr=0.1)
+    generator = torch.Generator().manual_seed(1)
+    slope = 2.0 + torch.rand(4, 1, 1, generator=generator)  # lines y = slope * x: more SGD steps fit them better
+    x_support, x_query = torch.randn(4, 10, 1, generator=generator), torch.randn(4, 20, 1, generator=generator)
+    validation = [ValidationTask((x_support, slope * x_support), x_query, slope * x_query)]
+    choice = choose_on_validation(AdaptedLearner(learner), [{"steps": s} for s in (0, 1, 5, 50)], validation, mse)
+    scores = [score for _, score in choice.tried]
+    assert scores == sorted(scores, reverse=True)
+    assert choice.settings == {"steps": 50}
