@@ -266,7 +266,8 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     with torch.no_grad():
         results["pooled"] = gaps(torch.stack([pooled(episode.x_query[k]) for k in range(len(target))]), "pooled")
     tuned("pooled_finetune", RegimeFit(lambda k: copy.deepcopy(pooled)), FINETUNE_CANDIDATES)
-    # Each regime's fresh network is drawn from seed k (the global generator: later draws depend on it).
+    # Regime k's fresh network is drawn from seed k by the global generator, whose later draws depend on it;
+    # the target fit runs after the validation fits, so those later draws are the same as without tuning.
     scratch_candidates = [
         {"steps": s, "lr": lr} for s in (cfg["scratch_steps"] // 2, cfg["scratch_steps"]) for lr in (1e-3, 3e-3)
     ]

@@ -1,6 +1,6 @@
 """One comparison: meta-train on source sensors, adapt to target sensors, score every method.
 
-Methods (the issue's table): the meta-learners ``maml``, ``fomaml``,
+Methods: the meta-learners ``maml``, ``fomaml``,
 ``reptile``, ``metasgd``, ``anil``; the baselines ``persistence`` (last
 value), ``historical_average`` (the target's own support readings by time of
 day), ``target_only`` (the same network trained from scratch on the target's
@@ -12,7 +12,9 @@ sensor).
 Adaptation settings (inner steps for the meta-learners; Adam steps and rate
 for fine-tuning and target-only training; the ridge penalty) are chosen per
 method on *validation* source sensors (support = the last support block of
-the training period, query = the rest of it), never on the targets.
+the training period, query = the rest of it), never on the targets, by
+:func:`metamap.experiment.choose_on_validation`: every method here is a
+:class:`metamap.experiment.Method` adapting to a :class:`Target`.
 """
 
 from __future__ import annotations
