@@ -44,7 +44,7 @@ def run_demo(out: Path, quick: bool = False, device: torch.device | str = "cpu")
     trained = train_methods(setup.family, config, progress=True, device=device)
     results = compare(trained, {"day": target}, {"day": setup.validations["day"]}, config, device)["day"]
     print("\nnew sensors (P1, one seed): masked errors in mph at 15 / 30 / 60 min")
-    print(results_table(results))
+    print(results_table(results).to_text())
     horizon_plot = plots.error_by_horizon(
         {m: r.mae_by_step for m, r in results.items()},
         out / "error_by_horizon.png",

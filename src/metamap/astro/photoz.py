@@ -21,7 +21,7 @@ Two protocols on the galaxies of a catalogue:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from metamap.astro.features import add_noise, drop_bands, fit_scaler, standardiz
 from metamap.astro.metrics import photoz_metrics
 from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
 from metamap.errors import ConfigError, DataError
+from metamap.experiment import Choice, Method, Settings, ValidationTask, choose_on_validation
 from metamap.learners import make_learner
 from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
@@ -47,10 +48,14 @@ from metamap.training import TrainConfig
 from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd", "anil")
-ADAPT_STEPS = (1, 5, 10, 25)  # meta-learners: SGD steps at their inner rate
-FINETUNE_SETTINGS = tuple((steps, lr) for lr in (1e-3, 1e-2) for steps in (5, 25, 100))  # Adam (steps, rate)
-SUPPORT_OPTIONS = {"knn": (1, 3, 5, 10), "gbm": (1, 2, 3)}
-Predictor = Callable[[Episode], np.ndarray]
+META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 10, 25)]  # SGD steps at the inner rate
+FINETUNE_CANDIDATES: list[Settings] = [{"steps": s, "lr": lr} for lr in (1e-3, 1e-2) for s in (5, 25, 100)]  # Adam
+SUPPORT_KINDS = ("knn", "gbm")
+SUPPORT_CANDIDATES: dict[str, list[Settings]] = {
+    "knn_support": [{"neighbours": k} for k in (1, 3, 5, 10)],
+    "gbm_support": [{"depth": d} for d in (1, 2, 3)],
+}
+PhotozMethod = Method[Episode, Episode, np.ndarray]  # z_phot [T, Q] of an episode's query galaxies
 
 
 def galaxies_with_redshift(cat: Catalogue) -> Catalogue:
@@ -219,77 +224,147 @@ def train_learners(
     return learners, rates
 
 
-def predictors(
-    data: RegionData, learners: dict[str, MetaLearner], global_model: Any, choices: dict[str, int]
-) -> dict[str, Predictor]:
-    """Each few-shot method as ``episode -> z_phot [T, Q]`` (redshift units); a learner's network runs where
-    it lives (the episode is moved there)."""
+class LearnerMethod:
+    """A trained learner adapted by ``steps`` SGD steps at its inner rate (0: as trained); z_phot ``[T, Q]``."""
 
-    def learner_method(learner: MetaLearner, steps: int) -> Predictor:
-        def predict(ep: Episode) -> np.ndarray:
-            ep = ep.to(module_device(learner))
-            adapted = learner.adapt(ep.x_support, ep.y_support, options=AdaptOptions(steps=steps))
-            with torch.no_grad():
-                return data.unscale(adapted.predict(ep.x_query)[..., 0].cpu().numpy())
+    def __init__(self, data: RegionData, learner: MetaLearner) -> None:
+        self.data = data
+        self.learner = learner
 
-        return predict
+    def fit(self, source: Any) -> None:
+        """Trained beforehand by :func:`train_learners`."""
 
-    def global_predict(ep: Episode) -> np.ndarray:
-        rows = ep.meta["query_rows"].numpy()
-        return global_model.predict(data.x[rows.ravel()]).reshape(rows.shape)
+    def adapt(self, support: Episode, *, steps: int) -> None:
+        support = support.to(module_device(self.learner))
+        self.adapted = self.learner.adapt(support.x_support, support.y_support, options=AdaptOptions(steps=steps))
 
-    def global_offset(ep: Episode) -> np.ndarray:
-        rows = ep.meta["support_rows"].numpy()
-        residual = data.z[rows] - global_model.predict(data.x[rows.ravel()]).reshape(rows.shape)
-        return global_predict(ep) + np.median(residual, axis=1, keepdims=True)
+    def predict(self, x: Episode) -> np.ndarray:
+        """z_phot ``[T, Q]``; the network runs where the learner lives (the episode is moved there)."""
+        with torch.no_grad():
+            z_scaled = self.adapted.predict(x.x_query.to(module_device(self.learner)))[..., 0]
+        return self.data.unscale(z_scaled.cpu().numpy())
 
-    def support_method(method: str, option: int) -> Predictor:
-        def predict(ep: Episode) -> np.ndarray:
-            s_rows, q_rows = ep.meta["support_rows"].numpy(), ep.meta["query_rows"].numpy()
-            return np.stack(
-                [
-                    baselines.fit_predict_support(method, data.x[s], data.z[s], data.x[q], option)
-                    for s, q in zip(s_rows, q_rows, strict=True)
-                ]
-            )
 
-        return predict
+class FinetuneMethod(LearnerMethod):
+    """The pretrained network fitted to each task's support by ``steps`` Adam steps at rate ``lr``."""
 
-    def finetune_method(learner: MetaLearner, setting: tuple[int, float]) -> Predictor:
-        def predict(ep: Episode) -> np.ndarray:
-            ep = ep.to(module_device(learner))
-            adapted = fit_per_task(
-                learner,
-                dict(learner.model.named_parameters()),
-                ep.x_support,
-                ep.y_support,
-                None,
-                steps=setting[0],
-                lr=setting[1],
-            )
-            with torch.no_grad():
-                return data.unscale(adapted.predict(ep.x_query)[..., 0].cpu().numpy())
+    def adapt(self, support: Episode, *, steps: int, lr: float | None = None) -> None:
+        if lr is None:
+            raise ConfigError("fine-tuning needs a learning rate (lr)")
+        support = support.to(module_device(self.learner))
+        params = dict(self.learner.model.named_parameters())
+        self.adapted = fit_per_task(
+            self.learner, params, support.x_support, support.y_support, None, steps=steps, lr=lr
+        )
 
-        return predict
 
-    methods: dict[str, Predictor] = {}
+class GlobalModel:
+    """One model fitted on all source galaxies, unadapted; with ``offset``, shifted by the support's median residual."""
+
+    def __init__(self, data: RegionData, model: Any, offset: bool = False) -> None:
+        self.data = data
+        self.model = model
+        self.offset = offset
+
+    def fit(self, source: Any) -> None:
+        """Fitted beforehand (the tuned gradient boosting of :func:`run_fewshot`)."""
+
+    def adapt(self, support: Episode) -> None:
+        self.shift: np.ndarray | float = 0.0
+        if self.offset:
+            rows = support.meta["support_rows"].numpy()
+            residual = self.data.z[rows] - self._predict(rows)
+            self.shift = np.median(residual, axis=1, keepdims=True)
+
+    def predict(self, x: Episode) -> np.ndarray:
+        z_phot = self._predict(x.meta["query_rows"].numpy())
+        return z_phot + self.shift if self.offset else z_phot
+
+    def _predict(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.predict(self.data.x[rows.ravel()]).reshape(rows.shape)
+
+
+class SupportFit:
+    """kNN (``neighbours``) or gradient boosting (``depth``) fitted on each task's K support galaxies alone."""
+
+    def __init__(self, data: RegionData, kind: str) -> None:
+        self.data = data
+        self.kind = kind
+
+    def fit(self, source: Any) -> None:
+        """Learns nothing from the source."""
+
+    def adapt(self, support: Episode, *, neighbours: int | None = None, depth: int | None = None) -> None:
+        option = neighbours if self.kind == "knn" else depth
+        if option is None:
+            raise ConfigError(f"{self.kind}_support needs {'neighbours' if self.kind == 'knn' else 'depth'}")
+        self.option = option
+        self.support_rows = support.meta["support_rows"].numpy()
+
+    def predict(self, x: Episode) -> np.ndarray:
+        data = self.data
+        return np.stack(
+            [
+                baselines.fit_predict_support(self.kind, data.x[s], data.z[s], data.x[q], self.option)
+                for s, q in zip(self.support_rows, x.meta["query_rows"].numpy(), strict=True)
+            ]
+        )
+
+
+def photoz_methods(data: RegionData, learners: dict[str, MetaLearner], global_model: Any) -> dict[str, PhotozMethod]:
+    """Each few-shot method, ``adapt(episode, **settings)`` then ``predict(episode) -> z_phot [T, Q]``."""
+    methods: dict[str, PhotozMethod] = {}
     for name, learner in learners.items():
         if name == "pretrain":
-            methods["pretrain_finetune"] = finetune_method(learner, choices["pretrain_finetune"])
-            methods["global_mlp"] = learner_method(learner, 0)
+            methods["pretrain_finetune"] = FinetuneMethod(data, learner)
+            methods["global_mlp"] = LearnerMethod(data, learner)
         else:
-            methods[name] = learner_method(learner, choices[name])
-    methods["global_gbm"] = global_predict
-    methods["global_gbm_offset"] = global_offset
-    for method in SUPPORT_OPTIONS:
-        methods[f"{method}_support"] = support_method(method, choices[f"{method}_support"])
+            methods[name] = LearnerMethod(data, learner)
+    methods["global_gbm"] = GlobalModel(data, global_model)
+    methods["global_gbm_offset"] = GlobalModel(data, global_model, offset=True)
+    for kind in SUPPORT_KINDS:
+        methods[f"{kind}_support"] = SupportFit(data, kind)
     return methods
+
+
+def candidate_settings(methods: dict[str, PhotozMethod]) -> dict[str, list[Settings]]:
+    """The adaptation settings each method may take at test time, cheapest first."""
+    fixed: dict[str, list[Settings]] = {
+        "pretrain_finetune": FINETUNE_CANDIDATES,
+        "global_mlp": [{"steps": 0}],
+        "global_gbm": [{}],
+        "global_gbm_offset": [{}],
+        **SUPPORT_CANDIDATES,
+    }
+    return {name: fixed.get(name, META_CANDIDATES) for name in methods}
+
+
+def episode_batches(family: GroupedRegression, n_episodes: int, seed: int, batch: int = 25) -> Iterator[Episode]:
+    """``n_episodes`` tasks of ``family`` drawn from ``seed``, in episodes of at most ``batch`` tasks."""
+    generator = make_generator(seed)
+    done = 0
+    while done < n_episodes:
+        episode = family.sample(min(batch, n_episodes - done), generator)
+        done += episode.n_tasks
+        yield episode
+
+
+def photoz_scores(
+    data: RegionData, z_phot: Sequence[np.ndarray], episodes: Sequence[Episode]
+) -> list[dict[str, float]]:
+    """Per-task sigma_NMAD, outlier fraction and bias of predictions ``z_phot [T, Q]`` (one per episode)."""
+    scores = []
+    for z, ep in zip(z_phot, episodes, strict=True):
+        mask, rows = ep.query_mask.numpy(), ep.meta["query_rows"].numpy()
+        scores += [photoz_metrics(z[t][mask[t]], data.z[rows[t][mask[t]]]) for t in range(ep.n_tasks)]
+    return scores
 
 
 def score_episodes(
     data: RegionData,
     family: GroupedRegression,
-    methods: dict[str, Predictor],
+    methods: dict[str, PhotozMethod],
+    settings: dict[str, Settings],
     n_episodes: int,
     seed: int,
     batch: int = 25,
@@ -298,23 +373,21 @@ def score_episodes(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Per-episode sigma_NMAD, outlier fraction and bias (mean and 95% CI) of each method on the same episodes.
 
-    Returns the summary and, per method, the first ``keep`` episodes' pooled ``(z_spec, z_phot)`` pairs.
+    Each method adapts with its ``settings``. Returns the summary and, per
+    method, the first ``keep`` episodes' pooled ``(z_spec, z_phot)`` pairs.
     """
-    generator = make_generator(seed)
     values: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
     pairs: dict[str, list[np.ndarray]] = {name: [] for name in methods}
     done = 0
     with progress_bar(total=n_episodes, enabled=progress, desc=f"{family.split_name} K={family.k_shot}") as bar:
-        while done < n_episodes:
-            ep = family.sample(min(batch, n_episodes - done), generator)
+        for ep in episode_batches(family, n_episodes, seed, batch):
             mask, rows = ep.query_mask.numpy(), ep.meta["query_rows"].numpy()
             for name, method in methods.items():
-                z_phot = method(ep)
-                for t in range(ep.n_tasks):
-                    z_spec = data.z[rows[t][mask[t]]]
-                    values[name].append(photoz_metrics(z_phot[t][mask[t]], z_spec))
-                    if done + t < keep:
-                        pairs[name].append(np.stack([z_spec, z_phot[t][mask[t]]]))
+                method.adapt(ep, **settings[name])
+                z_phot = method.predict(ep)
+                values[name] += photoz_scores(data, [z_phot], [ep])
+                for t in range(min(ep.n_tasks, max(keep - done, 0))):
+                    pairs[name].append(np.stack([data.z[rows[t][mask[t]]], z_phot[t][mask[t]]]))
             done += ep.n_tasks
             bar.update(ep.n_tasks)
     summary = {}
@@ -329,28 +402,19 @@ def score_episodes(
 
 
 def choose_settings(
-    data: RegionData, learners: dict[str, MetaLearner], global_model: Any, *, k_shot: int, n_episodes: int, seed: int
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """Adaptation steps / neighbours / depth per method, by mean sigma_NMAD on meta-val cells.
+    data: RegionData, methods: dict[str, PhotozMethod], *, k_shot: int, n_episodes: int, seed: int
+) -> dict[str, Choice]:
+    """Adaptation steps / neighbours / depth per method, by mean sigma_NMAD on ``n_episodes`` meta-val tasks."""
+    episodes = list(episode_batches(data.family(k_shot, None, "val"), n_episodes, seed))
+    validation = [ValidationTask(ep, ep, ep) for ep in episodes]
 
-    Returns the choices and each method's val sigma_NMAD with its chosen setting.
-    """
-    family = data.family(k_shot, None, "val")
-    candidates: dict[str, tuple] = {name: ADAPT_STEPS for name in learners if name != "pretrain"}
-    candidates["pretrain_finetune"] = FINETUNE_SETTINGS
-    candidates.update({f"{m}_support": options for m, options in SUPPORT_OPTIONS.items()})
-    choices, best = {}, {}
-    for method, options in candidates.items():
-        scores = {}
-        for option in options:
-            trial = predictors(
-                data, learners, global_model, {**{k: v[0] for k, v in candidates.items()}, method: option}
-            )
-            summary, _ = score_episodes(data, family, {method: trial[method]}, n_episodes, seed)
-            scores[option] = summary[method]["sigma_nmad"]
-        choices[method] = min(scores, key=scores.get)
-        best[method] = scores[choices[method]]
-    return choices, best
+    def mean_sigma_nmad(z_phot: list[np.ndarray], truths: list[Episode]) -> float:
+        return mean_ci95([s["sigma_nmad"] for s in photoz_scores(data, z_phot, truths)])[0]
+
+    return {
+        name: choose_on_validation(methods[name], settings, validation, mean_sigma_nmad, name=f"photo-z {name}")
+        for name, settings in candidate_settings(methods).items()
+    }
 
 
 def run_fewshot(
@@ -381,16 +445,23 @@ def run_fewshot(
     learners, inner_rates = train_learners(data, learner_names, k_shot=train_k, steps=steps, seed=seed, device=device)
     source = data.source_rows()
     global_search = baselines.fit_tuned(data.x[source], data.z[source], quick=quick, seed=seed, names=("hgb",))["hgb"]
-    choices, val_scores = choose_settings(
-        data, learners, global_search, k_shot=train_k, n_episodes=val_episodes, seed=seed + 7
-    )
-    methods = predictors(data, learners, global_search, choices)
-    best_meta = min(learner_names, key=val_scores.get)
+    methods = photoz_methods(data, learners, global_search)
+    chosen = choose_settings(data, methods, k_shot=train_k, n_episodes=val_episodes, seed=seed + 7)
+    choices = {name: choice.settings for name, choice in chosen.items()}
+    val_scores = {name: choice.score for name, choice in chosen.items()}
+    best_meta = min(learner_names, key=val_scores.__getitem__)
     by_k, scatter = {}, {}
     for k in shots:
         n_episodes = episodes if k == train_k or other_episodes is None else other_episodes
         summary, kept = score_episodes(
-            data, data.family(k, None, "test"), methods, n_episodes, seed + 1000 + k, keep=40, progress=progress
+            data,
+            data.family(k, None, "test"),
+            methods,
+            choices,
+            n_episodes,
+            seed + 1000 + k,
+            keep=40,
+            progress=progress,
         )
         by_k[str(k)] = summary
         if k == train_k:
@@ -415,6 +486,7 @@ def run_fewshot(
         },
         "settings_chosen_on_val": choices,
         "val_sigma_nmad": val_scores,
+        "tried_on_val": {name: choice.to_json()["tried"] for name, choice in chosen.items()},
         "best_meta_learner_on_val": best_meta,
         "global_gbm_params": global_search.best_params_,
         "by_k": by_k,

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from metamap.augment.family import augmented_conditions, synthetic_like
-from metamap.physics.experiment import choose_steps, dense_mse, predict_dense, train_learners
+from metamap.physics.experiment import NetworkMethod, choose_steps, dense_mse, predict_dense, train_learners
 from metamap.physics.family import SystemFamily
 from metamap.physics.systems import System
 from metamap.tasks.family import make_generator
@@ -80,9 +80,12 @@ def run_ablation(
     chosen: dict[str, dict[str, Any]] = {}
     for condition, train_family in conditions.items():
         learners = train_learners(train_family, ["maml"], steps, seed)
-        choices, _ = choose_steps(dense, learners, val_tasks, seed + 1, METHODS)
+        choices = {
+            m: choice.settings for m, choice in choose_steps(dense, learners, val_tasks, seed + 1, METHODS).items()
+        }
         chosen[condition] = choices
         mse[condition] = {
-            m: dense_mse(predict_dense(m, learners, test, choices[m], seed), test.y_query).tolist() for m in METHODS
+            m: dense_mse(predict_dense(NetworkMethod(m, learners, seed), test, choices[m]), test.y_query).tolist()
+            for m in METHODS
         }
     return {"mse": mse, "steps_chosen_on_val": chosen, "generators": info, "examples": examples}

@@ -19,6 +19,7 @@ from metamap.astro.catalogue import load_catalogue
 from metamap.astro.classify import run_classification
 from metamap.astro.photoz import run_all_data, run_fewshot
 from metamap.astro.plots import photoz_figure
+from metamap.experiment import ResultTable
 from metamap.paths import shared_data_dir
 from metamap.report import format_table, machine, write_json
 
@@ -95,17 +96,16 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "machine": machine(),
     }
     write_json(json_path, result)
-    rows = [
-        [
-            m,
-            *(
-                f"{fewshot['by_k'][str(k)][m]['sigma_nmad']:.4f} ± {fewshot['by_k'][str(k)][m]['sigma_nmad_ci95']:.4f}"
-                for k in SHOTS
-            ),
-        ]
-        for m in k20
-    ]
-    print(format_table(["method", *(f"K={k} sigma_NMAD" for k in SHOTS)], rows))
+    table = ResultTable(("sigma_NMAD", "outlier frac", "bias"), setting_name="K")
+    for k in SHOTS:
+        for method, row in fewshot["by_k"][str(k)].items():
+            table.add(
+                method,
+                {"sigma_NMAD": row["sigma_nmad"], "outlier frac": row["outlier_frac"], "bias": row["bias"]},
+                setting=str(k),
+                ci95={"sigma_NMAD": row["sigma_nmad_ci95"]},
+            )
+    print(table.to_text())
     print(
         format_table(
             ["all-data model", "sigma_NMAD", "outliers"],

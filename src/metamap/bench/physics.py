@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from metamap.experiment import ResultTable
 from metamap.physics.experiment import run_system
 from metamap.physics.plots import trajectory_figure
 from metamap.physics.systems import SYSTEMS
-from metamap.report import format_table, machine, write_json
+from metamap.report import machine, write_json
 
 K_SHOT = 10
 QUICK_SYSTEMS = ("oscillator", "heat")  # an ODE and the PDE: every code path, half the time
@@ -87,18 +88,14 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "machine": machine(),
     }
     write_json(json_path, result)
-    methods = list(next(iter(results.values()))["mse"])
-    print(
-        format_table(
-            ["system", *methods], [[n, *(f"{r['mse'][m]['mean']:.4g}" for m in methods)] for n, r in results.items()]
-        )
-    )
-    print(
-        format_table(
-            ["system (param rel. error)", *results[next(iter(results))]["param_rel_error"]],
-            [[n, *(f"{v['mean']:.3f}" for v in r["param_rel_error"].values())] for n, r in results.items()],
-        )
-    )
+    table = ResultTable(("MSE", "param rel. error"), setting_name="system")
+    for name, r in results.items():
+        for method, mse in r["mse"].items():
+            error = r["param_rel_error"].get(method)
+            values = {"MSE": mse["mean"], **({"param rel. error": error["mean"]} if error else {})}
+            intervals = {"MSE": mse["ci95"], **({"param rel. error": error["ci95"]} if error else {})}
+            table.add(method, values, setting=name, ci95=intervals)
+    print(table.to_text())
     print(headline)
     trajectory_figure(results, json_path.with_suffix(".png"))
     print(f"wrote {json_path} and {json_path.with_suffix('.png')}")

@@ -17,14 +17,17 @@ learners (``make_learner("maml" | "metasgd" | "reptile", model)``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
 from metamap.errors import CheckpointError, DataError
+from metamap.experiment import Diverged
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
 from metamap.preprocessing import Standardizer
@@ -138,6 +141,38 @@ def fit_network(
         schedule.step()
         losses.append(float(loss.detach()))
     return losses
+
+
+class RegimeFit:
+    """One network per regime, fitted to its support scenarios by full-batch Adam (``steps`` at rate ``lr``).
+
+    ``start(k)`` returns regime k's starting network: a copy of a trained
+    model (fine-tuning) or a fresh one (training from scratch). Supports and
+    predictions are standardized: ``adapt((x [T, S, n_load], y [T, S, n_gen]))``,
+    ``predict(x [T, Q, n_load]) -> [T, Q, n_gen]``. A fit whose loss turns
+    non-finite raises :class:`~metamap.experiment.Diverged`.
+    """
+
+    def __init__(self, start: Callable[[int], MLP]) -> None:
+        self.start = start
+
+    def fit(self, source: Any) -> None:
+        """The starting networks are trained (or drawn) by ``start``."""
+
+    def adapt(self, support: tuple[torch.Tensor, torch.Tensor], *, steps: int, lr: float) -> None:
+        x, y = support
+        self.networks = []
+        for k in range(x.shape[0]):
+            network = self.start(k)
+            losses = fit_network(network, x[k], y[k], steps, lr=lr, batch=x.shape[1])
+            if losses and not np.isfinite(losses[-1]):
+                raise Diverged(f"regime {k}: the fine-tuning loss went {losses[-1]} at lr {lr}")
+            self.networks.append(network)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardized dispatches on the CPU; each network runs where it lives."""
+        with torch.no_grad():
+            return torch.stack([net(x[k].to(module_device(net))).cpu() for k, net in enumerate(self.networks)])
 
 
 def train_dispatch(

@@ -85,9 +85,6 @@ def task_metric(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     return masked_mean(correct, mask)
 
 
-
-
-
 def check_inputs(
     model: nn.Module, loss: LossFn, x_support: torch.Tensor, y_support: torch.Tensor, outputs_logits: bool = True
 ) -> int:

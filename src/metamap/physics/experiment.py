@@ -33,6 +33,8 @@ from sklearn.base import RegressorMixin
 from sklearn.linear_model import RidgeCV
 from sklearn.neighbors import KNeighborsRegressor
 
+from metamap.errors import ConfigError
+from metamap.experiment import Choice, Settings, ValidationTask, choose_on_validation
 from metamap.learners import make_learner
 from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
@@ -49,10 +51,10 @@ from metamap.training import TrainConfig
 from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd")
-ADAPT_STEPS = (1, 5, 25, 100, 300)  # meta-learners: SGD steps at their inner rate
-ADAM_SETTINGS = {  # per-task Adam fits: (steps, learning rate)
-    "pretrain_finetune": tuple((steps, lr) for lr in (1e-3, 1e-2) for steps in (10, 50, 200)),
-    "scratch": tuple((steps, 1e-2) for steps in (100, 300, 1000)),
+META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 25, 100, 300)]  # SGD steps at the inner rate
+ADAM_SETTINGS: dict[str, list[Settings]] = {  # per-task Adam fits
+    "pretrain_finetune": [{"steps": steps, "lr": lr} for lr in (1e-3, 1e-2) for steps in (10, 50, 200)],
+    "scratch": [{"steps": steps, "lr": 1e-2} for steps in (100, 300, 1000)],
 }
 N_PROBES = 50
 
@@ -83,38 +85,50 @@ def train_learners(
     return learners
 
 
-def predict_dense(
-    method: str, learners: dict[str, MetaLearner], episode: Episode, setting: Any, seed: int
-) -> torch.Tensor:
-    """``[T, G, n_out]`` predictions of a network method on the episode's (dense) query inputs.
+class NetworkMethod:
+    """A network method adapted to support tensors ``x [T, K, n_in]``, ``y [T, K, n_out]``.
 
-    ``setting``: SGD steps for a meta-learner; ``(steps, lr)`` of a per-task Adam fit for
-    ``pretrain_finetune`` (from the pretrained network) and ``scratch`` (from one fresh network
-    initialised from ``seed``). The networks run where the learners live; the predictions come back on the
-    CPU.
+    A meta-learner adapts by ``steps`` SGD steps at its inner rate;
+    ``pretrain_finetune`` (from the pretrained network) and ``scratch`` (from
+    one fresh network initialised from ``seed``) by a per-task Adam fit of
+    ``steps`` at rate ``lr``. ``predict(x [T, G, n_in]) -> [T, G, n_out]``.
     """
-    device = module_device(learners["pretrain"])
-    episode = episode.to(device)
-    if method in ADAM_SETTINGS:
-        learner = learners["pretrain"]
-        if method == "scratch":
-            torch.manual_seed(seed)
+
+    def __init__(self, name: str, learners: dict[str, MetaLearner], seed: int) -> None:
+        self.name = name
+        self.learners = learners
+        self.seed = seed
+
+    def fit(self, source: Any) -> None:
+        """Trained beforehand by :func:`train_learners`."""
+
+    def adapt(self, support: tuple[torch.Tensor, torch.Tensor], *, steps: int, lr: float | None = None) -> None:
+        device = module_device(self.learners["pretrain"])
+        x_support, y_support = (tensor.to(device) for tensor in support)
+        if self.name not in ADAM_SETTINGS:
+            self.adapted = self.learners[self.name].adapt(x_support, y_support, options=AdaptOptions(steps=steps))
+            return
+        if lr is None:
+            raise ConfigError(f"{self.name} needs a learning rate (lr)")
+        learner = self.learners["pretrain"]
+        if self.name == "scratch":
+            torch.manual_seed(self.seed)
             network = MLP(learner.model.in_features, [64, 64], learner.model.out_features)
             learner = make_learner("pretrain", network).to(device)
-        steps, lr = setting
-        adapted = fit_per_task(
-            learner,
-            dict(learner.model.named_parameters()),
-            episode.x_support,
-            episode.y_support,
-            None,
-            steps=steps,
-            lr=lr,
+        self.adapted = fit_per_task(
+            learner, dict(learner.model.named_parameters()), x_support, y_support, None, steps=steps, lr=lr
         )
-    else:
-        adapted = learners[method].adapt(episode.x_support, episode.y_support, options=AdaptOptions(steps=setting))
-    with torch.no_grad():
-        return adapted.predict(episode.x_query).cpu()
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions on the CPU; the network runs where the learners live."""
+        with torch.no_grad():
+            return self.adapted.predict(x.to(module_device(self.learners["pretrain"]))).cpu()
+
+
+def predict_dense(method: NetworkMethod, episode: Episode, settings: Settings) -> torch.Tensor:
+    """``[T, G, n_out]`` predictions of ``method`` adapted with ``settings`` on the episode's (dense) query inputs."""
+    method.adapt((episode.x_support, episode.y_support), **settings)
+    return method.predict(episode.x_query)
 
 
 def dense_mse(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
@@ -128,29 +142,31 @@ def choose_steps(
     n_tasks: int,
     seed: int,
     methods: Sequence[str] | None = None,
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """Adaptation setting per network method, by mean dense MSE on meta-val systems; also that MSE.
+) -> dict[str, Choice]:
+    """Adaptation settings per network method, by mean dense MSE on meta-val systems, with every candidate's MSE.
 
     ``methods``: only these (default: every meta-learner of ``learners``, ``pretrain_finetune`` and ``scratch``).
     """
     episode = family.split("val").sample(n_tasks, make_generator(seed))
-    options: dict[str, tuple] = {name: ADAPT_STEPS for name in learners if name != "pretrain"}
-    options.update(ADAM_SETTINGS)
+    candidates: dict[str, list[Settings]] = {name: META_CANDIDATES for name in learners if name != "pretrain"}
+    candidates.update(ADAM_SETTINGS)
     if methods is not None:
-        options = {name: options[name] for name in methods}
-    choices, val_mse = {}, {}
-    for method, steps in options.items():
-        scores = {
-            s: _finite_or_inf(np.mean(dense_mse(predict_dense(method, learners, episode, s, seed), episode.y_query)))
-            for s in steps
-        }
-        choices[method] = min(scores, key=scores.get)
-        val_mse[method] = scores[choices[method]]
-    return choices, val_mse
+        candidates = {name: candidates[name] for name in methods}
+    validation = [ValidationTask((episode.x_support, episode.y_support), episode.x_query, episode.y_query)]
+    return {
+        name: choose_on_validation(
+            NetworkMethod(name, learners, seed),
+            settings,
+            validation,
+            lambda predictions, truths: float(np.mean(dense_mse(predictions[0], truths[0]))),
+            name=f"{family.system.name} {name}",
+        )
+        for name, settings in candidates.items()
+    }
 
 
 def _finite_or_inf(value: float) -> float:
-    """A diverged adaptation (NaN/inf) scores +inf, so that it is never chosen."""
+    """A diverged parameter head (NaN/inf error) scores +inf, so that it is never chosen."""
     return float(value) if np.isfinite(value) else float("inf")
 
 
@@ -241,22 +257,27 @@ def run_system(
     )
     learners = train_learners(family, learner_names, steps, seed, device)
     dense = replace(family, dense=True)  # same banks; queries = the whole noise-free grid
-    choices, val_mse = choose_steps(dense, learners, val_tasks, seed + 1)
-    best = min(learner_names, key=val_mse.get)
+    chosen = choose_steps(dense, learners, val_tasks, seed + 1)
+    choices = {name: choice.settings for name, choice in chosen.items()}
+    val_mse = {name: choice.score for name, choice in chosen.items()}
+    best = min(learner_names, key=val_mse.__getitem__)
     heads = {
-        name: fit_parameter_head(family, learners[name], choices[name], head_tasks, seed + 2) for name in learner_names
+        name: fit_parameter_head(family, learners[name], choices[name]["steps"], head_tasks, seed + 2)
+        for name in learner_names
     }
     episode = dense.split("test").sample(test_tasks, make_generator(seed + 3))
     truth_params = episode.meta["params"].numpy()
     mse: dict[str, np.ndarray] = {}
     predictions: dict[str, torch.Tensor] = {}
     for method in (*learner_names, "pretrain_finetune", "scratch"):
-        predictions[method] = predict_dense(method, learners, episode, choices[method], seed)
+        predictions[method] = predict_dense(NetworkMethod(method, learners, seed), episode, choices[method])
         mse[method] = dense_mse(predictions[method], episode.y_query)
     param_error = {
         name: relative_error(
             predict_parameters(
-                heads[name][1], probe_features(family, learners[name], episode, choices[name]), truth_params.shape[1]
+                heads[name][1],
+                probe_features(family, learners[name], episode, choices[name]["steps"]),
+                truth_params.shape[1],
             ),
             truth_params,
         )
@@ -277,6 +298,7 @@ def run_system(
         "steps_chosen_on_val": choices,
         "parameter_heads_chosen_on_val": {n: h[0] for n, h in heads.items()},
         "val_mse": val_mse,
+        "tried_on_val": {name: choice.to_json()["tried"] for name, choice in chosen.items()},
         "best_meta_learner_on_val": best,
         "mse": {m: _summary(v) for m, v in mse.items()},
         "param_rel_error": {m: _summary(v) for m, v in param_error.items()},

@@ -239,19 +239,6 @@ def _check_outputs(args: argparse.Namespace, names: tuple[str, ...]) -> None:
         output_file(args.out / name, inputs=inputs)
 
 
-def _store_adaptation(run_dir: Path, adaptation: dict[str, Any]) -> None:
-    """Add the chosen adaptation settings to the run's latest checkpoint (``config["adaptation"]``)."""
-    from metamap.report import atomic_write_bytes
-    from metamap.training.checkpoint import STATE, latest_checkpoint
-
-    folder = latest_checkpoint(run_dir)
-    if folder is None:  # pragma: no cover - meta_train always writes one
-        raise CheckpointError(f"{run_dir}: no checkpoint to store the adaptation settings in")
-    state = json.loads((folder / STATE).read_text())
-    state["config"]["adaptation"] = adaptation
-    atomic_write_bytes(folder / STATE, json.dumps(state, indent=2).encode())
-
-
 def _write_outputs(
     out: Path,
     targets: dict[str, Any],
@@ -313,11 +300,11 @@ def _train(args: argparse.Namespace) -> int:
 def _train_in_run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from metamap.traffic.experiment import _choose, _forecaster, method_learner, train_settings
+    from metamap.traffic.experiment import choose_settings, make_method, method_learner, train_settings
     from metamap.traffic.features import SeriesFeatures, fit_scaler
-    from metamap.traffic.metrics import masked_errors
-    from metamap.traffic.protocols import _source_family
+    from metamap.traffic.protocols import source_family
     from metamap.training import meta_train
+    from metamap.training.checkpoint import add_to_latest_config
     from metamap.training.distributed import pick_device
 
     device = pick_device(args.device)
@@ -338,7 +325,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
     train_stop = train_days * per_day
     scaler = fit_scaler(data.values[:train_stop], data.mask[:train_stop])
     features = SeriesFeatures(data, scaler, graph_hops=config.hops)
-    family, validation = _source_family(features, np.arange(data.n_sensors), (0, train_stop), config)
+    family, validation = source_family(features, np.arange(data.n_sensors), (0, train_stop), config)
     learner = method_learner(args.method, family.n_features, config).to(device)
     run = {
         "kind": RUN_KIND,
@@ -372,10 +359,15 @@ def _train_in_run(args: argparse.Namespace) -> int:
     )
 
     method = _adapted_method(args.method)
-    forecaster = _forecaster(method, learner, config, family.n_features, device)
-    options = _choose(forecaster, method, validation)
-    validation_mae = masked_errors(forecaster(validation, options), validation.truth, validation.observed)["mae"]
-    _store_adaptation(args.out, {"method": method, "options": options, "validation_mae": validation_mae})
+    choice = choose_settings(make_method(method, learner, config, family.n_features, device), method, validation)
+    options, validation_mae = choice.settings, choice.score
+    adaptation = {
+        "method": method,
+        "options": options,
+        "validation_mae": validation_mae,
+        "validation": choice.to_json(),
+    }
+    add_to_latest_config(args.out, "adaptation", adaptation)
     shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "none"
     print(
         f"trained {args.method} ({config.model} model) {result.steps_done} steps in {result.seconds:.1f} s on "
@@ -398,7 +390,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
     from metamap.preprocessing import Standardizer
     from metamap.report import write_json
-    from metamap.traffic.experiment import Target, _forecaster, method_learner, results_table, score
+    from metamap.traffic.experiment import Target, make_method, method_learner, results_table, score
     from metamap.traffic.features import HORIZON, SeriesFeatures
     from metamap.training import load_checkpoint
     from metamap.training.checkpoint import load_learner_state
@@ -459,9 +451,9 @@ def _adapt(args: argparse.Namespace) -> int:
         if method == "pretrain_finetune":
             options.setdefault("lr", 3e-4)
     n_features = features.n_features
-    results = {method: score(_forecaster(method, learner, config, n_features, device), target, options)}
+    results = {method: score(make_method(method, learner, config, n_features, device), target, options)}
     for baseline in ("persistence", "historical_average"):
-        results[baseline] = score(_forecaster(baseline, None, config, n_features), target, {})
+        results[baseline] = score(make_method(baseline, None, config, n_features), target, {})
     times = data.times
     payload = {
         "run": str(args.run),
@@ -489,7 +481,7 @@ def _adapt(args: argparse.Namespace) -> int:
         f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
         f"forecasting {len(target.test_origins)} windows; masked errors ({_unit(args)})"
     )
-    print(results_table(results, f"{config.model}/"))
+    print(results_table(results, f"{config.model}/").to_text())
     print(f"wrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
     return 0
 
@@ -571,7 +563,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = compare(trained, setup.targets, setup.validations, config, device)
     for name, methods_results in results.items():
         print(f"\n{described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
-        print(results_table(methods_results, f"{config.model}/"))
+        print(results_table(methods_results, f"{config.model}/").to_text())
     payload = {
         "protocol": protocol,
         "config": asdict(config),

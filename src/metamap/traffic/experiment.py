@@ -1,6 +1,6 @@
 """One comparison: meta-train on source sensors, adapt to target sensors, score every method.
 
-Methods (the issue's table): the meta-learners ``maml``, ``fomaml``,
+Methods: the meta-learners ``maml``, ``fomaml``,
 ``reptile``, ``metasgd``, ``anil``; the baselines ``persistence`` (last
 value), ``historical_average`` (the target's own support readings by time of
 day), ``target_only`` (the same network trained from scratch on the target's
@@ -12,13 +12,14 @@ sensor).
 Adaptation settings (inner steps for the meta-learners; Adam steps and rate
 for fine-tuning and target-only training; the ridge penalty) are chosen per
 method on *validation* source sensors (support = the last support block of
-the training period, query = the rest of it), never on the targets.
+the training period, query = the rest of it), never on the targets, by
+:func:`metamap.experiment.choose_on_validation`: every method here is a
+:class:`metamap.experiment.Method` adapting to a :class:`Target`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -26,10 +27,11 @@ from typing import Any
 import torch
 
 from metamap.errors import ConfigError
+from metamap.experiment import Choice, Method, ResultTable, Settings, ValidationTask, choose_on_validation
 from metamap.learners import AdaptOptions, make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
-from metamap.report import format_table
+from metamap.nn.devices import module_device
 from metamap.traffic.baselines import historical_average, persistence
 from metamap.traffic.family import SensorTasks
 from metamap.traffic.features import SeriesFeatures
@@ -123,14 +125,15 @@ class Target:
 
 @dataclass
 class MethodResult:
-    """A method's forecasts of a target (mph ``[n, W, 12]``), their errors, and its costs in seconds."""
+    """A method's forecasts of a target (mph ``[n, W, 12]``), their errors, its costs in seconds, its settings."""
 
     prediction: torch.Tensor
     errors: dict[str, dict[str, float]]
     mae_by_step: list[float]
     adapt_seconds: float
     train_seconds: float = 0.0
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Settings = field(default_factory=dict)
+    validation: Choice | None = None  # how ``options`` were chosen, when chosen here
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -139,6 +142,7 @@ class MethodResult:
             "adapt_seconds": self.adapt_seconds,
             "train_seconds": self.train_seconds,
             "options": self.options,
+            "validation": None if self.validation is None else self.validation.to_json(),
         }
 
 
@@ -200,20 +204,30 @@ def compare(
     target ``name``'s: the adaptation settings for that target are chosen there.
     """
     results: dict[str, dict[str, MethodResult]] = {name: {} for name in targets}
-    for method in config.methods:
-        learner, train_seconds = trained.get("pretrain" if method.startswith("pretrain") else method, (None, 0.0))
+    for name in config.methods:
+        learner, train_seconds = trained.get("pretrain" if name.startswith("pretrain") else name, (None, 0.0))
         n_features = next(iter(targets.values())).features.n_features
-        forecaster = _forecaster(method, learner, config, n_features, device)
-        for name, target in targets.items():
-            options = _choose(forecaster, method, validations[name])
-            results[name][method] = score(forecaster, target, options, train_seconds)
+        method = make_method(name, learner, config, n_features, device)
+        for target_name, target in targets.items():
+            choice = choose_settings(method, name, validations[target_name])
+            results[target_name][name] = score(method, target, choice.settings, train_seconds, choice)
     return results
 
 
-def score(forecaster: Forecaster, target: Target, options: dict[str, Any], train_seconds: float = 0.0) -> MethodResult:
-    """Forecast ``target`` with ``options``, timing the adaptation, and score it against the readings."""
+def score(
+    method: Method[Target, Target, torch.Tensor],
+    target: Target,
+    options: Settings,
+    train_seconds: float = 0.0,
+    validation: Choice | None = None,
+) -> MethodResult:
+    """Adapt ``method`` to ``target`` with ``options`` and forecast it, timing both, and score the forecasts.
+
+    ``validation``: how ``options`` were chosen, kept in the result.
+    """
     start = time.perf_counter()
-    prediction = forecaster(target, options)
+    method.adapt(target, **options)
+    prediction = method.predict(target)
     seconds = time.perf_counter() - start
     return MethodResult(
         prediction,
@@ -222,12 +236,12 @@ def score(forecaster: Forecaster, target: Target, options: dict[str, Any], train
         seconds,
         train_seconds,
         options,
+        validation,
     )
 
 
 HORIZONS = ("15min", "30min", "60min")
-TABLE_HEADER = [
-    "method",
+METRICS = (
     "MAE 15",
     "MAE 30",
     "MAE 60",
@@ -238,31 +252,27 @@ TABLE_HEADER = [
     "MAPE 30 %",
     "MAPE 60 %",
     "adapt s",
-]
+)
 
 
-def results_table(results: dict[str, MethodResult], prefix: str = "") -> str:
-    """The methods' masked MAE / RMSE / MAPE at 15 / 30 / 60 min, best MAE at 60 min first."""
-    rows = []
-    for method, result in sorted(results.items(), key=lambda kv: kv[1].errors["60min"]["mae"]):
+def results_table(results: dict[str, MethodResult], prefix: str = "") -> ResultTable:
+    """The methods' masked MAE / RMSE / MAPE at 15 / 30 / 60 min and adaptation seconds, best MAE at 60 min first."""
+    table = ResultTable(METRICS)
+    for method, result in results.items():
         e = result.errors
-        rows.append(
-            [
-                f"{prefix}{method}",
-                *(e[h]["mae"] for h in HORIZONS),
-                *(e[h]["rmse"] for h in HORIZONS),
-                *(e[h]["mape"] for h in HORIZONS),
-                result.adapt_seconds,
-            ]
-        )
-    return format_table(TABLE_HEADER, rows)
+        values = [
+            *(e[h]["mae"] for h in HORIZONS),
+            *(e[h]["rmse"] for h in HORIZONS),
+            *(e[h]["mape"] for h in HORIZONS),
+        ]
+        table.add(f"{prefix}{method}", dict(zip(METRICS, [*values, result.adapt_seconds], strict=True)))
+    return table.sorted_by("MAE 60")
 
 
-Forecaster = Callable[[Target, dict[str, Any]], torch.Tensor]
-
-# Candidate adaptation settings, chosen per method on the validation sensors.
-CANDIDATES: dict[str, list[dict[str, Any]]] = {
-    "meta": [{"steps": s} for s in (1, 5, 10, 20, 40)],
+# Candidate adaptation settings, chosen per method on the validation sensors (cheapest first).
+META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 10, 20, 40)]
+CANDIDATES: dict[str, list[Settings]] = {
+    **{method: META_CANDIDATES for method in META_METHODS},
     "pretrain": [{}],
     "pretrain_finetune": [{"steps": s, "lr": lr} for s in (10, 30, 100) for lr in (1e-4, 3e-4, 1e-3)],
     "target_only": [{"steps": s, "lr": lr} for s in (30, 100, 300, 1000) for lr in (1e-3, 3e-3)],
@@ -272,53 +282,101 @@ CANDIDATES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def _choose(forecaster: Forecaster, method: str, validation: Target) -> dict[str, Any]:
-    candidates = CANDIDATES["meta" if method in META_METHODS else method]
-    if len(candidates) == 1:
-        return candidates[0]
-    return min(
-        candidates,
-        key=lambda options: masked_errors(forecaster(validation, options), validation.truth, validation.observed)[
-            "mae"
-        ],
+class Persistence:
+    """The last observed reading at each test origin, for every horizon (mph ``[n, W, 12]``)."""
+
+    def fit(self, source: Any) -> None:
+        """Learns nothing."""
+
+    def adapt(self, support: Target) -> None:
+        """Needs no support."""
+
+    def predict(self, x: Target) -> torch.Tensor:
+        return persistence(x.features, x.nodes, x.test_origins)
+
+
+class HistoricalAverage:
+    """Each sensor's own support readings averaged by time of day, at the test windows' targets."""
+
+    def fit(self, source: Any) -> None:
+        """Learns nothing."""
+
+    def adapt(self, support: Target) -> None:
+        self.support = support.support
+
+    def predict(self, x: Target) -> torch.Tensor:
+        return historical_average(x.features, x.nodes, self.support, x.test_origins)
+
+
+class Ridge:
+    """Per-sensor ridge regression on the support windows (``penalty``: the ridge penalty)."""
+
+    def fit(self, source: Any) -> None:
+        """Learns nothing."""
+
+    def adapt(self, support: Target, *, penalty: float) -> None:
+        self.weights = fit_ridge(*support.support_set, penalty)
+
+    def predict(self, x: Target) -> torch.Tensor:
+        return x.features.scaler.inverse_transform(predict_ridge(self.weights, x.test_inputs))
+
+
+class Adapted:
+    """A trained learner adapted to the support windows: meta-learners by their inner ``steps``,
+    ``fine_tune`` learners by a per-sensor Adam fit (``steps`` at rate ``lr``) from the learner's weights.
+
+    ``fit`` is done by :func:`train_methods` (the meta-training of every learner at once).
+    """
+
+    def __init__(self, learner: Any, fine_tune: bool = False) -> None:
+        self.learner = learner
+        self.fine_tune = fine_tune
+
+    def fit(self, source: Any) -> None:
+        """Trained beforehand by :func:`train_methods`."""
+
+    def adapt(self, support: Target, *, steps: int = 0, lr: float | None = None) -> None:
+        device = module_device(self.learner)
+        support_set = tuple(tensor.to(device) for tensor in support.support_set)
+        if self.fine_tune:
+            if lr is None:
+                raise ConfigError("fine-tuning needs a learning rate (lr)")
+            self.adapted = fit_per_task(self.learner, self.learner.meta_params(), *support_set, steps=steps, lr=lr)
+        else:
+            self.adapted = self.learner.adapt(*support_set, options=AdaptOptions(steps=steps))
+
+    def predict(self, x: Target) -> torch.Tensor:
+        """Forecasts in mph ``[n, W, 12]`` on the CPU; the network runs where the learner lives."""
+        with torch.no_grad():
+            forecasts = self.adapted.predict(x.test_inputs.to(module_device(self.learner))).cpu()
+        return x.features.scaler.inverse_transform(forecasts)
+
+
+def make_method(
+    name: str, learner: Any, config: ExperimentConfig, n_features: int, device: torch.device | str = "cpu"
+) -> Method[Target, Target, torch.Tensor]:
+    """The method ``name`` (a key of :data:`CANDIDATES`) around its trained ``learner`` (None for baselines).
+
+    ``target_only`` gets a fresh network (initialised from ``config.seed``) on ``device`` to fine-tune from.
+    """
+    if name == "persistence":
+        return Persistence()
+    if name == "historical_average":
+        return HistoricalAverage()
+    if name == "target_only_linear":
+        return Ridge()
+    if name == "target_only":
+        fresh = make_learner("pretrain", build_model(n_features, config), inner_steps=0).to(device)
+        return Adapted(fresh, fine_tune=True)
+    return Adapted(learner, fine_tune=name == "pretrain_finetune")
+
+
+def choose_settings(method: Method[Target, Target, torch.Tensor], name: str, validation: Target) -> Choice:
+    """The adaptation settings of method ``name`` with the lowest masked MAE (mph) on the ``validation`` sensors."""
+    return choose_on_validation(
+        method,
+        CANDIDATES[name],
+        [ValidationTask(validation, validation, validation.truth)],
+        lambda predictions, truths: masked_errors(predictions[0], truths[0], validation.observed)["mae"],
+        name=name,
     )
-
-
-def _forecaster(
-    method: str, learner, config: ExperimentConfig, n_features: int, device: torch.device | str = "cpu"
-) -> Forecaster:
-    """A function ``(target, options) -> forecasts in mph [n, W, 12]`` (on the CPU) for ``method``; its network
-    runs on ``device``, where ``learner`` lives (the target's windows are moved there)."""
-    if method == "persistence":
-        return lambda t, o: persistence(t.features, t.nodes, t.test_origins)
-    if method == "historical_average":
-        return lambda t, o: historical_average(t.features, t.nodes, t.support, t.test_origins)
-    if method == "target_only_linear":
-
-        def ridge(t: Target, o: dict[str, Any]) -> torch.Tensor:
-            weights = fit_ridge(*t.support_set, o["penalty"])
-            return t.features.scaler.inverse_transform(predict_ridge(weights, t.test_inputs))
-
-        return ridge
-    if method == "target_only":
-        learner = make_learner("pretrain", build_model(n_features, config), inner_steps=0).to(device)
-    if method in ("target_only", "pretrain_finetune"):
-
-        def fitted(t: Target, o: dict[str, Any]) -> torch.Tensor:
-            support = _on(device, t.support_set)
-            adapted = fit_per_task(learner, learner.meta_params(), *support, steps=o["steps"], lr=o["lr"])
-            return _predict(adapted, t, device)
-
-        return fitted
-    return lambda t, o: _predict(
-        learner.adapt(*_on(device, t.support_set), options=AdaptOptions(steps=o.get("steps", 0))), t, device
-    )
-
-
-def _on(device: torch.device | str, tensors: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return tuple(tensor.to(device) for tensor in tensors)
-
-
-def _predict(adapted, target: Target, device: torch.device | str) -> torch.Tensor:
-    with torch.no_grad():
-        return target.features.scaler.inverse_transform(adapted.predict(target.test_inputs.to(device)).cpu())

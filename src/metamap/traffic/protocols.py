@@ -59,7 +59,7 @@ def new_sensors(
     train_stop = train_days * per_day
     scaler = fit_scaler(data.values[:train_stop, source], data.mask[:train_stop, source])
     features = SeriesFeatures(data, scaler, graph_hops=config.hops)
-    family, validation = _source_family(features, source, (0, train_stop), config)
+    family, validation = source_family(features, source, (0, train_stop), config)
     support = (train_stop - support_days * per_day, train_stop)
     test = (train_stop, days * per_day)
     nodes = torch.as_tensor(target)
@@ -89,14 +89,14 @@ def new_city(source: TrafficData, target: TrafficData, config: ExperimentConfig,
         )
     scaler = fit_scaler(source.values, source.mask)
     features = SeriesFeatures(source, scaler, graph_hops=config.hops)
-    family, validation = _source_family(features, np.arange(source.n_sensors), (0, source.n_steps), config)
+    family, validation = source_family(features, np.arange(source.n_sensors), (0, source.n_steps), config)
     target_features = SeriesFeatures(target, scaler, graph_hops=config.hops)
     nodes = torch.arange(target.n_sensors)
     targets = {"city": Target(target_features, nodes, support, (support[1], target.n_steps))}
     return Setup(family, targets, {"city": validation}, scaler)
 
 
-def _source_family(
+def source_family(
     features: SeriesFeatures, sensors: np.ndarray, period: tuple[int, int], config: ExperimentConfig
 ) -> tuple[SensorTasks, Target]:
     """Meta-training tasks on 90% of ``sensors``; the other 10% validate adaptation settings."""

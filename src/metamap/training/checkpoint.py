@@ -156,6 +156,27 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return folder
 
 
+def add_to_latest_config(run_dir: Path, key: str, value: Any) -> Path:
+    """Set ``config[key] = value`` in the ``state.json`` of the run's latest checkpoint (atomic rewrite).
+
+    For what is known only once training has finished (settings chosen on
+    validation data); the tensors file and its recorded SHA-256 are untouched.
+    Returns the checkpoint folder; CheckpointError when the run has none.
+    """
+    folder = latest_checkpoint(run_dir)
+    if folder is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint to add {key!r} to")
+    state_file = folder / STATE
+    try:
+        state = json.loads(state_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {folder} is corrupt: {STATE}: {exc}") from None
+    _check_state(state, state_file)
+    state["config"][key] = value
+    atomic_write_bytes(state_file, json.dumps(state, indent=2).encode())
+    return folder
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read and verify a checkpoint folder (or a run folder: its latest checkpoint)."""
     path = Path(path)
