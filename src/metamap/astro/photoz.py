@@ -40,6 +40,7 @@ from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.progress import progress_bar
 from metamap.report import mean_ci95
+from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
 from metamap.training import TrainConfig
@@ -191,8 +192,8 @@ def train_learners(
     for name in (*names, "pretrain"):
 
         def build(inner_lr: float, name: str = name) -> MetaLearner:
-            torch.manual_seed(seed)
-            return make_learner(name, MLP(data.x.shape[1], [64, 64], 1), inner_steps=5, inner_lr=inner_lr)
+            with seeded(seed):
+                return make_learner(name, MLP(data.x.shape[1], [64, 64], 1), inner_steps=5, inner_lr=inner_lr)
 
         learners[name] = meta_train_lowering_inner_lr(build, family, config, label=f"photo-z {name}")
         rates[name] = learners[name].inner_lr

@@ -47,6 +47,7 @@ from metamap.energy.learned import RegimeData, Standardizer, fit_network, make_n
 from metamap.energy.scenarios import SEASONS, TIMES_OF_DAY, assign_types, load_profiles, sample_loads
 from metamap.energy.transport import random_problems, round_to_feasible, sinkhorn_plans, solve_emd, solve_highs
 from metamap.learners import GatedOptimizer, make_learner
+from metamap.nn import MLP
 from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, mean_ci95, write_json
 
@@ -240,7 +241,9 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     results["pooled_finetune"] = gaps(torch.stack(tuned), "pooled_finetune")
     scratch = []
     for k in range(len(target)):
-        net = make_network(n_load, n_gen, hidden, seed=k)
+        # The benchmark owns torch's global stream here: gated_comparison's gates continue the last one's draws.
+        torch.manual_seed(k)
+        net = MLP(n_load, list(hidden), n_gen)
         fit_network(net, episode.x_support[k], episode.y_support[k], cfg["scratch_steps"], lr=1e-3, batch=n_support)
         with torch.no_grad():
             scratch.append(net(episode.x_query[k]))

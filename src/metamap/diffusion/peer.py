@@ -35,6 +35,7 @@ from torch import nn
 from metamap.diffusion.schedules import NoiseSchedule
 from metamap.diffusion.training import TrainedDiffusion, train_diffusion
 from metamap.errors import ConfigError, DataError, ShapeError, describe
+from metamap.seeding import seeded
 
 LEVELS = 3
 
@@ -192,8 +193,8 @@ def train_repaint_peer(
     our model). The network's weights are drawn from ``seed``.
     """
     width, _ = matched_width(channels, reference_parameters)
-    torch.manual_seed(seed)
-    network = PaddedUNet2DModel(channels, width, schedule.n_steps)
+    with seeded(seed):
+        network = PaddedUNet2DModel(channels, width, schedule.n_steps)
     trained = train_diffusion(
         network,
         schedule,

@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from metamap.errors import CheckpointError, DataError
 from metamap.nn import MLP
 from metamap.report import write_json, write_safetensors
+from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
 
 
@@ -59,12 +60,9 @@ class Standardizer:
 
 
 def make_network(n_load: int, n_gen: int, hidden: tuple[int, ...] = (256, 256), seed: int = 0) -> MLP:
-    """The MLP ``[N, n_load] -> [N, n_gen]`` (standardized units), initialised from ``seed``.
-
-    Seeds torch's global generator (the benchmark's later draws depend on it).
-    """
-    torch.manual_seed(seed)
-    return MLP(n_load, list(hidden), n_gen)
+    """The MLP ``[N, n_load] -> [N, n_gen]`` (standardized units), initialised from ``seed``."""
+    with seeded(seed):
+        return MLP(n_load, list(hidden), n_gen)
 
 
 class DispatchModel:

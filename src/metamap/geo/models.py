@@ -34,6 +34,7 @@ from metamap.errors import CheckpointError
 from metamap.geo.data import Standardizer
 from metamap.geo.io import GeoField, check_same_field
 from metamap.report import atomic_write_bytes, write_json
+from metamap.seeding import seeded
 
 TASKS = ("fill", "forecast", "generate")
 GEO_META = "geo.json"
@@ -171,8 +172,8 @@ def train_model(
     from metamap.diffusion.schedules import NoiseSchedule
     from metamap.diffusion.training import train_diffusion
 
-    torch.manual_seed(seed)
-    network = build_network(cond_channels, base)
+    with seeded(seed):
+        network = build_network(cond_channels, base)
     schedule = NoiseSchedule.cosine(1000)
     trained = train_diffusion(
         network,

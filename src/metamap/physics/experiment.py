@@ -42,6 +42,7 @@ from metamap.physics.fit import least_squares_fit
 from metamap.physics.systems import System
 from metamap.progress import progress_bar
 from metamap.report import mean_ci95
+from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
 from metamap.training import TrainConfig
@@ -57,8 +58,8 @@ N_PROBES = 50
 
 
 def new_model(system: System, seed: int) -> MLP:
-    torch.manual_seed(seed)
-    return MLP(system.n_in, [64, 64], system.n_out)
+    with seeded(seed):
+        return MLP(system.n_in, [64, 64], system.n_out)
 
 
 def train_learners(family: SystemFamily, names: Sequence[str], steps: int, seed: int) -> dict[str, MetaLearner]:
@@ -92,8 +93,9 @@ def predict_dense(
     if method in ADAM_SETTINGS:
         learner = learners["pretrain"]
         if method == "scratch":
-            torch.manual_seed(seed)
-            learner = make_learner("pretrain", MLP(learner.model.in_features, [64, 64], learner.model.out_features))
+            with seeded(seed):
+                network = MLP(learner.model.in_features, [64, 64], learner.model.out_features)
+            learner = make_learner("pretrain", network)
         steps, lr = setting
         adapted = fit_per_task(
             learner,
