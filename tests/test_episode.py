@@ -10,7 +10,7 @@ import torch
 from metamap.errors import DataError, ShapeError
 from metamap.learners import MAML
 from metamap.nn import MLP
-from metamap.tasks.episode import Episode
+from metamap.tasks.episode import Episode, concat_episodes
 from metamap.tasks.family import make_generator
 from metamap.tasks.sinusoid import Sinusoid
 
@@ -231,3 +231,21 @@ def test_all_examples_joins_support_and_query_and_masks():
 def test_to_keeps_values():
     ep = _episode(masks=True)
     _assert_episodes_equal(ep.to("cpu"), ep)
+
+
+# -- concat_episodes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("masks", [False, True])
+def test_concat_episodes_undoes_select(masks):
+    episode = _episode(t=5, masks=masks)
+    joined = concat_episodes([episode.select(slice(0, 2)), episode.select(slice(2, 5))], extra_meta={"flag": 1})
+    _assert_episodes_equal(joined, episode)
+    assert torch.equal(joined.meta["id"], torch.arange(5))
+    assert joined.meta["flag"] == 1
+    assert "name" not in joined.meta and "scalar" not in joined.meta  # only tensors with a task axis are joined
+
+
+def test_concat_episodes_of_nothing_is_refused():
+    with pytest.raises(ShapeError, match="at least one episode"):
+        concat_episodes([])

@@ -42,10 +42,10 @@ import torch
 from torch import nn
 
 from metamap.diffusion import NoiseSchedule, sample
-from metamap.diffusion.training import train_diffusion
 from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.nn.unet import timestep_embedding
 from metamap.seeding import seeded
+from metamap.training.diffusion import train_diffusion
 
 MIN_SAMPLES = 3
 

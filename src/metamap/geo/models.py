@@ -8,7 +8,7 @@ on (variable, units, calendar, latitude and longitude values, see
 climatology of its grid and one standard deviation), the grid ranges for the
 static channels, the history length ``k`` of a forecaster, and the pixels
 that are undefined by nature. A run folder holds the diffusion checkpoints
-(written by :func:`metamap.diffusion.training.train_diffusion`), the final
+(written by :func:`metamap.training.diffusion.train_diffusion`), the final
 model (``model/``), ``climatology.npy``, ``never_valid.npy`` and
 ``geo.json``; all but the model are written before training starts, so that
 an interrupted run can be checked against the data it resumes with.
@@ -67,7 +67,7 @@ class GeoModel:
     @classmethod
     def load(cls, run_dir: Path) -> GeoModel:
         """Rebuild a model saved by :meth:`save`."""
-        from metamap.diffusion.training import TrainedDiffusion
+        from metamap.training.diffusion import TrainedDiffusion
 
         run_dir = Path(run_dir)
         paths = [run_dir / GEO_META, run_dir / CLIMATOLOGY, run_dir / NEVER_VALID]
@@ -128,7 +128,7 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 
 
 def wrap(trained: Any, meta: dict[str, Any], standardizer: Standardizer, never_valid: np.ndarray) -> GeoModel:
-    """A :class:`GeoModel` around a :class:`metamap.diffusion.training.TrainedDiffusion`."""
+    """A :class:`GeoModel` around a :class:`metamap.training.diffusion.TrainedDiffusion`."""
     return GeoModel(
         network=trained.model,
         schedule=trained.schedule,
@@ -170,7 +170,7 @@ def train_model(
     model and ``geo.json``.
     """
     from metamap.diffusion.schedules import NoiseSchedule
-    from metamap.diffusion.training import train_diffusion
+    from metamap.training.diffusion import train_diffusion
 
     with seeded(seed):
         network = build_network(cond_channels, base)
