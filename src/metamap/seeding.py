@@ -24,5 +24,5 @@ def seeded(seed: int) -> Iterator[None]:
     CUDA generators are neither seeded nor touched: the library builds networks on the CPU.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(int(seed))
+        torch.default_generator.manual_seed(int(seed))
         yield
