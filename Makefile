@@ -34,6 +34,7 @@ lint: setup
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
+	$(BIN)/python -m metamap._layers
 
 # A core install (no extras) in a fresh venv: the CLI and every module that needs no extra must import.
 core-install:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from metamap.augment import AugmentedFamily, LatentDiffusion, PCAGaussian, PCASpace, synthetic_like
-from metamap.augment.family import SyntheticSystems
+from metamap.augment import AugmentedFamily, LatentDiffusion, PCAGaussian, PCASpace
 from metamap.errors import ConfigError, DataError, ShapeError
+from metamap.physics.augmentation import SyntheticSystems, synthetic_like
 from metamap.physics.family import SystemFamily
 from metamap.physics.systems import SYSTEMS
 from metamap.tasks.family import make_generator
@@ -175,8 +175,8 @@ def test_pca_space_rejects_wrong_width_and_options():
 
 
 def test_traffic_synthetic_sensors_mix_into_p1(shared_data):
-    from metamap.augment.traffic import scarce_family, synthetic_sensors
     from metamap.bench.traffic import load_la
+    from metamap.traffic.augmentation import scarce_family, synthetic_sensors
     from metamap.traffic.experiment import ExperimentConfig
     from metamap.traffic.protocols import new_sensors
 

@@ -8,9 +8,9 @@ from torch import nn
 
 from metamap.diffusion.objective import diffusion_loss, variational_bound
 from metamap.diffusion.schedules import NoiseSchedule
-from metamap.diffusion.training import TrainedDiffusion, train_diffusion
 from metamap.errors import CheckpointError, ConfigError, DataError
 from metamap.nn.unet import UNet2d
+from metamap.training.diffusion import TrainedDiffusion, train_diffusion
 
 
 class FiniteGuard(nn.Module):
@@ -181,7 +181,7 @@ def test_training_errors_are_named(tmp_path):
 @pytest.mark.parametrize("base", [16, 32])
 def test_repaint_peer_matches_the_parameter_count_and_keeps_known_pixels(base):
     pytest.importorskip("diffusers")
-    from metamap.diffusion.peer import train_repaint_peer
+    from metamap.bench.repaint_peer import train_repaint_peer
 
     reference = UNet2d(1, base=base).n_parameters()
     schedule = NoiseSchedule.cosine(100)
@@ -208,7 +208,7 @@ def test_repaint_peer_matches_the_parameter_count_and_keeps_known_pixels(base):
 def test_repaint_loop_with_the_exact_gaussian_denoiser():
     """The peer's RePaint loop on independent N(mu, sigma^2) pixels: unknown pixels keep the data law."""
     pytest.importorskip("diffusers")
-    from metamap.diffusion.peer import RepaintPeer
+    from metamap.bench.repaint_peer import RepaintPeer
     from metamap.diffusion.reference import GaussianDenoiser
 
     schedule = NoiseSchedule.cosine(1000)

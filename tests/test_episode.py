@@ -10,7 +10,7 @@ import torch
 from metamap.errors import DataError, ShapeError
 from metamap.learners import MAML
 from metamap.nn import MLP
-from metamap.tasks.episode import Episode
+from metamap.tasks.episode import Episode, concat_episodes
 from metamap.tasks.family import make_generator
 from metamap.tasks.sinusoid import Sinusoid
 
@@ -242,3 +242,21 @@ def test_an_episode_is_validated_once_when_built_not_when_sliced_or_moved(monkey
     assert [p.n_tasks for p in parts] == [4, 2, 3, 1, 2]
     Episode(ep.x_support, ep.y_support, ep.x_query, ep.y_query)
     assert len(calls) == 1
+
+
+# -- concat_episodes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("masks", [False, True])
+def test_concat_episodes_undoes_select(masks):
+    episode = _episode(t=5, masks=masks)
+    joined = concat_episodes([episode.select(slice(0, 2)), episode.select(slice(2, 5))], extra_meta={"flag": 1})
+    _assert_episodes_equal(joined, episode)
+    assert torch.equal(joined.meta["id"], torch.arange(5))
+    assert joined.meta["flag"] == 1
+    assert "name" not in joined.meta and "scalar" not in joined.meta  # only tensors with a task axis are joined
+
+
+def test_concat_episodes_of_nothing_is_refused():
+    with pytest.raises(ShapeError, match="at least one episode"):
+        concat_episodes([])

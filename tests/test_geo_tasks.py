@@ -10,7 +10,6 @@ import xarray as xr
 
 from metamap.diffusion.objective import diffusion_loss
 from metamap.diffusion.schedules import NoiseSchedule
-from metamap.diffusion.training import TrainedDiffusion
 from metamap.errors import DataError
 from metamap.geo.data import PatchSource, climatology_standardizer, scan_training, static_channels
 from metamap.geo.fill import FILL_COND_CHANNELS, conditional_fill, fill_batches, inpaint_fill
@@ -25,6 +24,7 @@ from metamap.geo.generate import GENERATE_COND_CHANNELS, autocorrelation, genera
 from metamap.geo.io import open_field
 from metamap.geo.models import build_network, wrap
 from metamap.preprocessing import Standardizer
+from metamap.training.diffusion import TrainedDiffusion
 
 H, W = 10, 13
 

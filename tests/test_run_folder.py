@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from metamap.bench.faults import kill_point_trials
 from metamap.cli import main
 from metamap.errors import CheckpointError, ConfigError, DataError
 from metamap.recipes import build_learner
 from metamap.tasks import Sinusoid
 from metamap.training import TrainConfig, load_checkpoint, meta_train, save_checkpoint
 from metamap.training.checkpoint import STATE, TENSORS, latest_checkpoint
-from metamap.training.faults import kill_point_trials
 from metamap.training.metrics_log import read_records
 from metamap.training.run_folder import LOCK, claim_run_folder
 
@@ -91,7 +91,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, capsys):
 
 def test_diffusion_training_into_a_held_folder_is_refused(tmp_path):
     from metamap.diffusion.schedules import NoiseSchedule
-    from metamap.diffusion.training import train_diffusion
+    from metamap.training.diffusion import train_diffusion
 
     with _held_by_another_process(tmp_path / "run") as pid:
         with pytest.raises(CheckpointError, match=f"PID {pid}"):

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from metamap.errors import ConfigError
@@ -22,6 +21,7 @@ from metamap.learners import LEARNERS, make_learner
 from metamap.learners.base import MetaLearner
 from metamap.learners.metric import EmbeddingLearner
 from metamap.nn import MLP, Conv4
+from metamap.seeding import seeded
 from metamap.tasks.family import TaskFamily
 from metamap.tasks.sinusoid import Sinusoid
 
@@ -52,16 +52,16 @@ def build_family(spec: dict[str, Any]) -> TaskFamily:
 def build_model(run: dict[str, Any]) -> nn.Module:
     """The backbone for the run's family and learner, initialised from ``run["seed"]``."""
     family, model, learner = run["family"], run.get("model", {}), run["learner"]["name"]
-    torch.manual_seed(int(run.get("seed", 0)))
-    if family["name"] == "sinusoid":
-        return MLP(1, list(model.get("hidden", [40, 40])), 1)
-    embedding = learner in EMBEDDING_LEARNERS
-    return Conv4(
-        in_channels=1,
-        hidden=int(model.get("hidden", 64)),
-        n_out=None if embedding else int(family.get("n_way", 5)),
-        image_size=int(family.get("image_size", 28)),
-    )
+    with seeded(int(run.get("seed", 0))):
+        if family["name"] == "sinusoid":
+            return MLP(1, list(model.get("hidden", [40, 40])), 1)
+        embedding = learner in EMBEDDING_LEARNERS
+        return Conv4(
+            in_channels=1,
+            hidden=int(model.get("hidden", 64)),
+            n_out=None if embedding else int(family.get("n_way", 5)),
+            image_size=int(family.get("image_size", 28)),
+        )
 
 
 def build_learner(run: dict[str, Any]) -> MetaLearner:

@@ -27,6 +27,7 @@ from metamap.learners.base import MetaLearner
 from metamap.nn import MLP
 from metamap.preprocessing import Standardizer
 from metamap.report import mean_ci95
+from metamap.seeding import seeded
 from metamap.tasks.classification import NWayKShot
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import check_split, make_generator
@@ -113,8 +114,8 @@ def run_classification(
     test_families = {k: NWayKShot(test_pool, n_way=3, k_shot=k, n_query=N_QUERY, split_name="test") for k in shots}
     learners: dict[str, MetaLearner] = {}
     for name in LEARNERS:
-        torch.manual_seed(seed)
-        learners[name] = make_learner(name, MLP(train_pool.shape[-1], [64, 64], 32)).to(device)
+        with seeded(seed):
+            learners[name] = make_learner(name, MLP(train_pool.shape[-1], [64, 64], 32)).to(device)
         meta_train(
             learners[name],
             RegionFamily({"train": family}),

@@ -42,6 +42,7 @@ from metamap.nn import MLP
 from metamap.nn.devices import module_device
 from metamap.progress import progress_bar
 from metamap.report import mean_ci95
+from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
 from metamap.training import TrainConfig
@@ -215,9 +216,9 @@ def train_learners(
     for name in (*names, "pretrain"):
 
         def build(inner_lr: float, name: str = name) -> MetaLearner:
-            torch.manual_seed(seed)
-            network = MLP(data.x.shape[1], [64, 64], 1)
-            return make_learner(name, network, inner_steps=5, inner_lr=inner_lr).to(device)
+            with seeded(seed):
+                network = MLP(data.x.shape[1], [64, 64], 1)
+                return make_learner(name, network, inner_steps=5, inner_lr=inner_lr).to(device)
 
         learners[name] = meta_train_lowering_inner_lr(build, family, config, label=f"photo-z {name}")
         rates[name] = learners[name].inner_lr

@@ -3,11 +3,13 @@
 - :mod:`metamap.augment.generators`: ``PCAGaussian`` and ``LatentDiffusion``,
   ``fit(samples [n, D])`` / ``sample(n, generator) -> [n, D]``.
 - :mod:`metamap.augment.family`: ``AugmentedFamily`` (a fraction of each
-  meta-train batch synthetic; off by default) and ``SyntheticSystems``
-  (physics tasks of generated trajectories).
+  meta-train batch synthetic; off by default).
+
+The package knows no domain; each domain turns drawn samples into its own
+synthetic tasks (e.g. :class:`metamap.physics.augmentation.SyntheticSystems`).
 """
 
-from metamap.augment.family import AugmentedFamily, SyntheticSystems, concat_episodes, synthetic_like
+from metamap.augment.family import AugmentedFamily
 from metamap.augment.generators import (
     GENERATORS,
     LatentDiffusion,
@@ -23,9 +25,6 @@ __all__ = [
     "LatentDiffusion",
     "PCAGaussian",
     "PCASpace",
-    "SyntheticSystems",
-    "concat_episodes",
     "fit_and_draw",
     "make_generator_model",
-    "synthetic_like",
 ]

@@ -9,10 +9,9 @@ real family's, unchanged. With ``synthetic_fraction = 0`` (the default:
 augmentation off) ``sample`` returns exactly the real family's episode for
 the same generator state.
 
-:class:`SyntheticSystems` is the synthetic family of the physics domain: a
-:class:`~metamap.physics.family.SystemFamily` whose bank is a given set of
-dense trajectories (drawn from a generator) instead of simulated systems.
-Their true parameters are unknown: ``meta["params"]`` is NaN for them.
+The synthetic family of each domain lives with the domain (e.g.
+:class:`metamap.physics.augmentation.SyntheticSystems`): this module knows
+no domain.
 """
 
 from __future__ import annotations
@@ -25,38 +24,9 @@ import numpy as np
 import torch
 
 from metamap.augment.generators import fit_and_draw
-from metamap.errors import ConfigError, ShapeError, describe
-from metamap.physics.family import SystemFamily, grid_points
-from metamap.tasks.episode import Episode
+from metamap.errors import ConfigError
+from metamap.tasks.episode import Episode, concat_episodes
 from metamap.tasks.family import TaskFamily, check_split
-
-
-@dataclass(frozen=True, eq=False)
-class SyntheticSystems(SystemFamily):
-    """Tasks of synthetic systems: ``states [n, G, n_out]`` on the system's dense grid (every split)."""
-
-    states: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        n_grid = grid_points(self.system)[0].size
-        states = self.states
-        if states is None or states.ndim != 3 or states.shape[1:] != (n_grid, self.system.n_out) or not len(states):
-            raise ShapeError(
-                f"SyntheticSystems({self.system.name}): expected states [n >= 1, {n_grid}, "
-                f"{self.system.n_out}], got {describe(states)}"
-            )
-
-    @property
-    def bank(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(params [n, P]`` all NaN, ``states [n, G, n_out])``."""
-        return np.full((self.states.shape[0], len(self.system.names)), np.nan), self.states
-
-
-def synthetic_like(real: SystemFamily, states: np.ndarray | torch.Tensor) -> SyntheticSystems:
-    """A :class:`SyntheticSystems` with the task settings (K, query, noise, dense) of ``real``."""
-    fields = {name: getattr(real, name) for name in ("system", "k_shot", "n_query", "noise", "seed", "dense")}
-    return SyntheticSystems(**fields, states=np.asarray(states, dtype=np.float32))
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,21 +95,3 @@ def augmented_conditions(
         examples[name] = drawn[:3].tolist()
         conditions[name] = AugmentedFamily(family, make_synthetic(drawn), synthetic_fraction)
     return conditions, info, examples
-
-
-def concat_episodes(parts: list[Episode], extra_meta: dict[str, Any] | None = None) -> Episode:
-    """Episodes with the same example counts joined along the task axis (their tensor ``meta`` too)."""
-    if not parts:
-        raise ShapeError("concat_episodes: expected at least one episode")
-
-    def cat(values: list[torch.Tensor | None]) -> torch.Tensor | None:
-        return None if values[0] is None else torch.cat(values)
-
-    fields = ("x_support", "y_support", "x_query", "y_query", "support_mask", "query_mask")
-    joined = {name: cat([getattr(p, name) for p in parts]) for name in fields}
-    meta = {
-        key: torch.cat([p.meta[key] for p in parts])
-        for key, value in parts[0].meta.items()
-        if isinstance(value, torch.Tensor) and value.dim() > 0
-    }
-    return Episode(**joined, meta={**meta, **(extra_meta or {})})

@@ -42,9 +42,10 @@ import torch
 from torch import nn
 
 from metamap.diffusion import NoiseSchedule, sample
-from metamap.diffusion.training import train_diffusion
 from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.nn.unet import timestep_embedding
+from metamap.seeding import seeded
+from metamap.training.diffusion import train_diffusion
 
 MIN_SAMPLES = 3
 
@@ -229,8 +230,8 @@ class LatentDiffusion:
     def fit(self, samples: torch.Tensor) -> LatentDiffusion:
         """Fit on ``samples [n, D]`` (n >= 3, finite): PCA, then the denoiser on the latents."""
         latents = self.space.fit(samples).float()
-        torch.manual_seed(self.seed)
-        network = LatentDenoiser(latents.shape[1], self.width, self.depth)
+        with seeded(self.seed):
+            network = LatentDenoiser(latents.shape[1], self.width, self.depth)
         draws = torch.Generator().manual_seed(self.seed + 1)
 
         def batch() -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """Benchmark ``augment``: does generative task augmentation help few-shot error with few real tasks?
 
-Physics (:mod:`metamap.augment.physics`): the 4 systems of bench physics,
+Physics (:mod:`metamap.physics.augmentation`): the 4 systems of bench physics,
 K = 10, noise 0.05, only 50 real meta-train systems; a latent diffusion
 model (and, for comparison, a Gaussian in the same PCA space) fitted on
 their trajectories draws 500 synthetic systems, which make half of every
@@ -8,7 +8,7 @@ meta-batch. MAML and pretrain + fine-tune, with and without, same meta-steps
 and seed; test dense MSE on the same test tasks. A reference condition
 trains on 500 *real* systems (what more real data would give).
 
-Traffic P1 (:mod:`metamap.augment.traffic`): per-node model, 20 real source
+Traffic P1 (:mod:`metamap.traffic.augmentation`): per-node model, 20 real source
 sensors, 500 synthetic sensors (5-day scaled series) from the same kinds of
 generator; MAE at 60 min on the target sensors with and without.
 
@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metamap.augment.physics import METHODS as PHYSICS_METHODS
-from metamap.augment.physics import run_ablation as physics_ablation
-from metamap.augment.plots import ablation_figure
-from metamap.augment.traffic import run_ablation as traffic_ablation
+from metamap.bench.augment_plots import ablation_figure
 from metamap.bench.traffic import load_la
 from metamap.errors import DataError
+from metamap.physics.augmentation import METHODS as PHYSICS_METHODS
+from metamap.physics.augmentation import run_ablation as physics_ablation
 from metamap.physics.systems import SYSTEMS
 from metamap.report import format_table, machine, mean_ci95, write_json
+from metamap.traffic.augmentation import run_ablation as traffic_ablation
 
 GENERATORS = ("diffusion", "gaussian")
 GOAL = 0.95

@@ -75,6 +75,7 @@ from metamap.learners.base import MetaLearner
 from metamap.paths import shared_data_dir
 from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, mean_ci95, write_json
+from metamap.seeding import seeded
 from metamap.tasks import SequenceEpisodes, make_generator, omniglot_family
 from metamap.tasks.sequence import accuracy_by_instance
 from metamap.training import TrainConfig, meta_train
@@ -104,17 +105,17 @@ QUICK_OMNIGLOT = OmniglotSettings(minutes=0.05, test_sequences=20)
 
 def omniglot_learner(settings: OmniglotSettings) -> MANN:
     """MANN on flattened pixels with the paper's controller and memory sizes, initialised from seed 0."""
-    torch.manual_seed(0)
-    return MANN(
-        None,
-        n_way=N_WAY,
-        feature_dim=settings.image_size**2,
-        hidden=200,
-        memory_slots=128,
-        memory_width=40,
-        read_heads=4,
-        gamma=0.95,
-    )
+    with seeded(0):
+        return MANN(
+            None,
+            n_way=N_WAY,
+            feature_dim=settings.image_size**2,
+            hidden=200,
+            memory_slots=128,
+            memory_width=40,
+            read_heads=4,
+            gamma=0.95,
+        )
 
 
 def instance_scores(learner: MANN, family, n_sequences: int, seed: int, batch: int = 50) -> dict[str, Any]:
@@ -236,16 +237,16 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
     family = PatternEpisodes(x, labels, sensor_splits(source.sensor, make_generator(0)), k_shot=5, n_query=5)
     bins, n_out = x.shape[1], len(PATTERNS)
     protonet, proto_summary = train_protonet(source, seed=0, steps=settings.steps, meta_batch=settings.meta_batch)
-    torch.manual_seed(0)
-    maml = make_learner(
-        "maml",
-        nn.Sequential(ProfileEncoder(bins), nn.ReLU(), nn.Linear(64, n_out)),
-        loss="cross_entropy",
-        inner_steps=settings.maml_inner_steps,
-        inner_lr=settings.maml_inner_lr,
-    )
-    torch.manual_seed(0)
-    mann = MANN(ProfileEncoder(bins), n_way=n_out, feature_dim=64)
+    with seeded(0):
+        maml = make_learner(
+            "maml",
+            nn.Sequential(ProfileEncoder(bins), nn.ReLU(), nn.Linear(64, n_out)),
+            loss="cross_entropy",
+            inner_steps=settings.maml_inner_steps,
+            inner_lr=settings.maml_inner_lr,
+        )
+    with seeded(0):
+        mann = MANN(ProfileEncoder(bins), n_way=n_out, feature_dim=64)
     seconds = {"protonet": proto_summary["seconds"]}
     for name, learner, lr, sequences in (("maml", maml, 1e-3, False), ("mann", mann, settings.mann_lr, True)):
         config = TrainConfig(

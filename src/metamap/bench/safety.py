@@ -14,7 +14,7 @@ folder as working directory, a timeout) and is scored:
   writes exists afterwards (the file was unpickled);
 - ``runs_lost``: a file the case prepared changed or vanished.
 
-Kill-point trials (:func:`metamap.training.faults.kill_point_trials`: a
+Kill-point trials (:func:`metamap.bench.faults.kill_point_trials`: a
 training process killed at each checkpoint write, then resumed) are counted
 as ``kill_points_exact`` of ``kill_points_total``; null where that module is
 absent. ``--quick`` runs the cases marked quick and skips the kill points.
@@ -723,9 +723,9 @@ def available_cases(quick: bool) -> list[Case]:
 
 
 def kill_points(workdir: Path) -> dict[str, Any] | None:
-    """The kill-point trials of :mod:`metamap.training.faults`, or None where that module is absent."""
+    """The kill-point trials of :mod:`metamap.bench.faults`, or None where that module is absent."""
     try:
-        faults = importlib.import_module("metamap.training.faults")
+        faults = importlib.import_module("metamap.bench.faults")
     except ImportError:
         return None
     return faults.kill_point_trials(workdir)

@@ -73,6 +73,7 @@ from metamap.learners import make_learner
 from metamap.nn.mlp import MLP
 from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, write_json
+from metamap.seeding import seeded
 from metamap.tasks import Episode, Sinusoid, make_generator
 
 # -- settings (Finn et al.'s sinusoid protocol) ----------------------------------------
@@ -117,8 +118,7 @@ def make_episodes(n: int = N_EPISODES, seed: int = SEED, n_tasks: int = META_BAT
 
 def initial_state(seed: int = SEED) -> dict[str, torch.Tensor]:
     """Initial weights of the sinusoid MLP, drawn from ``seed`` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = MLP(1, list(HIDDEN), 1)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

@@ -32,6 +32,7 @@ from metamap.nn import MLP
 from metamap.nn.devices import module_device
 from metamap.preprocessing import Standardizer
 from metamap.report import write_json, write_safetensors
+from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
 
 FLOOR_MW = 1.0  # the smallest spread of a load or a dispatch column
@@ -59,12 +60,9 @@ def in_mw(scaler: Standardizer, y: torch.Tensor) -> np.ndarray:
 
 
 def make_network(n_load: int, n_gen: int, hidden: tuple[int, ...] = (256, 256), seed: int = 0) -> MLP:
-    """The MLP ``[N, n_load] -> [N, n_gen]`` (standardized units), initialised from ``seed``.
-
-    Seeds torch's global generator (the benchmark's later draws depend on it).
-    """
-    torch.manual_seed(seed)
-    return MLP(n_load, list(hidden), n_gen)
+    """The MLP ``[N, n_load] -> [N, n_gen]`` (standardized units), initialised from ``seed``."""
+    with seeded(seed):
+        return MLP(n_load, list(hidden), n_gen)
 
 
 class DispatchModel:

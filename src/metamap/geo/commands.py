@@ -37,8 +37,6 @@ from metamap.arguments import (
 )
 from metamap.errors import ConfigError
 
-DEFAULT_CHUNKS = {"time": 1, "lat": 256, "lon": 256}
-
 
 def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``metamap geo {train,fill,forecast,sample}``."""
@@ -112,7 +110,7 @@ def _sample_flags(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from metamap.geo.io import open_field
+    from metamap.geo.io import DEFAULT_CHUNKS, open_field
     from metamap.geo.models import RUN_FILES
     from metamap.geo.train import train_task
     from metamap.training.distributed import pick_device

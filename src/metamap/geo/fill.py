@@ -39,7 +39,7 @@ def fill_condition(values: torch.Tensor, observed: torch.Tensor, static: torch.T
 
 
 def fill_batches(source: PatchSource, batch: int, seed: int = 0) -> Callable[[], dict[str, torch.Tensor]]:
-    """A batch maker for :func:`metamap.diffusion.training.train_diffusion`: ``{"x0", "cond", "valid"}``.
+    """A batch maker for :func:`metamap.training.diffusion.train_diffusion`: ``{"x0", "cond", "valid"}``.
 
     Each patch gets a random mask (kind and missing fraction drawn as in
     :func:`metamap.geo.masks.random_training_mask`); the target is the whole

@@ -25,6 +25,7 @@ from metamap.errors import CheckpointError, ShapeError, describe
 from metamap.geo.data import PatchSource
 from metamap.geo.models import GeoModel, build_network, sample_ensemble
 from metamap.report import write_json, write_safetensors
+from metamap.seeding import seeded
 
 MAX_LEAD = 6
 
@@ -124,8 +125,8 @@ def train_deterministic(
     """
     from safetensors.torch import load_file
 
-    torch.manual_seed(seed)
-    network = build_network(forecast_cond_channels(k), base, time_embedding=False)
+    with seeded(seed):
+        network = build_network(forecast_cond_channels(k), base, time_embedding=False)
     weights = Path(run_dir) / "deterministic.safetensors" if run_dir is not None else None
     if weights is not None and weights.is_file():
         try:

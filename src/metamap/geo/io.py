@@ -301,6 +301,9 @@ def _check_numeric(values: Any, what: str) -> None:
         raise DataError(f"{what} holds {values.dtype} values; expected numbers (integers or floats)")
 
 
+DEFAULT_CHUNKS = {"time": 1, "lat": 256, "lon": 256}  # dask chunks the commands read fields in
+
+
 def open_field(path: Path, var: str, chunks: dict[str, int] | None = None) -> GeoField:
     """Variable ``var`` of the netCDF/zarr file ``path`` as a :class:`GeoField` (lazy; dask chunks if given,
     else one chunk per time step), missing values NaN as in :func:`mask_missing`.

@@ -8,7 +8,7 @@ on (variable, units, calendar, latitude and longitude values, see
 climatology of its grid and one standard deviation), the grid ranges for the
 static channels, the history length ``k`` of a forecaster, and the pixels
 that are undefined by nature. A run folder holds the diffusion checkpoints
-(written by :func:`metamap.diffusion.training.train_diffusion`), the final
+(written by :func:`metamap.training.diffusion.train_diffusion`), the final
 model (``model/``), ``climatology.npy``, ``never_valid.npy`` and
 ``geo.json``; all but the model are written before training starts, so that
 an interrupted run can be checked against the data it resumes with.
@@ -36,6 +36,7 @@ from metamap.geo.io import GeoField, check_same_field
 from metamap.nn.devices import module_device
 from metamap.preprocessing import Standardizer
 from metamap.report import atomic_write_bytes, write_json
+from metamap.seeding import seeded
 
 TASKS = ("fill", "forecast", "generate")
 GEO_META = "geo.json"
@@ -68,7 +69,7 @@ class GeoModel:
     @classmethod
     def load(cls, run_dir: Path, device: torch.device | str = "cpu") -> GeoModel:
         """Rebuild a model saved by :meth:`save`, its network on ``device``."""
-        from metamap.diffusion.training import TrainedDiffusion
+        from metamap.training.diffusion import TrainedDiffusion
 
         run_dir = Path(run_dir)
         paths = [run_dir / GEO_META, run_dir / CLIMATOLOGY, run_dir / NEVER_VALID]
@@ -131,7 +132,7 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 
 
 def wrap(trained: Any, meta: dict[str, Any], standardizer: Standardizer, never_valid: np.ndarray) -> GeoModel:
-    """A :class:`GeoModel` around a :class:`metamap.diffusion.training.TrainedDiffusion`."""
+    """A :class:`GeoModel` around a :class:`metamap.training.diffusion.TrainedDiffusion`."""
     return GeoModel(
         network=trained.model,
         schedule=trained.schedule,
@@ -174,10 +175,10 @@ def train_model(
     model and ``geo.json``.
     """
     from metamap.diffusion.schedules import NoiseSchedule
-    from metamap.diffusion.training import train_diffusion
+    from metamap.training.diffusion import train_diffusion
 
-    torch.manual_seed(seed)
-    network = build_network(cond_channels, base).to(device)
+    with seeded(seed):
+        network = build_network(cond_channels, base).to(device)
     schedule = NoiseSchedule.cosine(1000)
     trained = train_diffusion(
         network,

@@ -59,8 +59,7 @@ def train_on_store(store: Path, steps: int, patch: int = 64, batch: int = 8) -> 
     import dask
     import torch
 
-    from metamap.geo.commands import DEFAULT_CHUNKS
-    from metamap.geo.io import open_field
+    from metamap.geo.io import DEFAULT_CHUNKS, open_field
     from metamap.geo.train import train_task
 
     torch.set_num_threads(1)

@@ -14,7 +14,7 @@ from torch import nn
 from metamap.learners.gradient import GradientLearner
 
 
-def _key(name: str) -> str:
+def parameter_key(name: str) -> str:
     """ParameterDict keys cannot hold dots."""
     return name.replace(".", "__")
 
@@ -39,7 +39,7 @@ class MAML(GradientLearner):
         self.inner_lrs = (
             nn.ParameterDict(
                 {
-                    _key(n): nn.Parameter(
+                    parameter_key(n): nn.Parameter(
                         torch.full(
                             (max(self.inner_steps, 1),),
                             float(self.inner_lr),
@@ -60,5 +60,5 @@ class MAML(GradientLearner):
     def step_size(self, name: str, step: int) -> torch.Tensor | float:
         if self.inner_lrs is None:
             return self.inner_lr
-        rates: torch.Tensor = self.inner_lrs[_key(name)]
+        rates: torch.Tensor = self.inner_lrs[parameter_key(name)]
         return rates[min(step, rates.shape[0] - 1)]

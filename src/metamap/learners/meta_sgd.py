@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from metamap.learners.gradient import GradientLearner
-from metamap.learners.maml import _key
+from metamap.learners.maml import parameter_key
 
 
 class MetaSGD(GradientLearner):
@@ -23,9 +23,12 @@ class MetaSGD(GradientLearner):
         super().__init__(model, **kwargs)
         params = dict(model.named_parameters())
         self.alphas = nn.ParameterDict(
-            {_key(n): nn.Parameter(torch.full_like(params[n], float(self.inner_lr))) for n in self.adapted_names}
+            {
+                parameter_key(n): nn.Parameter(torch.full_like(params[n], float(self.inner_lr)))
+                for n in self.adapted_names
+            }
         )
 
     def step_size(self, name: str, step: int) -> torch.Tensor:
-        alpha: torch.Tensor = self.alphas[_key(name)]
+        alpha: torch.Tensor = self.alphas[parameter_key(name)]
         return alpha

@@ -45,6 +45,7 @@ from metamap.physics.fit import least_squares_fit
 from metamap.physics.systems import System
 from metamap.progress import progress_bar
 from metamap.report import mean_ci95
+from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import make_generator
 from metamap.training import TrainConfig
@@ -60,8 +61,8 @@ N_PROBES = 50
 
 
 def new_model(system: System, seed: int) -> MLP:
-    torch.manual_seed(seed)
-    return MLP(system.n_in, [64, 64], system.n_out)
+    with seeded(seed):
+        return MLP(system.n_in, [64, 64], system.n_out)
 
 
 def train_learners(
@@ -112,8 +113,8 @@ class NetworkMethod:
             raise ConfigError(f"{self.name} needs a learning rate (lr)")
         learner = self.learners["pretrain"]
         if self.name == "scratch":
-            torch.manual_seed(self.seed)
-            network = MLP(learner.model.in_features, [64, 64], learner.model.out_features)
+            with seeded(self.seed):
+                network = MLP(learner.model.in_features, [64, 64], learner.model.out_features)
             learner = make_learner("pretrain", network).to(device)
         self.adapted = fit_per_task(
             learner, dict(learner.model.named_parameters()), x_support, y_support, None, steps=steps, lr=lr

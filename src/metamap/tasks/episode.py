@@ -16,6 +16,7 @@ Shapes (T tasks, S support and Q query examples per task):
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,3 +180,23 @@ class Episode:
 
     def _tensors(self) -> dict[str, torch.Tensor | None]:
         return {n: getattr(self, n) for n in _TENSOR_FIELDS}
+
+
+def concat_episodes(parts: Sequence[Episode], extra_meta: dict[str, Any] | None = None) -> Episode:
+    """Episodes with the same example counts joined along the task axis: ``[T1 + T2 + ..., ...]``.
+
+    Every tensor field of :class:`Episode` is joined (a mask that the first part lacks stays None), and so is
+    each ``meta`` tensor with a task axis; ``extra_meta`` is added to the result's ``meta``.
+    """
+    if not parts:
+        raise ShapeError("concat_episodes: expected at least one episode")
+    joined: dict[str, Any] = {
+        name: None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts])
+        for name in _TENSOR_FIELDS
+    }
+    meta = {
+        key: torch.cat([p.meta[key] for p in parts])
+        for key, value in parts[0].meta.items()
+        if isinstance(value, torch.Tensor) and value.dim() > 0
+    }
+    return Episode(**joined, meta={**meta, **(extra_meta or {})})

@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 
 from metamap.traffic.data import TrafficData
-from metamap.traffic.features import HORIZON, SeriesFeatures, _per_node, minutes_of_day
+from metamap.traffic.features import HORIZON, SeriesFeatures, minutes_of_day, per_node
 
 
 def persistence(features: SeriesFeatures, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
     """The last observed reading at the origin, for every horizon."""
-    origins = _per_node(origins, nodes)
+    origins = per_node(origins, nodes)
     last = features.last_observed[nodes].gather(1, origins)
     return last[..., None].expand(-1, -1, HORIZON)
 
@@ -38,7 +38,7 @@ def historical_average(
     counts = torch.zeros(len(nodes), per_day, dtype=torch.float64).index_add_(1, slot_of, valid)
     overall = (values * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)
     profile = torch.where(counts > 0, sums / counts.clamp(min=1), overall)  # [n, per_day]
-    origins = _per_node(origins, nodes)
+    origins = per_node(origins, nodes)
     future = origins[..., None] + torch.arange(1, HORIZON + 1)
     n, w = origins.shape
     return profile.gather(1, slots[future].reshape(n, -1)).reshape(n, w, HORIZON).float()

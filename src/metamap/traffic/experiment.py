@@ -32,6 +32,7 @@ from metamap.learners import AdaptOptions, make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
+from metamap.seeding import seeded
 from metamap.traffic.baselines import historical_average, persistence
 from metamap.traffic.family import SensorTasks
 from metamap.traffic.features import SeriesFeatures
@@ -147,8 +148,8 @@ class MethodResult:
 
 
 def build_model(n_features: int, config: ExperimentConfig) -> MLP:
-    torch.manual_seed(config.seed)
-    return MLP(n_features, list(config.hidden), 12)
+    with seeded(config.seed):
+        return MLP(n_features, list(config.hidden), 12)
 
 
 def method_learner(name: str, n_features: int, config: ExperimentConfig):

@@ -117,7 +117,7 @@ class SeriesFeatures:
         Returns ``x [n, W, n_features]``, ``y [n, W, 12]`` normalized targets
         and ``mask [n, W, 12]``.
         """
-        origins = _per_node(origins, nodes)
+        origins = per_node(origins, nodes)
         n, w = origins.shape
         past = origins[..., None] + torch.arange(-HISTORY + 1, 1)  # [n, W, 12]
         channels = self.channels[nodes]  # [n, C, T]
@@ -129,14 +129,15 @@ class SeriesFeatures:
 
     def truth(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """Readings in the file's unit at the targets of the windows, ``[n, W, 12]`` (0 where missing)."""
-        return _future(self.raw, nodes, _per_node(origins, nodes))
+        return _future(self.raw, nodes, per_node(origins, nodes))
 
     def observed(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """``bool [n, W, 12]``: whether a reading exists at each target of the windows."""
-        return _future(self.target_mask, nodes, _per_node(origins, nodes))
+        return _future(self.target_mask, nodes, per_node(origins, nodes))
 
 
-def _per_node(origins: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+def per_node(origins: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+    """Forecast origins per node: ``origins [W]`` shared by all ``nodes [N]`` -> ``[N, W]``; ``[N, W]`` as is."""
     return origins.expand(len(nodes), -1) if origins.dim() == 1 else origins
 
 

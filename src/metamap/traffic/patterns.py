@@ -48,6 +48,7 @@ from metamap.learners.base import MetaLearner
 from metamap.nn.devices import module_device
 from metamap.plotting import pyplot, save_png
 from metamap.report import mean_ci95, write_json
+from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import check_split, make_generator
 from metamap.traffic.data import TrafficData
@@ -325,8 +326,8 @@ def train_protonet(
     labels = torch.from_numpy(days.labels())
     splits = sensor_splits(days.sensor, make_generator(seed))
     family = PatternEpisodes(x, labels, splits, k_shot=k_shot, n_query=n_query)
-    torch.manual_seed(seed)  # the encoder's initial weights
-    learner = make_learner("protonet", ProfileEncoder(x.shape[1])).to(device)
+    with seeded(seed):  # the encoder's initial weights
+        learner = make_learner("protonet", ProfileEncoder(x.shape[1])).to(device)
     config = TrainConfig(
         steps=steps,
         meta_batch=meta_batch,

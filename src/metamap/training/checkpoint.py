@@ -26,7 +26,7 @@ SHA-256, and that the learner's weights are finite; every failure is one
 involved anywhere.
 
 :func:`fault_point` marks each write above for the crash tests of
-:mod:`metamap.training.faults`: with ``METAMAP_FAULT_POINT=<name>`` (or
+:mod:`metamap.bench.faults`: with ``METAMAP_FAULT_POINT=<name>`` (or
 ``<name>#<k>`` for its k-th occurrence) in the environment the process kills
 itself with SIGKILL there; without it the call does nothing.
 """

@@ -37,7 +37,7 @@ Claims nest within one process: claiming a folder this process already
 holds returns the same :class:`RunFolder` and checks nothing again. So a
 command claims first with its own ``--resume`` / ``--overwrite`` and the
 library functions it calls (:func:`metamap.training.meta_train`,
-:func:`metamap.diffusion.training.train_diffusion`, which claim their
+:func:`metamap.training.diffusion.train_diffusion`, which claim their
 ``run_dir`` themselves) simply join that claim.
 
 On platforms without ``fcntl`` (Windows) nothing is locked; the claim warns

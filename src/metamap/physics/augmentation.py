@@ -1,4 +1,9 @@
-"""The augmentation ablation on one physical system: few-shot MSE with and without synthetic systems.
+"""Synthetic physical systems, and the augmentation ablation: few-shot MSE with and without them.
+
+:class:`SyntheticSystems` is a :class:`~metamap.physics.family.SystemFamily`
+whose bank is a given set of dense trajectories (drawn from a generator)
+instead of simulated systems. Their true parameters are unknown:
+``meta["params"]`` is NaN for them.
 
 Protocol (that of :mod:`metamap.physics.experiment`, with few real systems):
 ``n_real`` meta-train systems; each generator is fitted on their dense
@@ -15,16 +20,48 @@ both are scored by dense MSE on the same real test tasks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from metamap.augment.family import augmented_conditions, synthetic_like
+import numpy as np
+import torch
+
+from metamap.augment.family import augmented_conditions
+from metamap.errors import ShapeError, describe
 from metamap.physics.experiment import NetworkMethod, choose_steps, dense_mse, predict_dense, train_learners
-from metamap.physics.family import SystemFamily
+from metamap.physics.family import SystemFamily, grid_points
 from metamap.physics.systems import System
 from metamap.tasks.family import make_generator
 
 METHODS = ("maml", "pretrain_finetune")  # scored methods; "pretrain_finetune" adapts the "pretrain" network
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticSystems(SystemFamily):
+    """Tasks of synthetic systems: ``states [n, G, n_out]`` on the system's dense grid (every split)."""
+
+    states: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n_grid = grid_points(self.system)[0].size
+        states = self.states
+        if states is None or states.ndim != 3 or states.shape[1:] != (n_grid, self.system.n_out) or not len(states):
+            raise ShapeError(
+                f"SyntheticSystems({self.system.name}): expected states [n >= 1, {n_grid}, "
+                f"{self.system.n_out}], got {describe(states)}"
+            )
+
+    @property
+    def bank(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(params [n, P]`` all NaN, ``states [n, G, n_out])``."""
+        return np.full((self.states.shape[0], len(self.system.names)), np.nan), self.states
+
+
+def synthetic_like(real: SystemFamily, states: np.ndarray | torch.Tensor) -> SyntheticSystems:
+    """A :class:`SyntheticSystems` with the task settings (K, query, noise, dense) of ``real``."""
+    fields = {name: getattr(real, name) for name in ("system", "k_shot", "n_query", "noise", "seed", "dense")}
+    return SyntheticSystems(**fields, states=np.asarray(states, dtype=np.float32))
 
 
 def run_ablation(

@@ -76,7 +76,7 @@ CHILD_TIMEOUT_S = 120.0
 _PRELOAD = [
     "metamap.cli",
     "metamap.recipes",
-    "metamap.training.faults",
+    "metamap.bench.faults",
     "metamap.traffic.commands",
     "metamap.geo.commands",
     "metamap.energy.commands",

@@ -5,7 +5,7 @@ parts rather than ours: a ``UNet2DModel`` sized to about the parameter count
 of our :class:`metamap.nn.unet.UNet2d` (widths ``(c, 2c, 2c)``, one residual
 block per level, no attention, ``c`` the multiple of 4 whose count is
 nearest; GroupNorm with 8 groups, or 4 where ``c`` is not a multiple of 8),
-trained with our :func:`metamap.diffusion.training.train_diffusion`
+trained with our :func:`metamap.training.diffusion.train_diffusion`
 on the same batches, steps, schedule and prediction kind as our model, then
 sampled with RePaint (Lugmayr et al. 2022, "RePaint: Inpainting using
 Denoising Diffusion Probabilistic Models") through ``RePaintScheduler`` with
@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from metamap.diffusion.schedules import NoiseSchedule
-from metamap.diffusion.training import TrainedDiffusion, train_diffusion
 from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.nn.devices import check_generator, module_device
+from metamap.seeding import seeded
+from metamap.training.diffusion import TrainedDiffusion, train_diffusion
 
 LEVELS = 3
 
@@ -201,8 +202,8 @@ def train_repaint_peer(
     our model). The network's weights are drawn from ``seed``.
     """
     width, _ = matched_width(channels, reference_parameters)
-    torch.manual_seed(seed)
-    network = PaddedUNet2DModel(channels, width, schedule.n_steps)
+    with seeded(seed):
+        network = PaddedUNet2DModel(channels, width, schedule.n_steps)
     trained = train_diffusion(
         network,
         schedule,
