@@ -62,6 +62,7 @@ target patterns).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,10 @@ class SupportSequence:
     def __init__(self, learner: MetaLearner, generator: torch.Generator) -> None:
         self.learner = learner
         self.generator = generator
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The wrapped learner's: where they live is where the support goes."""
+        return self.learner.parameters()
 
     def adapt(self, x_support: torch.Tensor, y_support: torch.Tensor) -> _FirstLogits:
         order = torch.randperm(y_support.shape[1], generator=self.generator)
