@@ -10,6 +10,7 @@ import pytest
 
 from metamap.cli import main
 from metamap.energy.dcopf import load_case
+from metamap.energy.learned import FINETUNE_CANDIDATES
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +105,29 @@ def test_solve_train_adapt(case30, tmp_path, capsys):
                 str(tmp_path / "adapted"),
                 "--steps",
                 "5",
+                "--lr",
+                "1e-3",
             ]
         )
         == 0
     )
-    assert json.loads((tmp_path / "adapted" / "model.json").read_text())["case"] == "case30"
+    adapted = json.loads((tmp_path / "adapted" / "model.json").read_text())
+    assert adapted["case"] == "case30" and (adapted["adapt_steps"], adapted["adapt_lr"]) == (5, 1e-3)
+    assert adapted["adapt_chosen_on_holdout"] is None
+    adapt = ["energy", "adapt", "--run", str(tmp_path / "run"), "--loads", str(tmp_path / "new.csv")]
+    assert main([*adapt, "--out", str(tmp_path / "half"), "--steps", "5"]) == 2
+    assert "pass both --steps and --lr, or neither" in capsys.readouterr().err
+    assert main([*adapt, "--out", str(tmp_path / "few")]) == 2  # 2 scenarios: none to hold out
+    assert "2 solved scenarios; choosing the fine-tuning settings needs at least 5" in capsys.readouterr().err
+    pd.DataFrame({"multiplier": [0.6, 0.65, 0.7, 0.75, 0.8, 0.85]}).to_csv(tmp_path / "six.csv", index=False)
+    adapt[-1] = str(tmp_path / "six.csv")
+    assert main([*adapt, "--out", str(tmp_path / "chosen")]) == 0
+    chosen = json.loads((tmp_path / "chosen" / "model.json").read_text())
+    record = chosen["adapt_chosen_on_holdout"]
+    assert len(record["tried"]) == len(FINETUNE_CANDIDATES) and record["chosen"] in FINETUNE_CANDIDATES
+    assert record["score"] == min(t["score"] for t in record["tried"] if t["score"] is not None)
+    assert {"steps": chosen["adapt_steps"], "lr": chosen["adapt_lr"]} == record["chosen"]
+    assert "chosen on held-out scenarios" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

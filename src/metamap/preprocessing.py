@@ -171,7 +171,8 @@ class Standardizer:
             values = x if x.is_floating_point() else x.to(torch.get_default_dtype())
             return (values - _tensor(mean, values)) / _tensor(scale, values)
         data = _floating(np.asarray(x))
-        return (data - mean.astype(data.dtype)) / scale.astype(data.dtype)
+        standardized: np.ndarray = (data - mean.astype(data.dtype)) / scale.astype(data.dtype)
+        return standardized
 
     def inverse_transform(self, z: ArrayOrTensor) -> ArrayOrTensor:
         """``z * scale_ + mean_``: standardized values back in the data's unit, as :meth:`transform`."""
@@ -180,7 +181,8 @@ class Standardizer:
             values = z if z.is_floating_point() else z.to(torch.get_default_dtype())
             return values * _tensor(scale, values) + _tensor(mean, values)
         data = _floating(np.asarray(z))
-        return data * scale.astype(data.dtype) + mean.astype(data.dtype)
+        in_unit: np.ndarray = data * scale.astype(data.dtype) + mean.astype(data.dtype)
+        return in_unit
 
     def subset(self, *index: slice | int) -> Standardizer:
         """The standardizer of a part of the data, e.g. ``subset(slice(i, i + h), slice(j, j + w))`` for a

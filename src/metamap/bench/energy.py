@@ -48,6 +48,7 @@ from metamap.energy.dcopf import load_case
 from metamap.energy.feasibility import PATHS, guaranteed_dispatch, optimality_gap
 from metamap.energy.highs import WarmDCOPF
 from metamap.energy.learned import (
+    FINETUNE_CANDIDATES,
     RegimeData,
     RegimeFit,
     fit_network,
@@ -117,7 +118,6 @@ ADAPT_STEPS = 50  # length of the gated optimizer's adaptation curves
 INNER_LR = 0.03
 VALIDATION_SEED = 2
 # Adaptation settings chosen on the validation regimes (cheapest first); scratch's depend on cfg["scratch_steps"].
-FINETUNE_CANDIDATES: list[Settings] = [{"steps": s, "lr": lr} for s in (10, 25, 50, 100) for lr in (1e-4, 1e-3, 3e-3)]
 META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 10, 25, 50)]
 
 

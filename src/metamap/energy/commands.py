@@ -78,8 +78,9 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--run", type=Path, required=True, help="run folder of metamap energy train")
     adapt.add_argument("--loads", type=Path, required=True, help=f"at most {MAX_ADAPT} scenarios of the new regime")
     add_out_flag(adapt, "run", "the adapted model (a new folder, not --run)")
-    add_steps_flag(adapt, "Adam", default=50)
-    adapt.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    unset = "chosen with --lr on held-out scenarios of the new regime"
+    add_steps_flag(adapt, "Adam", default=None, unset=unset)
+    adapt.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default: {unset})")
     add_run_folder_flags(adapt, resumable=False)
     add_device_flag(adapt)
     adapt.set_defaults(handler=_adapt)
@@ -251,7 +252,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
 def _adapt_in_run(args: argparse.Namespace) -> int:
     from metamap.energy.dcopf import load_case
-    from metamap.energy.learned import DispatchModel, fit_network, standardized
+    from metamap.energy.learned import MIN_TO_CHOOSE, DispatchModel, choose_finetuning, fit_network, standardized
     from metamap.training.distributed import pick_device
 
     writable_output_folder(args.out)
@@ -264,15 +265,30 @@ def _adapt_in_run(args: argparse.Namespace) -> int:
     if len(pd_) > MAX_ADAPT:
         raise DataError(f"adapt takes at most {MAX_ADAPT} scenarios; {args.loads} has {len(pd_)}")
     pd_, pg = _solved(case, pd_)
+    if (args.steps is None) != (args.lr is None):
+        raise ConfigError("pass both --steps and --lr, or neither (then both are chosen on held-out scenarios)")
+    if args.steps is None and len(pd_) < MIN_TO_CHOOSE:
+        raise DataError(
+            f"{args.loads}: {len(pd_)} solved scenarios; choosing the fine-tuning settings needs at least "
+            f"{MIN_TO_CHOOSE} (some are held out): pass --steps and --lr"
+        )
+    choice = None if args.steps is not None else choose_finetuning(model, pd_, pg)
+    settings = choice.settings if choice else {"steps": args.steps, "lr": args.lr}
     x, y = standardized(model.loads_scaler, pd_), standardized(model.dispatch_scaler, pg)
-    fit_network(model.network, x, y, args.steps, lr=args.lr, batch=len(pd_))
+    fit_network(model.network, x, y, settings["steps"], lr=settings["lr"], batch=len(pd_))
     model.save(
         args.out,
         {
             **{k: v for k, v in info.items() if k not in ("hidden", "n_load", "n_gen")},
             "adapted_on": str(args.loads),
-            "adapt_steps": args.steps,
+            "adapt_steps": settings["steps"],
+            "adapt_lr": settings["lr"],
+            "adapt_chosen_on_holdout": choice.to_json() if choice else None,
         },
     )
-    print(f"adapted on {len(pd_)} solved scenarios; model in {args.out}")
+    how = "chosen on held-out scenarios" if choice else "as given"
+    print(
+        f"adapted on {len(pd_)} solved scenarios: {settings['steps']} Adam steps at lr {settings['lr']:g} ({how}); "
+        f"model in {args.out}"
+    )
     return 0

@@ -16,6 +16,7 @@ learners (``make_learner("maml" | "metasgd" | "reptile", model)``).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 from metamap.errors import CheckpointError, DataError
-from metamap.experiment import Diverged
+from metamap.experiment import Choice, Diverged, Settings, ValidationTask, choose_on_validation
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
 from metamap.preprocessing import Standardizer
@@ -37,6 +38,9 @@ from metamap.tasks.episode import Episode
 
 FLOOR_MW = 1.0  # the smallest spread of a load or a dispatch column
 SCALER_TENSORS = {"x": "loads", "y": "dispatches"}  # safetensors prefix -> what the scaler standardizes
+# Fine-tuning settings a trained model is adapted with, chosen on held-out scenarios of the new regime.
+FINETUNE_CANDIDATES: list[Settings] = [{"steps": s, "lr": lr} for s in (10, 25, 50, 100) for lr in (1e-4, 1e-3, 3e-3)]
+MIN_TO_CHOOSE = 5  # scenarios needed to hold some out for choosing the fine-tuning settings
 
 
 def new_scaler(what: str) -> Standardizer:
@@ -171,6 +175,31 @@ class RegimeFit:
         """Standardized dispatches on the CPU; each network runs where it lives."""
         with torch.no_grad():
             return torch.stack([net(x[k].to(module_device(net))).cpu() for k, net in enumerate(self.networks)])
+
+
+def choose_finetuning(
+    model: DispatchModel, pd: np.ndarray, pg: np.ndarray, seed: int = 0, holdout: float = 0.2
+) -> Choice:
+    """The fine-tuning steps and rate (of :data:`FINETUNE_CANDIDATES`) for ``model`` on a new regime.
+
+    ``pd [N, n_load]`` -> ``pg [N, n_gen]`` (MW) are its solved scenarios; a
+    random ``holdout`` share of them (at least one; drawn with ``seed``) is
+    scored in standardized MSE after fitting a copy of the network to the
+    rest, never touching ``model``. At least :data:`MIN_TO_CHOOSE` scenarios.
+    """
+    if len(pd) < MIN_TO_CHOOSE:
+        raise DataError(f"choosing the fine-tuning settings needs at least {MIN_TO_CHOOSE} scenarios, got {len(pd)}")
+    order = np.random.default_rng(seed).permutation(len(pd))
+    n_held = max(1, round(holdout * len(pd)))
+    fit, held = order[n_held:], order[:n_held]
+    x, y = standardized(model.loads_scaler, pd)[None], standardized(model.dispatch_scaler, pg)[None]
+    task = ValidationTask((x[:, fit], y[:, fit]), x[:, held], y[:, held])
+    method = RegimeFit(lambda k: copy.deepcopy(model.network))
+    return choose_on_validation(method, FINETUNE_CANDIDATES, [task], _standardized_mse, name="energy fine-tuning")
+
+
+def _standardized_mse(predictions: list[torch.Tensor], truths: list[torch.Tensor]) -> float:
+    return float(torch.mean(torch.stack([((p - t) ** 2).mean() for p, t in zip(predictions, truths, strict=True)])))
 
 
 def train_dispatch(
