@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-from metamap.bench.speed import GRAD_RTOL, gradient_agreement, initial_state, make_episodes
+from metamap.bench.speed.agreement import gradient_agreement
+from metamap.bench.speed.inputs import GRAD_RTOL, initial_state, make_episodes
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +26,21 @@ def test_metamap_maml_meta_gradient_equals_plain_loop(small, inner_steps):
 def test_agreement_check_catches_a_different_computation(small):
     """A first-order method must fail the check (the tolerance is not vacuous)."""
     state, episode = small
-    from metamap.bench import speed
+    from metamap.bench.speed import methods
     from metamap.learners import make_learner
 
-    class _FirstOrder(speed._Metamap):
+    class _FirstOrder(methods.Metamap):
         name = "fomaml_probe"
 
         def __init__(self, state, inner_steps, inner_lr):
-            speed._Method.__init__(self, state, inner_steps, inner_lr)
+            methods.Method.__init__(self, state, inner_steps, inner_lr)
             self.learner = make_learner("fomaml", self.model, inner_steps=inner_steps, inner_lr=inner_lr)
 
-    speed._CLASSES["fomaml_probe"] = _FirstOrder
+    methods.CLASSES["fomaml_probe"] = _FirstOrder
     try:
         result = gradient_agreement(["fomaml_probe"], state, 1, episode)["fomaml_probe"]
     finally:
-        del speed._CLASSES["fomaml_probe"]
+        del methods.CLASSES["fomaml_probe"]
     assert not result["ok"], result
 
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metamap.arguments import (
     add_device_flag,
@@ -43,6 +43,11 @@ from metamap.arguments import (
     writable_output_folder,
 )
 from metamap.errors import CheckpointError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from metamap.traffic.data import TrafficData
+    from metamap.traffic.experiment import ExperimentConfig, MethodResult
+    from metamap.traffic.protocols import Setup
 
 # numpy, torch and the models are imported inside the handlers: building the parser stays light.
 PRETRAIN = "pretrain"
@@ -498,86 +503,139 @@ def _unit(args: argparse.Namespace) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from metamap.report import write_json
-    from metamap.traffic.experiment import METHODS, compare, results_table, train_methods
-    from metamap.traffic.protocols import new_city, new_sensors
+    from metamap.traffic.experiment import compare, train_methods
     from metamap.training.distributed import pick_device
 
     device = pick_device(args.device)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
-    if not methods:
-        raise ConfigError(f"--methods: expected some of {','.join(METHODS)}, got {args.methods!r}")
+    methods = _evaluation_methods(args.methods)
     _check_outputs(args, OUTPUTS)
     data = _load_source(args)
+    plan = _new_city(args, data, methods) if args.target_data is not None else _new_sensors(args, data, methods)
+    setup, config = plan.setup, plan.config
+    trained = train_methods(setup.family, config, progress=not args.no_progress, device=device)
+    results = compare(trained, setup.targets, setup.validations, config, device)
+    _print_evaluation(args, plan, results)
+    _write_evaluation(args, plan, results)
+    return 0
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What ``evaluate`` compares: the protocol's name, a line describing it, its settings and tasks."""
+
+    protocol: str  # "new_city" (P2) or "new_sensors" (P1)
+    described: str
+    config: ExperimentConfig
+    setup: Setup
+
+
+def _evaluation_methods(flag: str | None) -> tuple[str, ...]:
+    """The methods named by ``--methods`` (comma-separated; all of them when the flag is not given)."""
+    from metamap.traffic.experiment import METHODS
+
+    if not flag:
+        return METHODS
+    methods = tuple(m.strip() for m in flag.split(",") if m.strip())
+    if not methods:
+        raise ConfigError(f"--methods: expected some of {','.join(METHODS)}, got {flag!r}")
+    return methods
+
+
+def _new_city(args: argparse.Namespace, data: TrafficData, methods: tuple[str, ...]) -> _Evaluation:
+    """P2: train on ``data`` (its first ``--train-days`` where given), adapt to ``--target-data`` on K days."""
+    from metamap.traffic.protocols import new_city
+
     per_day = data.steps_per_day
     days = data.n_steps // per_day
     k = args.target_days
-    if args.target_data is not None:
-        target = _load(
-            args.target_data,
-            args.target_adj,
-            args.target_locations,
-            args,
-            key=args.target_key or args.key,
-            channel=args.target_channel or args.channel,
-            start=args.target_start,
+    target = _load(
+        args.target_data,
+        args.target_adj,
+        args.target_locations,
+        args,
+        key=args.target_key or args.key,
+        channel=args.target_channel or args.channel,
+        start=args.target_start,
+    )
+    if target.step_minutes != data.step_minutes:
+        raise ConfigError(
+            f"{args.target_data} has {target.step_minutes}-minute steps, {args.data} "
+            f"{data.step_minutes}-minute steps; both must be the same"
         )
-        if target.step_minutes != data.step_minutes:
-            raise ConfigError(
-                f"{args.target_data} has {target.step_minutes}-minute steps, {args.data} "
-                f"{data.step_minutes}-minute steps; both must be the same"
-            )
-        if args.train_days is not None:
-            if args.train_days > days:
-                raise DataError(f"{args.data}: --train-days {args.train_days}, but the file holds {days} whole days")
-            data = data.steps(0, args.train_days * per_day)
-        config = _experiment(args, per_day, methods, data.adjacency is not None)
-        if config.model == "graph" and target.adjacency is None:
-            raise ConfigError("a graph model needs the target city's graph too: pass --target-adj (or --model node)")
-        if target.n_steps < k * per_day:
-            raise DataError(
-                f"{args.target_data}: --target-days {k} needs {k * per_day} steps of readings, "
-                f"but the file holds {target.n_steps} ({target.n_steps / per_day:.2f} days)"
-            )
-        setup = new_city(data, target, config, support_days=k)
-        protocol = "new_city"
-        described = f"P2 new city: train on {args.data.name}, adapt to {args.target_data.name} on {k} day(s)"
-    else:
-        train_days = args.train_days
-        if train_days is None:
-            train_days = days - 2 if days - 2 >= 2 * k + 1 else days - 1
-        if train_days < 2 * k + 1 or train_days + 1 > days:
-            raise DataError(
-                f"{args.data}: P1 with --target-days {k} needs --train-days >= {2 * k + 1} (support days for "
-                f"the targets, and earlier ones for the validation sensors) and a test day after them; "
-                f"the file holds {days} whole days (train days {train_days})"
-            )
-        config = _experiment(args, per_day, methods, data.adjacency is not None)
-        setup = new_sensors(data, config, train_days=train_days, target_fraction=0.3, support_days=k)
-        protocol = "new_sensors"
-        described = (
+    if args.train_days is not None:
+        if args.train_days > days:
+            raise DataError(f"{args.data}: --train-days {args.train_days}, but the file holds {days} whole days")
+        data = data.steps(0, args.train_days * per_day)
+    config = _experiment(args, per_day, methods, data.adjacency is not None)
+    if config.model == "graph" and target.adjacency is None:
+        raise ConfigError("a graph model needs the target city's graph too: pass --target-adj (or --model node)")
+    if target.n_steps < k * per_day:
+        raise DataError(
+            f"{args.target_data}: --target-days {k} needs {k * per_day} steps of readings, "
+            f"but the file holds {target.n_steps} ({target.n_steps / per_day:.2f} days)"
+        )
+    return _Evaluation(
+        protocol="new_city",
+        described=f"P2 new city: train on {args.data.name}, adapt to {args.target_data.name} on {k} day(s)",
+        config=config,
+        setup=new_city(data, target, config, support_days=k),
+    )
+
+
+def _new_sensors(args: argparse.Namespace, data: TrafficData, methods: tuple[str, ...]) -> _Evaluation:
+    """P1: train on 70% of ``data``'s sensors over ``--train-days``, the other 30% adapt on the K days after."""
+    from metamap.traffic.protocols import new_sensors
+
+    per_day = data.steps_per_day
+    days = data.n_steps // per_day
+    k = args.target_days
+    train_days = args.train_days
+    if train_days is None:
+        train_days = days - 2 if days - 2 >= 2 * k + 1 else days - 1
+    if train_days < 2 * k + 1 or train_days + 1 > days:
+        raise DataError(
+            f"{args.data}: P1 with --target-days {k} needs --train-days >= {2 * k + 1} (support days for "
+            f"the targets, and earlier ones for the validation sensors) and a test day after them; "
+            f"the file holds {days} whole days (train days {train_days})"
+        )
+    config = _experiment(args, per_day, methods, data.adjacency is not None)
+    return _Evaluation(
+        protocol="new_sensors",
+        described=(
             f"P1 new sensors of {args.data.name}: train on {train_days} days, "
             f"targets adapt on {_days(train_days - k + 1, train_days)}"
-        )
-    trained = train_methods(setup.family, config, progress=not args.no_progress, device=device)
-    results = compare(trained, setup.targets, setup.validations, config, device)
+        ),
+        config=config,
+        setup=new_sensors(data, config, train_days=train_days, target_fraction=0.3, support_days=k),
+    )
+
+
+def _print_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict[str, dict[str, MethodResult]]) -> None:
+    """One table per target (``results``: target name -> method -> its result), best MAE at 60 min first."""
+    from metamap.traffic.experiment import results_table
+
     for name, methods_results in results.items():
-        print(f"\n{described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
-        print(results_table(methods_results, f"{config.model}/").to_text())
+        print(f"\n{plan.described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
+        print(results_table(methods_results, f"{plan.config.model}/").to_text())
+
+
+def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict[str, dict[str, MethodResult]]) -> None:
+    """``metrics.json`` (protocol, settings, per-target summaries), predictions and plots into ``--out``."""
+    from metamap.report import write_json
+
     payload = {
-        "protocol": protocol,
-        "config": asdict(config),
+        "protocol": plan.protocol,
+        "config": asdict(plan.config),
         "data": args.data.name,
         "target_data": args.target_data.name if args.target_data else None,
-        "target_days": k,
-        "n_targets": {name: len(t.nodes) for name, t in setup.targets.items()},
+        "target_days": args.target_days,
+        "n_targets": {name: len(t.nodes) for name, t in plan.setup.targets.items()},
         "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", payload)
-    _write_outputs(args.out, setup.targets, results, f"{protocol} ({config.model} model)")
+    _write_outputs(args.out, plan.setup.targets, results, f"{plan.protocol} ({plan.config.model} model)")
     print(f"\nwrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
-    return 0
 
 
 def _patterns(args: argparse.Namespace) -> int:

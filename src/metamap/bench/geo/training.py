@@ -1,0 +1,118 @@
+"""The geo benchmark's trained models (diffusion models per task, the RePaint peer) and the data split they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metamap.bench.geo.settings import LR, MEMBERS, K, Settings
+from metamap.geo.data import PatchSource, static_channels
+from metamap.geo.generate import generation_batches
+from metamap.geo.io import GeoField
+from metamap.geo.models import GeoModel
+from metamap.geo.train import train_task
+from metamap.preprocessing import Standardizer
+
+
+@dataclass
+class Setup:
+    field: GeoField
+    train_times: np.ndarray
+    test_times: np.ndarray
+    climatology: np.ndarray  # per-pixel training mean [H, W], K
+    standardizer: Standardizer
+    static: np.ndarray  # [2, H, W]
+    lat: np.ndarray
+    lon: np.ndarray
+
+
+def make_setup(model: GeoModel, field: GeoField, train_times: np.ndarray, test_times: np.ndarray) -> Setup:
+    meta = model.meta
+    return Setup(
+        field,
+        train_times,
+        test_times,
+        model.standardizer.mean_.astype(np.float32),
+        model.standardizer,
+        static_channels(field.lat, field.lon, meta["lat_range"], meta["lon_range"]),
+        field.lat,
+        field.lon,
+    )
+
+
+def train_model(
+    field: GeoField, task: str, times: np.ndarray, budget: tuple[int, int], settings: Settings, runs: Path
+) -> GeoModel:
+    steps, seconds = budget
+    return train_task(
+        field,
+        task,
+        times,
+        steps=steps,
+        max_seconds=seconds,
+        run_dir=runs / task,
+        lr=LR,
+        batch=settings.batch,
+        patch=64,
+        k=K,
+        base=settings.base,
+        max_scan=10_000,
+        progress=True,
+    )
+
+
+def train_peer(
+    settings: Settings, field: GeoField, setup: Setup, train_times: np.ndarray, runs: Path, reference_parameters: int
+):
+    """Train (or resume) the RePaint peer on the generation model's batches without the static channels.
+
+    Returns ``(fill(values [H, W] standardized with NaN, seed) -> [M, H, W], info)``.
+    """
+    from metamap.bench.repaint_peer import train_repaint_peer
+    from metamap.diffusion.schedules import NoiseSchedule
+
+    steps, seconds = settings.peer_budget
+    source = PatchSource(field, setup.standardizer, train_times, (64, 64), seed=0)
+    make = generation_batches(source, settings.batch)
+    peer = train_repaint_peer(
+        lambda: {k: v for k, v in make().items() if k != "cond"},
+        channels=1,
+        reference_parameters=reference_parameters,
+        schedule=NoiseSchedule.cosine(1000),
+        steps=steps,
+        lr=LR,
+        seed=0,
+        run_dir=runs / "peer",
+        max_seconds=seconds,
+    )
+
+    def fill(values: np.ndarray, seed: int) -> np.ndarray:
+        field_t = torch.from_numpy(values)
+        observed = torch.isfinite(field_t)
+        known = torch.nan_to_num(field_t)[None, None].expand(MEMBERS, 1, -1, -1)
+        mask = observed[None, None].expand(MEMBERS, 1, -1, -1)
+        out = peer.inpaint(
+            known,
+            mask,
+            steps=settings.repaint_steps,
+            jump_length=settings.repaint_jump,
+            jump_n_sample=settings.repaint_jump_n_sample,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return out[:, 0].numpy()
+
+    info = {
+        "steps": peer.trained.step,
+        "seconds": peer.trained.seconds,
+        "n_parameters": peer.n_parameters,
+        "ours_n_parameters": reference_parameters,
+    }
+    return fill, info
+
+
+def training_info(model: GeoModel) -> dict[str, Any]:
+    return {"steps": model.trained.step, "seconds": model.trained.seconds}
