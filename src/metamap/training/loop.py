@@ -202,6 +202,8 @@ def _all_reduce_mean(learner: MetaLearner, loss: float, world: int) -> float:
 def _record(
     step: int, running: list[float], learner: MetaLearner, val_family: TaskFamily, config: TrainConfig
 ) -> dict[str, Any] | None:
+    """What to log after ``step`` steps: the mean of the ``running`` losses since the last record and, when
+    validation is due, the validation score; None when nothing is due."""
     due_log = config.log_every and step % config.log_every == 0
     due_val = config.val_every and step % config.val_every == 0
     if not (due_log or due_val or step == config.steps):

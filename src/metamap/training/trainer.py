@@ -43,7 +43,7 @@ SECONDS_KEY = "train_seconds"  # the checkpoint's ``extra`` entry holding the tr
 
 StepFn = Callable[[int], float]
 """Takes the optimizer step number ``step`` (0 for the first step of a fresh run); returns its loss."""
-RecordFn = Callable[[int, float], "dict[str, Any] | None"]
+RecordFn = Callable[[int, float], dict[str, Any] | None]
 """Called after each step with the steps done so far and that step's loss; returns the values to log
 (numbers by name, without ``step``) or None when this step logs nothing."""
 
