@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+
 import pytest
 import torch
 from torch import nn
 
 from metamap.diffusion.objective import diffusion_loss, variational_bound
 from metamap.diffusion.schedules import NoiseSchedule
-from metamap.errors import CheckpointError, ConfigError, DataError
+from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from metamap.nn.unet import UNet2d
 from metamap.training.diffusion import TrainedDiffusion, train_diffusion
 
@@ -161,6 +165,31 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed.step == 20 and len(resumed.losses) == 20
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_an_interrupt_saves_and_the_rerun_resumes_exactly_with_its_metrics_log(tmp_path):
+    schedule = NoiseSchedule.cosine(50)
+    make = _toy_batches()
+    data = [make() for _ in range(5)]
+    options = dict(lr=1e-3, seed=3, progress=False, log_every=2)
+    whole = train_diffusion(_fresh_model(), schedule, data, steps=10, **options)
+    calls = []
+
+    def interrupted_data() -> dict[str, torch.Tensor]:
+        calls.append(1)
+        if len(calls) == 5:  # Ctrl-C during the fifth step: it finishes, then training stops
+            os.kill(os.getpid(), signal.SIGINT)
+        return data[len(calls) - 1]
+
+    with pytest.raises(TrainingInterrupted, match="at step 5"):
+        train_diffusion(_fresh_model(), schedule, interrupted_data, steps=10, run_dir=tmp_path, **options)
+    resumed = train_diffusion(_fresh_model(seed=1), schedule, data, steps=10, run_dir=tmp_path, **options)
+    assert resumed.losses == whole.losses
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [2, 4, 6, 8, 10]
+    assert logged[2]["train_loss"] == pytest.approx(sum(whole.losses[4:6]) / 2)
 
 
 def test_training_errors_are_named(tmp_path):

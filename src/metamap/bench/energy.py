@@ -75,6 +75,7 @@ from metamap.nn import MLP
 from metamap.plotting import pyplot, save_png
 from metamap.preprocessing import Standardizer
 from metamap.report import format_table, machine, mean_ci95, write_json
+from metamap.training.trainer import Trainer
 
 # source/target outages: indices into the outage candidates (None: all branches in service)
 FULL = dict(
@@ -330,13 +331,18 @@ def standardized_mse(predictions: list[torch.Tensor], truths: list[torch.Tensor]
 def _meta_train(
     learner, source: list[RegimeData], scalers: tuple[Standardizer, Standardizer], cfg, rng, meta_batch: int = 8
 ) -> None:
+    """Meta-train on random batches of source regimes drawn with the benchmark's ``rng`` (no run folder)."""
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-3)
-    for _ in range(cfg["meta_steps"]):
+
+    def step(index: int) -> float:
         chosen = [source[i] for i in rng.choice(len(source), size=min(meta_batch, len(source)), replace=False)]
         episode = regime_episode(chosen, scalers, cfg["support"], cfg["query"], rng)
         optimizer.zero_grad()
-        learner.meta_backward(episode)
+        loss = learner.meta_backward(episode)
         optimizer.step()
+        return loss
+
+    Trainer(learner, optimizer, steps=cfg["meta_steps"], desc="meta-train").run(step)
 
 
 def gated_comparison(pooled, metasgd, source, episode, scalers, cfg, rng) -> dict[str, Any]:
@@ -345,11 +351,16 @@ def gated_comparison(pooled, metasgd, source, episode, scalers, cfg, rng) -> dic
     for p in gated.model.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(gated.gate.parameters(), lr=3e-3)
-    for _ in range(cfg["gated_steps"]):
+
+    def step(index: int) -> float:
         chosen = [source[i] for i in rng.choice(len(source), size=4, replace=False)]
         optimizer.zero_grad()
-        gated.meta_loss(regime_episode(chosen, scalers, cfg["support"], cfg["query"], rng)).backward()
+        loss = gated.meta_loss(regime_episode(chosen, scalers, cfg["support"], cfg["query"], rng))
+        loss.backward()
         optimizer.step()
+        return float(loss.detach())
+
+    Trainer(gated.gate, optimizer, steps=cfg["gated_steps"], desc="gate").run(step)
     sgd = GatedOptimizer(copy.deepcopy(pooled), base="sgd", lr=0.05)
     curves = {"adam": [], "gated_adam": [], "sgd": [], "metasgd": []}
     for k in range(episode.n_tasks):

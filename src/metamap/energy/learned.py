@@ -35,6 +35,7 @@ from metamap.preprocessing import Standardizer
 from metamap.report import write_json, write_safetensors
 from metamap.seeding import seeded
 from metamap.tasks.episode import Episode
+from metamap.training.trainer import Trainer
 
 FLOOR_MW = 1.0  # the smallest spread of a load or a dispatch column
 SCALER_TENSORS = {"x": "loads", "y": "dispatches"}  # safetensors prefix -> what the scaler standardizes
@@ -121,12 +122,21 @@ class DispatchModel:
 
 
 def fit_network(
-    network: MLP, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float = 1e-3, batch: int = 256, seed: int = 0
+    network: MLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    lr: float = 1e-3,
+    batch: int = 256,
+    seed: int = 0,
+    progress: bool = False,
 ) -> list[float]:
     """Adam on the MSE of ``network(x [N, n_load])`` against ``y [N, n_gen]``; returns the loss per step.
 
     The learning rate decays by cosine to 1% over ``steps``; minibatches are
     drawn with ``seed`` (on the CPU). ``x`` and ``y`` are moved to the network's device once.
+    :class:`~metamap.training.trainer.Trainer` runs the steps (a progress bar
+    with ``progress``; Ctrl-C raises TrainingInterrupted after the current step).
     """
     device = module_device(network)
     x, y = x.to(device), y.to(device)
@@ -134,14 +144,18 @@ def fit_network(
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1), eta_min=lr * 0.01)
     losses = []
-    for _ in range(steps):
-        index = torch.randint(0, x.shape[0], (min(batch, x.shape[0]),), generator=generator).to(device)
-        loss = torch.nn.functional.mse_loss(network(x[index]), y[index])
+
+    def step(index: int) -> float:
+        rows = torch.randint(0, x.shape[0], (min(batch, x.shape[0]),), generator=generator).to(device)
+        loss = torch.nn.functional.mse_loss(network(x[rows]), y[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
         losses.append(float(loss.detach()))
+        return losses[-1]
+
+    Trainer(network, optimizer, steps=steps, progress=progress, desc="dispatch network").run(step)
     return losses
 
 

@@ -14,7 +14,6 @@ MSE on the same batches and the same number of steps).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from metamap.geo.data import PatchSource
 from metamap.geo.models import GeoModel, build_network, sample_ensemble
 from metamap.report import write_json, write_safetensors
 from metamap.seeding import seeded
+from metamap.training.trainer import Trainer
 
 MAX_LEAD = 6
 
@@ -117,11 +117,14 @@ def train_deterministic(
     seed: int = 0,
     max_seconds: float | None = None,
     run_dir: Path | None = None,
+    progress: bool = True,
 ) -> torch.nn.Module:
     """A UNet of the same widths, ``time_embedding=False``, trained with MSE over valid pixels on the same
     batches (its field input is zeros: the conditioning channels carry the history and the lead).
 
-    With ``run_dir`` a finished model is reloaded instead of trained again.
+    :class:`~metamap.training.trainer.Trainer` runs the ``steps`` (or ``max_seconds``) with progress and
+    a clean Ctrl-C (TrainingInterrupted after the current step). With ``run_dir`` a finished model is
+    reloaded instead of trained again.
     """
     from safetensors.torch import load_file
 
@@ -135,21 +138,25 @@ def train_deterministic(
             raise CheckpointError(f"{weights}: cannot be loaded into the deterministic UNet ({exc})") from exc
         return network.eval()
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    start, done = time.perf_counter(), 0
-    network.train()
-    for done in range(1, steps + 1):
+
+    def step(index: int) -> float:
         batch = batches()
         output = network(batch["x0"] * 0, None, batch["cond"])
         loss = ((output - batch["x0"]) ** 2 * batch["valid"]).sum() / batch["valid"].sum().clamp_min(1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            break
+        return float(loss.detach())
+
+    network.train()
+    trainer = Trainer(
+        network, optimizer, steps=steps, max_seconds=max_seconds, progress=progress, desc="deterministic UNet"
+    )
+    result = trainer.run(step)
     if weights is not None:
         weights.parent.mkdir(parents=True, exist_ok=True)
         write_safetensors(weights, network.state_dict())
-        info = {"steps": done, "seconds": time.perf_counter() - start, "lr": lr, "base": base, "k": k}
+        info = {"steps": result.steps_done, "seconds": result.seconds, "lr": lr, "base": base, "k": k}
         write_json(weights.with_suffix(".json"), info)
     return network.eval()
 

@@ -1,6 +1,7 @@
 """Training a diffusion model: Adam on the simplified objective, an EMA copy for sampling, resumable.
 
-``train_diffusion`` runs the loop; checkpoints go through
+``train_diffusion`` gives its step (and the EMA update) to
+:class:`~metamap.training.trainer.Trainer`; checkpoints go through
 :mod:`metamap.training.checkpoint` (safetensors + JSON, atomic), so an
 interrupted run resumes where it stopped. The result,
 :class:`TrainedDiffusion`, holds the EMA network that sampling uses and
@@ -14,7 +15,6 @@ import copy
 import itertools
 import json
 import math
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -33,8 +33,8 @@ from metamap.errors import CheckpointError, ConfigError, DataError
 from metamap.nn.devices import module_device
 from metamap.nn.unet import UNet2d
 from metamap.report import write_json, write_safetensors
-from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
 from metamap.training.run_folder import claim_run_folder
+from metamap.training.trainer import Trainer
 
 WEIGHTS = "weights.safetensors"
 CONFIG = "diffusion.json"
@@ -133,6 +133,7 @@ def train_diffusion(
     progress: bool = True,
     max_seconds: float | None = None,
     checkpoint_every: int = 500,
+    log_every: int = 50,
     grad_clip: float = 1.0,
 ) -> TrainedDiffusion:
     """Train ``model`` for ``steps`` optimizer steps (or until ``max_seconds``) and return the EMA model.
@@ -142,20 +143,25 @@ def train_diffusion(
     and optionally ``"cond" [B, K, H, W]`` and ``"valid"`` (bool, shape of
     x0), moved to the model's device once per batch. Steps and noise come
     from a generator on the model's device seeded with ``seed``. The EMA
-    decay is ``min(ema, (1 + step) / (10 + step))``. With ``run_dir`` a
-    checkpoint is written every ``checkpoint_every`` steps and at the end,
-    and a rerun resumes from the latest one; the folder is held for the run
-    (:func:`~metamap.training.run_folder.claim_run_folder` with
+    decay is ``min(ema, (1 + step) / (10 + step))``. The loop is
+    :class:`~metamap.training.trainer.Trainer`'s: Ctrl-C finishes the step,
+    saves and raises TrainingInterrupted. With ``run_dir`` a checkpoint is
+    written every ``checkpoint_every`` steps and at the end, the mean
+    training loss of every ``log_every`` steps goes to its metrics log, and
+    a rerun resumes from the latest checkpoint; the folder is held for the
+    run (:func:`~metamap.training.run_folder.claim_run_folder` with
     ``resume=True``: a second process training into it is refused).
     """
     check_prediction(prediction)
-    if steps < 1 or lr <= 0 or not 0 <= ema < 1:
-        raise ConfigError(f"expected steps >= 1, lr > 0, 0 <= ema < 1; got steps={steps}, lr={lr}, ema={ema}")
+    if steps < 1 or lr <= 0 or not 0 <= ema < 1 or log_every < 1:
+        raise ConfigError(
+            f"expected steps >= 1, lr > 0, 0 <= ema < 1, log_every >= 1; "
+            f"got steps={steps}, lr={lr}, ema={ema}, log_every={log_every}"
+        )
     with claim_run_folder(run_dir, resume=True, what="run_dir") if run_dir is not None else nullcontext():
         device = module_device(model)
         generator = torch.Generator(device=device).manual_seed(seed)
         ema_model = copy.deepcopy(model).eval().requires_grad_(False)
-        both = nn.ModuleDict({"model": model, "ema": ema_model})
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         run_config = {
             "schedule": schedule.config,
@@ -165,16 +171,27 @@ def train_diffusion(
             "seed": seed,
             "network": getattr(model, "config", type(model).__name__),
         }
-        start, seconds = 0, 0.0
-        losses: list[float] = []
-        if run_dir is not None and latest_checkpoint(Path(run_dir)) is not None:
-            start, seconds, losses = _restore(Path(run_dir), both, optimizer, generator, run_config)
+        losses: list[float] = []  # per step, the runs before a resume included
+        trainer = Trainer(
+            nn.ModuleDict({"model": model, "ema": ema_model}),
+            optimizer,
+            steps=steps,
+            max_seconds=max_seconds,
+            generators={"train": generator},
+            run_dir=run_dir,
+            config=run_config,
+            checkpoint_every=checkpoint_every,
+            extra=lambda: {"losses": losses},
+            progress=progress,
+            desc="diffusion training",
+            leave=False,
+        )
+        if run_dir is not None:
+            saved = trainer.resume(run_dir, lambda saved, folder: _check_config(saved, run_config, Path(run_dir)))
+            losses = [float(x) for x in (saved or {}).get("losses", [])]
         source = _batch_source(batches)
-        bar = _bar(progress, start, steps)
-        t0 = time.perf_counter()
-        model.train()
-        step = start
-        while step < steps and not (max_seconds is not None and seconds + time.perf_counter() - t0 > max_seconds):
+
+        def step(index: int) -> float:
             batch = {name: value.to(device) for name, value in next(source).items()}
             loss = diffusion_loss(
                 model,
@@ -185,28 +202,29 @@ def train_diffusion(
                 prediction=prediction,
                 generator=generator,
             )
-            if not math.isfinite(loss.item()):
-                raise DataError(f"the training loss became {loss.item()} at step {step}; check the data and lr={lr}")
+            value = loss.item()
+            if not math.isfinite(value):
+                raise DataError(f"the training loss became {value} at step {index}; check the data and lr={lr}")
             optimizer.zero_grad(set_to_none=True)
             torch.autograd.backward(loss)
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            _ema_update(ema_model, model, min(ema, (1 + step) / (10 + step)))
-            losses.append(loss.item())
-            step += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            if run_dir is not None and step % checkpoint_every == 0 and step < steps:
-                elapsed = seconds + time.perf_counter() - t0
-                _save(Path(run_dir), step, run_config, both, optimizer, generator, elapsed, losses)
-        seconds += time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
-        if run_dir is not None and step > start:
-            _save(Path(run_dir), step, run_config, both, optimizer, generator, seconds, losses)
+            _ema_update(ema_model, model, min(ema, (1 + index) / (10 + index)))
+            losses.append(value)
+            return value
+
+        def record(steps_done: int, loss: float) -> dict[str, float] | None:
+            if steps_done % log_every and steps_done < steps:
+                return None
+            window = losses[-(steps_done % log_every or log_every) :]
+            return {"train_loss": sum(window) / len(window)}
+
+        model.train()
+        result = trainer.run(step, record)
         model.eval()
-        return TrainedDiffusion(ema_model, schedule, prediction, step=step, losses=losses, seconds=seconds)
+        return TrainedDiffusion(
+            ema_model, schedule, prediction, step=result.final_step, losses=losses, seconds=result.total_seconds
+        )
 
 
 @torch.no_grad()
@@ -253,57 +271,9 @@ def _checked(batch: Any) -> Batch:
     return batch
 
 
-def _bar(progress: bool, start: int, steps: int) -> Any:
-    """A progress bar over the training steps (``update``, ``set_postfix``, ``close``), or None."""
-    if not progress:
-        return None
-    from metamap.progress import progress_bar
-
-    return progress_bar(total=steps, initial=start, desc="diffusion training", leave=False)
-
-
-def _save(
-    run_dir: Path,
-    step: int,
-    run_config: dict[str, Any],
-    both: nn.ModuleDict,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    seconds: float,
-    losses: list[float],
-) -> None:
-    save_checkpoint(
-        run_dir,
-        step,
-        run_config,
-        both,
-        optimizer,
-        {"train": generator.get_state()},
-        extra={"seconds": seconds, "losses": losses},
-    )
-
-
-def _restore(
-    run_dir: Path,
-    both: nn.ModuleDict,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    run_config: dict[str, Any],
-) -> tuple[int, float, list[float]]:
-    checkpoint = load_checkpoint(run_dir)
-    if checkpoint.config != json.loads(json.dumps(run_config)):
+def _check_config(saved: dict[str, Any], run_config: dict[str, Any], run_dir: Path) -> None:
+    """CheckpointError unless the checkpoint in ``run_dir`` was written with ``run_config``."""
+    if saved != json.loads(json.dumps(run_config)):
         raise CheckpointError(
-            f"{run_dir} holds a run with another configuration ({checkpoint.config}); "
-            f"expected {run_config}: use a fresh run_dir"
+            f"{run_dir} holds a run with another configuration ({saved}); expected {run_config}: use a fresh run_dir"
         )
-    load_learner_state(both, checkpoint, source=str(run_dir))
-    extra = checkpoint.extra
-    try:
-        if checkpoint.optimizer_state is not None:
-            optimizer.load_state_dict(checkpoint.optimizer_state)
-        if "train" in checkpoint.generators:
-            generator.set_state(checkpoint.generators["train"])
-        seconds, losses = float(extra.get("seconds", 0.0)), [float(x) for x in extra.get("losses", [])]
-    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{run_dir}: its optimizer, generator or loss history does not fit ({exc})") from None
-    return checkpoint.step, seconds, losses

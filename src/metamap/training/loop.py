@@ -1,11 +1,12 @@
-"""Meta-training: progress, periodic validation, atomic checkpoints, exact resume, torchrun.
+"""Meta-training: periodic validation and the learner's meta-step, run by the trainer; torchrun.
 
-Exact resume: everything that decides the next numbers — weights, optimizer
-state, the task sampler's generator, torch's global generator, the step —
-is in the checkpoint, so a run stopped and resumed gives the same numbers as
-one that never stopped. Ctrl-C (SIGINT) or SIGTERM finishes the current step,
-writes a checkpoint and raises :class:`TrainingInterrupted` (so that a
-command with several stages stops as a whole); a second Ctrl-C stops at once.
+The budget, progress, interrupt (Ctrl-C or SIGTERM finishes the current
+step, saves and raises :class:`~metamap.errors.TrainingInterrupted`),
+checkpoints and exact resume come from :class:`~metamap.training.trainer.Trainer`;
+everything that decides the next numbers (weights, optimizer state, the
+task sampler's generator, torch's global generator, the step) is in the
+checkpoint, so a run stopped and resumed gives the same numbers as one that
+never stopped.
 
 Multi-process (``torchrun``): every rank draws the same meta-batch from the
 same generator and keeps its own contiguous block of tasks
@@ -17,28 +18,23 @@ with the same total meta-batch. Only rank 0 writes files and shows progress.
 from __future__ import annotations
 
 import math
-import signal
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
+from metamap.errors import CheckpointError, ConfigError, DataError
 from metamap.learners.base import MetaLearner
 from metamap.nn.devices import module_device
-from metamap.progress import progress_bar
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import TaskFamily, make_generator
-from metamap.training.checkpoint import latest_checkpoint, load_checkpoint, load_learner_state, save_checkpoint
 from metamap.training.evaluate import evaluate_learner
-from metamap.training.metrics_log import MetricsLog
 from metamap.training.run_folder import claim_run_folder
+from metamap.training.trainer import Trainer, TrainResult
 
 
 @dataclass(frozen=True)
@@ -77,40 +73,6 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig: max_seconds must be > 0 (a time budget), got {self.max_seconds}")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected 'adam' or 'sgd'")
-
-
-@dataclass
-class TrainResult:
-    steps_done: int
-    seconds: float
-    history: list[dict[str, Any]]
-    final_step: int
-    total_seconds: float
-
-
-class _StopFlag:
-    """Turns the first SIGINT/SIGTERM into a request to stop after the current step."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
 
 
 def make_optimizer(learner: MetaLearner, config: TrainConfig) -> torch.optim.Optimizer:
@@ -166,73 +128,45 @@ def _meta_train(
     optimizer = make_optimizer(learner, config)
     generator = make_generator(config.seed)  # tasks are drawn on the CPU, then moved to the learner's device
     device = module_device(learner)
-    start, earlier_seconds = 0, 0.0
     running: list[float] = []  # losses since the last logged record
-    if resume:
-        start, earlier_seconds, running = _restore(run_dir, learner, optimizer, generator, run_config)
-    main_dir = run_dir if rank == 0 else None  # where this process writes; None: it writes nothing
-    log = MetricsLog(main_dir, resume_step=start if resume else None) if main_dir is not None else None
-    history: list[dict[str, Any]] = log.records() if log else []
-    bar = progress_bar(  # a time-budgeted run has no meaningful step total to show
-        total=config.steps if config.max_seconds is None else None,
-        initial=start,
-        enabled=config.progress and rank == 0,
+    trainer = Trainer(
+        learner,
+        optimizer,
+        steps=config.steps,
+        max_seconds=config.max_seconds,
+        generators={"sampler": generator, "torch": torch.default_generator},
+        run_dir=run_dir if rank == 0 else None,  # only rank 0 writes files and shows progress
+        config={"run": run_config or {}, "train": asdict(config), "loss": learner.loss_name},
+        checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints,
+        extra=lambda: {"running_losses": running},
+        progress=config.progress and rank == 0,
         desc="meta-train",
     )
-    t0 = time.perf_counter()
-    step = start
-    completed = False
-    try:
-        with _StopFlag() as stop:
-            while step < config.steps and not stop.requested and not _over_budget(t0, earlier_seconds, config):
-                episode = train_family.sample(config.meta_batch, generator).to(device)
-                if step == start:  # the family's episodes share one layout: the model is checked against it once
-                    learner.check(episode.x_support, episode.y_support)
-                loss = _meta_step(learner, optimizer, episode.shard(rank, world), config, world)
-                step += 1
-                running.append(loss)
-                bar.update(1)
-                if on_step is not None:
-                    on_step(step, loss)
-                record = _record(step, running, learner, val_family, config)
-                if record is not None:
-                    running = []
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "step"})
-                    history.append(record)
-                    if log:
-                        log.log(step, {k: v for k, v in record.items() if k != "step"})
-                if main_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
-                    _save(
-                        main_dir,
-                        step,
-                        run_config,
-                        learner,
-                        optimizer,
-                        generator,
-                        config,
-                        earlier_seconds + time.perf_counter() - t0,
-                        running,
-                    )
-            interrupted = stop.requested and step < config.steps
-        completed = True
-    finally:
-        bar.close()
-        if log:
-            log.close()
-    # Only a clean stop (finished, or Ctrl-C between steps) is saved: an error
-    # mid-step leaves the last periodic checkpoint as the state to resume from.
-    seconds = time.perf_counter() - t0
-    if main_dir is not None and completed:
-        _save(main_dir, step, run_config, learner, optimizer, generator, config, earlier_seconds + seconds, running)
-    if interrupted:
-        where = f"; checkpoint saved in {run_dir}, resume to go on" if run_dir is not None else ""
-        raise TrainingInterrupted(f"training interrupted at step {step}{where}")
-    return TrainResult(step - start, seconds, history, step, earlier_seconds + seconds)
+    if resume:
+        if run_dir is None:
+            raise ConfigError("resume needs a run folder")
+        saved = trainer.resume(run_dir, lambda saved, folder: _check_resume(saved, folder, learner, run_config))
+        running = [float(x) for x in (saved or {}).get("running_losses", [])]
+    start = trainer.step
 
+    def step(index: int) -> float:
+        episode = train_family.sample(config.meta_batch, generator).to(device)
+        if index == start:  # the family's episodes share one layout: the model is checked against it once
+            learner.check(episode.x_support, episode.y_support)
+        return _meta_step(learner, optimizer, episode.shard(rank, world), config, world)
 
-def _over_budget(t0: float, earlier_seconds: float, config: TrainConfig) -> bool:
-    elapsed = earlier_seconds + time.perf_counter() - t0
-    return config.max_seconds is not None and elapsed > config.max_seconds
+    def record(steps_done: int, loss: float) -> dict[str, Any] | None:
+        nonlocal running
+        running.append(loss)
+        if on_step is not None:
+            on_step(steps_done, loss)
+        values = _record(steps_done, running, learner, val_family, config)
+        if values is not None:
+            running = []
+        return values
+
+    return trainer.run(step, record)
 
 
 def _meta_step(
@@ -268,56 +202,24 @@ def _all_reduce_mean(learner: MetaLearner, loss: float, world: int) -> float:
 def _record(
     step: int, running: list[float], learner: MetaLearner, val_family: TaskFamily, config: TrainConfig
 ) -> dict[str, Any] | None:
+    """What to log after ``step`` steps: the mean of the ``running`` losses since the last record and, when
+    validation is due, the validation score; None when nothing is due."""
     due_log = config.log_every and step % config.log_every == 0
     due_val = config.val_every and step % config.val_every == 0
     if not (due_log or due_val or step == config.steps):
         return None
-    record: dict[str, Any] = {"step": step, "train_loss": sum(running) / max(len(running), 1)}
+    record: dict[str, Any] = {"train_loss": sum(running) / max(len(running), 1)}
     if due_val:
         score = evaluate_learner(learner, val_family, n_tasks=config.val_tasks, seed=config.seed + 1)
         record[f"val_{score.metric}"] = score.mean
     return record
 
 
-def _save(
-    run_dir: Path,
-    step: int,
-    run_config: dict[str, Any] | None,
-    learner: MetaLearner,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    config: TrainConfig,
-    seconds: float,
-    running: list[float],
-) -> None:
-    save_checkpoint(
-        run_dir,
-        step,
-        {"run": run_config or {}, "train": asdict(config), "loss": learner.loss_name},
-        learner,
-        optimizer,
-        generators={"sampler": generator.get_state(), "torch": torch.get_rng_state()},
-        extra={"train_seconds": seconds, "running_losses": running},
-        keep=config.keep_checkpoints,
-    )
-
-
-def _restore(
-    run_dir: Path | None,
-    learner: MetaLearner,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    run_config: dict[str, Any] | None,
-) -> tuple[int, float, list[float]]:
-    """Load the latest checkpoint into the objects; returns its step, the training seconds before it and
-    the losses of the steps since the last logged record (so that the next record averages the same steps)."""
-    if run_dir is None:
-        raise ConfigError("resume needs a run folder")
-    folder = latest_checkpoint(Path(run_dir))
-    if folder is None:
-        return 0, 0.0, []
-    checkpoint = load_checkpoint(folder)
-    saved_run = checkpoint.config.get("run", {})
+def _check_resume(saved: dict[str, Any], folder: Path, learner: MetaLearner, run_config: dict[str, Any] | None) -> None:
+    """CheckpointError unless the checkpoint ``folder`` was written by a run with ``run_config`` and
+    ``learner``'s loss."""
+    run_dir = folder.parent.parent
+    saved_run = saved.get("run", {})
     if not isinstance(saved_run, dict):
         raise CheckpointError(f"{folder}: expected the run configuration to be an object, got {saved_run!r:.60}")
     if run_config is not None and saved_run and saved_run != run_config:
@@ -325,25 +227,11 @@ def _restore(
         raise CheckpointError(
             f"cannot resume {run_dir}: it was started with a different configuration (differs in {changed})"
         )
-    saved_loss = checkpoint.config.get("loss", learner.loss_name)  # checkpoints before loss names: not compared
+    saved_loss = saved.get("loss", learner.loss_name)  # checkpoints before loss names: not compared
     if saved_loss != learner.loss_name:
         raise CheckpointError(
             f"cannot resume {run_dir}: it was trained with loss {saved_loss!r}, this learner's loss is {learner.loss_name!r}"
         )
-    load_learner_state(learner, checkpoint, source=str(folder))
-    missing = sorted({"sampler", "torch"} - set(checkpoint.generators))
-    if missing:
-        raise CheckpointError(f"{folder}: expected the random-generator states {missing} for an exact resume")
-    try:
-        if checkpoint.optimizer_state is not None:
-            optimizer.load_state_dict(checkpoint.optimizer_state)
-        generator.set_state(checkpoint.generators["sampler"])
-        torch.set_rng_state(checkpoint.generators["torch"])
-        seconds = float(checkpoint.extra.get("train_seconds", 0.0))
-        running = [float(x) for x in checkpoint.extra.get("running_losses", [])]
-    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{folder}: its optimizer or generator state does not fit this run ({exc})") from None
-    return checkpoint.step, seconds, running
 
 
 def _rank_world() -> tuple[int, int]:
