@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from metamap.diffusion.reference import GaussianDenoiser
-from metamap.diffusion.samplers import sample, timesteps
+from metamap.diffusion.samplers import DDIMScheduler, DPMSolverScheduler, make_scheduler, sample, timesteps
 from metamap.diffusion.schedules import NoiseSchedule
 from metamap.errors import ConfigError, DataError, ShapeError
 
@@ -170,3 +170,35 @@ def test_bad_input_is_named():
         )
     with pytest.raises(ConfigError, match="eta"):
         sample(net, schedule, (1, 1, 2, 2), sampler="ddim", eta=2.0)
+
+
+def test_dpm_solver_scheduler_is_second_order_until_its_history_is_forgotten():
+    schedule = NoiseSchedule.cosine(1000)
+    x, x0_hat = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(1)), torch.zeros(3, 1, 4, 4)
+    multistep, fresh = DPMSolverScheduler(schedule), DPMSolverScheduler(schedule)
+    for scheduler in (multistep, fresh):
+        scheduler.set_timesteps(10)
+    multistep.step(x, torch.ones_like(x), 0, None)  # remembered: a clean-field estimate of 1 everywhere
+    fresh.step(x, torch.ones_like(x), 0, None)
+    fresh.forget_history()
+    second, first = multistep.step(x, x0_hat, 1, None), fresh.step(x, x0_hat, 1, None)
+    assert not torch.equal(second, first)  # the remembered estimate enters the second-order step
+    restarted = DPMSolverScheduler(schedule)
+    restarted.set_timesteps(10)
+    restarted.step(x, torch.ones_like(x), 0, None)
+    restarted.set_timesteps(10)  # a new grid starts without history
+    torch.testing.assert_close(restarted.step(x, x0_hat, 1, None), first, rtol=0, atol=0)
+
+
+def test_ddim_scheduler_with_eta_0_is_the_deterministic_update_and_ddpm_is_eta_1():
+    schedule = NoiseSchedule.linear(1000)
+    scheduler = make_scheduler("ddim", schedule)
+    scheduler.set_timesteps(5)
+    x, x0_hat = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(2)), torch.zeros(2, 1, 3, 3)
+    a_t, a_s = scheduler.alpha_bar(0), scheduler.alpha_bar(1)
+    torch.testing.assert_close(scheduler.step(x, x0_hat, 0, None), x * ((1 - a_s) / (1 - a_t)) ** 0.5)
+    ddpm = make_scheduler("ddpm", schedule)
+    assert isinstance(ddpm, DDIMScheduler) and ddpm.eta == 1.0
+    assert scheduler.alpha_bar(len(scheduler.timesteps)) == 1.0
+    with pytest.raises(ConfigError, match="sampler must be one of"):
+        make_scheduler("heun", schedule)

@@ -31,13 +31,19 @@ first-order step on the repeats, as its history belongs to the trajectory
 before the re-noising; on Gaussian data this narrows the spread by about 6%
 at 20 steps and 2 repeats). The returned tensor equals
 ``known`` exactly where ``known_mask`` is True.
+
+As in diffusers, the network and the stepping rule are separate: a scheduler
+(:class:`DDIMScheduler`, :class:`DPMSolverScheduler`, made by
+:func:`make_scheduler`) knows the grid (``set_timesteps``) and how to take
+one step (``step``), keeps what a multistep rule carries between steps, and
+knows no network; :func:`sample` is the short loop that joins the two.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import TypedDict
+from collections.abc import Iterable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -118,30 +124,27 @@ def sample(
     check_generator(generator, device)
     inpainting = _check_known(shape, known, known_mask, device)
     cond = cond.to(device) if cond is not None else None
-    grid = timesteps(schedule, steps, "logsnr" if sampler == "dpmpp" else "index")
-    abars = [schedule.alphas_cumprod[k].item() for k in grid] + [1.0]
+    scheduler = make_scheduler(sampler, schedule, eta)
+    scheduler.set_timesteps(steps)
     batch = shape[0]
 
     def denoise(x: torch.Tensor, k: int) -> torch.Tensor:
         t_index = torch.full((batch,), k, dtype=torch.long, device=device)
         return schedule.predict_x0(x, t_index, model_output(model, schedule, x, t_index, cond), prediction)
 
-    step = _STEPS[sampler]
-    state: _State = {"eta": 1.0 if sampler == "ddpm" else eta}
     x = torch.randn(shape, generator=generator, device=device)
-    for i in _progress(range(len(grid)), progress):
-        a_t, a_s = abars[i], abars[i + 1]
+    for i in _progress(range(len(scheduler.timesteps)), progress):
+        a_t, a_s = scheduler.alpha_bar(i), scheduler.alpha_bar(i + 1)
         for r in range(resample if inpainting is not None else 1):
-            x0_hat = denoise(x, grid[i])
-            x_next = step(x, x0_hat, a_t, a_s, state, generator)
+            x0_hat = denoise(x, scheduler.timesteps[i])
+            x_next = scheduler.step(x, x0_hat, i, generator)
             if inpainting is not None:
                 x_next = torch.where(inpainting[1], _noised(inpainting[0], a_s, generator), x_next)
                 if r < resample - 1:
                     ratio = a_t / a_s
                     noise = torch.randn(shape, generator=generator, device=device)
                     x = math.sqrt(ratio) * x_next + math.sqrt(1 - ratio) * noise
-                    state["x0_prev"] = None  # the history belongs to the trajectory before re-noising
-        state["x0_prev"], state["h_prev"] = x0_hat, state.get("h")
+                    scheduler.forget_history()  # it belongs to the trajectory before re-noising
         x = x_next
     if inpainting is not None:
         x = torch.where(inpainting[1], inpainting[0], x)
@@ -189,48 +192,105 @@ def _progress(steps: range, show: bool) -> Iterable[int]:
     return bar
 
 
-# -- one step from cumulative alpha a_t to a_s (> a_t) ----------------------------------------------
+# -- schedulers: the grid and one step from cumulative alpha a_t to a_s (> a_t) --------------------
 
 
-class _State(TypedDict, total=False):
-    """What a sampler carries between steps: DDIM's ``eta``; DPM-Solver++'s last clean-field estimate and
-    log-SNR step (``x0_prev``, ``h_prev``) and the current step ``h``."""
+class Scheduler(Protocol):
+    """The stepping rule of a sampler, apart from any network.
 
-    eta: float
-    x0_prev: torch.Tensor | None
-    h_prev: float | None
-    h: float
+    ``set_timesteps(steps)`` lays out the grid (``timesteps``, descending step
+    indices) and clears what the rule carries; ``step(x, x0_hat, i,
+    generator)`` moves ``x`` from grid point ``i`` to ``i + 1`` (to the clean
+    field after the last) given the network's clean-field estimate ``x0_hat``;
+    ``forget_history()`` drops what a multistep rule remembers of earlier steps.
+    """
 
+    timesteps: list[int]
 
-_Step = Callable[[torch.Tensor, torch.Tensor, float, float, _State, "torch.Generator | None"], torch.Tensor]
+    def set_timesteps(self, steps: int) -> None: ...
 
+    def alpha_bar(self, i: int) -> float: ...
 
-def _ddim_step(
-    x: torch.Tensor, x0_hat: torch.Tensor, a_t: float, a_s: float, state: _State, generator: torch.Generator | None
-) -> torch.Tensor:
-    eps_hat = (x - math.sqrt(a_t) * x0_hat) / math.sqrt(1 - a_t)
-    sigma = state["eta"] * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
-    out = math.sqrt(a_s) * x0_hat + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps_hat
-    if sigma > 0:
-        out = out + sigma * torch.randn(x.shape, generator=generator, device=x.device)
-    return out
+    def step(
+        self, x: torch.Tensor, x0_hat: torch.Tensor, i: int, generator: torch.Generator | None
+    ) -> torch.Tensor: ...
 
-
-def _dpmpp_step(
-    x: torch.Tensor, x0_hat: torch.Tensor, a_t: float, a_s: float, state: _State, _generator: torch.Generator | None
-) -> torch.Tensor:
-    if a_s >= 1.0:
-        return x0_hat
-    alpha_t, sigma_t = math.sqrt(a_t), math.sqrt(1 - a_t)
-    alpha_s, sigma_s = math.sqrt(a_s), math.sqrt(1 - a_s)
-    h = math.log(alpha_s / sigma_s) - math.log(alpha_t / sigma_t)
-    state["h"] = h
-    d = x0_hat
-    x0_prev, h_prev = state.get("x0_prev"), state.get("h_prev")
-    if x0_prev is not None and h_prev:
-        r = h_prev / h
-        d = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * x0_prev
-    return (sigma_s / sigma_t) * x - alpha_s * math.expm1(-h) * d
+    def forget_history(self) -> None: ...
 
 
-_STEPS: dict[str, _Step] = {"ddim": _ddim_step, "ddpm": _ddim_step, "dpmpp": _dpmpp_step}
+class _Grid:
+    """The grid of a scheduler: ``timesteps`` spaced by ``spacing`` and their cumulative alphas."""
+
+    spacing = "index"
+
+    def __init__(self, schedule: NoiseSchedule) -> None:
+        self.schedule = schedule
+        self.timesteps: list[int] = []
+        self._alpha_bars: list[float] = []
+
+    def set_timesteps(self, steps: int) -> None:
+        self.timesteps = timesteps(self.schedule, steps, self.spacing)
+        self._alpha_bars = [self.schedule.alphas_cumprod[k].item() for k in self.timesteps] + [1.0]
+        self.forget_history()
+
+    def alpha_bar(self, i: int) -> float:
+        """Cumulative alpha at grid point ``i`` (1.0 past the last: the clean field)."""
+        return self._alpha_bars[i]
+
+    def forget_history(self) -> None:
+        """Nothing is carried between steps."""
+
+
+class DDIMScheduler(_Grid):
+    """DDIM (Song et al. 2021, eq. 12) with stochasticity ``eta`` in [0, 1]; ``eta = 1`` is strided DDPM."""
+
+    def __init__(self, schedule: NoiseSchedule, eta: float = 0.0) -> None:
+        super().__init__(schedule)
+        self.eta = eta
+
+    def step(self, x: torch.Tensor, x0_hat: torch.Tensor, i: int, generator: torch.Generator | None) -> torch.Tensor:
+        a_t, a_s = self.alpha_bar(i), self.alpha_bar(i + 1)
+        eps_hat = (x - math.sqrt(a_t) * x0_hat) / math.sqrt(1 - a_t)
+        sigma = self.eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
+        out = math.sqrt(a_s) * x0_hat + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps_hat
+        if sigma > 0:
+            out = out + sigma * torch.randn(x.shape, generator=generator, device=x.device)
+        return out
+
+
+class DPMSolverScheduler(_Grid):
+    """DPM-Solver++(2M) on a log-SNR grid; it remembers the last clean-field estimate and log-SNR step."""
+
+    spacing = "logsnr"
+
+    def __init__(self, schedule: NoiseSchedule) -> None:
+        self._x0_prev: torch.Tensor | None = None
+        self._h_prev: float | None = None
+        super().__init__(schedule)
+
+    def forget_history(self) -> None:
+        """The next step is first order."""
+        self._x0_prev = None
+
+    def step(self, x: torch.Tensor, x0_hat: torch.Tensor, i: int, generator: torch.Generator | None) -> torch.Tensor:
+        a_t, a_s = self.alpha_bar(i), self.alpha_bar(i + 1)
+        if a_s >= 1.0:
+            return x0_hat
+        alpha_t, sigma_t = math.sqrt(a_t), math.sqrt(1 - a_t)
+        alpha_s, sigma_s = math.sqrt(a_s), math.sqrt(1 - a_s)
+        h = math.log(alpha_s / sigma_s) - math.log(alpha_t / sigma_t)
+        d = x0_hat
+        if self._x0_prev is not None and self._h_prev:
+            r = self._h_prev / h
+            d = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * self._x0_prev
+        self._x0_prev, self._h_prev = x0_hat, h
+        return (sigma_s / sigma_t) * x - alpha_s * math.expm1(-h) * d
+
+
+def make_scheduler(sampler: str, schedule: NoiseSchedule, eta: float = 0.0) -> Scheduler:
+    """The scheduler of ``sampler`` (one of :data:`SAMPLERS`); ``eta`` is DDIM's (DDPM is DDIM at 1)."""
+    if sampler == "dpmpp":
+        return DPMSolverScheduler(schedule)
+    if sampler in ("ddim", "ddpm"):
+        return DDIMScheduler(schedule, 1.0 if sampler == "ddpm" else eta)
+    raise ConfigError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
