@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from metamap.cli import main
+from metamap.traffic.experiment import SIMPLE_BASELINES
 
 N_SENSORS = 12
 DAYS = 4
@@ -112,7 +113,7 @@ def test_train_then_adapt(city, tmp_path, capsys):
     )
     assert "persistence" in capsys.readouterr().out
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {"fomaml", "persistence", "historical_average"}
+    assert set(metrics["methods"]) == {"fomaml", *SIMPLE_BASELINES}
     for summary in metrics["methods"].values():
         assert _finite(summary["errors"]) and len(summary["mae_by_step"]) == 12
     with np.load(out_dir / "predictions.npz", allow_pickle=False) as saved_predictions:

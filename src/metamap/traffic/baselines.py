@@ -1,7 +1,9 @@
 """The simple forecasts every table shows beside the learned ones.
 
-Both work in the data's unit (mph) on windows ``[n, W]`` of
+All work in the data's unit (mph) on windows ``[n, W]`` of
 :class:`~metamap.traffic.features.SeriesFeatures` and return ``[n, W, 12]``.
+Seasonal lags and time-of-day / time-of-week slots are counted in the data's
+own steps (``data.steps_per_day``), so hourly and 5-minute files both work.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import torch
 
 from metamap.traffic.data import TrafficData
-from metamap.traffic.features import HORIZON, SeriesFeatures, minutes_of_day, per_node
+from metamap.traffic.features import HORIZON, SeriesFeatures, minutes_of_day, per_node, weekdays
+
+DAYS_PER_WEEK = 7
 
 
 def persistence(features: SeriesFeatures, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
@@ -19,25 +23,84 @@ def persistence(features: SeriesFeatures, nodes: torch.Tensor, origins: torch.Te
     return last[..., None].expand(-1, -1, HORIZON)
 
 
+def seasonal_naive(features: SeriesFeatures, nodes: torch.Tensor, origins: torch.Tensor, lag_days: int) -> torch.Tensor:
+    """The reading ``lag_days`` days before each forecast target (the same time of day, one day or week back).
+
+    The lag is ``lag_days * data.steps_per_day`` steps. Where that reading is
+    missing, lies before the first step, or lies after the origin (a lag
+    shorter than the horizon), the forecast falls back to persistence: the
+    last observed reading at the origin.
+    """
+    lag = lag_days * features.data.steps_per_day
+    origins = per_node(origins, nodes)
+    n, w = origins.shape
+    future = origins[..., None] + torch.arange(1, HORIZON + 1)  # [n, W, 12]
+    lagged = (future - lag).reshape(n, -1)
+    index = lagged.clamp(min=0)
+    known = (lagged >= 0) & (lagged <= origins.repeat_interleave(HORIZON, 1))  # inside the file, by the origin
+    seen = features.target_mask[nodes].gather(1, index) & known
+    readings = features.raw[nodes].gather(1, index)
+    return torch.where(seen, readings, persistence(features, nodes, origins).reshape(n, -1)).reshape(n, w, HORIZON)
+
+
 def historical_average(
     features: SeriesFeatures, nodes: torch.Tensor, support: tuple[int, int], origins: torch.Tensor
 ) -> torch.Tensor:
-    """Mean of the sensor's own support readings at the same time of day (5-min slot).
+    """Mean of the sensor's own support readings at the same time of day.
 
     Slots the support period never saw (a support shorter than a day) take
     the mean of all the sensor's support readings.
     """
-    data = features.data
-    per_day = data.steps_per_day
+    profile = _time_of_day_profile(features, nodes, support)
+    return _at_targets(profile, _slots(features.data), origins, nodes)
+
+
+def historical_average_week(
+    features: SeriesFeatures, nodes: torch.Tensor, support: tuple[int, int], origins: torch.Tensor
+) -> torch.Tensor:
+    """Mean of the sensor's own support readings at the same time of week (``7 * steps_per_day`` slots).
+
+    Slots the support period never saw (a support shorter than a week) take
+    the time-of-day mean of :func:`historical_average`.
+    """
+    per_day = features.data.steps_per_day
+    by_day = _time_of_day_profile(features, nodes, support)  # [n, per_day]
+    week_slots = _week_slots(features.data)
+    fallback = by_day.repeat(1, DAYS_PER_WEEK)  # [n, 7 * per_day]: slot s falls back to time of day s % per_day
+    profile = _slot_means(features, nodes, support, week_slots, DAYS_PER_WEEK * per_day, fallback)
+    return _at_targets(profile, week_slots, origins, nodes)
+
+
+def _time_of_day_profile(features: SeriesFeatures, nodes: torch.Tensor, support: tuple[int, int]) -> torch.Tensor:
+    """``float64 [n, steps_per_day]``: support means by time of day; the overall support mean where unseen."""
     start, stop = support
-    slots = _slots(data)
+    values = features.raw[nodes][:, start:stop].double()
+    valid = features.target_mask[nodes][:, start:stop].double()
+    overall = (values * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)
+    per_day = features.data.steps_per_day
+    return _slot_means(features, nodes, support, _slots(features.data), per_day, overall.expand(-1, per_day))
+
+
+def _slot_means(
+    features: SeriesFeatures,
+    nodes: torch.Tensor,
+    support: tuple[int, int],
+    slots: torch.Tensor,
+    n_slots: int,
+    fallback: torch.Tensor,
+) -> torch.Tensor:
+    """``float64 [n, n_slots]``: mean observed support reading per slot (``slots [T]``), ``fallback`` where none."""
+    start, stop = support
     values = features.raw[nodes][:, start:stop].double()
     valid = features.target_mask[nodes][:, start:stop].double()
     slot_of = slots[start:stop]
-    sums = torch.zeros(len(nodes), per_day, dtype=torch.float64).index_add_(1, slot_of, values * valid)
-    counts = torch.zeros(len(nodes), per_day, dtype=torch.float64).index_add_(1, slot_of, valid)
-    overall = (values * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)
-    profile = torch.where(counts > 0, sums / counts.clamp(min=1), overall)  # [n, per_day]
+    sums = torch.zeros(len(nodes), n_slots, dtype=torch.float64).index_add_(1, slot_of, values * valid)
+    counts = torch.zeros(len(nodes), n_slots, dtype=torch.float64).index_add_(1, slot_of, valid)
+    return torch.where(counts > 0, sums / counts.clamp(min=1), fallback)
+
+
+def _at_targets(profile: torch.Tensor, slots: torch.Tensor, origins: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+    """``profile [n, n_slots]`` read at the slot of each window's targets: float32 ``[n, W, 12]``."""
     origins = per_node(origins, nodes)
     future = origins[..., None] + torch.arange(1, HORIZON + 1)
     n, w = origins.shape
@@ -47,3 +110,8 @@ def historical_average(
 def _slots(data: TrafficData) -> torch.Tensor:
     """Time-of-day slot ``[T]`` of each step (0 .. steps_per_day - 1)."""
     return torch.from_numpy(minutes_of_day(data.times) // data.step_minutes)
+
+
+def _week_slots(data: TrafficData) -> torch.Tensor:
+    """Time-of-week slot ``[T]`` of each step: ``weekday * steps_per_day + time-of-day slot`` (Monday = 0)."""
+    return torch.from_numpy(weekdays(data.times)) * data.steps_per_day + _slots(data)

@@ -7,8 +7,9 @@
   training has finished) the adaptation settings chosen on the held-out
   sensors.
 - ``adapt``: a trained run adapts to every sensor of another file from its
-  first K days and forecasts the rest, beside persistence and the historical
-  average.
+  first K days and forecasts the rest, beside the baselines that need no
+  training (persistence, seasonal naive by day and week, historical average by
+  time of day and week).
 - ``evaluate``: the full comparison of :mod:`metamap.traffic.experiment` on one
   file (P1, new sensors) or from one file to another (P2, new city).
 
@@ -395,7 +396,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
     from metamap.preprocessing import Standardizer
     from metamap.report import write_json
-    from metamap.traffic.experiment import Target, make_method, method_learner, results_table, score
+    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method, method_learner, results_table, score
     from metamap.traffic.features import HORIZON, SeriesFeatures
     from metamap.training import load_checkpoint
     from metamap.training.checkpoint import load_learner_state
@@ -457,7 +458,7 @@ def _adapt(args: argparse.Namespace) -> int:
             options.setdefault("lr", 3e-4)
     n_features = features.n_features
     results = {method: score(make_method(method, learner, config, n_features, device), target, options)}
-    for baseline in ("persistence", "historical_average"):
+    for baseline in SIMPLE_BASELINES:
         results[baseline] = score(make_method(baseline, None, config, n_features), target, {})
     times = data.times
     payload = {

@@ -2,8 +2,10 @@
 
 Methods: the meta-learners ``maml``, ``fomaml``,
 ``reptile``, ``metasgd``, ``anil``; the baselines ``persistence`` (last
-value), ``historical_average`` (the target's own support readings by time of
-day), ``target_only`` (the same network trained from scratch on the target's
+value), ``seasonal_naive_day`` / ``seasonal_naive_week`` (the reading one day /
+one week before each target), ``historical_average`` /
+``historical_average_week`` (the target's own support readings by time of day /
+of week), ``target_only`` (the same network trained from scratch on the target's
 support windows), ``target_only_linear`` (per-sensor ridge regression on the
 same inputs), ``pretrain`` (one network trained on all source windows, no
 adaptation) and ``pretrain_finetune`` (that network fine-tuned per target
@@ -33,7 +35,7 @@ from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
 from metamap.seeding import seeded
-from metamap.traffic.baselines import historical_average, persistence
+from metamap.traffic.baselines import historical_average, historical_average_week, persistence, seasonal_naive
 from metamap.traffic.family import SensorTasks
 from metamap.traffic.features import SeriesFeatures
 from metamap.traffic.linear import fit_ridge, predict_ridge
@@ -41,9 +43,15 @@ from metamap.traffic.metrics import errors_by_step, horizon_errors, masked_error
 from metamap.training import TrainConfig, meta_train
 
 META_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil")
-BASELINES = (
+SIMPLE_BASELINES = (  # nothing to train or choose: every table and every applied run shows them
     "persistence",
+    "seasonal_naive_day",
+    "seasonal_naive_week",
     "historical_average",
+    "historical_average_week",
+)
+BASELINES = (
+    *SIMPLE_BASELINES,
     "target_only",
     "target_only_linear",
     "pretrain",
@@ -278,8 +286,7 @@ CANDIDATES: dict[str, list[Settings]] = {
     "pretrain_finetune": [{"steps": s, "lr": lr} for s in (10, 30, 100) for lr in (1e-4, 3e-4, 1e-3)],
     "target_only": [{"steps": s, "lr": lr} for s in (30, 100, 300, 1000) for lr in (1e-3, 3e-3)],
     "target_only_linear": [{"penalty": p} for p in (1.0, 10.0, 100.0, 1000.0, 10000.0)],
-    "persistence": [{}],
-    "historical_average": [{}],
+    **{method: [{}] for method in SIMPLE_BASELINES},
 }
 
 
@@ -307,6 +314,35 @@ class HistoricalAverage:
 
     def predict(self, x: Target) -> torch.Tensor:
         return historical_average(x.features, x.nodes, self.support, x.test_origins)
+
+
+class HistoricalAverageWeek:
+    """Each sensor's own support readings averaged by time of week (time of day where a slot is unseen)."""
+
+    def fit(self, source: Any) -> None:
+        """Learns nothing."""
+
+    def adapt(self, support: Target) -> None:
+        self.support = support.support
+
+    def predict(self, x: Target) -> torch.Tensor:
+        return historical_average_week(x.features, x.nodes, self.support, x.test_origins)
+
+
+class SeasonalNaive:
+    """The reading ``lag_days`` days before each test target (persistence where there is none)."""
+
+    def __init__(self, lag_days: int) -> None:
+        self.lag_days = lag_days
+
+    def fit(self, source: Any) -> None:
+        """Learns nothing."""
+
+    def adapt(self, support: Target) -> None:
+        """Needs no support: the lagged readings come from the series itself."""
+
+    def predict(self, x: Target) -> torch.Tensor:
+        return seasonal_naive(x.features, x.nodes, x.test_origins, self.lag_days)
 
 
 class Ridge:
@@ -364,6 +400,12 @@ def make_method(
         return Persistence()
     if name == "historical_average":
         return HistoricalAverage()
+    if name == "historical_average_week":
+        return HistoricalAverageWeek()
+    if name == "seasonal_naive_day":
+        return SeasonalNaive(lag_days=1)
+    if name == "seasonal_naive_week":
+        return SeasonalNaive(lag_days=7)
     if name == "target_only_linear":
         return Ridge()
     if name == "target_only":

@@ -50,10 +50,15 @@ def minutes_of_day(times: np.ndarray) -> np.ndarray:
     return (times - times.astype("datetime64[D]")).astype("timedelta64[m]").astype(np.int64)
 
 
+def weekdays(times: np.ndarray) -> np.ndarray:
+    """``int64 [T]``: day of the week of each ``datetime64`` time stamp (Monday = 0 .. Sunday = 6)."""
+    return (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+
+
 def calendar_features(times: np.ndarray) -> np.ndarray:
     """``[T, 3]`` float32: sin, cos of the time of day and a weekend (Saturday/Sunday) flag."""
     angle = 2 * np.pi * minutes_of_day(times) / (24 * 60)
-    weekday = (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    weekday = weekdays(times)
     return np.stack([np.sin(angle), np.cos(angle), (weekday >= 5).astype(np.float64)], axis=1).astype(np.float32)
 
 

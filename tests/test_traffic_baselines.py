@@ -1,0 +1,137 @@
+"""Seasonal naive and time-of-week baselines on series with a known weekly pattern."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metamap.traffic.baselines import historical_average, historical_average_week, persistence, seasonal_naive
+from metamap.traffic.data import TrafficData
+from metamap.traffic.experiment import (
+    BASELINES,
+    CANDIDATES,
+    SIMPLE_BASELINES,
+    ExperimentConfig,
+    Target,
+    make_method,
+    score,
+)
+from metamap.traffic.features import SeriesFeatures, fit_scaler
+
+HOURS_PER_WEEK = 7 * 24
+MONDAY = "2024-01-01"  # a Monday
+
+
+def _hourly(values: np.ndarray, step_minutes: int = 60) -> SeriesFeatures:
+    """Features of ``values [T, N]`` read every ``step_minutes`` from Monday 00:00 (0 = missing)."""
+    values = values.astype(np.float32)
+    times = np.datetime64(MONDAY) + np.arange(len(values)) * np.timedelta64(step_minutes, "m")
+    data = TrafficData(
+        values,
+        values != 0,
+        times.astype("datetime64[ns]"),
+        tuple(str(i) for i in range(values.shape[1])),
+        step_minutes=step_minutes,
+    )
+    return SeriesFeatures(data, fit_scaler(data.values, data.mask))
+
+
+def _weekly(n_weeks: int = 3, n_sensors: int = 2) -> np.ndarray:
+    """Sensor i reads ``10 + i + 5 * weekday + hour / 10``: each hour of the week has its own reading."""
+    step = np.arange(n_weeks * HOURS_PER_WEEK)
+    weekday, hour = step // 24 % 7, step % 24
+    return (10 + 5 * weekday + hour / 10)[:, None] + np.arange(n_sensors)[None, :]
+
+
+def _targets(origins: torch.Tensor) -> torch.Tensor:
+    """Target steps ``[W, 12]`` of the windows at ``origins [W]``."""
+    return origins[:, None] + torch.arange(1, 13)
+
+
+def test_seasonal_naive_week_repeats_a_weekly_pattern_exactly():
+    features = _hourly(_weekly())
+    nodes = torch.arange(2)
+    origins = features.origins(HOURS_PER_WEEK, 3 * HOURS_PER_WEEK, inputs_inside=False)
+    prediction = seasonal_naive(features, nodes, origins, lag_days=7)
+    assert torch.equal(prediction, features.truth(nodes, origins))
+
+
+def test_seasonal_naive_day_is_off_by_the_known_day_to_day_change():
+    features = _hourly(_weekly())
+    nodes = torch.arange(2)
+    origins = features.origins(HOURS_PER_WEEK, 3 * HOURS_PER_WEEK, inputs_inside=False)
+    error = seasonal_naive(features, nodes, origins, lag_days=1) - features.truth(nodes, origins)
+    monday = (_targets(origins) // 24 % 7 == 0).expand(2, -1, -1)
+    torch.testing.assert_close(error[monday], torch.full_like(error[monday], 30.0))  # Sunday's reading: 6 * 5 higher
+    torch.testing.assert_close(error[~monday], torch.full_like(error[~monday], -5.0))
+
+
+def test_seasonal_naive_falls_back_to_persistence_before_the_first_week():
+    features = _hourly(_weekly(n_weeks=2))
+    nodes = torch.arange(2)
+    origins = features.origins(0, 2 * HOURS_PER_WEEK, inputs_inside=False)
+    prediction = seasonal_naive(features, nodes, origins, lag_days=7)
+    no_history = (_targets(origins) < HOURS_PER_WEEK).expand(2, -1, -1)
+    assert no_history.any() and (~no_history).any()
+    assert torch.equal(prediction[no_history], persistence(features, nodes, origins)[no_history])
+    assert torch.equal(prediction[~no_history], features.truth(nodes, origins)[~no_history])
+
+
+def test_seasonal_naive_falls_back_to_persistence_at_a_missing_lagged_reading():
+    values = _weekly()
+    target_step, sensor = 2 * HOURS_PER_WEEK + 30, 1
+    values[target_step - HOURS_PER_WEEK, sensor] = 0  # missing
+    features = _hourly(values)
+    origin = target_step - 4
+    prediction = seasonal_naive(features, torch.tensor([sensor]), torch.tensor([origin]), lag_days=7)[0, 0]
+    assert prediction[3] == pytest.approx(values[origin, sensor])  # horizon 4 lands on the missing lag
+    torch.testing.assert_close(
+        prediction[[0, 1, 2, 4]],
+        torch.tensor(values[[origin + 1, origin + 2, origin + 3, origin + 5], sensor], dtype=torch.float32),
+    )
+
+
+def test_seasonal_naive_never_reads_past_the_origin():
+    """At 3-hour steps a day is 8 steps, shorter than the 12-step horizon: horizons 9..12 fall back."""
+    values = 20 + np.arange(40, dtype=float)[:, None]
+    features = _hourly(values, step_minutes=180)
+    origin = 20
+    prediction = seasonal_naive(features, torch.tensor([0]), torch.tensor([origin]), lag_days=1)[0, 0]
+    expected = [values[origin + h - 8, 0] for h in range(1, 9)] + [values[origin, 0]] * 4
+    torch.testing.assert_close(prediction, torch.tensor(expected, dtype=torch.float32))
+
+
+def test_historical_average_week_repeats_a_weekly_pattern_exactly():
+    features = _hourly(_weekly())
+    nodes = torch.arange(2)
+    origins = features.origins(2 * HOURS_PER_WEEK, 3 * HOURS_PER_WEEK, inputs_inside=False)
+    prediction = historical_average_week(features, nodes, (0, 2 * HOURS_PER_WEEK), origins)
+    torch.testing.assert_close(prediction, features.truth(nodes, origins), atol=1e-5, rtol=0)
+    by_day = historical_average(features, nodes, (0, 2 * HOURS_PER_WEEK), origins)
+    assert (by_day - features.truth(nodes, origins)).abs().max() > 1  # time of day alone cannot tell the weekday
+
+
+def test_historical_average_week_falls_back_to_time_of_day_on_unseen_weekdays():
+    features = _hourly(_weekly())
+    nodes = torch.arange(2)
+    support = (0, 3 * 24)  # Monday to Wednesday
+    origins = features.origins(HOURS_PER_WEEK, 2 * HOURS_PER_WEEK, inputs_inside=False)
+    prediction = historical_average_week(features, nodes, support, origins)
+    seen = (_targets(origins) // 24 % 7 < 3).expand(2, -1, -1)
+    torch.testing.assert_close(prediction[seen], features.truth(nodes, origins)[seen], atol=1e-5, rtol=0)
+    by_day = historical_average(features, nodes, support, origins)
+    assert torch.equal(prediction[~seen], by_day[~seen])
+
+
+def test_simple_baselines_are_in_every_table_with_nothing_to_choose():
+    assert set(SIMPLE_BASELINES) <= set(BASELINES) and set(SIMPLE_BASELINES) <= set(ExperimentConfig().methods)
+    features = _hourly(_weekly())
+    target = Target(features, torch.arange(2), (0, 2 * HOURS_PER_WEEK), (2 * HOURS_PER_WEEK, 3 * HOURS_PER_WEEK))
+    config = ExperimentConfig(model="node")
+    for name in SIMPLE_BASELINES:
+        assert CANDIDATES[name] == [{}]
+        result = score(make_method(name, None, config, features.n_features), target, {})
+        assert result.prediction.shape == target.truth.shape and torch.isfinite(result.prediction).all()
+    week = score(make_method("seasonal_naive_week", None, config, features.n_features), target, {})
+    assert week.errors["60min"]["mae"] == 0.0
