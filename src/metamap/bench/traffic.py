@@ -35,20 +35,29 @@ from metamap.bench.cache import load_cached, runs_folder, save_cached
 from metamap.paths import shared_data_dir
 from metamap.report import format_table, machine, write_json
 from metamap.traffic import plots
-from metamap.traffic.experiment import BASELINES, META_METHODS, MODELS, ExperimentConfig, compare, train_methods
+from metamap.traffic.experiment import (
+    BASELINES,
+    META_METHODS,
+    MODELS,
+    SIMPLE_BASELINES,
+    ExperimentConfig,
+    compare,
+    train_methods,
+)
 from metamap.traffic.io import load_traffic
 from metamap.traffic.protocols import new_city, new_sensors
 
 SEEDS = (0, 1, 2)
 FULL = ExperimentConfig(steps=600)
-# quick: one meta-learner and the cheap baselines (target-only training tries 8 settings of up to 1000 steps)
+# quick: one meta-learner, the baselines with nothing to train, and fine-tuning
+# (no target-only training: it tries 8 settings of up to 1000 steps)
 QUICK = ExperimentConfig(
     steps=5,
     hidden=(16,),
     meta_batch=4,
     n_support=8,
     n_query=8,
-    methods=("maml", "persistence", "historical_average", "pretrain_finetune"),
+    methods=("maml", *SIMPLE_BASELINES, "pretrain_finetune"),
 )
 PLOTTED = ("maml", "pretrain_finetune", "historical_average", "persistence")
 
