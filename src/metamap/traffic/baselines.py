@@ -51,8 +51,10 @@ def historical_average(
     Slots the support period never saw (a support shorter than a day) take
     the mean of all the sensor's support readings.
     """
-    profile = _time_of_day_profile(features, nodes, support)
-    return _at_targets(profile, _slots(features.data), origins, nodes)
+    slots = _slots(features.data)
+    values, valid = _support_readings(features, nodes, support)
+    profile = _time_of_day_profile(values, valid, slots[slice(*support)], features.data.steps_per_day)
+    return _at_targets(profile, slots, origins, nodes)
 
 
 def historical_average_week(
@@ -64,38 +66,37 @@ def historical_average_week(
     the time-of-day mean of :func:`historical_average`.
     """
     per_day = features.data.steps_per_day
-    by_day = _time_of_day_profile(features, nodes, support)  # [n, per_day]
-    week_slots = _week_slots(features.data)
+    values, valid = _support_readings(features, nodes, support)
+    by_day = _time_of_day_profile(values, valid, _slots(features.data)[slice(*support)], per_day)  # [n, per_day]
     fallback = by_day.repeat(1, DAYS_PER_WEEK)  # [n, 7 * per_day]: slot s falls back to time of day s % per_day
-    profile = _slot_means(features, nodes, support, week_slots, DAYS_PER_WEEK * per_day, fallback)
+    week_slots = _week_slots(features.data)
+    profile = _slot_means(values, valid, week_slots[slice(*support)], DAYS_PER_WEEK * per_day, fallback)
     return _at_targets(profile, week_slots, origins, nodes)
 
 
-def _time_of_day_profile(features: SeriesFeatures, nodes: torch.Tensor, support: tuple[int, int]) -> torch.Tensor:
-    """``float64 [n, steps_per_day]``: support means by time of day; the overall support mean where unseen."""
+def _support_readings(
+    features: SeriesFeatures, nodes: torch.Tensor, support: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``float64 [n, S]`` readings of ``nodes`` over the support steps and ``float64 [n, S]`` 1 = observed."""
     start, stop = support
-    values = features.raw[nodes][:, start:stop].double()
-    valid = features.target_mask[nodes][:, start:stop].double()
+    return features.raw[nodes][:, start:stop].double(), features.target_mask[nodes][:, start:stop].double()
+
+
+def _time_of_day_profile(
+    values: torch.Tensor, valid: torch.Tensor, slot_of: torch.Tensor, per_day: int
+) -> torch.Tensor:
+    """``float64 [n, per_day]``: support means by time of day (``slot_of [S]``); the overall mean where unseen."""
     overall = (values * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)
-    per_day = features.data.steps_per_day
-    return _slot_means(features, nodes, support, _slots(features.data), per_day, overall.expand(-1, per_day))
+    return _slot_means(values, valid, slot_of, per_day, overall.expand(-1, per_day))
 
 
 def _slot_means(
-    features: SeriesFeatures,
-    nodes: torch.Tensor,
-    support: tuple[int, int],
-    slots: torch.Tensor,
-    n_slots: int,
-    fallback: torch.Tensor,
+    values: torch.Tensor, valid: torch.Tensor, slot_of: torch.Tensor, n_slots: int, fallback: torch.Tensor
 ) -> torch.Tensor:
-    """``float64 [n, n_slots]``: mean observed support reading per slot (``slots [T]``), ``fallback`` where none."""
-    start, stop = support
-    values = features.raw[nodes][:, start:stop].double()
-    valid = features.target_mask[nodes][:, start:stop].double()
-    slot_of = slots[start:stop]
-    sums = torch.zeros(len(nodes), n_slots, dtype=torch.float64).index_add_(1, slot_of, values * valid)
-    counts = torch.zeros(len(nodes), n_slots, dtype=torch.float64).index_add_(1, slot_of, valid)
+    """``float64 [n, n_slots]``: mean observed reading per slot (``slot_of [S]`` of each step), ``fallback`` where none."""
+    n = len(values)
+    sums = torch.zeros(n, n_slots, dtype=torch.float64).index_add_(1, slot_of, values * valid)
+    counts = torch.zeros(n, n_slots, dtype=torch.float64).index_add_(1, slot_of, valid)
     return torch.where(counts > 0, sums / counts.clamp(min=1), fallback)
 
 
