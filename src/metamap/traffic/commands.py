@@ -19,6 +19,11 @@ Outputs of ``adapt`` and ``evaluate`` in ``--out``: ``metrics.json``,
 the adapted model's forecast as ``prediction``; ``evaluate`` P1 writes the
 6-hour-support target as ``prediction_6h_<method>``), ``forecasts.png`` and
 ``error_by_horizon.png``.
+
+Every data file is read on its own terms (:func:`~metamap.traffic.io.load_traffic`):
+the time step from an ``.h5`` index or ``--step`` for a ``.npz``, local
+wall-clock time of a time-zone-aware index, ``--missing-value`` codes and
+``--zero-is-missing``/``--keep-zeros``; the zone and step go into the run.
 """
 
 from __future__ import annotations
