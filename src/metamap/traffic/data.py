@@ -26,11 +26,11 @@ class TrafficData:
             apart (except across a daylight-saving change of ``timezone``);
             calendar features (time of day, weekend) are read from them.
         sensor_ids: the N sensor ids, in column order.
+        step_minutes: minutes between consecutive time steps; divides a day.
         adjacency: ``float32 [N, N]`` edge weights (row = from, column = to),
             or None when no graph was given.
         coords: ``float64 [N, 2]`` latitude, longitude in degrees, or None.
         name: a short label for reports (e.g. the file stem).
-        step_minutes: minutes between consecutive time steps; divides a day.
         timezone: the zone of ``times`` (e.g. ``"America/Los_Angeles"``), or
             None when the file named none.
     """
@@ -39,10 +39,10 @@ class TrafficData:
     mask: np.ndarray
     times: np.ndarray
     sensor_ids: tuple[str, ...]
+    step_minutes: int
     adjacency: np.ndarray | None = None
     coords: np.ndarray | None = None
     name: str = "traffic"
-    step_minutes: int = 5
     timezone: str | None = None
 
     def __post_init__(self) -> None:
