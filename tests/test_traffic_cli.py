@@ -481,3 +481,20 @@ def test_missing_value_flags_parse():
     assert args.missing_value == [-1.0, 9999.0] and args.zero_is_missing is False
     defaults = _parser().parse_args(["traffic", "adapt", "--run", "r", "--data", "x.h5", "--out", "o"])
     assert defaults.missing_value == [] and defaults.zero_is_missing is True and defaults.step is None
+
+
+def test_a_time_zone_aware_file_keeps_local_time_and_the_run_records_its_zone(city, tmp_path, capsys):
+    frame = pd.read_hdf(city / "city.h5", "df")
+    frame.index = frame.index.tz_localize("America/Los_Angeles")
+    local = tmp_path / "local.h5"
+    frame.to_hdf(local, key="df")
+    run = tmp_path / "run"
+    argv = ["--data", str(local), "--model", "node", "--no-progress", *TINY]
+    assert main(["traffic", "train", *argv, "--step", "5min", "--out", str(run)]) == 0
+    saved = json.loads((run / "checkpoints" / "step-000000003" / "state.json").read_text())["config"]["run"]["data"]
+    assert saved["timezone"] == "America/Los_Angeles" and saved["step_minutes"] == 5
+    out_dir = tmp_path / "adapted"
+    assert main(["traffic", "adapt", "--run", str(run), "--data", str(local), "--out", str(out_dir)]) == 0
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["timezone"] == "America/Los_Angeles"
+    assert metrics["test_period"][0] == "2012-03-06T00:00"  # local midnight after the first day, not 08:00 UTC

@@ -661,6 +661,7 @@ def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
         "data": args.data.name,
         "target_data": args.target_data.name if args.target_data else None,
         "target_days": args.target_days,
+        "timezone": {name: t.features.data.timezone for name, t in plan.setup.targets.items()},
         "n_targets": {name: len(t.nodes) for name, t in plan.setup.targets.items()},
         "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()},
     }
