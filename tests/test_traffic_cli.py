@@ -50,6 +50,10 @@ def city(tmp_path_factory):
     np.savez(folder / "pems.npz", data=np.stack([flow, occupancy, speed], axis=-1))
     edges = [(i, i + 1, 900.0 + 50 * i) for i in range(n_pems - 1)]
     pd.DataFrame(edges, columns=["from", "to", "cost"]).to_csv(folder / "pems.csv", index=False)
+    pd.DataFrame(edges[:5], columns=["from", "to", "cost"]).to_csv(folder / "partial.csv", index=False)
+    negative = speed.copy()
+    negative[3, 2] = negative[7, 4] = -1
+    np.savez(folder / "negative.npz", data=negative)
     return folder
 
 
@@ -204,6 +208,8 @@ def test_evaluate_new_city(city, tmp_path, capsys):
                 str(city / "city.h5"),
                 "--target-data",
                 str(city / "pems.npz"),
+                "--target-step",
+                "5min",
                 "--out",
                 str(out_dir),
                 "--model",
@@ -239,6 +245,8 @@ def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys
                 "speed",
                 "--start",
                 "2018-01-01",
+                "--step",
+                "5min",
                 "--method",
                 "pretrain",
                 "--out",
@@ -261,6 +269,8 @@ def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys
                 str(city / "pems.npz"),
                 "--adj",
                 str(city / "pems.csv"),
+                "--step",
+                "5min",
                 "--out",
                 str(tmp_path / "out"),
             ]
@@ -293,12 +303,38 @@ def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys
                 "{city}/city.h5",
                 "--target-data",
                 "{city}/pems.npz",
+                "--target-step",
+                "5min",
                 "--adj",
                 "{city}/adj.pkl",
                 "--out",
                 "{tmp}/out",
             ],
             "--target-adj",
+        ),
+        (["traffic", "train", "--data", "{city}/pems.npz", "--out", "{tmp}/run"], "time step must be given (--step"),
+        (
+            ["traffic", "train", "--data", "{city}/city.h5", "--step", "15min", "--out", "{tmp}/run"],
+            "city.h5 has 5-minute steps, but 15 min was given",
+        ),
+        (
+            ["traffic", "train", "--data", "{city}/negative.npz", "--step", "1h", "--out", "{tmp}/run"],
+            "2 negative values (-1.0); if they are missing-value codes, name them (--missing-value)",
+        ),
+        (
+            [
+                "traffic",
+                "train",
+                "--data",
+                "{city}/pems.npz",
+                "--step",
+                "5min",
+                "--adj",
+                "{city}/partial.csv",
+                "--out",
+                "{tmp}/run",
+            ],
+            "expected distances for all 8 sensors of the readings, but 2 are in no row, e.g. '6', '7'",
         ),
         (
             ["traffic", "evaluate", "--data", "{city}/city.h5", "--target-days", "3", "--out", "{tmp}/out"],
@@ -411,6 +447,8 @@ def test_patterns_command_writes_json_and_plots(shared_data, tmp_path, capsys):
                 str(folder / "metr-la-week.h5"),
                 "--target-data",
                 str(folder / "PEMS04.npz"),
+                "--target-step",
+                "5min",
                 "--out",
                 str(out),
                 "--steps",
@@ -424,3 +462,40 @@ def test_patterns_command_writes_json_and_plots(shared_data, tmp_path, capsys):
     assert "balanced accuracy" in capsys.readouterr().out
     result = json.loads((out / "patterns.json").read_text())
     assert (out / "prototypes.png").stat().st_size > 10_000 and "1" in result["accuracy"]
+
+
+@pytest.mark.parametrize("step", ["soon", "30s", "0min"])
+def test_a_step_that_is_not_whole_minutes_is_a_usage_error(city, tmp_path, capsys, step):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["traffic", "train", "--data", str(city / "pems.npz"), "--step", step, "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--step: expected a time step" in err and err.count("\n") == 1
+
+
+def test_missing_value_flags_parse():
+    """``--missing-value`` repeats, ``--keep-zeros`` turns zeros into readings; the defaults keep today's reading."""
+    from metamap.cli import _parser
+
+    argv = ["traffic", "train", "--data", "x.npz", "--missing-value", "-1", "--missing-value", "9999", "--keep-zeros"]
+    args = _parser().parse_args([*argv, "--out", "run"])
+    assert args.missing_value == [-1.0, 9999.0] and args.zero_is_missing is False
+    defaults = _parser().parse_args(["traffic", "adapt", "--run", "r", "--data", "x.h5", "--out", "o"])
+    assert defaults.missing_value == [] and defaults.zero_is_missing is True and defaults.step is None
+
+
+def test_a_time_zone_aware_file_keeps_local_time_and_the_run_records_its_zone(city, tmp_path, capsys):
+    frame = pd.read_hdf(city / "city.h5", "df")
+    frame.index = frame.index.tz_localize("America/Los_Angeles")
+    local = tmp_path / "local.h5"
+    frame.to_hdf(local, key="df")
+    run = tmp_path / "run"
+    argv = ["--data", str(local), "--model", "node", "--no-progress", *TINY]
+    assert main(["traffic", "train", *argv, "--step", "5min", "--out", str(run)]) == 0
+    saved = json.loads((run / "checkpoints" / "step-000000003" / "state.json").read_text())["config"]["run"]["data"]
+    assert saved["timezone"] == "America/Los_Angeles" and saved["step_minutes"] == 5
+    out_dir = tmp_path / "adapted"
+    assert main(["traffic", "adapt", "--run", str(run), "--data", str(local), "--out", str(out_dir)]) == 0
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["timezone"] == "America/Los_Angeles"
+    assert metrics["test_period"][0] == "2012-03-06T00:00"  # local midnight after the first day, not 08:00 UTC

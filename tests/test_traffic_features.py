@@ -26,9 +26,8 @@ from metamap.traffic.protocols import new_city, new_sensors
 def _data(values: np.ndarray, adjacency: np.ndarray | None = None, start: str = "2024-01-01") -> TrafficData:
     values = values.astype(np.float32)
     times = np.datetime64(start) + np.arange(len(values)) * np.timedelta64(5, "m")
-    return TrafficData(
-        values, values != 0, times.astype("datetime64[ns]"), tuple(str(i) for i in range(values.shape[1])), adjacency
-    )
+    ids = tuple(str(i) for i in range(values.shape[1]))
+    return TrafficData(values, values != 0, times.astype("datetime64[ns]"), ids, step_minutes=5, adjacency=adjacency)
 
 
 def _scaler(mean: float, std: float) -> Standardizer:

@@ -44,7 +44,7 @@ def test_metr_la_week(shared_data):
 
 def test_pems04(shared_data):
     folder = shared_data / "traffic"
-    data = load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv")
+    data = load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", step_minutes=5)
     assert data.values.shape == (694, 307) and data.sensor_ids[306] == "306"
     raw = np.load(folder / "PEMS04.npz")["data"]
     np.testing.assert_array_equal(data.values, np.where(data.mask, raw[:, :, 2], 0))
@@ -82,8 +82,8 @@ def test_h5_round_trip_and_missing_values(tmp_path):
     frame = _frame(freq="15min")
     frame.iloc[1, 0] = 0.0
     frame.iloc[2, 2] = np.nan
-    values, mask, times, ids, step = read_h5(_h5(tmp_path, frame))
-    assert ids == ("a", "b", "c") and step == 15 and values.dtype == np.float32
+    values, mask, times, ids, step, zone = read_h5(_h5(tmp_path, frame))
+    assert ids == ("a", "b", "c") and step == 15 and zone is None and values.dtype == np.float32
     np.testing.assert_array_equal(times, frame.index.to_numpy("datetime64[ns]"))
     expected_mask = np.ones((6, 3), dtype=bool)
     expected_mask[1, 0] = expected_mask[2, 2] = False
@@ -101,11 +101,11 @@ def test_npz_round_trip_channels(tmp_path):
     assert not flow.mask[0, 1] and flow.mask.sum() == 19
     assert flow.sensor_ids == ("0", "1", "2", "3", "4") and flow.step_minutes == 10
     assert flow.times[-1] == np.datetime64("2021-06-01T08:30")
-    np.testing.assert_array_equal(read_npz(path, channel=1).values, data[:, :, 1])
-    np.testing.assert_array_equal(read_npz(path).values, data[:, :, 2])
+    np.testing.assert_array_equal(read_npz(path, channel=1, step_minutes=5).values, data[:, :, 1])
+    np.testing.assert_array_equal(read_npz(path, step_minutes=5).values, data[:, :, 2])
     single = tmp_path / "single.npz"
     np.savez(single, data=data[:, :, 2])
-    np.testing.assert_array_equal(load_traffic(single).values, data[:, :, 2])
+    np.testing.assert_array_equal(load_traffic(single, step_minutes=5).values, data[:, :, 2])
 
 
 def test_pickles_from_python_3_load(tmp_path):
@@ -293,3 +293,103 @@ def test_safe_reader_equals_pandas_on_written_frames(tmp_path, table):
     path = tmp_path / "frame.h5"
     frame.to_hdf(path, key="speed/la", format="table" if table else "fixed")
     pd.testing.assert_frame_equal(read_frame(path, "speed/la", isolate=False), pd.read_hdf(path, "speed/la"))
+
+
+# -- the file's own time step, time zone and missing-value codes ------------------------
+
+
+@pytest.mark.parametrize(
+    ("freq", "minutes", "per_day"), [("5min", 5, 288), ("15min", 15, 96), ("1h", 60, 24), ("1D", 1440, 1)]
+)
+def test_h5_step_comes_from_the_index(tmp_path, freq, minutes, per_day):
+    data = load_traffic(_h5(tmp_path, _frame(n_steps=8, freq=freq)))
+    assert data.step_minutes == minutes and data.steps_per_day == per_day
+    assert load_traffic(_h5(tmp_path, _frame(n_steps=8, freq=freq)), step_minutes=minutes).step_minutes == minutes
+
+
+def test_h5_step_that_contradicts_the_index_or_does_not_divide_a_day(tmp_path):
+    with pytest.raises(ConfigError, match=r"speeds.h5 has 60-minute steps, but 5 min was given"):
+        load_traffic(_h5(tmp_path, _frame(freq="1h")), step_minutes=5)
+    with pytest.raises(DataError, match=r"divides a day.*got 7 min"):
+        read_h5(_h5(tmp_path, _frame(freq="7min")))
+
+
+@pytest.mark.parametrize("minutes", [5, 15, 60, 1440])
+def test_npz_step_is_given_or_stored(tmp_path, minutes):
+    path = tmp_path / "pems.npz"
+    np.savez(path, data=np.ones((4, 2)))
+    with pytest.raises(ConfigError, match=r"pems.npz: a .npz file has no timestamps.*--step"):
+        load_traffic(path)
+    given = load_traffic(path, step_minutes=minutes, start="2021-06-01")
+    assert given.step_minutes == minutes and given.times[1] - given.times[0] == np.timedelta64(minutes, "m")
+    np.savez(path, data=np.ones((4, 2)), step_minutes=np.int64(minutes))
+    assert load_traffic(path).step_minutes == minutes == load_traffic(path, step_minutes=minutes).step_minutes
+    with pytest.raises(ConfigError, match=rf"stores {minutes}-minute steps, but 7 min was given"):
+        load_traffic(path, step_minutes=7)
+
+
+def test_tz_aware_index_keeps_local_wall_clock_time(tmp_path):
+    """Los Angeles midnight on Saturday 2020-03-07 stays midnight and Saturday (UTC would say 08:00);
+    the step is elapsed time, regular across the daylight-saving change of 2020-03-08 02:00."""
+    from metamap.traffic.features import calendar_features, minutes_of_day
+
+    frame = _frame(n_steps=48)
+    frame.index = pd.date_range("2020-03-07", periods=48, freq="1h", tz="America/Los_Angeles")
+    data = load_traffic(_h5(tmp_path, frame))
+    assert data.timezone == "America/Los_Angeles" and data.step_minutes == 60
+    assert data.times[0] == np.datetime64("2020-03-07T00:00") and data.times[-1] == np.datetime64("2020-03-09T00:00")
+    np.testing.assert_array_equal(minutes_of_day(data.times[:3]), [0, 60, 120])
+    np.testing.assert_allclose(calendar_features(data.times[:1]), [[0, 1, 1]], atol=1e-7)  # midnight, weekend
+
+
+def test_sentinels_zeros_and_negative_readings(tmp_path):
+    frame = _frame()
+    frame.iloc[1, 0] = -1.0
+    frame.iloc[2, 1] = 0.0
+    frame.iloc[3, 2] = 9999.0
+    path = _h5(tmp_path, frame)
+    with pytest.raises(
+        DataError, match=r"speeds.h5: expected non-negative readings, got 1 negative values \(-1.0\).*--missing-value"
+    ):
+        load_traffic(path)
+    masked = load_traffic(path, missing_values=(-1, 9999))
+    expected = np.ones((6, 3), dtype=bool)
+    expected[1, 0] = expected[2, 1] = expected[3, 2] = False
+    np.testing.assert_array_equal(masked.mask, expected)
+    assert masked.values[1, 0] == masked.values[3, 2] == 0
+    counts = load_traffic(path, missing_values=(-1, 9999), zero_is_missing=False)
+    assert counts.mask[2, 1] and counts.values[2, 1] == 0 and counts.mask.sum() == 16
+    npz = tmp_path / "flow.npz"
+    np.savez(npz, data=frame.to_numpy())
+    np.testing.assert_array_equal(load_traffic(npz, step_minutes=5, missing_values=(-1, 9999)).mask, expected)
+
+
+def test_distance_csv_must_cover_every_sensor(tmp_path):
+    path = tmp_path / "distances.csv"
+    path.write_text("from,to,cost\nw,x,1.0\nx,w,2.0\n")
+    with pytest.raises(
+        DataError, match=r"distances.csv: expected distances for all 4 sensors.*2 are in no row, e.g. 'y', 'z'$"
+    ):
+        read_distance_csv(path, 4, sensor_ids=("w", "x", "y", "z"))
+    path.write_text("from,to,cost\n0,1,1.0\n1,0,2.0\n")
+    with pytest.raises(DataError, match=r"1 are in no row, e.g. '2'$"):
+        read_distance_csv(path, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"), [("5min", 5), ("15min", 15), ("1h", 60), ("1day", 1440), ("90 minutes", 90)]
+)
+def test_time_step_argument(text, minutes):
+    from metamap.arguments import time_step
+
+    assert time_step(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["soon", "", "30s", "0min", "-5min", "nat"])
+def test_time_step_argument_refuses(text):
+    import argparse
+
+    from metamap.arguments import time_step
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a time step"):
+        time_step(text)

@@ -65,6 +65,7 @@ def synthetic_city(n_sensors: int, n_days: int, seed: int, coords: bool = True) 
         mask=values > 0,
         times=times,
         sensor_ids=tuple(f"s{i}" for i in range(n_sensors)),
+        step_minutes=5,
         coords=rng.uniform([34.0, -118.5], [34.2, -118.2], size=(n_sensors, 2)) if coords else None,
         name=f"synthetic{seed}",
     )
@@ -114,7 +115,7 @@ def test_sensor_days_cut_at_midnight_and_skip_days_with_many_gaps():
     jan2, jan3 = 144, 144 + 288
     mask[jan2 : jan2 + 72, 1] = False  # 25% of Jan 2 missing: skipped
     mask[jan3 : jan3 + 31, 1] = False  # 11% of Jan 3 missing: kept
-    data = TrafficData(values=np.where(mask, values, 0), mask=mask, times=times, sensor_ids=("a", "b"))
+    data = TrafficData(values=np.where(mask, values, 0), mask=mask, times=times, sensor_ids=("a", "b"), step_minutes=5)
     days = sensor_days(data)
     assert len(days) == 3
     assert days.sensor.tolist() == [0, 0, 1]
@@ -203,7 +204,11 @@ def test_target_with_one_pattern_is_refused(tmp_path):
     source = synthetic_city(40, 10, seed=9)
     target = synthetic_city(5, 2, seed=10)
     quiet = TrafficData(
-        values=np.full_like(target.values, 60.0), mask=target.mask, times=target.times, sensor_ids=target.sensor_ids
+        values=np.full_like(target.values, 60.0),
+        mask=target.mask,
+        times=target.times,
+        sensor_ids=target.sensor_ids,
+        step_minutes=target.step_minutes,
     )
     with pytest.raises(DataError, match="at least 2 patterns with 4 sensor-days.*'free_flow': 10"):
         run_patterns(source, quiet, tmp_path, steps=5)
@@ -220,6 +225,7 @@ def test_real_la_has_every_pattern(shared_data):
         mask=values > 0,
         times=frame.index.to_numpy(dtype="datetime64[ns]"),
         sensor_ids=tuple(str(c) for c in frame.columns),
+        step_minutes=5,
     )
     days = sensor_days(data)
     assert len(days) == 207 * 7

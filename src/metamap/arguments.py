@@ -1,7 +1,8 @@
 """Checks of command-line values at the boundary, shared by every ``metamap`` command.
 
 The argparse types (:func:`positive_int`, :func:`nonnegative_int`,
-:func:`positive_float`, :func:`nonnegative_float`, :func:`finite_float`)
+:func:`positive_float`, :func:`nonnegative_float`, :func:`finite_float`,
+:func:`time_step`)
 turn a bad value into argparse's own one-line usage error (exit code 2).
 The path checks (:func:`output_folder`, :func:`output_file`) run before any
 work starts, so that a run never computes for minutes and then fails to
@@ -67,6 +68,22 @@ def nonnegative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
+
+
+def time_step(text: str) -> int:
+    """A time step such as ``5min``, ``15min``, ``1h`` or ``1day`` (pandas Timedelta syntax), in whole minutes >= 1."""
+    import pandas as pd
+
+    try:
+        step = pd.Timedelta(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a time step such as 5min, 1h or 1day, got {text!r}") from None
+    if pd.isna(step):
+        raise argparse.ArgumentTypeError(f"expected a time step such as 5min, 1h or 1day, got {text!r}")
+    minutes, rest = divmod(step.value, 60 * 10**9)
+    if rest or minutes < 1:
+        raise argparse.ArgumentTypeError(f"expected a time step of whole minutes >= 1 (e.g. 5min, 1h), got {text!r}")
+    return int(minutes)
 
 
 def output_folder(path: Path, what: str = "--out") -> Path:
@@ -243,3 +260,44 @@ def add_progress_flag(parser: argparse.ArgumentParser) -> None:
 def add_json_flag(parser: argparse.ArgumentParser, *, required: bool = False, default: Path | None = None) -> None:
     """Add ``--json``: the path of a JSON file of results (``None`` unless ``required`` or ``default``)."""
     parser.add_argument("--json", type=Path, required=required, default=default, help=JSON_HELP)
+
+
+def add_step_flag(parser: argparse.ArgumentParser, flag: str = "--step", *, of: str = "the readings") -> None:
+    """Add a time-step flag (``args.step`` for ``--step``): minutes between readings, given as ``5min``, ``1h``, ...
+    (:func:`time_step`); ``None`` when absent, for a file that carries its own step."""
+    parser.add_argument(
+        flag,
+        type=time_step,
+        default=None,
+        metavar="STEP",
+        help=f"time step of {of}, e.g. 5min, 15min, 1h, 1day: required for a file without timestamps (.npz) "
+        "unless it stores one; checked against the timestamps of a file that has them",
+    )
+
+
+def add_missing_value_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--missing-value X`` (repeatable; ``args.missing_value``, a list of floats) and
+    ``--zero-is-missing``/``--keep-zeros`` (``args.zero_is_missing``, default True): which readings
+    of a data file are missing rather than measured."""
+    parser.add_argument(
+        "--missing-value",
+        type=finite_float,
+        action="append",
+        default=[],
+        metavar="X",
+        help="a code the file uses for a missing reading, e.g. -1 (repeat for several codes)",
+    )
+    zeros = parser.add_mutually_exclusive_group()
+    zeros.add_argument(
+        "--zero-is-missing",
+        dest="zero_is_missing",
+        action="store_true",
+        default=True,
+        help="treat readings of 0 as missing (the default: a detector reports speed 0 when it has no reading)",
+    )
+    zeros.add_argument(
+        "--keep-zeros",
+        dest="zero_is_missing",
+        action="store_false",
+        help="keep readings of 0 as real zeros (counts on an empty road)",
+    )

@@ -236,7 +236,7 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
     )
 
     source = sensor_days(load_traffic(data / "metr-la-week.h5"))
-    target = sensor_days(load_traffic(data / "PEMS04.npz"))
+    target = sensor_days(load_traffic(data / "PEMS04.npz", step_minutes=5))
     x = torch.from_numpy(source.filled())
     labels = torch.from_numpy(source.labels())
     family = PatternEpisodes(x, labels, sensor_splits(source.sensor, make_generator(0)), k_shot=5, n_query=5)

@@ -69,7 +69,7 @@ def load_la():
 
 def load_pems04():
     folder = shared_data_dir() / "traffic"
-    return load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", channel="speed")
+    return load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", channel="speed", step_minutes=5)
 
 
 def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -> dict[str, Any]:

@@ -61,7 +61,9 @@ def synthetic_sensors(family: SensorTasks, scaled: np.ndarray) -> SensorTasks:
         mask=np.ones(values.shape, dtype=bool),
         times=features.data.times[start:stop],
         sensor_ids=tuple(f"synthetic{i}" for i in range(values.shape[1])),
+        step_minutes=features.data.step_minutes,
         name="synthetic",
+        timezone=features.data.timezone,
     )
     synthetic = SeriesFeatures(data, features.scaler, graph_hops=0)
     return SensorTasks(

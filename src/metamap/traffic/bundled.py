@@ -41,10 +41,12 @@ def load_bundled_la(path: Path = BUNDLE) -> TrafficData:
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise DataError(f"the bundled LA week {path} cannot be read ({one_line(exc)}); reinstall metamap") from exc
     values = arrays["values"]
+    times = arrays["times"].astype("datetime64[ns]")
     return TrafficData(
         values=values,
         mask=values != 0,
-        times=arrays["times"].astype("datetime64[ns]"),
+        times=times,
+        step_minutes=int((times[1] - times[0]) // np.timedelta64(1, "m")),
         sensor_ids=tuple(str(s) for s in arrays["sensor_ids"]),
         adjacency=arrays["adjacency"],
         coords=arrays["coords"],

@@ -20,6 +20,11 @@ Outputs of ``adapt`` and ``evaluate`` in ``--out``: ``metrics.json``,
 the adapted model's forecast as ``prediction``; ``evaluate`` P1 writes the
 6-hour-support target as ``prediction_6h_<method>``), ``forecasts.png`` and
 ``error_by_horizon.png``.
+
+Every data file is read on its own terms (:func:`~metamap.traffic.io.load_traffic`):
+the time step from an ``.h5`` index or ``--step`` for a ``.npz``, local
+wall-clock time of a time-zone-aware index, ``--missing-value`` codes and
+``--zero-is-missing``/``--keep-zeros``; the zone and step go into the run.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from metamap.arguments import (
     add_device_flag,
+    add_missing_value_flags,
     add_out_flag,
     add_progress_flag,
     add_run_folder_flags,
     add_seed_flag,
+    add_step_flag,
     add_steps_flag,
     nonnegative_int,
     output_file,
@@ -118,6 +125,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--target-key", default=None, help="HDF key of --target-data (default: --key)")
     evaluate.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
     evaluate.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
+    add_step_flag(evaluate, "--target-step", of="--target-data (default: --step)")
     evaluate.add_argument("--target-days", type=positive_int, default=1, help="days the targets adapt on")
     evaluate.add_argument(
         "--train-days",
@@ -147,6 +155,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     patterns.add_argument("--target-key", default=None, help="HDF key of --target-data (default: --key)")
     patterns.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
     patterns.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
+    add_step_flag(patterns, "--target-step", of="--target-data (default: --step)")
     add_out_flag(patterns, "folder", "patterns.json and the plots")
     add_steps_flag(patterns, "ProtoNet meta-training", default=500)
     patterns.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5], help="labelled days per pattern")
@@ -162,6 +171,8 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", default="df", help="HDF key of the readings (.h5)")
     parser.add_argument("--channel", default="speed", help="npz channel: flow | occupancy | speed or an index")
     parser.add_argument("--start", default=None, help="npz: time of the first step (default 2018-01-01T00:00)")
+    add_step_flag(parser)
+    add_missing_value_flags(parser)
     parser.add_argument("--drop-silent", action="store_true", help="drop sensors that never report")
 
 
@@ -191,16 +202,43 @@ def _load(
     key: str,
     channel: str,
     start: str | None,
+    step: int | None,
 ):
+    """:func:`~metamap.traffic.io.load_traffic` with the missing-value and ``--drop-silent`` flags of ``args``."""
     from metamap.traffic.io import load_traffic
 
     return load_traffic(
-        path, adj, locations, key=key, channel=_channel(channel), start=start, drop_silent=args.drop_silent
+        path,
+        adj,
+        locations,
+        key=key,
+        channel=_channel(channel),
+        start=start,
+        step_minutes=step,
+        missing_values=tuple(args.missing_value),
+        zero_is_missing=args.zero_is_missing,
+        drop_silent=args.drop_silent,
     )
 
 
 def _load_source(args: argparse.Namespace):
-    return _load(args.data, args.adj, args.locations, args, key=args.key, channel=args.channel, start=args.start)
+    return _load(
+        args.data, args.adj, args.locations, args, key=args.key, channel=args.channel, start=args.start, step=args.step
+    )
+
+
+def _load_target(args: argparse.Namespace, adj: Path | None):
+    """``--target-data`` (with graph ``adj``), its key, channel and step defaulting to those of ``--data``."""
+    return _load(
+        args.target_data,
+        adj,
+        args.target_locations,
+        args,
+        key=args.target_key or args.key,
+        channel=args.target_channel or args.channel,
+        start=args.target_start,
+        step=args.step if args.target_step is None else args.target_step,
+    )
 
 
 def _experiment(args: argparse.Namespace, steps_per_day: int, methods: tuple[str, ...], has_graph: bool):
@@ -348,6 +386,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
             "channel": args.channel,
             "n_sensors": data.n_sensors,
             "step_minutes": data.step_minutes,
+            "timezone": data.timezone,
             "steps_per_day": per_day,
             "train_days": train_days,
             "train_steps": train_stop,
@@ -468,6 +507,7 @@ def _adapt(args: argparse.Namespace) -> int:
         "options": options,
         "model": config.model,
         "data": args.data.name,
+        "timezone": data.timezone,
         "target_days": args.target_days,
         "n_sensors": data.n_sensors,
         "n_windows": len(target.test_origins),
@@ -549,15 +589,7 @@ def _new_city(args: argparse.Namespace, data: TrafficData, methods: tuple[str, .
     per_day = data.steps_per_day
     days = data.n_steps // per_day
     k = args.target_days
-    target = _load(
-        args.target_data,
-        args.target_adj,
-        args.target_locations,
-        args,
-        key=args.target_key or args.key,
-        channel=args.target_channel or args.channel,
-        start=args.target_start,
-    )
+    target = _load_target(args, args.target_adj)
     if target.step_minutes != data.step_minutes:
         raise ConfigError(
             f"{args.target_data} has {target.step_minutes}-minute steps, {args.data} "
@@ -630,6 +662,7 @@ def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
         "data": args.data.name,
         "target_data": args.target_data.name if args.target_data else None,
         "target_days": args.target_days,
+        "timezone": {name: t.features.data.timezone for name, t in plan.setup.targets.items()},
         "n_targets": {name: len(t.nodes) for name, t in plan.setup.targets.items()},
         "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()},
     }
@@ -646,15 +679,7 @@ def _patterns(args: argparse.Namespace) -> int:
     _check_outputs(args, PATTERN_OUTPUTS)
     device = pick_device(args.device)
     source = _load_source(args)
-    target = _load(
-        args.target_data,
-        None,
-        args.target_locations,
-        args,
-        key=args.target_key or args.key,
-        channel=args.target_channel or args.channel,
-        start=args.target_start,
-    )
+    target = _load_target(args, None)
     result = run_patterns(
         source,
         target,

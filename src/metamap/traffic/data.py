@@ -1,8 +1,8 @@
 """TrafficData: one city's (or district's) detector readings in memory.
 
 The field's layout (tsl / BasicTS): ``[time, node]`` values with an explicit
-mask. Zeros in the source files are missing readings, never a speed of 0;
-they arrive here as ``mask == False`` with value 0.
+mask. Missing readings (NaN, the file's missing-value codes and, for speed
+data, zeros) arrive here as ``mask == False`` with value 0.
 """
 
 from __future__ import annotations
@@ -22,23 +22,28 @@ class TrafficData:
         values: ``float32 [T, N]`` readings (speed in mph for METR-LA/PeMS
             speed; the file's unit otherwise); 0 where missing.
         mask: ``bool [T, N]``; True where a reading exists.
-        times: ``datetime64[ns] [T]``, strictly increasing by ``step_minutes``.
+        times: ``datetime64[ns] [T]`` local wall-clock times, ``step_minutes``
+            apart (except across a daylight-saving change of ``timezone``);
+            calendar features (time of day, weekend) are read from them.
         sensor_ids: the N sensor ids, in column order.
+        step_minutes: minutes between consecutive time steps; divides a day.
         adjacency: ``float32 [N, N]`` edge weights (row = from, column = to),
             or None when no graph was given.
         coords: ``float64 [N, 2]`` latitude, longitude in degrees, or None.
         name: a short label for reports (e.g. the file stem).
-        step_minutes: minutes between consecutive time steps.
+        timezone: the zone of ``times`` (e.g. ``"America/Los_Angeles"``), or
+            None when the file named none.
     """
 
     values: np.ndarray
     mask: np.ndarray
     times: np.ndarray
     sensor_ids: tuple[str, ...]
+    step_minutes: int
     adjacency: np.ndarray | None = None
     coords: np.ndarray | None = None
     name: str = "traffic"
-    step_minutes: int = 5
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         t, n = self.values.shape if self.values.ndim == 2 else (None, None)

@@ -11,8 +11,11 @@ Supported layouts (those of DCRNN, ASTGCN and their successors):
   thresholded Gaussian kernel;
 * sensor locations: a ``sensor_id,latitude,longitude`` CSV.
 
-Zeros and NaN in the readings are missing values (``mask == False``, value 0).
-Every error names the file, what was expected and what came.
+NaN readings, the file's own missing-value codes (``missing_values``) and,
+unless ``zero_is_missing=False``, zeros are missing values (``mask == False``,
+value 0). Timestamps keep the file's local wall-clock time (a time-zone-aware
+index is not turned into UTC), so that time of day and weekend are those the
+drivers saw. Every error names the file, what was expected and what came.
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ class Readings(NamedTuple):
 
     Attributes:
         values: ``float32 [T, N]``, in the file's unit (mph for speed); 0 where missing.
-        mask: ``bool [T, N]``; True where a reading exists (not zero, not NaN).
-        times: ``datetime64[ns] [T]``, strictly increasing by ``step_minutes``.
+        mask: ``bool [T, N]``; True where a reading exists (see :func:`_values_and_mask`).
+        times: ``datetime64[ns] [T]`` local wall-clock times, ``step_minutes`` apart
+            (except across a daylight-saving change of ``timezone``).
         sensor_ids: the N sensor ids as strings, in column order.
-        step_minutes: minutes between consecutive time steps.
+        step_minutes: minutes between consecutive time steps (elapsed time).
+        timezone: the zone of ``times`` (e.g. ``"America/Los_Angeles"``), or
+            None for a file without one.
     """
 
     values: np.ndarray
@@ -57,6 +63,7 @@ class Readings(NamedTuple):
     times: np.ndarray
     sensor_ids: tuple[str, ...]
     step_minutes: int
+    timezone: str | None = None
 
 
 def _few(items, limit: int = 5) -> str:
@@ -73,8 +80,19 @@ def _require_file(path: PathLike, what: str) -> Path:
     return path
 
 
-def _values_and_mask(array: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``float32`` values with zeros where missing, and the mask of present readings."""
+def _values_and_mask(
+    array: np.ndarray, path: Path, missing_values: tuple[float, ...] = (), zero_is_missing: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """``float32`` values with zeros where missing, and the mask of present readings.
+
+    Missing: NaN, any of ``missing_values`` (the file's sentinel codes, such as
+    -1) and, with ``zero_is_missing``, 0 (a loop detector reports a speed of 0
+    when it has no reading). A negative reading that is not a listed code is
+    refused rather than masked: speeds, flows and occupancies are never
+    negative, so it is an unnamed code, and neither keeping it as a reading nor
+    silently dropping it would be right; the error names the values to pass as
+    missing-value codes.
+    """
     infinite = np.isinf(array)
     if infinite.any():
         t, n = np.argwhere(infinite)[0]
@@ -82,7 +100,16 @@ def _values_and_mask(array: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndar
             f"{path}: expected finite readings (NaN or 0 for missing), got {int(infinite.sum())} infinite values, "
             f"the first at time step {t}, sensor column {n}"
         )
-    mask = ~np.isnan(array) & (array != 0)
+    mask = ~np.isnan(array) & ~np.isin(array, missing_values)
+    if zero_is_missing:
+        mask &= array != 0
+    negative = mask & (array < 0)
+    if negative.any():
+        codes = np.unique(array[negative])
+        raise DataError(
+            f"{path}: expected non-negative readings, got {int(negative.sum())} negative values "
+            f"({_few(codes.tolist(), 3)}); if they are missing-value codes, name them (--missing-value)"
+        )
     with np.errstate(over="ignore"):
         values = np.where(mask, array, 0).astype(np.float32)
     if np.isinf(values).any():
@@ -111,8 +138,14 @@ def _check_frame(frame: pd.DataFrame, path: Path, key: str) -> pd.DataFrame:
     return frame
 
 
+MINUTES_PER_DAY = 24 * 60
+
+
 def _step_minutes(times: np.ndarray, path: Path) -> int:
-    """Check that ``times`` (datetime64[ns]) are unique, increasing and regular; the step in minutes."""
+    """Check that ``times`` (datetime64[ns] instants) are unique, increasing and regular; the step in minutes.
+
+    The step must divide a day, since days and times of day are counted in steps.
+    """
     if len(times) < 2:
         raise DataError(f"{path}: expected at least 2 time steps to infer the step, got {len(times)}")
     duplicated = pd.Index(times).duplicated()
@@ -139,10 +172,21 @@ def _step_minutes(times: np.ndarray, path: Path) -> int:
             f"({pd.Timestamp(times[row])} to {pd.Timestamp(times[row + 1])}) are {pd.Timedelta(int(diffs[row]))} apart "
             f"({irregular.size} irregular gaps in all)"
         )
-    return step_ns // minute_ns
+    return _day_divisor(step_ns // minute_ns, str(path))
 
 
-def read_h5(path: PathLike, key: str = "df") -> Readings:
+def _day_divisor(step_minutes: int, where: str) -> int:
+    """``step_minutes``, checked to divide a day (1440 minutes)."""
+    if MINUTES_PER_DAY % step_minutes:
+        raise DataError(
+            f"{where}: expected a time step that divides a day (e.g. 5min, 15min, 1h, 1day), got {step_minutes} min"
+        )
+    return step_minutes
+
+
+def read_h5(
+    path: PathLike, key: str = "df", missing_values: tuple[float, ...] = (), zero_is_missing: bool = True
+) -> Readings:
     """Read a pandas HDF file of readings (METR-LA / PEMS-BAY layout) without unpickling anything.
 
     The file is read by :func:`metamap.safe_hdf.read_frame`, which refuses
@@ -150,13 +194,16 @@ def read_h5(path: PathLike, key: str = "df") -> Readings:
 
     Args:
         path: the ``.h5`` file; under ``key`` a DataFrame ``[T, N]`` with a
-            regular DatetimeIndex and one numeric column per sensor.
+            regular DatetimeIndex (naive or time-zone-aware) and one numeric
+            column per sensor.
         key: the HDF key of the DataFrame.
+        missing_values, zero_is_missing: which readings are missing (see :func:`_values_and_mask`).
 
     Returns:
         :class:`Readings`: ``values float32 [T, N]``, ``mask bool [T, N]``,
-        ``times datetime64[ns] [T]``, ``sensor_ids`` (the column names as
-        strings) and ``step_minutes`` (the median time step).
+        ``times datetime64[ns] [T]`` (the index's local wall-clock times),
+        ``sensor_ids`` (the column names as strings), ``step_minutes`` (the
+        index's step, in elapsed time) and ``timezone`` (the index's zone or None).
 
     Raises:
         DataError: missing or unreadable file, missing key, not a DataFrame,
@@ -166,12 +213,14 @@ def read_h5(path: PathLike, key: str = "df") -> Readings:
     """
     path = _require_file(path, "a pandas HDF5 file of readings")
     frame = _check_frame(read_frame(path, key), path, key)
-    times = frame.index.to_numpy(dtype="datetime64[ns]")
-    step = _step_minutes(times, path)
+    index = frame.index
+    timezone = None if index.tz is None else str(index.tz)
+    step = _step_minutes(index.to_numpy(dtype="datetime64[ns]"), path)  # instants (UTC): elapsed time
+    times = (index if timezone is None else index.tz_localize(None)).to_numpy(dtype="datetime64[ns]")
     sensor_ids = tuple(str(c) for c in frame.columns)
     _check_unique(sensor_ids, path)
-    values, mask = _values_and_mask(frame.to_numpy(dtype=np.float64), path)
-    return Readings(values, mask, times, sensor_ids, step)
+    values, mask = _values_and_mask(frame.to_numpy(dtype=np.float64), path, missing_values, zero_is_missing)
+    return Readings(values, mask, times, sensor_ids, step, timezone)
 
 
 # --------------------------------------------------------------------------- numpy npz
@@ -196,8 +245,6 @@ def _channel_index(channel: str | int, n_channels: int, path: Path) -> int:
 
 
 def _regular_times(start: str, step_minutes: int, n_steps: int) -> np.ndarray:
-    if isinstance(step_minutes, bool) or not isinstance(step_minutes, (int, np.integer)) or step_minutes <= 0:
-        raise ConfigError(f"step_minutes: expected a positive int, got {step_minutes!r}")
     try:
         first = np.datetime64(start, "ns")
     except ValueError as exc:
@@ -205,7 +252,45 @@ def _regular_times(start: str, step_minutes: int, n_steps: int) -> np.ndarray:
     return first + np.arange(n_steps) * np.timedelta64(int(step_minutes), "m")
 
 
-def _load_npz_data(path: Path) -> np.ndarray:
+def _stored_step(archive: np.lib.npyio.NpzFile, path: Path) -> int | None:
+    """The archive's optional ``step_minutes`` key (a positive integer scalar dividing a day), or None."""
+    if "step_minutes" not in archive.files:
+        return None
+    try:
+        value = archive["step_minutes"]
+    except _NPZ_ERRORS as exc:
+        raise DataError(f"{path}: the array 'step_minutes' cannot be read ({one_line(exc)})") from exc
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer) or value <= 0:
+        raise DataError(f"{path}: expected 'step_minutes' as one positive integer, got {describe(value)}")
+    return _day_divisor(int(value), f"{path}: step_minutes")
+
+
+def _npz_step(path: Path, stored: int | None, step_minutes: int | None) -> int:
+    """The step in minutes of a ``.npz`` file: ``step_minutes`` if given, else the one it ``stored``.
+
+    Raises:
+        ConfigError: neither gives a step, both do and differ, or ``step_minutes`` is not a positive int
+            dividing a day.
+    """
+    if step_minutes is None:
+        if stored is None:
+            raise ConfigError(
+                f"{path}: a .npz file has no timestamps, so its time step must be given (--step, e.g. 5min or 1h)"
+            )
+        return stored
+    if isinstance(step_minutes, bool) or not isinstance(step_minutes, (int, np.integer)) or step_minutes <= 0:
+        raise ConfigError(f"step_minutes: expected a positive int, got {step_minutes!r}")
+    if stored is not None and stored != step_minutes:
+        raise ConfigError(f"step: {path} stores {stored}-minute steps, but {step_minutes} min was given")
+    if MINUTES_PER_DAY % step_minutes:
+        raise ConfigError(
+            f"step: expected a time step that divides a day (e.g. 5min, 1h, 1day), got {step_minutes} min"
+        )
+    return int(step_minutes)
+
+
+def _load_npz_data(path: Path) -> tuple[np.ndarray, int | None]:
+    """The archive's ``data`` array and its stored step in minutes (None if it holds none)."""
     try:
         archive = np.load(path, allow_pickle=False)
     except _NPZ_ERRORS as exc:
@@ -217,13 +302,19 @@ def _load_npz_data(path: Path) -> np.ndarray:
             keys = _few(archive.files) or "no keys"
             raise DataError(f"{path}: expected the key 'data', but the archive holds {keys}")
         try:
-            return archive["data"]
+            data = archive["data"]
         except _NPZ_ERRORS as exc:
             raise DataError(f"{path}: the array 'data' cannot be read ({one_line(exc)})") from exc
+        return data, _stored_step(archive, path)
 
 
 def read_npz(
-    path: PathLike, channel: str | int = "speed", start: str = "2018-01-01T00:00", step_minutes: int = 5
+    path: PathLike,
+    channel: str | int = "speed",
+    start: str = "2018-01-01T00:00",
+    step_minutes: int | None = None,
+    missing_values: tuple[float, ...] = (),
+    zero_is_missing: bool = True,
 ) -> Readings:
     """Read a PeMS ``.npz`` archive (ASTGCN / STSGCN layout).
 
@@ -231,10 +322,13 @@ def read_npz(
         path: the archive; key ``data`` holds ``[T, N, C]`` readings (PeMS:
             C = 3 channels: flow in vehicles per step, occupancy as a fraction,
             speed in mph) or ``[T, N]`` (one channel).
+            An optional integer scalar ``step_minutes`` holds the time step.
         channel: ``"flow"``, ``"occupancy"``, ``"speed"`` (3-channel layout; a
             one-channel file is taken as the named quantity) or an int index.
         start: the time of the first step (the file has no timestamps).
-        step_minutes: minutes between steps.
+        step_minutes: minutes between steps; required unless the archive stores
+            them, and then it must agree.
+        missing_values, zero_is_missing: which readings are missing (see :func:`_values_and_mask`).
 
     Returns:
         :class:`Readings` with ``values float32 [T, N]``, ``mask bool [T, N]``,
@@ -246,20 +340,23 @@ def read_npz(
             or infinite values.
         ShapeError: ``data`` is not 2- or 3-dimensional.
         ConfigError: unknown channel name or index out of range, bad
-            ``start`` or ``step_minutes``.
+            ``start``, a missing or contradicting ``step_minutes``.
     """
     path = _require_file(path, "a numpy .npz archive of readings")
-    data = _load_npz_data(path)
+    data, stored_step = _load_npz_data(path)
     if data.ndim not in (2, 3):
         raise ShapeError(f"{path}: expected 'data' as [time, node, channel] or [time, node], got {describe(data)}")
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
         raise DataError(f"{path}: expected real numeric readings in 'data', got dtype {data.dtype}")
     if data.ndim == 2:
         data = data[:, :, None]
-    values, mask = _values_and_mask(data[:, :, _channel_index(channel, data.shape[2], path)].astype(np.float64), path)
-    times = _regular_times(start, step_minutes, data.shape[0])
+    channel_index = _channel_index(channel, data.shape[2], path)
+    step = _npz_step(path, stored_step, step_minutes)
+    readings = data[:, :, channel_index].astype(np.float64)
+    values, mask = _values_and_mask(readings, path, missing_values, zero_is_missing)
+    times = _regular_times(start, step, data.shape[0])
     sensor_ids = tuple(str(i) for i in range(data.shape[1]))
-    return Readings(values, mask, times, sensor_ids, int(step_minutes))
+    return Readings(values, mask, times, sensor_ids, step)
 
 
 # --------------------------------------------------------------------------- graphs
@@ -408,12 +505,15 @@ def read_distance_csv(
         sensor_ids: the N ids in node order, to map ``from``/``to`` through.
         sigma, threshold: see :func:`gaussian_kernel_adjacency`.
 
+    Every sensor must appear in some row (as ``from`` or ``to``): a CSV that
+    leaves sensors out is most likely the graph of another selection of them.
+
     Returns:
         ``float32 [N, N]`` weights, row = from, column = to.
 
     Raises:
         DataError: missing or unreadable file, missing columns, unknown
-            ids, bad indices or costs.
+            ids, bad indices or costs, sensors that no row names.
         ConfigError: ``sensor_ids`` does not hold ``n_sensors`` ids.
     """
     path = _require_file(path, "a from,to,cost distance CSV")
@@ -426,9 +526,21 @@ def read_distance_csv(
     src = _node_indices(frame["from"].str.strip(), sensor_ids, path)
     dst = _node_indices(frame["to"].str.strip(), sensor_ids, path)
     try:
-        return gaussian_kernel_adjacency(src, dst, cost.to_numpy(np.float64), n_sensors, sigma, threshold)
+        weights = gaussian_kernel_adjacency(src, dst, cost.to_numpy(np.float64), n_sensors, sigma, threshold)
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
+    _check_covers(path, np.concatenate([src, dst]), sensor_ids or tuple(str(i) for i in range(n_sensors)))
+    return weights
+
+
+def _check_covers(path: Path, nodes: np.ndarray, sensor_ids: tuple[str, ...]) -> None:
+    """Refuse a distance CSV whose rows (node indices ``nodes``) leave some of ``sensor_ids`` out."""
+    absent = np.setdiff1d(np.arange(len(sensor_ids)), nodes)
+    if absent.size:
+        raise DataError(
+            f"{path}: expected distances for all {len(sensor_ids)} sensors of the readings, but "
+            f"{absent.size} are in no row, e.g. {_few([sensor_ids[i] for i in absent[:2]], 2)}"
+        )
 
 
 def _read_csv(path: Path, columns: tuple[str, ...], dtype: dict[str, type]) -> pd.DataFrame:
@@ -481,17 +593,24 @@ def _check_suffix(path: Path, supported: tuple[str, ...], what: str) -> str:
     return suffix
 
 
-def _read_readings(path: Path, key: str, channel: str | int, start: str | None, step_minutes: int | None) -> Readings:
+def _read_readings(
+    path: Path,
+    key: str,
+    channel: str | int,
+    start: str | None,
+    step_minutes: int | None,
+    missing_values: tuple[float, ...],
+    zero_is_missing: bool,
+) -> Readings:
     suffix = _check_suffix(path, H5_SUFFIXES + NPZ_SUFFIXES, "readings")
     if suffix in NPZ_SUFFIXES:
-        return read_npz(path, channel, start or "2018-01-01T00:00", 5 if step_minutes is None else step_minutes)
+        first = start or "2018-01-01T00:00"
+        return read_npz(path, channel, first, step_minutes, missing_values, zero_is_missing)
     if start is not None:
         raise ConfigError(f"start: applies to .npz files only; {path} carries its own timestamps")
-    readings = read_h5(path, key)
+    readings = read_h5(path, key, missing_values, zero_is_missing)
     if step_minutes is not None and step_minutes != readings.step_minutes:
-        raise ConfigError(
-            f"step_minutes: {path} has {readings.step_minutes}-minute steps, but {step_minutes} was given"
-        )
+        raise ConfigError(f"step: {path} has {readings.step_minutes}-minute steps, but {step_minutes} min was given")
     return readings
 
 
@@ -545,6 +664,8 @@ def load_traffic(
     channel: str | int = "speed",
     start: str | None = None,
     step_minutes: int | None = None,
+    missing_values: tuple[float, ...] = (),
+    zero_is_missing: bool = True,
     sigma: float | None = None,
     threshold: float = 0.1,
     drop_silent: bool = False,
@@ -562,8 +683,11 @@ def load_traffic(
         key: HDF key (``.h5`` only).
         channel: channel name or index (``.npz`` only).
         start: time of the first step (``.npz`` only; default 2018-01-01T00:00).
-        step_minutes: minutes per step (``.npz``: default 5; ``.h5``: must
-            match the file if given).
+        step_minutes: minutes per step (``.npz``: required unless the archive
+            stores it; ``.h5``: the index gives it, and a given value must match).
+        missing_values: the file's codes for a missing reading (e.g. ``(-1,)``).
+        zero_is_missing: whether a reading of 0 is missing (speed data) or a
+            real count (flow data with empty roads).
         sigma, threshold: Gaussian kernel of a distance CSV.
         drop_silent: drop sensors without a single reading (and their graph
             rows/columns) instead of raising.
@@ -580,7 +704,7 @@ def load_traffic(
         ShapeError: arrays of the wrong shape in the files.
     """
     data_path = Path(data_path)
-    readings = _read_readings(data_path, key, channel, start, step_minutes)
+    readings = _read_readings(data_path, key, channel, start, step_minutes, missing_values, zero_is_missing)
     adjacency = None if adj_path is None else _read_adjacency(Path(adj_path), readings.sensor_ids, sigma, threshold)
     coords = None if locations_path is None else read_locations(locations_path, readings.sensor_ids)
     data = TrafficData(
@@ -592,5 +716,6 @@ def load_traffic(
         coords=coords,
         name=data_path.stem if name is None else name,
         step_minutes=readings.step_minutes,
+        timezone=readings.timezone,
     )
     return _without_silent(data, data_path, drop_silent)

@@ -37,23 +37,24 @@ def forecasts_vs_truth(
     sensor_names: Sequence[str],
     path: Path,
     horizon: int = 12,
+    step_minutes: int = 5,
 ) -> Path:
     """For a few sensors: the readings and each method's forecast made ``horizon`` steps earlier.
 
-    ``times [W]`` are the origins' timestamps; ``truth``, predictions ``[n, W, 12]`` (mph); ``observed``
-    bool ``[n, W, 12]`` (False: no reading, not drawn).
+    ``times [W]`` are the origins' timestamps, ``step_minutes`` apart from one step to the next;
+    ``truth``, predictions ``[n, W, 12]`` (mph); ``observed`` bool ``[n, W, 12]`` (False: no reading, not drawn).
     """
     plt = pyplot()
     n = len(sensor_names)
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), sharex=True, squeeze=False)
-    valid_times = times + np.timedelta64(5 * horizon, "m")
+    valid_times = times + np.timedelta64(step_minutes * horizon, "m")
     for row, (ax, name) in enumerate(zip(axes[:, 0], sensor_names)):
         readings = np.where(observed[row, :, horizon - 1].numpy(), truth[row, :, horizon - 1].numpy(), np.nan)
         ax.plot(valid_times, readings, color="black", lw=1.2, label="observed")
         for method, prediction in predictions.items():
             ax.plot(valid_times, prediction[row, :, horizon - 1].numpy(), lw=0.9, label=method)
         ax.set_ylabel("mph")
-        ax.set_title(f"sensor {name}: forecast {5 * horizon} min ahead", fontsize=9)
+        ax.set_title(f"sensor {name}: forecast {step_minutes * horizon} min ahead", fontsize=9)
     axes[0, 0].legend(fontsize=7, ncol=4)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -71,4 +72,5 @@ def target_forecasts(target, predictions: dict[str, torch.Tensor], shown: torch.
         {m: p[shown] for m, p in predictions.items()},
         [data.sensor_ids[int(target.nodes[i])] for i in shown],
         path,
+        step_minutes=data.step_minutes,
     )
