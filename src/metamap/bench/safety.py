@@ -128,7 +128,7 @@ def _saved_run(run_dir: Path, run: dict[str, Any]) -> Path:
 
 
 def _readings(folder: Path, days: float, silent_sensor: bool = False, name: str = "readings.npz") -> Path:
-    """A PeMS-layout ``.npz`` (``data [T, N, 3]``: flow, occupancy, speed) of 4 sensors."""
+    """A PeMS-layout ``.npz`` (``data [T, N, 3]``: flow, occupancy, speed) of 4 sensors, 5-minute steps."""
     import numpy as np
 
     steps = int(days * STEPS_PER_DAY)
@@ -137,7 +137,7 @@ def _readings(folder: Path, days: float, silent_sensor: bool = False, name: str 
     if silent_sensor:
         data[:, 2] = 0.0
     path = folder / name
-    np.savez(path, data=data)
+    np.savez(path, data=data, step_minutes=np.int64(24 * 60 // STEPS_PER_DAY))
     return path
 
 
