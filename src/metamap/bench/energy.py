@@ -71,10 +71,10 @@ from metamap.experiment import (
     choose_on_validation,
 )
 from metamap.learners import AdaptOptions, GatedOptimizer, make_learner
-from metamap.nn import MLP
 from metamap.plotting import pyplot, save_png
 from metamap.preprocessing import Standardizer
 from metamap.report import format_table, machine, mean_ci95, write_json
+from metamap.seeding import seeded
 from metamap.training.trainer import Trainer
 
 # source/target outages: indices into the outage candidates (None: all branches in service)
@@ -271,11 +271,10 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     with torch.no_grad():
         results["pooled"] = gaps(torch.stack([pooled(episode.x_query[k]) for k in range(len(target))]), "pooled")
     tuned("pooled_finetune", RegimeFit(lambda k: copy.deepcopy(pooled)), FINETUNE_CANDIDATES)
-    # The target fit runs after the validation fits, so the global stream's later draws are as without tuning.
     scratch_candidates = [
         {"steps": s, "lr": lr} for s in (cfg["scratch_steps"] // 2, cfg["scratch_steps"]) for lr in (1e-3, 3e-3)
     ]
-    tuned("scratch", RegimeFit(lambda k: _scratch_network(k, n_load, n_gen, hidden)), scratch_candidates)
+    tuned("scratch", RegimeFit(lambda k: make_network(n_load, n_gen, hidden, seed=k)), scratch_candidates)
     learners = {}
     for name in ("maml", "metasgd", "reptile"):
         # meta-training starts from the single model's weights (pretrain, then meta-train)
@@ -300,15 +299,6 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         "ratio_vs_scratch": table[best]["mean"] / table["scratch"]["mean"],
         "gated": gated,
     }
-
-
-def _scratch_network(k: int, n_load: int, n_gen: int, hidden: tuple[int, ...]) -> MLP:
-    """Regime ``k``'s fresh network, drawn from torch's global stream seeded with ``k``.
-
-    The benchmark owns that stream here: :func:`gated_comparison`'s gates continue the last network's draws.
-    """
-    torch.manual_seed(k)
-    return MLP(n_load, list(hidden), n_gen)
 
 
 def validation_tasks(case, profiles, types, scalers: tuple[Standardizer, Standardizer], cfg) -> list[ValidationTask]:
@@ -347,7 +337,8 @@ def _meta_train(
 
 def gated_comparison(pooled, metasgd, source, episode, scalers, cfg, rng) -> dict[str, Any]:
     """Query-loss curves over ADAPT_STEPS steps on the target regimes; steps to Adam's half-way loss."""
-    gated = GatedOptimizer(copy.deepcopy(pooled), base="adam", lr=1e-3, inner_steps=10)
+    with seeded(0):  # the gate network's initial weights
+        gated = GatedOptimizer(copy.deepcopy(pooled), base="adam", lr=1e-3, inner_steps=10)
     for p in gated.model.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(gated.gate.parameters(), lr=3e-3)
@@ -448,7 +439,6 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
     cfg = QUICK if quick else FULL
     rng = np.random.default_rng(0)
-    torch.manual_seed(0)
     runs = runs_folder(json_path, quick)
     profiles = load_profiles(runs / "profiles.npz")
     case = load_case("case118")
