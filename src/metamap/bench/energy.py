@@ -57,6 +57,7 @@ from metamap.energy.learned import (
     make_network,
     regime_episode,
     standardized,
+    standardized_mse,
     train_dispatch,
 )
 from metamap.energy.scenarios import SEASONS, TIMES_OF_DAY, assign_types, load_profiles, sample_loads
@@ -311,11 +312,6 @@ def validation_tasks(case, profiles, types, scalers: tuple[Standardizer, Standar
     kept = [r for r in regimes(case, profiles, types, None, cfg, rng) if len(r.pd) >= cfg["support"] + cfg["query"]]
     episode = regime_episode(kept, scalers, cfg["support"], cfg["query"], rng)
     return [ValidationTask((episode.x_support, episode.y_support), episode.x_query, episode.y_query)]
-
-
-def standardized_mse(predictions: list[torch.Tensor], truths: list[torch.Tensor]) -> float:
-    """Mean squared error of standardized dispatches over every validation query scenario."""
-    return float(torch.mean((predictions[0] - truths[0]) ** 2))
 
 
 def _meta_train(

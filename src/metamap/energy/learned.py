@@ -209,10 +209,11 @@ def choose_finetuning(
     x, y = standardized(model.loads_scaler, pd)[None], standardized(model.dispatch_scaler, pg)[None]
     task = ValidationTask((x[:, fit], y[:, fit]), x[:, held], y[:, held])
     method = RegimeFit(lambda k: copy.deepcopy(model.network))
-    return choose_on_validation(method, FINETUNE_CANDIDATES, [task], _standardized_mse, name="energy fine-tuning")
+    return choose_on_validation(method, FINETUNE_CANDIDATES, [task], standardized_mse, name="energy fine-tuning")
 
 
-def _standardized_mse(predictions: list[torch.Tensor], truths: list[torch.Tensor]) -> float:
+def standardized_mse(predictions: list[torch.Tensor], truths: list[torch.Tensor]) -> float:
+    """Mean over validation tasks of the squared error of standardized dispatches (the score of a candidate)."""
     return float(torch.mean(torch.stack([((p - t) ** 2).mean() for p, t in zip(predictions, truths, strict=True)])))
 
 
