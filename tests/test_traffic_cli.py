@@ -182,7 +182,7 @@ def test_evaluate_new_sensors(city, tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "graph/maml" in out and "graph/persistence" in out and "MAE 60" in out
+    assert "graph/maml" in out and "graph/persistence" in out and "MAE 1h" in out
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["protocol"] == "new_sensors" and set(metrics["targets"]) == {"day", "6h"}
     assert metrics["n_targets"]["day"] == round(0.3 * N_SENSORS)
