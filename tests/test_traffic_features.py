@@ -72,7 +72,9 @@ def test_persistence_of_a_known_ramp_has_the_known_error():
     nodes = torch.arange(3)
     origins = features.origins(100, 300)
     truth = features.truth(nodes, origins)
-    errors = horizon_errors(features.persistence(nodes, origins), truth, features.observed(nodes, origins), features.spec, 5)
+    errors = horizon_errors(
+        features.persistence(nodes, origins), truth, features.observed(nodes, origins), features.spec, 5
+    )
     for minutes, steps in (("15min", 3), ("30min", 6), ("1h", 12)):
         assert errors[minutes]["mae"] == pytest.approx(0.1 * steps, rel=1e-4)
         assert errors[minutes]["rmse"] == pytest.approx(0.1 * steps, rel=1e-4)

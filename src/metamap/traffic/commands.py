@@ -1,4 +1,4 @@
-"""``metamap traffic train | adapt | evaluate``: few-shot forecasting on anyone's detector files.
+"""``metamap traffic train | adapt | evaluate | predict``: few-shot forecasting on anyone's detector files.
 
 - ``train``: meta-train one method on every sensor of a file (10% held out to
   choose the adaptation settings); the run folder's checkpoint holds all that
@@ -12,6 +12,10 @@
   time of day and week).
 - ``evaluate``: the full comparison of :mod:`metamap.traffic.experiment` on one
   file (P1, new sensors) or from one file to another (P2, new city).
+- ``predict``: a trained run adapts to every sensor of a file on its last K
+  days and forecasts the steps after the file's end, beside the simple
+  baselines: ``.csv`` (one row per sensor and lead) or ``.nc`` (``forecast
+  [sensor, lead]``), and a plot of the last days and the forecasts.
 
 Outputs of ``adapt`` and ``evaluate`` in ``--out``: ``metrics.json``,
 ``predictions.npz`` (``truth [N, W, 12]`` in the file's unit, 0 = missing;
@@ -148,6 +152,23 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     add_progress_flag(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
+    predict = commands.add_parser(
+        "predict", help="forecast every sensor from the end of a file with a trained run (for a dashboard)"
+    )
+    predict.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
+    _data_flags(predict)
+    predict.add_argument(
+        "--out", type=Path, required=True, help="forecasts.csv or forecasts.nc; a plot is written beside it (.png)"
+    )
+    predict.add_argument(
+        "--support-days", type=positive_int, default=1, help="the run adapts to each sensor on the file's last K days"
+    )
+    add_steps_flag(
+        predict, "adaptation", default=None, allow_zero=True, unset="those chosen on the validation sensors at training"
+    )
+    add_device_flag(predict)
+    predict.set_defaults(handler=_predict)
+
     patterns = commands.add_parser(
         "patterns", help="learn daily traffic patterns on --data, assign the sensor-days of --target-data"
     )
@@ -176,6 +197,9 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     add_step_flag(parser)
     add_missing_value_flags(parser)
     parser.add_argument("--drop-silent", action="store_true", help="drop sensors that never report")
+    parser.add_argument(
+        "--units", default=None, help="the readings' unit for tables and plots (default: mph for speed, else none)"
+    )
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
@@ -333,8 +357,10 @@ def _write_outputs(
     results: dict[str, dict[str, Any]],
     title: str,
     main_prediction: str | None = None,
+    units: str = "mph",
 ) -> None:
-    """``predictions.npz``, ``error_by_horizon.png`` and ``forecasts.png`` of the first target."""
+    """``predictions.npz``, ``error_by_horizon.png`` and ``forecasts.png`` (readings in ``units``) of the first
+    target."""
     import numpy as np
     import torch
 
@@ -373,7 +399,8 @@ def _write_outputs(
         shown_methods = [main_prediction, *shown_methods[:3]]
     observed = target.observed.sum(dim=(1, 2))
     shown = torch.sort(torch.argsort(observed, descending=True, stable=True)[:3]).values
-    plots.target_forecasts(target, {m: chosen[m].prediction for m in shown_methods}, shown, out / "forecasts.png")
+    predictions = {m: chosen[m].prediction for m in shown_methods}
+    plots.target_forecasts(target, predictions, shown, out / "forecasts.png", units=units)
 
 
 # --------------------------------------------------------------------------- train
@@ -601,6 +628,7 @@ def _adapt(args: argparse.Namespace) -> int:
         {"target": results},
         f"{args.data.name}: adapted on {args.target_days} day(s)",
         main_prediction=method,
+        units=_unit(args),
     )
     print(
         f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
@@ -611,11 +639,77 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+PREDICT_SUFFIXES = (".csv", ".nc")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from metamap.traffic import plots
+    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method
+    from metamap.traffic.forecast_files import write_forecasts
+    from metamap.training.distributed import pick_device
+
+    suffix = args.out.suffix.lower()
+    if suffix not in PREDICT_SUFFIXES:
+        raise ConfigError(f"--out: expected a .csv or .nc file, got {args.out}")
+    if suffix == ".nc":
+        from metamap.extras import require
+
+        require("metamap traffic predict --out FILE.nc", "geo")
+    inputs = [path for flag in INPUT_FLAGS if (path := getattr(args, flag, None)) is not None]
+    plot_path = args.out.with_suffix(".png")
+    for path in (args.out, plot_path):
+        output_file(path, inputs=inputs)
+    device = pick_device(args.device)
+    trained = _load_run(args.run, args.steps, device)
+    data = _load_source(args)
+    features = trained.features(data, args.data)
+    per_day, end = data.steps_per_day, data.n_steps
+    support = (end - args.support_days * per_day, end)
+    if support[0] < 0 or len(features.origins(*support)) == 0:
+        raise DataError(
+            f"{args.data}: --support-days {args.support_days} needs {args.support_days * per_day} steps with "
+            f"{features.history + features.horizon} or more in a row to adapt on; the file holds {end}"
+        )
+    target = Target(features, torch.arange(data.n_sensors), support, (end, end + features.horizon))
+    method, options = trained.method(args.steps)
+    forecasts: dict[str, torch.Tensor] = {}  # method -> [N, horizon] in the file's unit
+    for name in (method, *SIMPLE_BASELINES):
+        model = make_method(
+            name, trained.learner if name == method else None, trained.config, features.n_features, device
+        )
+        model.adapt(target, **(options if name == method else {}))
+        forecasts[name] = model.predict(target)[:, 0]
+    issued = data.times[-1]
+    valid = features.times[end:]
+    write_forecasts(args.out, data.sensor_ids, issued, valid, forecasts, method, data.step_minutes, data.timezone)
+    shown = torch.argsort(torch.from_numpy(data.mask[-per_day:].sum(0)), descending=True, stable=True)[:3]
+    plots.latest_forecasts(
+        data,
+        {m: forecasts[m] for m in (method, "persistence")},
+        valid,
+        np.sort(shown.numpy()),
+        plot_path,
+        units=_unit(args),
+    )
+    print(
+        f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on the last {args.support_days} day(s); "
+        f"forecasts from {np.datetime_as_string(issued, unit='m')} to {np.datetime_as_string(valid[-1], unit='m')}"
+    )
+    print(f"wrote {args.out} and {plot_path}")
+    return 0
+
+
 def _days(first: int, last: int) -> str:
     return f"day {first}" if first == last else f"days {first}-{last}"
 
 
 def _unit(args: argparse.Namespace) -> str:
+    """``--units``, else mph for speed readings (a pandas ``.h5`` or the npz speed channel), else none named."""
+    if args.units:
+        return args.units
     return "mph" if args.data.suffix.lower() != ".npz" or args.channel == "speed" else "the file's unit"
 
 
@@ -751,7 +845,8 @@ def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", payload)
-    _write_outputs(args.out, plan.setup.targets, results, f"{plan.protocol} ({plan.config.model} model)")
+    title = f"{plan.protocol} ({plan.config.model} model)"
+    _write_outputs(args.out, plan.setup.targets, results, title, units=_unit(args))
     print(f"\nwrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
 
 
