@@ -92,7 +92,7 @@ def test_demo_quick(tmp_path, capsys):
         assert (tmp_path / plot).stat().st_size > 10_000
     results = json.loads((tmp_path / "demo.json").read_text())["results"]
     assert set(results) == {"maml", "persistence", "historical_average", "pretrain"}
-    assert all(0 < r["errors"]["60min"]["mae"] < 30 for r in results.values())
+    assert all(0 < r["errors"]["1h"]["mae"] < 30 for r in results.values())
 
 
 def test_unknown_or_missing_device(tmp_path, capsys):

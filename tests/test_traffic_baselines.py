@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metamap.traffic.baselines import historical_average, historical_average_week, persistence, seasonal_naive
+from metamap.traffic.baselines import historical_average, historical_average_week
 from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import (
     BASELINES,
@@ -53,7 +53,7 @@ def test_seasonal_naive_week_repeats_a_weekly_pattern_exactly():
     features = _hourly(_weekly())
     nodes = torch.arange(2)
     origins = features.origins(HOURS_PER_WEEK, 3 * HOURS_PER_WEEK, inputs_inside=False)
-    prediction = seasonal_naive(features, nodes, origins, lag_days=7)
+    prediction = features.seasonal_naive(nodes, origins, lag_days=7)
     assert torch.equal(prediction, features.truth(nodes, origins))
 
 
@@ -61,7 +61,7 @@ def test_seasonal_naive_day_is_off_by_the_known_day_to_day_change():
     features = _hourly(_weekly())
     nodes = torch.arange(2)
     origins = features.origins(HOURS_PER_WEEK, 3 * HOURS_PER_WEEK, inputs_inside=False)
-    error = seasonal_naive(features, nodes, origins, lag_days=1) - features.truth(nodes, origins)
+    error = features.seasonal_naive(nodes, origins, lag_days=1) - features.truth(nodes, origins)
     monday = (_targets(origins) // 24 % 7 == 0).expand(2, -1, -1)
     torch.testing.assert_close(error[monday], torch.full_like(error[monday], 30.0))  # Sunday's reading: 6 * 5 higher
     torch.testing.assert_close(error[~monday], torch.full_like(error[~monday], -5.0))
@@ -71,10 +71,10 @@ def test_seasonal_naive_falls_back_to_persistence_before_the_first_week():
     features = _hourly(_weekly(n_weeks=2))
     nodes = torch.arange(2)
     origins = features.origins(0, 2 * HOURS_PER_WEEK, inputs_inside=False)
-    prediction = seasonal_naive(features, nodes, origins, lag_days=7)
+    prediction = features.seasonal_naive(nodes, origins, lag_days=7)
     no_history = (_targets(origins) < HOURS_PER_WEEK).expand(2, -1, -1)
     assert no_history.any() and (~no_history).any()
-    assert torch.equal(prediction[no_history], persistence(features, nodes, origins)[no_history])
+    assert torch.equal(prediction[no_history], features.persistence(nodes, origins)[no_history])
     assert torch.equal(prediction[~no_history], features.truth(nodes, origins)[~no_history])
 
 
@@ -84,7 +84,7 @@ def test_seasonal_naive_falls_back_to_persistence_at_a_missing_lagged_reading():
     values[target_step - HOURS_PER_WEEK, sensor] = 0  # missing
     features = _hourly(values)
     origin = target_step - 4
-    prediction = seasonal_naive(features, torch.tensor([sensor]), torch.tensor([origin]), lag_days=7)[0, 0]
+    prediction = features.seasonal_naive(torch.tensor([sensor]), torch.tensor([origin]), lag_days=7)[0, 0]
     assert prediction[3] == pytest.approx(values[origin, sensor])  # horizon 4 lands on the missing lag
     torch.testing.assert_close(
         prediction[[0, 1, 2, 4]],
@@ -97,7 +97,7 @@ def test_seasonal_naive_never_reads_past_the_origin():
     values = 20 + np.arange(40, dtype=float)[:, None]
     features = _hourly(values, step_minutes=180)
     origin = 20
-    prediction = seasonal_naive(features, torch.tensor([0]), torch.tensor([origin]), lag_days=1)[0, 0]
+    prediction = features.seasonal_naive(torch.tensor([0]), torch.tensor([origin]), lag_days=1)[0, 0]
     expected = [values[origin + h - 8, 0] for h in range(1, 9)] + [values[origin, 0]] * 4
     torch.testing.assert_close(prediction, torch.tensor(expected, dtype=torch.float32))
 
@@ -134,4 +134,4 @@ def test_simple_baselines_are_in_every_table_with_nothing_to_choose():
         result = score(make_method(name, None, config, features.n_features), target, {})
         assert result.prediction.shape == target.truth.shape and torch.isfinite(result.prediction).all()
     week = score(make_method("seasonal_naive_week", None, config, features.n_features), target, {})
-    assert week.errors["60min"]["mae"] == 0.0
+    assert week.errors["12h"]["mae"] == 0.0

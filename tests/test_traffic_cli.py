@@ -1,4 +1,4 @@
-"""``metamap traffic train | adapt | evaluate`` end to end on a tiny generated city, and its one-line errors."""
+"""``metamap traffic train | adapt | evaluate | predict`` end to end on a tiny generated city, and its one-line errors."""
 
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def test_evaluate_new_sensors(city, tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "graph/maml" in out and "graph/persistence" in out and "MAE 60" in out
+    assert "graph/maml" in out and "graph/persistence" in out and "MAE 1h" in out
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["protocol"] == "new_sensors" and set(metrics["targets"]) == {"day", "6h"}
     assert metrics["n_targets"]["day"] == round(0.3 * N_SENSORS)
@@ -390,7 +390,7 @@ def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_p
         state_file.write_text(json.dumps(state))
     assert main(base) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unreadable speed normalization" in err and "trained again" in err
+    assert err.count("\n") == 1 and "unreadable normalization" in err and "trained again" in err
     # A run folder of the generic command is not a traffic run.
     assert (
         main(
@@ -499,3 +499,38 @@ def test_a_time_zone_aware_file_keeps_local_time_and_the_run_records_its_zone(ci
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["timezone"] == "America/Los_Angeles"
     assert metrics["test_period"][0] == "2012-03-06T00:00"  # local midnight after the first day, not 08:00 UTC
+
+
+def test_predict_forecasts_every_sensor_after_the_end_of_the_file(city, tmp_path, capsys):
+    run = tmp_path / "run"
+    train = ["traffic", "train", "--data", str(city / "city.h5"), "--model", "node", "--out", str(run)]
+    assert main([*train, "--no-progress", "--horizons", "15min,1h", *TINY]) == 0
+    capsys.readouterr()
+    out = tmp_path / "latest" / "forecasts.csv"
+    base = ["traffic", "predict", "--run", str(run), "--data", str(city / "city.h5")]
+    assert main([*base, "--out", str(out)]) == 0
+    assert "forecasts from 2012-03-08T23:55 to 2012-03-09T00:55" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert len(table) == N_SENSORS * 12 and set(SIMPLE_BASELINES) <= set(table.columns)
+    assert table["lead_minutes"].tolist()[:12] == list(range(5, 65, 5))
+    assert table["valid_time"].iloc[0] == "2012-03-09T00:00" and (table["issued"] == "2012-03-08T23:55").all()
+    assert np.isfinite(table["forecast"]).all() and (table["method"] == "maml").all()
+    readings = pd.read_hdf(city / "city.h5", "df").replace(0.0, np.nan).ffill()
+    last = table.groupby("sensor_id", sort=False)["persistence"].first().to_numpy()
+    np.testing.assert_allclose(last, readings.iloc[-1].to_numpy(), rtol=1e-5)
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert main([*base, "--out", str(tmp_path / "f.nc")]) == 0
+    import xarray as xr
+
+    with xr.open_dataset(tmp_path / "f.nc") as saved:
+        assert saved["forecast"].shape == (N_SENSORS, 12) and saved.attrs["method"] == "maml"
+        np.testing.assert_allclose(saved["forecast"].values.reshape(-1), table["forecast"].to_numpy(), rtol=1e-5)
+    capsys.readouterr()
+    for extra, message in (
+        (["--out", str(tmp_path / "f.json")], "expected a .csv or .nc file"),
+        (["--out", str(tmp_path / "g.csv"), "--support-days", "5"], "--support-days 5 needs 1440 steps"),
+        (["--out", str(city / "city.h5")], ""),
+    ):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("metamap: error:") and message in err and err.count("\n") == 1

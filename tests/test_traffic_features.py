@@ -13,7 +13,7 @@ from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.graph import diffuse, random_walk_matrices
 from metamap.preprocessing import Standardizer
-from metamap.traffic.baselines import historical_average, persistence
+from metamap.traffic.baselines import historical_average
 from metamap.traffic.bundled import load_bundled_la
 from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import ExperimentConfig
@@ -57,7 +57,7 @@ def test_windows_align_inputs_and_targets_with_the_origin():
     nodes = torch.tensor([2, 0])
     origins = torch.tensor([[20, 50], [11, 300]])
     x, y, mask = features.windows(nodes, origins)
-    assert x.shape == (2, 2, features.n_features) and features.n_features == 2 * 12 + 3
+    assert x.shape == (2, 2, features.n_features) and features.n_features == 2 * 12 + 3 + 3 * 12
     assert y.shape == mask.shape == (2, 2, 12) and mask.all()
     raw_inputs = scaler.inverse_transform(x[..., :12])  # channel 0: the hour up to and including the origin
     expected_last = torch.tensor([[12 + 2.0, 12 + 5.0], [10 + 1.1, 10 + 30.0]])
@@ -72,8 +72,10 @@ def test_persistence_of_a_known_ramp_has_the_known_error():
     nodes = torch.arange(3)
     origins = features.origins(100, 300)
     truth = features.truth(nodes, origins)
-    errors = horizon_errors(persistence(features, nodes, origins), truth, features.observed(nodes, origins))
-    for minutes, steps in (("15min", 3), ("30min", 6), ("60min", 12)):
+    errors = horizon_errors(
+        features.persistence(nodes, origins), truth, features.observed(nodes, origins), features.spec, 5
+    )
+    for minutes, steps in (("15min", 3), ("30min", 6), ("1h", 12)):
         assert errors[minutes]["mae"] == pytest.approx(0.1 * steps, rel=1e-4)
         assert errors[minutes]["rmse"] == pytest.approx(0.1 * steps, rel=1e-4)
 

@@ -86,6 +86,11 @@ def time_step(text: str) -> int:
     return int(minutes)
 
 
+def durations(text: str) -> tuple[int, ...]:
+    """Comma-separated durations such as ``15min,30min,1h`` (each as :func:`time_step`), in minutes."""
+    return tuple(time_step(part.strip()) for part in text.split(","))
+
+
 def output_folder(path: Path, what: str = "--out") -> Path:
     """Check that ``path`` is, or can become, a writable folder; return it.
 

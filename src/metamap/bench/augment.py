@@ -131,7 +131,7 @@ def traffic_summary(runs: dict[int, dict]) -> dict[str, Any]:
     seeds = list(runs)
     conditions = list(runs[seeds[0]]["errors"])
     methods = list(runs[seeds[0]]["errors"]["none"])
-    mae = {c: {m: [runs[s]["errors"][c][m]["60min"]["mae"] for s in seeds] for m in methods} for c in conditions}
+    mae = {c: {m: [runs[s]["errors"][c][m]["1h"]["mae"] for s in seeds] for m in methods} for c in conditions}
     ratio = {
         c: {m: [w / wo for w, wo in zip(mae[c][m], mae["none"][m])] for m in ("maml", "pretrain_finetune")}
         for c in conditions

@@ -65,7 +65,7 @@ def synthetic_sensors(family: SensorTasks, scaled: np.ndarray) -> SensorTasks:
         name="synthetic",
         timezone=features.data.timezone,
     )
-    synthetic = SeriesFeatures(data, features.scaler, graph_hops=0)
+    synthetic = SeriesFeatures(data, features.scaler, graph_hops=0, windows=features.spec)
     return SensorTasks(
         [synthetic],
         [{"train": list(range(values.shape[1]))}],
@@ -89,11 +89,12 @@ def run_ablation(
 ) -> dict[str, Any]:
     """Per condition (``"none"`` and each generator): each method's errors on the P1 targets (day support).
 
-    Returns ``{"errors": {condition: {method: {"15min": {...}, "30min": ..., "60min": ...}}},
+    Returns ``{"errors": {condition: {method: {"15min": {...}, "30min": ..., "1h": ...}}},
     "generators": {name: info}, "real_sensors": [...], "examples": {"real": [3, steps], name: [3, steps]}}``.
     """
     config = ExperimentConfig(model="node", steps=steps, methods=METHODS, seed=seed)
     setup = new_sensors(data, config)
+    config = setup.config
     family, chosen = scarce_family(setup, n_real, seed)
     start, stop = family.periods[0]
     real_series = family.sources[0].target[torch.as_tensor(chosen), start:stop].numpy()  # [n_real, steps]

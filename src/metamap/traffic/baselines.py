@@ -1,46 +1,18 @@
-"""The simple forecasts every table shows beside the learned ones.
+"""The profile forecasts every table shows beside the learned ones: historical averages.
 
-All work in the data's unit (mph) on windows ``[n, W]`` of
-:class:`~metamap.traffic.features.SeriesFeatures` and return ``[n, W, 12]``.
-Seasonal lags and time-of-day / time-of-week slots are counted in the data's
-own steps (``data.steps_per_day``), so hourly and 5-minute files both work.
+Both work in the data's unit on windows ``[n, W]`` of
+:class:`~metamap.traffic.features.SeriesFeatures` and return ``[n, W, horizon]``.
+Time-of-day and time-of-week slots are counted in the data's own steps
+(``data.steps_per_day``), so hourly and 5-minute files both work. The causal
+forecasts (persistence, seasonal naive) are methods of ``SeriesFeatures``: the
+windows are built on them.
 """
 
 from __future__ import annotations
 
 import torch
 
-from metamap.traffic.data import TrafficData
-from metamap.traffic.features import HORIZON, SeriesFeatures, minutes_of_day, per_node, weekdays
-
-DAYS_PER_WEEK = 7
-
-
-def persistence(features: SeriesFeatures, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
-    """The last observed reading at the origin, for every horizon."""
-    origins = per_node(origins, nodes)
-    last = features.last_observed[nodes].gather(1, origins)
-    return last[..., None].expand(-1, -1, HORIZON)
-
-
-def seasonal_naive(features: SeriesFeatures, nodes: torch.Tensor, origins: torch.Tensor, lag_days: int) -> torch.Tensor:
-    """The reading ``lag_days`` days before each forecast target (the same time of day, one day or week back).
-
-    The lag is ``lag_days * data.steps_per_day`` steps. Where that reading is
-    missing, lies before the first step, or lies after the origin (a lag
-    shorter than the horizon), the forecast falls back to persistence: the
-    last observed reading at the origin.
-    """
-    lag = lag_days * features.data.steps_per_day
-    origins = per_node(origins, nodes)
-    n, w = origins.shape
-    future = origins[..., None] + torch.arange(1, HORIZON + 1)  # [n, W, 12]
-    lagged = (future - lag).reshape(n, -1)
-    index = lagged.clamp(min=0)
-    known = (lagged >= 0) & (lagged <= origins.repeat_interleave(HORIZON, 1))  # inside the file, by the origin
-    seen = features.target_mask[nodes].gather(1, index) & known
-    readings = features.raw[nodes].gather(1, index)
-    return torch.where(seen, readings, persistence(features, nodes, origins).reshape(n, -1)).reshape(n, w, HORIZON)
+from metamap.traffic.features import DAYS_PER_WEEK, SeriesFeatures, minutes_of_day, per_node, weekdays
 
 
 def historical_average(
@@ -51,10 +23,10 @@ def historical_average(
     Slots the support period never saw (a support shorter than a day) take
     the mean of all the sensor's support readings.
     """
-    slots = _slots(features.data)
+    slots = _slots(features)
     values, valid = _support_readings(features, nodes, support)
     profile = _time_of_day_profile(values, valid, slots[slice(*support)], features.data.steps_per_day)
-    return _at_targets(profile, slots, origins, nodes)
+    return _at_targets(profile, slots, origins, nodes, features.horizon)
 
 
 def historical_average_week(
@@ -67,11 +39,11 @@ def historical_average_week(
     """
     per_day = features.data.steps_per_day
     values, valid = _support_readings(features, nodes, support)
-    by_day = _time_of_day_profile(values, valid, _slots(features.data)[slice(*support)], per_day)  # [n, per_day]
+    by_day = _time_of_day_profile(values, valid, _slots(features)[slice(*support)], per_day)  # [n, per_day]
     fallback = by_day.repeat(1, DAYS_PER_WEEK)  # [n, 7 * per_day]: slot s falls back to time of day s % per_day
-    week_slots = _week_slots(features.data)
+    week_slots = _week_slots(features)
     profile = _slot_means(values, valid, week_slots[slice(*support)], DAYS_PER_WEEK * per_day, fallback)
-    return _at_targets(profile, week_slots, origins, nodes)
+    return _at_targets(profile, week_slots, origins, nodes, features.horizon)
 
 
 def _support_readings(
@@ -100,19 +72,21 @@ def _slot_means(
     return torch.where(counts > 0, sums / counts.clamp(min=1), fallback)
 
 
-def _at_targets(profile: torch.Tensor, slots: torch.Tensor, origins: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
-    """``profile [n, n_slots]`` read at the slot of each window's targets: float32 ``[n, W, 12]``."""
+def _at_targets(
+    profile: torch.Tensor, slots: torch.Tensor, origins: torch.Tensor, nodes: torch.Tensor, horizon: int
+) -> torch.Tensor:
+    """``profile [n, n_slots]`` read at the slot of each window's targets: float32 ``[n, W, horizon]``."""
     origins = per_node(origins, nodes)
-    future = origins[..., None] + torch.arange(1, HORIZON + 1)
+    future = origins[..., None] + torch.arange(1, horizon + 1)
     n, w = origins.shape
-    return profile.gather(1, slots[future].reshape(n, -1)).reshape(n, w, HORIZON).float()
+    return profile.gather(1, slots[future].reshape(n, -1)).reshape(n, w, horizon).float()
 
 
-def _slots(data: TrafficData) -> torch.Tensor:
-    """Time-of-day slot ``[T]`` of each step (0 .. steps_per_day - 1)."""
-    return torch.from_numpy(minutes_of_day(data.times) // data.step_minutes)
+def _slots(features: SeriesFeatures) -> torch.Tensor:
+    """Time-of-day slot ``[T + horizon]`` of each step and of the steps after the file (0 .. steps_per_day - 1)."""
+    return torch.from_numpy(minutes_of_day(features.times) // features.data.step_minutes)
 
 
-def _week_slots(data: TrafficData) -> torch.Tensor:
-    """Time-of-week slot ``[T]`` of each step: ``weekday * steps_per_day + time-of-day slot`` (Monday = 0)."""
-    return torch.from_numpy(weekdays(data.times)) * data.steps_per_day + _slots(data)
+def _week_slots(features: SeriesFeatures) -> torch.Tensor:
+    """Time-of-week slot ``[T + horizon]``: ``weekday * steps_per_day + time-of-day slot`` (Monday = 0)."""
+    return torch.from_numpy(weekdays(features.times)) * features.data.steps_per_day + _slots(features)

@@ -1,4 +1,4 @@
-"""``metamap traffic train | adapt | evaluate``: few-shot forecasting on anyone's detector files.
+"""``metamap traffic train | adapt | evaluate | predict``: few-shot forecasting on anyone's detector files.
 
 - ``train``: meta-train one method on every sensor of a file (10% held out to
   choose the adaptation settings); the run folder's checkpoint holds all that
@@ -12,6 +12,10 @@
   time of day and week).
 - ``evaluate``: the full comparison of :mod:`metamap.traffic.experiment` on one
   file (P1, new sensors) or from one file to another (P2, new city).
+- ``predict``: a trained run adapts to every sensor of a file on its last K
+  days and forecasts the steps after the file's end, beside the simple
+  baselines: ``.csv`` (one row per sensor and lead) or ``.nc`` (``forecast
+  [sensor, lead]``), and a plot of the last days and the forecasts.
 
 Outputs of ``adapt`` and ``evaluate`` in ``--out``: ``metrics.json``,
 ``predictions.npz`` (``truth [N, W, 12]`` in the file's unit, 0 = missing;
@@ -44,10 +48,12 @@ from metamap.arguments import (
     add_seed_flag,
     add_step_flag,
     add_steps_flag,
+    durations,
     nonnegative_int,
     output_file,
     positive_float,
     positive_int,
+    time_step,
     writable_output_folder,
 )
 from metamap.errors import CheckpointError, ConfigError, DataError
@@ -146,6 +152,23 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     add_progress_flag(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
+    predict = commands.add_parser(
+        "predict", help="forecast every sensor from the end of a file with a trained run (for a dashboard)"
+    )
+    predict.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
+    _data_flags(predict)
+    predict.add_argument(
+        "--out", type=Path, required=True, help="forecasts.csv or forecasts.nc; a plot is written beside it (.png)"
+    )
+    predict.add_argument(
+        "--support-days", type=positive_int, default=1, help="the run adapts to each sensor on the file's last K days"
+    )
+    add_steps_flag(
+        predict, "adaptation", default=None, allow_zero=True, unset="those chosen on the validation sensors at training"
+    )
+    add_device_flag(predict)
+    predict.set_defaults(handler=_predict)
+
     patterns = commands.add_parser(
         "patterns", help="learn daily traffic patterns on --data, assign the sensor-days of --target-data"
     )
@@ -174,6 +197,9 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     add_step_flag(parser)
     add_missing_value_flags(parser)
     parser.add_argument("--drop-silent", action="store_true", help="drop sensors that never report")
+    parser.add_argument(
+        "--units", default=None, help="the readings' unit for tables and plots (default: mph for speed, else none)"
+    )
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
@@ -183,6 +209,36 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=None, help="hidden widths (default 64 64)")
     parser.add_argument("--meta-batch", type=positive_int, default=16, help="sensors per meta-step")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="outer learning rate")
+    parser.add_argument(
+        "--history", type=time_step, default=None, help="readings each forecast sees, e.g. 1h (default 12 steps)"
+    )
+    parser.add_argument(
+        "--horizons",
+        type=durations,
+        default=None,
+        help="reported horizons, e.g. 15min,30min,1h; the longest is forecast at every step (default 3,6,12 steps)",
+    )
+    parser.add_argument(
+        "--base",
+        default="auto",
+        help="the classical forecast the networks correct: auto (the best on the validation sensors) | "
+        "persistence | seasonal_naive_day | seasonal_naive_week | none",
+    )
+    parser.add_argument(
+        "--no-seasonal",
+        dest="seasonal",
+        action="store_false",
+        help="leave the readings a day and a week before each target out of the inputs",
+    )
+    negative = parser.add_mutually_exclusive_group()
+    negative.add_argument(
+        "--nonnegative",
+        dest="nonnegative",
+        action="store_true",
+        default=None,
+        help="clip forecasts at 0 (default: on when every reading is a non-negative integer, i.e. counts)",
+    )
+    negative.add_argument("--allow-negative", dest="nonnegative", action="store_false", help="never clip forecasts")
     add_seed_flag(parser)
 
 
@@ -241,18 +297,30 @@ def _load_target(args: argparse.Namespace, adj: Path | None):
     )
 
 
-def _experiment(args: argparse.Namespace, steps_per_day: int, methods: tuple[str, ...], has_graph: bool):
-    from metamap.traffic.experiment import ExperimentConfig
+def _experiment(args: argparse.Namespace, data: TrafficData, methods: tuple[str, ...]):
+    """The experiment settings of the flags, the window lengths converted to ``data``'s steps."""
+    import numpy as np
 
-    model = args.model or ("graph" if has_graph else "node")
+    from metamap.traffic.experiment import ExperimentConfig
+    from metamap.traffic.features import Windows
+
+    model = args.model or ("graph" if data.adjacency is not None else "node")
+    windows = Windows.from_minutes(data.step_minutes, args.history, args.horizons)
+    observed = data.values[data.mask]
+    counts = bool(observed.size and (observed >= 0).all() and (observed == np.round(observed)).all())
     options: dict[str, Any] = dict(
+        history=windows.history,
+        horizons=windows.horizons,
+        seasonal=args.seasonal,
+        base=None if args.base == "none" else args.base,
+        nonnegative=counts if args.nonnegative is None else args.nonnegative,
         model=model,
         steps=args.steps,
         meta_batch=args.meta_batch,
         lr=args.lr,
         inner_steps=args.inner_steps,
         inner_lr=args.inner_lr,
-        support_steps=steps_per_day,
+        support_steps=data.steps_per_day,
         methods=methods,
         seed=args.seed,
     )
@@ -289,8 +357,10 @@ def _write_outputs(
     results: dict[str, dict[str, Any]],
     title: str,
     main_prediction: str | None = None,
+    units: str = "mph",
 ) -> None:
-    """``predictions.npz``, ``error_by_horizon.png`` and ``forecasts.png`` of the first target."""
+    """``predictions.npz``, ``error_by_horizon.png`` and ``forecasts.png`` (readings in ``units``) of the first
+    target."""
     import numpy as np
     import torch
 
@@ -323,12 +393,14 @@ def _write_outputs(
         title=title,
         step_minutes=data.step_minutes,
     )
-    shown_methods = sorted(chosen, key=lambda m: chosen[m].errors["60min"]["mae"])[:4]
+    longest = list(next(iter(chosen.values())).errors)[-1]
+    shown_methods = sorted(chosen, key=lambda m: chosen[m].errors[longest]["mae"])[:4]
     if main_prediction is not None and main_prediction not in shown_methods:
         shown_methods = [main_prediction, *shown_methods[:3]]
     observed = target.observed.sum(dim=(1, 2))
     shown = torch.sort(torch.argsort(observed, descending=True, stable=True)[:3]).values
-    plots.target_forecasts(target, {m: chosen[m].prediction for m in shown_methods}, shown, out / "forecasts.png")
+    predictions = {m: chosen[m].prediction for m in shown_methods}
+    plots.target_forecasts(target, predictions, shown, out / "forecasts.png", units=units)
 
 
 # --------------------------------------------------------------------------- train
@@ -365,11 +437,13 @@ def _train_in_run(args: argparse.Namespace) -> int:
             f"{args.data}: training needs at least {needed}, the file holds "
             f"{data.n_steps} steps ({data.n_steps / per_day:.1f} days of {per_day} steps)"
         )
-    config = _experiment(args, per_day, (args.method,), data.adjacency is not None)
+    config = _experiment(args, data, (args.method,))
     train_stop = train_days * per_day
     scaler = fit_scaler(data.values[:train_stop], data.mask[:train_stop])
-    features = SeriesFeatures(data, scaler, graph_hops=config.hops)
-    family, validation = source_family(features, np.arange(data.n_sensors), (0, train_stop), config)
+    features = SeriesFeatures(data, scaler, config.hops, config.windows)
+    family, validation, config, base_choice = source_family(
+        features, np.arange(data.n_sensors), (0, train_stop), config
+    )
     learner = method_learner(args.method, family.n_features, config).to(device)
     run = {
         "kind": RUN_KIND,
@@ -392,6 +466,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
             "train_steps": train_stop,
         },
         "validation_sensors": [data.sensor_ids[int(i)] for i in validation.nodes],
+        "base_choice": None if base_choice is None else base_choice.to_json(),
     }
     run = json.loads(json.dumps(run))  # as it comes back from the checkpoint (tuples as lists)
     result = meta_train(
@@ -429,52 +504,88 @@ def _train_in_run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- adapt
 
 
+@dataclass(frozen=True)
+class _TrainedRun:
+    """A run folder of ``metamap traffic train``, loaded: its settings, learner, and the adaptation chosen."""
+
+    step: int
+    run: dict[str, Any]
+    config: ExperimentConfig
+    learner: Any
+    adaptation: dict[str, Any] | None
+
+    def features(self, data: TrafficData, path: Path) -> Any:
+        """The windows of ``data`` (read from ``path``) as the run's network expects them, or a one-line error."""
+        from metamap.preprocessing import Standardizer
+        from metamap.traffic.features import SeriesFeatures
+
+        trained_step = self.run["data"]["step_minutes"]
+        if data.step_minutes != trained_step:
+            raise ConfigError(
+                f"{path}: {data.step_minutes}-minute steps, but the run was trained on {trained_step}-minute steps"
+            )
+        try:
+            scaler = Standardizer.from_state_dict(self.run["scaler"])
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"unreadable normalization in the run ({exc}); a run of an older metamap must be trained again"
+            ) from None
+        features = SeriesFeatures(data, scaler, self.run["graph_hops"], self.config.windows)
+        if features.n_features != self.run["n_features"]:
+            raise CheckpointError(
+                f"the run expects {self.run['n_features']} inputs per window; {path} gives {features.n_features}"
+                " (a run of an older metamap must be trained again)"
+            )
+        return features
+
+    def method(self, steps: int | None) -> tuple[str, dict[str, Any]]:
+        """How the run adapts to new sensors and with which settings (``steps`` overrides the chosen ones)."""
+        method = self.adaptation["method"] if self.adaptation else _adapted_method(self.run["method"])
+        options = dict(self.adaptation["options"]) if self.adaptation else {}
+        if steps is not None:
+            options["steps"] = steps
+            if method == "pretrain_finetune":
+                options.setdefault("lr", 3e-4)
+        return method, options
+
+
+def _load_run(path: Path, steps: int | None, device: Any) -> _TrainedRun:
+    """The traffic run folder ``path`` with its learner on ``device``; refused if it is not one, or if training
+    did not finish (no adaptation settings chosen) and ``steps`` is None."""
+    from metamap.traffic.experiment import method_learner
+    from metamap.training import load_checkpoint
+    from metamap.training.checkpoint import load_learner_state
+
+    checkpoint = load_checkpoint(path)
+    run = checkpoint.config.get("run") or {}
+    if run.get("kind") != RUN_KIND:
+        raise ConfigError(f"{path} is not a traffic run; expected a run folder written by metamap traffic train")
+    config = _config_from_run(run)
+    adaptation = checkpoint.config.get("adaptation")
+    if adaptation is None and steps is None:
+        raise CheckpointError(
+            f"{path}: training did not finish, so no adaptation settings were chosen; "
+            "resume it (metamap traffic train ... --resume) or pass --steps"
+        )
+    learner = method_learner(run["method"], run["n_features"], config)
+    load_learner_state(learner, checkpoint, source=str(path))
+    return _TrainedRun(checkpoint.step, run, config, learner.to(device), adaptation)
+
+
 def _adapt(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from metamap.preprocessing import Standardizer
     from metamap.report import write_json
-    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method, method_learner, results_table, score
-    from metamap.traffic.features import HORIZON, SeriesFeatures
-    from metamap.training import load_checkpoint
-    from metamap.training.checkpoint import load_learner_state
+    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method, results_table, score
     from metamap.training.distributed import pick_device
 
     _check_outputs(args, OUTPUTS)
     device = pick_device(args.device)
-    checkpoint = load_checkpoint(args.run)
-    run = checkpoint.config.get("run") or {}
-    if run.get("kind") != RUN_KIND:
-        raise ConfigError(f"{args.run} is not a traffic run; expected a run folder written by metamap traffic train")
-    config = _config_from_run(run)
-    adaptation = checkpoint.config.get("adaptation")
-    if adaptation is None and args.steps is None:
-        raise CheckpointError(
-            f"{args.run}: training did not finish, so no adaptation settings were chosen; "
-            "resume it (metamap traffic train ... --resume) or pass --steps"
-        )
-    learner = method_learner(run["method"], run["n_features"], config)
-    load_learner_state(learner, checkpoint, source=str(args.run))
-    learner.to(device)
-
+    trained = _load_run(args.run, args.steps, device)
+    config, learner = trained.config, trained.learner
     data = _load_source(args)
-    if data.step_minutes != run["data"]["step_minutes"]:
-        raise ConfigError(
-            f"{args.data}: {data.step_minutes}-minute steps, but the run was trained on "
-            f"{run['data']['step_minutes']}-minute steps"
-        )
-    try:
-        scaler = Standardizer.from_state_dict(run["scaler"])
-    except CheckpointError as exc:
-        raise CheckpointError(
-            f"{args.run}: unreadable speed normalization ({exc}); a run of an older metamap must be trained again"
-        ) from None
-    features = SeriesFeatures(data, scaler, graph_hops=run["graph_hops"])
-    if features.n_features != run["n_features"]:
-        raise CheckpointError(
-            f"{args.run} expects {run['n_features']} inputs per window; {args.data} gives {features.n_features}"
-        )
+    features = trained.features(data, args.data)
     per_day = data.steps_per_day
     support_stop = args.target_days * per_day
     if data.n_steps < support_stop:
@@ -482,19 +593,14 @@ def _adapt(args: argparse.Namespace) -> int:
             f"{args.data}: --target-days {args.target_days} needs {support_stop} steps of readings, "
             f"but the file holds {data.n_steps} ({data.n_steps / per_day:.2f} days)"
         )
-    if data.n_steps - HORIZON <= support_stop - 1:  # the first forecast is made at the last support step
+    if data.n_steps - features.horizon <= support_stop - 1:  # the first forecast is made at the last support step
         raise DataError(
             f"{args.data}: no steps left to forecast after the first {args.target_days} day(s) "
             f"({data.n_steps} steps in all); pass a smaller --target-days"
         )
     target = Target(features, torch.arange(data.n_sensors), (0, support_stop), (support_stop, data.n_steps))
 
-    method = adaptation["method"] if adaptation else _adapted_method(run["method"])
-    options = dict(adaptation["options"]) if adaptation else {}
-    if args.steps is not None:
-        options["steps"] = args.steps
-        if method == "pretrain_finetune":
-            options.setdefault("lr", 3e-4)
+    method, options = trained.method(args.steps)
     n_features = features.n_features
     results = {method: score(make_method(method, learner, config, n_features, device), target, options)}
     for baseline in SIMPLE_BASELINES:
@@ -502,7 +608,7 @@ def _adapt(args: argparse.Namespace) -> int:
     times = data.times
     payload = {
         "run": str(args.run),
-        "step": checkpoint.step,
+        "step": trained.step,
         "method": method,
         "options": options,
         "model": config.model,
@@ -522,6 +628,7 @@ def _adapt(args: argparse.Namespace) -> int:
         {"target": results},
         f"{args.data.name}: adapted on {args.target_days} day(s)",
         main_prediction=method,
+        units=_unit(args),
     )
     print(
         f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
@@ -532,11 +639,77 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+PREDICT_SUFFIXES = (".csv", ".nc")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from metamap.traffic import plots
+    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method
+    from metamap.traffic.forecast_files import write_forecasts
+    from metamap.training.distributed import pick_device
+
+    suffix = args.out.suffix.lower()
+    if suffix not in PREDICT_SUFFIXES:
+        raise ConfigError(f"--out: expected a .csv or .nc file, got {args.out}")
+    if suffix == ".nc":
+        from metamap.extras import require
+
+        require("metamap traffic predict --out FILE.nc", "geo")
+    inputs = [path for flag in INPUT_FLAGS if (path := getattr(args, flag, None)) is not None]
+    plot_path = args.out.with_suffix(".png")
+    for path in (args.out, plot_path):
+        output_file(path, inputs=inputs)
+    device = pick_device(args.device)
+    trained = _load_run(args.run, args.steps, device)
+    data = _load_source(args)
+    features = trained.features(data, args.data)
+    per_day, end = data.steps_per_day, data.n_steps
+    support = (end - args.support_days * per_day, end)
+    if support[0] < 0 or len(features.origins(*support)) == 0:
+        raise DataError(
+            f"{args.data}: --support-days {args.support_days} needs {args.support_days * per_day} steps with "
+            f"{features.history + features.horizon} or more in a row to adapt on; the file holds {end}"
+        )
+    target = Target(features, torch.arange(data.n_sensors), support, (end, end + features.horizon))
+    method, options = trained.method(args.steps)
+    forecasts: dict[str, torch.Tensor] = {}  # method -> [N, horizon] in the file's unit
+    for name in (method, *SIMPLE_BASELINES):
+        model = make_method(
+            name, trained.learner if name == method else None, trained.config, features.n_features, device
+        )
+        model.adapt(target, **(options if name == method else {}))
+        forecasts[name] = model.predict(target)[:, 0]
+    issued = data.times[-1]
+    valid = features.times[end:]
+    write_forecasts(args.out, data.sensor_ids, issued, valid, forecasts, method, data.step_minutes, data.timezone)
+    shown = torch.argsort(torch.from_numpy(data.mask[-per_day:].sum(0)), descending=True, stable=True)[:3]
+    plots.latest_forecasts(
+        data,
+        {m: forecasts[m] for m in (method, "persistence")},
+        valid,
+        np.sort(shown.numpy()),
+        plot_path,
+        units=_unit(args),
+    )
+    print(
+        f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on the last {args.support_days} day(s); "
+        f"forecasts from {np.datetime_as_string(issued, unit='m')} to {np.datetime_as_string(valid[-1], unit='m')}"
+    )
+    print(f"wrote {args.out} and {plot_path}")
+    return 0
+
+
 def _days(first: int, last: int) -> str:
     return f"day {first}" if first == last else f"days {first}-{last}"
 
 
 def _unit(args: argparse.Namespace) -> str:
+    """``--units``, else mph for speed readings (a pandas ``.h5`` or the npz speed channel), else none named."""
+    if args.units:
+        return args.units
     return "mph" if args.data.suffix.lower() != ".npz" or args.channel == "speed" else "the file's unit"
 
 
@@ -552,7 +725,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_outputs(args, OUTPUTS)
     data = _load_source(args)
     plan = _new_city(args, data, methods) if args.target_data is not None else _new_sensors(args, data, methods)
-    setup, config = plan.setup, plan.config
+    setup, config = plan.setup, plan.setup.config  # the base forecast chosen
     trained = train_methods(setup.family, config, progress=not args.no_progress, device=device)
     results = compare(trained, setup.targets, setup.validations, config, device)
     _print_evaluation(args, plan, results)
@@ -599,7 +772,7 @@ def _new_city(args: argparse.Namespace, data: TrafficData, methods: tuple[str, .
         if args.train_days > days:
             raise DataError(f"{args.data}: --train-days {args.train_days}, but the file holds {days} whole days")
         data = data.steps(0, args.train_days * per_day)
-    config = _experiment(args, per_day, methods, data.adjacency is not None)
+    config = _experiment(args, data, methods)
     if config.model == "graph" and target.adjacency is None:
         raise ConfigError("a graph model needs the target city's graph too: pass --target-adj (or --model node)")
     if target.n_steps < k * per_day:
@@ -631,7 +804,7 @@ def _new_sensors(args: argparse.Namespace, data: TrafficData, methods: tuple[str
             f"the targets, and earlier ones for the validation sensors) and a test day after them; "
             f"the file holds {days} whole days (train days {train_days})"
         )
-    config = _experiment(args, per_day, methods, data.adjacency is not None)
+    config = _experiment(args, data, methods)
     return _Evaluation(
         protocol="new_sensors",
         described=(
@@ -647,8 +820,11 @@ def _print_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
     """One table per target (``results``: target name -> method -> its result), best MAE at 60 min first."""
     from metamap.traffic.experiment import results_table
 
+    base = plan.setup.config.base or "nothing (plain targets)"
+    print(f"\nthe networks correct {base}, chosen on the validation sensors" if plan.setup.base_choice else "")
     for name, methods_results in results.items():
-        print(f"\n{plan.described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at 60 min")
+        longest = list(next(iter(methods_results.values())).errors)[-1]
+        print(f"\n{plan.described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at {longest}")
         print(results_table(methods_results, f"{plan.config.model}/").to_text())
 
 
@@ -658,7 +834,8 @@ def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
 
     payload = {
         "protocol": plan.protocol,
-        "config": asdict(plan.config),
+        "config": asdict(plan.setup.config),
+        "base_choice": None if plan.setup.base_choice is None else plan.setup.base_choice.to_json(),
         "data": args.data.name,
         "target_data": args.target_data.name if args.target_data else None,
         "target_days": args.target_days,
@@ -668,7 +845,8 @@ def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", payload)
-    _write_outputs(args.out, plan.setup.targets, results, f"{plan.protocol} ({plan.config.model} model)")
+    title = f"{plan.protocol} ({plan.config.model} model)"
+    _write_outputs(args.out, plan.setup.targets, results, title, units=_unit(args))
     print(f"\nwrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
 
 

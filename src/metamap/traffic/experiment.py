@@ -2,14 +2,20 @@
 
 Methods: the meta-learners ``maml``, ``fomaml``,
 ``reptile``, ``metasgd``, ``anil``; the baselines ``persistence`` (last
-value), ``seasonal_naive_day`` / ``seasonal_naive_week`` (the reading one day /
-one week before each target), ``historical_average`` /
+value), ``seasonal_naive_day`` / ``seasonal_naive_week`` /
+``seasonal_naive_daytype`` (the reading one day / one week before each
+target / on the last earlier day of the same kind, weekday or weekend),
+``historical_average`` /
 ``historical_average_week`` (the target's own support readings by time of day /
 of week), ``target_only`` (the same network trained from scratch on the target's
 support windows), ``target_only_linear`` (per-sensor ridge regression on the
 same inputs), ``pretrain`` (one network trained on all source windows, no
 adaptation) and ``pretrain_finetune`` (that network fine-tuned per target
 sensor).
+
+The networks (meta-learners, target-only, pretrain) and the ridge forecast
+the correction to the base forecast of :class:`ExperimentConfig`, chosen
+among the causal baselines on the validation sensors (:func:`choose_base`).
 
 Adaptation settings (inner steps for the meta-learners; Adam steps and rate
 for fine-tuning and target-only training; the ridge penalty) are chosen per
@@ -35,18 +41,16 @@ from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
 from metamap.seeding import seeded
-from metamap.traffic.baselines import historical_average, historical_average_week, persistence, seasonal_naive
+from metamap.traffic.baselines import historical_average, historical_average_week
 from metamap.traffic.family import SensorTasks
-from metamap.traffic.features import SeriesFeatures
+from metamap.traffic.features import BASES, SeriesFeatures, Windows
 from metamap.traffic.linear import fit_ridge, predict_ridge
 from metamap.traffic.metrics import errors_by_step, horizon_errors, masked_errors
 from metamap.training import TrainConfig, meta_train
 
 META_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil")
 SIMPLE_BASELINES = (  # nothing to train or choose: every table and every applied run shows them
-    "persistence",
-    "seasonal_naive_day",
-    "seasonal_naive_week",
+    *BASES,
     "historical_average",
     "historical_average_week",
 )
@@ -59,15 +63,23 @@ BASELINES = (
 )
 METHODS = META_METHODS + BASELINES
 MODELS = {"node": 0, "graph": 2}  # diffusion hops of the inputs: per-node model, graph-aware model
+AUTO = "auto"  # the base forecast: the best of BASES on the validation sensors
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     """How every learned method is trained (the same network for all).
 
-    ``model``: ``"node"`` (MLP on a sensor's own hour) or ``"graph"`` (MLP on
-    the hour diffused over the road graph, 2 hops each way: a diffusion
-    convolution layer followed by a per-node network).
+    ``model``: ``"node"`` (MLP on a sensor's own recent readings) or
+    ``"graph"`` (MLP on them diffused over the road graph, 2 hops each way: a
+    diffusion convolution layer followed by a per-node network).
+
+    ``history`` and ``horizons`` are in steps of the data; ``seasonal`` adds
+    the readings a day and a week before each target to the inputs; ``base``
+    is the classical forecast the networks correct (a key of
+    :data:`~metamap.traffic.features.BASES`, ``"auto"`` = the best of them on
+    the validation sensors, or None to forecast the readings themselves);
+    ``nonnegative`` clips learned forecasts at 0.
     """
 
     model: str = "graph"
@@ -80,6 +92,11 @@ class ExperimentConfig:
     n_support: int = 48
     n_query: int = 48
     support_steps: int = 288
+    history: int = 12
+    horizons: tuple[int, ...] = (3, 6, 12)
+    seasonal: bool = True
+    base: str | None = AUTO
+    nonnegative: bool = False
     methods: tuple[str, ...] = METHODS
     seed: int = 0
 
@@ -89,10 +106,21 @@ class ExperimentConfig:
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; expected some of {', '.join(METHODS)}")
+        if self.base not in (None, AUTO, *BASES):
+            raise ConfigError(
+                f"unknown base forecast {self.base!r}; expected {AUTO}, none or one of {', '.join(BASES)}"
+            )
+        _ = self.windows  # Windows checks the lengths
 
     @property
     def hops(self) -> int:
         return MODELS[self.model]
+
+    @property
+    def windows(self) -> Windows:
+        """The window spec; an ``"auto"`` base is left out until :func:`choose_base` has chosen it."""
+        base = None if self.base == AUTO else self.base
+        return Windows(self.history, self.horizons, self.seasonal, base, self.nonnegative)
 
 
 @dataclass(frozen=True)
@@ -110,7 +138,7 @@ class Target:
 
     @cached_property
     def support_set(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x [n, S, F]``, ``y [n, S, 12]``, ``mask [n, S, 12]`` of the support period."""
+        """``x [n, S, F]``, ``y [n, S, horizon]``, ``mask [n, S, horizon]`` of the support period."""
         return self.features.windows(self.nodes, self.features.origins(*self.support))
 
     @cached_property
@@ -119,25 +147,30 @@ class Target:
 
     @cached_property
     def test_inputs(self) -> torch.Tensor:
-        return self.features.windows(self.nodes, self.test_origins)[0]
+        return self.features.inputs(self.nodes, self.test_origins)
 
     @cached_property
     def truth(self) -> torch.Tensor:
-        """Readings at the test windows' targets, ``[n, W, 12]`` (0 where missing)."""
+        """Readings at the test windows' targets, ``[n, W, horizon]`` (0 where missing)."""
         return self.features.truth(self.nodes, self.test_origins)
 
     @cached_property
     def observed(self) -> torch.Tensor:
-        """``bool [n, W, 12]``: True where :attr:`truth` holds a reading."""
+        """``bool [n, W, horizon]``: True where :attr:`truth` holds a reading."""
         return self.features.observed(self.nodes, self.test_origins)
+
+    def readings(self, forecasts: torch.Tensor) -> torch.Tensor:
+        """A network's normalized forecasts of the test windows ``[n, W, horizon]`` in the file's unit."""
+        return self.features.readings(forecasts, self.nodes, self.test_origins)
 
 
 @dataclass
 class MethodResult:
-    """A method's forecasts of a target (mph ``[n, W, 12]``), their errors, its costs in seconds, its settings."""
+    """A method's forecasts of a target (file's unit, ``[n, W, horizon]``), their errors, its costs in seconds,
+    its settings."""
 
     prediction: torch.Tensor
-    errors: dict[str, dict[str, float]]
+    errors: dict[str, dict[str, float | None]]
     mae_by_step: list[float]
     adapt_seconds: float
     train_seconds: float = 0.0
@@ -157,7 +190,7 @@ class MethodResult:
 
 def build_model(n_features: int, config: ExperimentConfig) -> MLP:
     with seeded(config.seed):
-        return MLP(n_features, list(config.hidden), 12)
+        return MLP(n_features, list(config.hidden), config.windows.horizon)
 
 
 def method_learner(name: str, n_features: int, config: ExperimentConfig):
@@ -238,9 +271,10 @@ def score(
     method.adapt(target, **options)
     prediction = method.predict(target)
     seconds = time.perf_counter() - start
+    features = target.features
     return MethodResult(
         prediction,
-        horizon_errors(prediction, target.truth, target.observed),
+        horizon_errors(prediction, target.truth, target.observed, features.spec, features.data.step_minutes),
         errors_by_step(prediction, target.truth, target.observed),
         seconds,
         train_seconds,
@@ -249,33 +283,21 @@ def score(
     )
 
 
-HORIZONS = ("15min", "30min", "60min")
-METRICS = (
-    "MAE 15",
-    "MAE 30",
-    "MAE 60",
-    "RMSE 15",
-    "RMSE 30",
-    "RMSE 60",
-    "MAPE 15 %",
-    "MAPE 30 %",
-    "MAPE 60 %",
-    "adapt s",
-)
-
-
 def results_table(results: dict[str, MethodResult], prefix: str = "") -> ResultTable:
-    """The methods' masked MAE / RMSE / MAPE at 15 / 30 / 60 min and adaptation seconds, best MAE at 60 min first."""
-    table = ResultTable(METRICS)
+    """The methods' masked MAE / RMSE / MAPE at each reported horizon and adaptation seconds, best MAE at the
+    longest horizon first (MAPE left blank where readings of 0 make it meaningless)."""
+    labels = list(next(iter(results.values())).errors)
+    metrics = tuple(f"{metric} {label}" for metric in ("MAE", "RMSE", "MAPE %") for label in labels)
+    table = ResultTable((*metrics, "adapt s"))
     for method, result in results.items():
-        e = result.errors
-        values = [
-            *(e[h]["mae"] for h in HORIZONS),
-            *(e[h]["rmse"] for h in HORIZONS),
-            *(e[h]["mape"] for h in HORIZONS),
-        ]
-        table.add(f"{prefix}{method}", dict(zip(METRICS, [*values, result.adapt_seconds], strict=True)))
-    return table.sorted_by("MAE 60")
+        values = {
+            f"{metric} {label}": value
+            for metric, key in (("MAE", "mae"), ("RMSE", "rmse"), ("MAPE %", "mape"))
+            for label in labels
+            if (value := result.errors[label][key]) is not None
+        }
+        table.add(f"{prefix}{method}", {**values, "adapt s": result.adapt_seconds})
+    return table.sorted_by(f"MAE {labels[-1]}")
 
 
 # Candidate adaptation settings, chosen per method on the validation sensors (cheapest first).
@@ -288,19 +310,6 @@ CANDIDATES: dict[str, list[Settings]] = {
     "target_only_linear": [{"penalty": p} for p in (1.0, 10.0, 100.0, 1000.0, 10000.0)],
     **{method: [{}] for method in SIMPLE_BASELINES},
 }
-
-
-class Persistence:
-    """The last observed reading at each test origin, for every horizon (mph ``[n, W, 12]``)."""
-
-    def fit(self, source: Any) -> None:
-        """Learns nothing."""
-
-    def adapt(self, support: Target) -> None:
-        """Needs no support."""
-
-    def predict(self, x: Target) -> torch.Tensor:
-        return persistence(x.features, x.nodes, x.test_origins)
 
 
 class HistoricalAverage:
@@ -329,22 +338,6 @@ class HistoricalAverageWeek:
         return historical_average_week(x.features, x.nodes, self.support, x.test_origins)
 
 
-class SeasonalNaive:
-    """The reading ``lag_days`` days before each test target (persistence where there is none)."""
-
-    def __init__(self, lag_days: int) -> None:
-        self.lag_days = lag_days
-
-    def fit(self, source: Any) -> None:
-        """Learns nothing."""
-
-    def adapt(self, support: Target) -> None:
-        """Needs no support: the lagged readings come from the series itself."""
-
-    def predict(self, x: Target) -> torch.Tensor:
-        return seasonal_naive(x.features, x.nodes, x.test_origins, self.lag_days)
-
-
 class Ridge:
     """Per-sensor ridge regression on the support windows (``penalty``: the ridge penalty)."""
 
@@ -355,7 +348,7 @@ class Ridge:
         self.weights = fit_ridge(*support.support_set, penalty)
 
     def predict(self, x: Target) -> torch.Tensor:
-        return x.features.scaler.inverse_transform(predict_ridge(self.weights, x.test_inputs))
+        return x.readings(predict_ridge(self.weights, x.test_inputs))
 
 
 class Adapted:
@@ -383,10 +376,10 @@ class Adapted:
             self.adapted = self.learner.adapt(*support_set, options=AdaptOptions(steps=steps))
 
     def predict(self, x: Target) -> torch.Tensor:
-        """Forecasts in mph ``[n, W, 12]`` on the CPU; the network runs where the learner lives."""
+        """Forecasts in the file's unit ``[n, W, horizon]`` on the CPU; the network runs where the learner lives."""
         with torch.no_grad():
             forecasts = self.adapted.predict(x.test_inputs.to(module_device(self.learner))).cpu()
-        return x.features.scaler.inverse_transform(forecasts)
+        return x.readings(forecasts)
 
 
 def make_method(
@@ -396,16 +389,12 @@ def make_method(
 
     ``target_only`` gets a fresh network (initialised from ``config.seed``) on ``device`` to fine-tune from.
     """
-    if name == "persistence":
-        return Persistence()
+    if name in BASES:
+        return CausalForecast(name)
     if name == "historical_average":
         return HistoricalAverage()
     if name == "historical_average_week":
         return HistoricalAverageWeek()
-    if name == "seasonal_naive_day":
-        return SeasonalNaive(lag_days=1)
-    if name == "seasonal_naive_week":
-        return SeasonalNaive(lag_days=7)
     if name == "target_only_linear":
         return Ridge()
     if name == "target_only":
@@ -415,11 +404,47 @@ def make_method(
 
 
 def choose_settings(method: Method[Target, Target, torch.Tensor], name: str, validation: Target) -> Choice:
-    """The adaptation settings of method ``name`` with the lowest masked MAE (mph) on the ``validation`` sensors."""
+    """The adaptation settings of method ``name`` with the lowest masked MAE on the ``validation`` sensors."""
     return choose_on_validation(
         method,
         CANDIDATES[name],
         [ValidationTask(validation, validation, validation.truth)],
         lambda predictions, truths: masked_errors(predictions[0], truths[0], validation.observed)["mae"],
         name=name,
+    )
+
+
+class CausalForecast:
+    """One of the forecasts of :data:`~metamap.traffic.features.BASES` from readings up to each origin:
+    persistence, or the reading one day or week before each target (persistence where there is none).
+
+    ``base`` names it; the setting ``base`` of :meth:`adapt`, where given, replaces it (to choose one).
+    """
+
+    def __init__(self, base: str | None = None) -> None:
+        self.base = base
+
+    def fit(self, source: Any) -> None:
+        """Learns nothing."""
+
+    def adapt(self, support: Target, *, base: str | None = None) -> None:
+        """Needs no support: the lagged readings come from the series itself."""
+        self.base = base or self.base
+
+    def predict(self, x: Target) -> torch.Tensor:
+        if self.base is None:
+            raise ConfigError("CausalForecast: no base forecast named")
+        return x.features.forecast(self.base, x.nodes, x.test_origins)
+
+
+def choose_base(validation: Target) -> Choice:
+    """The base forecast (a key of ``BASES``) with the lowest masked MAE over every forecast step of the
+    ``validation`` sensors: the classical forecast the networks then learn to correct."""
+    observed = validation.observed
+    return choose_on_validation(
+        CausalForecast(),
+        [{"base": name} for name in BASES],
+        [ValidationTask(validation, validation, validation.truth)],
+        lambda predictions, truths: masked_errors(predictions[0], truths[0], observed)["mae"],
+        name="base forecast",
     )

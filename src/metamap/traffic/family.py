@@ -15,7 +15,7 @@ import torch
 from metamap.errors import ConfigError, DataError
 from metamap.tasks.episode import Episode
 from metamap.tasks.family import check_split
-from metamap.traffic.features import HISTORY, HORIZON, SeriesFeatures
+from metamap.traffic.features import SeriesFeatures
 
 
 class SensorTasks:
@@ -41,8 +41,8 @@ class SensorTasks:
         n_query: int = 48,
         split_name: str = "train",
     ) -> None:
-        if len({s.n_features for s in sources}) != 1:
-            raise ConfigError("source cities must give windows of the same width (same graph hops)")
+        if len({(s.n_features, s.spec) for s in sources}) != 1:
+            raise ConfigError("source cities must give the same windows (same graph hops, lengths and base)")
         if not len(sources) == len(nodes) == len(periods):
             raise ConfigError("SensorTasks: one node split and one period per source city")
         self.sources = list(sources)
@@ -53,7 +53,7 @@ class SensorTasks:
         self.n_query = n_query
         self.split_name = check_split(split_name)
         for city, (start, stop) in zip(self.sources, self.periods):
-            if stop - start < support_steps + 2 * (HISTORY + HORIZON):
+            if stop - start < support_steps + 2 * (city.history + city.horizon):
                 raise DataError(
                     f"{city.data.name}: the training period has {stop - start} steps; a task needs a "
                     f"support block of {support_steps} steps and query windows outside it"
@@ -95,7 +95,7 @@ class SensorTasks:
         for b in block_start.tolist():
             inside = source.origins(b, b + self.support_steps)
             outside = source.origins(start, stop)
-            outside = outside[(outside + HORIZON < b) | (outside - HISTORY + 1 >= b + self.support_steps)]
+            outside = outside[(outside + source.horizon < b) | (outside - source.history + 1 >= b + self.support_steps)]
             support_origins.append(_pick(inside, self.n_support, generator))
             query_origins.append(_pick(outside, self.n_query, generator))
         support = source.windows(nodes, torch.stack(support_origins))

@@ -1,21 +1,36 @@
-"""Forecast windows: 12 steps in (1 h at 5 min), 12 steps out, built once per city.
+"""Forecast windows built once per city, their lengths given by a :class:`Windows` spec.
 
 Each window is anchored at an *origin* step ``t``: the inputs are the readings
-``t-11 .. t`` and the targets ``t+1 .. t+12`` (horizons 1..12; the field
-reports 3, 6 and 12 = 15, 30, 60 min). Inputs per window, in this order:
+``t-history+1 .. t`` and the targets ``t+1 .. t+horizon``. The defaults, 12
+steps in and 12 out with horizons 3, 6 and 12 reported, are the field's
+setting for 5-minute data (1 hour in, 15 / 30 / 60 minutes out); commands take
+them as durations (``--history 2h --horizons 1h,3h,6h``) and convert them to
+the data's own steps. Inputs per window, in this order:
 
-- for each channel, its 12 input steps: the normalized speed (missing readings
-  carry the last observation forward), the observed flag, and for graph
-  models the diffused speeds ``P_f^k x``, ``P_b^k x`` (k = 1..hops, see
-  :mod:`metamap.nn.graph`);
-- calendar at the origin: sin and cos of the time of day, a weekend flag.
+- for each channel, its ``history`` input steps: the normalized reading
+  (missing readings carry the last observation forward), the observed flag,
+  and for graph models the diffused readings ``P_f^k x``, ``P_b^k x``
+  (k = 1..hops, see :mod:`metamap.nn.graph`);
+- calendar at the origin: sin and cos of the time of day, a weekend flag;
+- with ``seasonal`` inputs, for each target step: the normalized reading one
+  day before it, one week before it, and on the last earlier day of the same
+  kind (weekday or weekend): the seasonal-naive forecasts of :data:`SEASONAL`,
+  which fall back to the last reading at the origin where the lagged one is
+  missing, not yet read at the origin, or before the file.
 
-Targets are normalized speeds with a per-value mask (False where the reading
-is missing, i.e. 0 in the file), so missing readings never enter a loss or a
-metric.
+Targets are normalized readings with a per-value mask (False where the
+reading is missing), so missing readings never enter a loss or a metric. With
+a *base* forecast (``persistence`` or a seasonal naive one, see
+:data:`BASES`), the targets are the residuals
+from it: a network then learns the correction to that classical forecast,
+starting from it rather than from nothing.
 """
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,10 +40,90 @@ from metamap.nn.graph import diffuse
 from metamap.preprocessing import Standardizer
 from metamap.traffic.data import TrafficData
 
-HISTORY = 12
-HORIZON = 12
-REPORT_HORIZONS = (3, 6, 12)
 N_CALENDAR = 3
+DAYS_PER_WEEK = 7
+# The seasonal-naive forecasts: the lag in days by the target's weekday (Monday .. Sunday). "daytype" reads the
+# last earlier day of the same kind (weekday or weekend): Monday reads Friday, Saturday the Sunday before.
+SEASONAL = {
+    "seasonal_naive_day": (1,) * DAYS_PER_WEEK,
+    "seasonal_naive_week": (DAYS_PER_WEEK,) * DAYS_PER_WEEK,
+    "seasonal_naive_daytype": (3, 1, 1, 1, 1, 6, 1),
+}
+BASES = ("persistence", *SEASONAL)  # the causal forecasts a network may correct
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The shape of a forecast window, in steps of the data.
+
+    Attributes:
+        history: input steps (the origin and the ``history - 1`` before it).
+        horizons: the reported horizons in steps, increasing; the window
+            forecasts every step ``1 .. max(horizons)``.
+        seasonal: whether the inputs hold the readings one day and one week
+            before each target step.
+        base: the classical forecast the targets are residuals from (a key of
+            :data:`BASES`), or None for plain targets.
+        nonnegative: whether learned forecasts are clipped at 0 (counts and
+            flows cannot be negative).
+    """
+
+    history: int = 12
+    horizons: tuple[int, ...] = (3, 6, 12)
+    seasonal: bool = True
+    base: str | None = None
+    nonnegative: bool = False
+
+    def __post_init__(self) -> None:
+        if self.history < 1:
+            raise ConfigError(f"history: expected at least 1 step, got {self.history}")
+        if not self.horizons or list(self.horizons) != sorted(set(self.horizons)) or self.horizons[0] < 1:
+            raise ConfigError(f"horizons: expected increasing steps >= 1, got {list(self.horizons)}")
+        if self.base is not None and self.base not in BASES:
+            raise ConfigError(f"unknown base forecast {self.base!r}; expected one of {', '.join(BASES)}")
+
+    @property
+    def horizon(self) -> int:
+        """Steps forecast per window: the longest horizon."""
+        return self.horizons[-1]
+
+    def labels(self, step_minutes: int) -> tuple[str, ...]:
+        """The reported horizons as durations, e.g. ``("15min", "30min", "1h")`` at 5-minute steps."""
+        return tuple(duration_label(h * step_minutes) for h in self.horizons)
+
+    @classmethod
+    def from_minutes(
+        cls, step_minutes: int, history: int | None, horizons: tuple[int, ...] | None, **options: Any
+    ) -> Windows:
+        """The windows for data read every ``step_minutes``, from a ``history`` and ``horizons`` in minutes.
+
+        None keeps the default in steps (12 in; 3, 6, 12 out). A duration that
+        is not a whole number of steps is refused.
+        """
+        default = cls()
+
+        def steps(minutes: int, what: str) -> int:
+            if minutes % step_minutes:
+                raise ConfigError(
+                    f"{what}: expected a multiple of the data's {duration_label(step_minutes)} step, "
+                    f"got {duration_label(minutes)}"
+                )
+            return minutes // step_minutes
+
+        return cls(
+            history=default.history if history is None else steps(history, "--history"),
+            horizons=default.horizons if horizons is None else tuple(steps(m, "--horizons") for m in horizons),
+            **options,
+        )
+
+
+def duration_label(minutes: int) -> str:
+    """``90`` -> ``"90min"``, ``60`` -> ``"1h"``, ``1440`` -> ``"1d"``: the shortest exact label."""
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)}d"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}min"
 
 
 def fit_scaler(values: np.ndarray, mask: np.ndarray) -> Standardizer:
@@ -70,6 +165,7 @@ class SeriesFeatures:
         scaler: normalization fitted on training readings only (:func:`fit_scaler`).
         graph_hops: diffusion hops for graph-aware inputs (0 = per-node model;
             needs ``data.adjacency``).
+        windows: the window lengths, seasonal inputs and base forecast.
 
     Attributes:
         channels: ``float32 [N, C, T]`` per-node input channels.
@@ -79,9 +175,13 @@ class SeriesFeatures:
         raw: ``float32 [N, T]`` readings in the file's unit (0 where missing).
         last_observed: ``float32 [N, T]`` the last observed reading at or before
             each step, in the file's unit (persistence); NaN before the first one.
+        times: ``datetime64 [T + horizon]`` the file's times and the ``horizon``
+            steps after it; ``weekday``: ``int64 [T + horizon]`` their weekdays.
     """
 
-    def __init__(self, data: TrafficData, scaler: Standardizer, graph_hops: int = 0) -> None:
+    def __init__(
+        self, data: TrafficData, scaler: Standardizer, graph_hops: int = 0, windows: Windows | None = None
+    ) -> None:
         if graph_hops < 0:
             raise ConfigError(f"graph_hops must be >= 0, got {graph_hops}")
         if graph_hops and data.adjacency is None:
@@ -89,6 +189,7 @@ class SeriesFeatures:
         self.data = data
         self.scaler = scaler
         self.graph_hops = graph_hops
+        self.spec = windows or Windows()
         mask = torch.from_numpy(data.mask.T.copy())
         self.raw = torch.from_numpy(data.values.T.copy())
         normalized = scaler.transform(self.raw)
@@ -100,54 +201,137 @@ class SeriesFeatures:
             channels += list(diffuse(inputs, torch.from_numpy(data.adjacency), graph_hops))
         self.channels = torch.stack(channels, dim=1).float()
         self.calendar = torch.from_numpy(calendar_features(data.times))
+        ahead = data.times[-1] + np.arange(1, self.horizon + 1) * np.timedelta64(data.step_minutes, "m")
+        self.times = np.concatenate([data.times, ahead])  # [T + horizon]: a forecast from the last step needs them
+        self.weekday = torch.from_numpy(weekdays(self.times))
         self.target = torch.where(mask, normalized, torch.zeros(())).float()
         self.target_mask = mask
 
+    def with_windows(self, windows: Windows) -> SeriesFeatures:
+        """The same readings and channels with another window spec (e.g. a base forecast chosen later)."""
+        if windows.horizon != self.horizon:
+            raise ConfigError(f"with_windows: expected a horizon of {self.horizon} steps, got {windows.horizon}")
+        other = copy.copy(self)
+        other.spec = windows
+        return other
+
+    @property
+    def history(self) -> int:
+        return self.spec.history
+
+    @property
+    def horizon(self) -> int:
+        return self.spec.horizon
+
     @property
     def n_features(self) -> int:
-        return self.channels.shape[1] * HISTORY + N_CALENDAR
+        seasonal = len(SEASONAL) * self.horizon if self.spec.seasonal else 0
+        return self.channels.shape[1] * self.history + N_CALENDAR + seasonal
 
     def origins(self, start: int, stop: int, inputs_inside: bool = True) -> torch.Tensor:
         """Origins ``[W]`` whose targets lie in steps ``[start, stop)``; with ``inputs_inside`` the inputs too.
 
         Otherwise the inputs may reach back before ``start`` (a forecast made
-        early in a test period sees the preceding hour).
+        early in a test period sees the preceding readings).
         """
-        first = start + HISTORY - 1 if inputs_inside else max(start - 1, HISTORY - 1)
-        return torch.arange(first, stop - HORIZON)
+        first = start + self.history - 1 if inputs_inside else max(start - 1, self.history - 1)
+        return torch.arange(first, stop - self.horizon)
 
     def windows(self, nodes: torch.Tensor, origins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Windows of ``nodes [n]`` at ``origins [n, W]`` (or ``[W]`` for all nodes).
 
-        Returns ``x [n, W, n_features]``, ``y [n, W, 12]`` normalized targets
-        and ``mask [n, W, 12]``.
+        Returns ``x [n, W, n_features]``, ``y [n, W, horizon]`` normalized
+        targets (residuals from the base forecast where there is one) and
+        ``mask [n, W, horizon]``.
         """
         origins = per_node(origins, nodes)
+        y = self._future(self.target, nodes, origins) - self.base(nodes, origins)
+        mask = self._future(self.target_mask, nodes, origins)
+        return self.inputs(nodes, origins), torch.where(mask, y, torch.zeros(())), mask
+
+    def inputs(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """The inputs ``x [n, W, n_features]`` of the windows at ``origins``: readings up to each origin only, so
+        an origin may be the file's last step (a forecast of what is not yet read)."""
+        origins = per_node(origins, nodes)
         n, w = origins.shape
-        past = origins[..., None] + torch.arange(-HISTORY + 1, 1)  # [n, W, 12]
+        past = origins[..., None] + torch.arange(-self.history + 1, 1)  # [n, W, history]
         channels = self.channels[nodes]  # [n, C, T]
         c = channels.shape[1]
-        index = past.reshape(n, 1, w * HISTORY).expand(n, c, -1)
-        inputs = channels.gather(2, index).reshape(n, c, w, HISTORY).permute(0, 2, 1, 3).reshape(n, w, c * HISTORY)
-        x = torch.cat([inputs, self.calendar[origins]], dim=-1)
-        return x, _future(self.target, nodes, origins), _future(self.target_mask, nodes, origins)
+        index = past.reshape(n, 1, w * self.history).expand(n, c, -1)
+        inputs = channels.gather(2, index).reshape(n, c, w, self.history).permute(0, 2, 1, 3)
+        parts = [inputs.reshape(n, w, c * self.history), self.calendar[origins]]
+        if self.spec.seasonal:
+            parts += [self._normalized(self.seasonal_naive(nodes, origins, lags)) for lags in SEASONAL.values()]
+        return torch.cat(parts, dim=-1)
+
+    def base(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """The normalized base forecast ``[n, W, horizon]`` the targets are residuals from (0 without a base)."""
+        origins = per_node(origins, nodes)
+        if self.spec.base is None:
+            return torch.zeros(*origins.shape, self.horizon)
+        return self._normalized(self.forecast(self.spec.base, nodes, origins))
+
+    def forecast(self, base: str, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """The causal forecast ``base`` (one of :data:`BASES`) of the windows: ``[n, W, horizon]``, file's unit."""
+        if base == "persistence":
+            return self.persistence(nodes, origins)
+        return self.seasonal_naive(nodes, origins, SEASONAL[base])
+
+    def persistence(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """The last observed reading at the origin, for every target step: ``[n, W, horizon]``, file's unit."""
+        origins = per_node(origins, nodes)
+        last = self.last_observed[nodes].gather(1, origins)
+        return last[..., None].expand(-1, -1, self.horizon)
+
+    def seasonal_naive(
+        self, nodes: torch.Tensor, origins: torch.Tensor, lag_days: int | tuple[int, ...]
+    ) -> torch.Tensor:
+        """The reading ``lag_days`` days before each target step: the same time of day, some days back.
+
+        ``lag_days``: one lag, or seven by the target's weekday (Monday first).
+        The lag is ``lag_days * data.steps_per_day`` steps. Where that reading
+        is missing, lies before the first step, or lies after the origin (a lag
+        shorter than the horizon), the forecast falls back to persistence.
+        Returns ``[n, W, horizon]`` in the file's unit.
+        """
+        by_weekday = torch.tensor((lag_days,) * DAYS_PER_WEEK if isinstance(lag_days, int) else lag_days)
+        origins = per_node(origins, nodes)
+        n, w = origins.shape
+        future = origins[..., None] + torch.arange(1, self.horizon + 1)  # [n, W, horizon]
+        lag = by_weekday[self.weekday[future]] * self.data.steps_per_day
+        lagged = (future - lag).reshape(n, -1)
+        index = lagged.clamp(0, self.data.n_steps - 1)
+        known = (lagged >= 0) & (lagged <= origins.repeat_interleave(self.horizon, 1))  # in the file, by the origin
+        seen = self.target_mask[nodes].gather(1, index) & known
+        readings = self.raw[nodes].gather(1, index)
+        fallback = self.persistence(nodes, origins).reshape(n, -1)
+        return torch.where(seen, readings, fallback).reshape(n, w, self.horizon)
 
     def truth(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
-        """Readings in the file's unit at the targets of the windows, ``[n, W, 12]`` (0 where missing)."""
-        return _future(self.raw, nodes, per_node(origins, nodes))
+        """Readings in the file's unit at the targets of the windows, ``[n, W, horizon]`` (0 where missing)."""
+        return self._future(self.raw, nodes, per_node(origins, nodes))
 
     def observed(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
-        """``bool [n, W, 12]``: whether a reading exists at each target of the windows."""
-        return _future(self.target_mask, nodes, per_node(origins, nodes))
+        """``bool [n, W, horizon]``: whether a reading exists at each target of the windows."""
+        return self._future(self.target_mask, nodes, per_node(origins, nodes))
+
+    def readings(self, forecasts: torch.Tensor, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """A network's normalized ``forecasts [n, W, horizon]`` of the windows at ``origins`` in the file's unit:
+        the base forecast added back, the normalization undone, clipped at 0 for non-negative readings."""
+        readings = self.scaler.inverse_transform(forecasts + self.base(nodes, origins))
+        return readings.clamp(min=0.0) if self.spec.nonnegative else readings
+
+    def _normalized(self, readings: torch.Tensor) -> torch.Tensor:
+        """Readings in the file's unit, normalized; NaN (no reading yet) becomes 0, the training mean."""
+        return torch.nan_to_num(self.scaler.transform(readings), nan=0.0).float()
+
+    def _future(self, series: torch.Tensor, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
+        """``series [N, T]`` at steps ``origin + 1 .. origin + horizon`` of each window: ``[n, W, horizon]``."""
+        n, w = origins.shape
+        future = origins[..., None] + torch.arange(1, self.horizon + 1)
+        return series[nodes].gather(1, future.reshape(n, w * self.horizon)).reshape(n, w, self.horizon)
 
 
 def per_node(origins: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
     """Forecast origins per node: ``origins [W]`` shared by all ``nodes [N]`` -> ``[N, W]``; ``[N, W]`` as is."""
     return origins.expand(len(nodes), -1) if origins.dim() == 1 else origins
-
-
-def _future(series: torch.Tensor, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
-    """``series [N, T]`` at steps ``origin + 1 .. origin + 12`` of each window: ``[n, W, 12]``."""
-    n, w = origins.shape
-    future = origins[..., None] + torch.arange(1, HORIZON + 1)
-    return series[nodes].gather(1, future.reshape(n, w * HORIZON)).reshape(n, w, HORIZON)

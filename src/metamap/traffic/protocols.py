@@ -2,7 +2,12 @@
 
 - **P1, new sensors**: one city; its sensors split 70/30 at random (by seed).
   Meta-train on the 70% over days 1-5; each target sensor adapts on its own
-  day 5 (or 6 hours of it, 06:00-12:00) and is tested on days 6-7.
+  day 5 (or 6 hours of it, 06:00-12:00, where 6 hours hold enough windows)
+  and is tested on days 6-7. The protocol is strict: meta-training sees the
+  source sensors only, on the graph among themselves, so no target reading
+  enters any input before the targets adapt. At adaptation and test time the
+  graph model sees the whole network: the targets' own readings and those of
+  their neighbours, up to each forecast's origin.
 - **P2, new city**: meta-train on every sensor of the source city over all its
   days; adapt to each sensor of the target city from its first day; test on
   the rest.
@@ -10,7 +15,7 @@
 Normalization statistics come from the meta-training readings only (the
 source sensors over the training period); target readings never enter them.
 In both protocols 10% of the training sensors are held out as validation
-sensors, on which adaptation settings are chosen.
+sensors, on which the base forecast and the adaptation settings are chosen.
 """
 
 from __future__ import annotations
@@ -21,24 +26,30 @@ import numpy as np
 import torch
 
 from metamap.errors import DataError
+from metamap.experiment import Choice
 from metamap.preprocessing import Standardizer
 from metamap.traffic.data import TrafficData
-from metamap.traffic.experiment import ExperimentConfig, Target
+from metamap.traffic.experiment import AUTO, ExperimentConfig, Target, choose_base
 from metamap.traffic.family import SensorTasks
 from metamap.traffic.features import SeriesFeatures, fit_scaler
 
 VAL_FRACTION = 0.1
-SIX_HOURS = (6 * 12, 12 * 12)  # 06:00-12:00 at 5 min, as steps into the support day
 
 
 @dataclass(frozen=True)
 class Setup:
-    """A protocol ready to run: the meta-training family, validation sensors and the targets."""
+    """A protocol ready to run: the meta-training family, validation sensors and the targets.
+
+    ``config`` is the experiment's, its base forecast chosen (``base_choice``:
+    how, where ``config.base`` was ``"auto"``).
+    """
 
     family: SensorTasks
     targets: dict[str, Target]
     validations: dict[str, Target]
     scaler: Standardizer
+    config: ExperimentConfig
+    base_choice: Choice | None = None
 
 
 def new_sensors(
@@ -58,24 +69,25 @@ def new_sensors(
     source, target = np.sort(order[n_target:]), np.sort(order[:n_target])
     train_stop = train_days * per_day
     scaler = fit_scaler(data.values[:train_stop, source], data.mask[:train_stop, source])
-    features = SeriesFeatures(data, scaler, graph_hops=config.hops)
-    family, validation = source_family(features, source, (0, train_stop), config)
+    source_features = SeriesFeatures(data.sensors(source), scaler, config.hops, config.windows)
+    family, validation, config, choice = source_family(source_features, np.arange(len(source)), (0, train_stop), config)
+    features = SeriesFeatures(data, scaler, config.hops, config.windows)
     support = (train_stop - support_days * per_day, train_stop)
     test = (train_stop, days * per_day)
     nodes = torch.as_tensor(target)
-    six_hours = (support[1] - per_day + SIX_HOURS[0], support[1] - per_day + SIX_HOURS[1])
-    targets = {"day": Target(features, nodes, support, test), "6h": Target(features, nodes, six_hours, test)}
+    targets = {"day": Target(features, nodes, support, test)}
     # Validation sensors adapt on the same kind of support, one day earlier, and are scored before it.
     earlier = support_days * per_day
     validations = {
-        "day": replace(
-            validation, support=(support[0] - earlier, support[1] - earlier), test=(0, support[0] - earlier)
-        ),
-        "6h": replace(
-            validation, support=(six_hours[0] - earlier, six_hours[1] - earlier), test=(0, six_hours[0] - earlier)
-        ),
+        "day": replace(validation, support=(support[0] - earlier, support[1] - earlier), test=(0, support[0] - earlier))
     }
-    return Setup(family, targets, validations, scaler)
+    morning = (support[1] - per_day + per_day // 4, support[1] - per_day + per_day // 2)  # 06:00-12:00
+    if morning[1] - morning[0] >= 2 * (features.history + features.horizon):
+        targets["6h"] = Target(features, nodes, morning, test)
+        validations["6h"] = replace(
+            validation, support=(morning[0] - earlier, morning[1] - earlier), test=(0, morning[0] - earlier)
+        )
+    return Setup(family, targets, validations, scaler, config, choice)
 
 
 def new_city(source: TrafficData, target: TrafficData, config: ExperimentConfig, support_days: int = 1) -> Setup:
@@ -88,31 +100,42 @@ def new_city(source: TrafficData, target: TrafficData, config: ExperimentConfig,
             f"{target.name} has {target.n_steps} steps"
         )
     scaler = fit_scaler(source.values, source.mask)
-    features = SeriesFeatures(source, scaler, graph_hops=config.hops)
-    family, validation = source_family(features, np.arange(source.n_sensors), (0, source.n_steps), config)
-    target_features = SeriesFeatures(target, scaler, graph_hops=config.hops)
+    features = SeriesFeatures(source, scaler, config.hops, config.windows)
+    family, validation, config, choice = source_family(
+        features, np.arange(source.n_sensors), (0, source.n_steps), config
+    )
+    target_features = SeriesFeatures(target, scaler, config.hops, config.windows)
     nodes = torch.arange(target.n_sensors)
     targets = {"city": Target(target_features, nodes, support, (support[1], target.n_steps))}
-    return Setup(family, targets, {"city": validation}, scaler)
+    return Setup(family, targets, {"city": validation}, scaler, config, choice)
 
 
 def source_family(
     features: SeriesFeatures, sensors: np.ndarray, period: tuple[int, int], config: ExperimentConfig
-) -> tuple[SensorTasks, Target]:
-    """Meta-training tasks on 90% of ``sensors``; the other 10% validate adaptation settings."""
+) -> tuple[SensorTasks, Target, ExperimentConfig, Choice | None]:
+    """Meta-training tasks on 90% of ``sensors``; the other 10% validate the base forecast and adaptation settings.
+
+    Returns the family, the validation target, ``config`` with its base forecast chosen on the validation
+    sensors where it was ``"auto"``, and that choice (None where the base was given).
+    """
     order = np.random.default_rng(config.seed + 1).permutation(sensors)
     n_val = max(1, round(VAL_FRACTION * len(sensors)))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    start, stop = period
+    validation = Target(
+        features, torch.as_tensor(val), (stop - config.support_steps, stop), (start, stop - config.support_steps)
+    )
+    choice = None
+    if config.base == AUTO:
+        choice = choose_base(validation)
+        config = replace(config, base=choice.settings["base"])
+        validation = replace(validation, features=features.with_windows(config.windows))
     family = SensorTasks(
-        [features],
+        [validation.features],
         [{"train": train.tolist(), "val": val.tolist()}],
         [period],
         support_steps=config.support_steps,
         n_support=config.n_support,
         n_query=config.n_query,
     )
-    start, stop = period
-    validation = Target(
-        features, torch.as_tensor(val), (stop - config.support_steps, stop), (start, stop - config.support_steps)
-    )
-    return family, validation
+    return family, validation, config, choice
