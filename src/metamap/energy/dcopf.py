@@ -309,7 +309,7 @@ def load_net(spec: str):
 
     try:
         net = getattr(pn, spec)()
-    except Exception as exc:  # a builder that runs a power flow can fail inside pandapower
+    except Exception as exc:  # noqa: BLE001 - a builder that runs a power flow can fail inside pandapower
         raise DataError(f"pandapower.networks.{spec}() failed ({one_line(exc)})") from None
     if not isinstance(net, pp.pandapowerNet):
         raise ConfigError(f"pandapower.networks.{spec} does not build a network")
@@ -327,7 +327,7 @@ def _read_network_file(path: Path):
 
         try:
             return from_mpc(str(path))
-        except Exception as exc:  # scipy and the converter raise many types for a bad file
+        except Exception as exc:  # noqa: BLE001 - scipy and the converter raise many types for a bad file
             raise DataError(f"network file {path} is not a readable MATPOWER .mat case ({one_line(exc)})") from None
     if suffix == ".m":
         raise DataError(
@@ -391,7 +391,7 @@ def read_pandapower_json(path: Path):
         net = json.loads(text, cls=PPJSONDecoder, registry_class=_table_registry())
     except DataError:
         raise
-    except Exception as exc:  # pandas raises many types for malformed tables
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed tables
         raise DataError(f"network file {path}: its tables cannot be read ({one_line(exc)})") from None
     if not isinstance(net, pp.pandapowerNet):
         raise DataError(f"network file {path}: expected a pandapower network, decoded {type(net).__name__}")
@@ -529,7 +529,7 @@ def case_from_net(net, name: str) -> DCOPFCase:
         raise ConfigError(_PWL.format(name=name, n=len(net.pwl_cost)))
     try:
         ppci, lookup = _ppci(net)
-    except Exception as exc:  # pandapower's conversion raises many types for an inconsistent net
+    except Exception as exc:  # noqa: BLE001 - pandapower's conversion raises many types for an inconsistent net
         raise DataError(f"{name}: pandapower cannot build its DC model ({one_line(exc)})") from None
     gen, branch, bus = ppci["gen"].real, ppci["branch"].real, ppci["bus"].real
     n_bus = bus.shape[0]
