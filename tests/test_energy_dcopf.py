@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from metamap.energy.dcopf import DCOPFCase, InfeasibleError, _ppci, _ptdf, load_case, load_net
+from metamap.energy.dcopf import (
+    DCOPFCase,
+    InfeasibleError,
+    case_from_arrays,
+    case_from_net,
+    case_names,
+    load_case,
+    load_net,
+)
 from metamap.energy.highs import WarmDCOPF
 from metamap.errors import ConfigError, DataError
 
 
-def tiny_case(fmax=np.inf, c1=(0.0, 2.0)) -> DCOPFCase:
+def tiny_case(fmax=np.inf, c1=(0.0, 2.0), c2=(1.0, 1.0)) -> DCOPFCase:
     """Three buses in a triangle of equal reactances; gen 0 at bus 0 (slack), gen 1 at bus 1, the load at bus 2."""
-    f, t, x = np.array([0, 1, 0]), np.array([1, 2, 2]), np.array([0.1, 0.1, 0.1])
-    return DCOPFCase(
-        name="tiny",
+    return case_from_arrays(
+        "tiny",
         gen_bus=np.array([0, 1]),
         pmin=np.zeros(2),
         pmax=np.array([20.0, 20.0]),
-        c0=np.zeros(2),
         c1=np.array(c1),
-        c2=np.array([1.0, 1.0]),
+        c2=np.array(c2),
         load_bus=np.array([2]),
         base_load=np.array([10.0]),
-        ptdf=_ptdf(3, f, t, x, 0, "tiny"),
-        fmax=np.broadcast_to(fmax, (3,)).astype(float),
-        slack=0,
-        branch_x=x,
-        branch_from=f,
-        branch_to=t,
+        branch_from=np.array([0, 1, 0]),
+        branch_to=np.array([1, 2, 2]),
+        branch_x=np.array([0.1, 0.1, 0.1]),
+        fmax=fmax,
     )
 
 
@@ -56,34 +62,8 @@ def test_a_binding_line_limit_by_hand():
     assert abs(case.flows(solution.dispatch, np.array([10.0]))[2]) == pytest.approx(4.5, abs=1e-5)
 
 
-def _pandapower_cost(name: str, fmax: np.ndarray | None) -> float:
-    """pandapower's own DC OPF (PIPS, the solver behind ``pp.rundcopp``) on its internal case arrays.
-
-    ``pp.rundcopp`` itself fails while writing results with pandas 3 (read-only
-    arrays), after the solve; the solver call below is the same one it makes.
-    """
-    from pandapower.pypower.opf import opf
-    from pandapower.pypower.ppoption import ppoption
-
-    ppci, _ = _ppci(load_net(name))
-    if fmax is not None:
-        ppci["branch"][:, 5] = fmax
-    result = opf(ppci, ppoption(VERBOSE=0, PF_DC=True, OPF_FLOW_LIM=2))
-    assert result["success"]
-    return float(result["f"])
-
-
-@pytest.mark.parametrize("name", ["case30", "case118"])
-def test_agrees_with_pandapower_dc_opf(name):
-    for limits in ("case", "base"):
-        case = load_case(name, line_limits=limits)
-        ours = WarmDCOPF(case).solve(case.base_load).cost
-        theirs = _pandapower_cost(name, None if limits == "case" else case.fmax)
-        assert ours == pytest.approx(theirs, rel=1e-6)
-
-
 def test_base_line_limits_follow_the_documented_rule():
-    case = load_case("case30")
+    case = load_case("case30", line_limits="base")
     unlimited = load_case("case30", line_limits="case")
     base = WarmDCOPF(unlimited).solve(case.base_load)
     flow = np.abs(case.flows(base.dispatch, case.base_load))
@@ -91,7 +71,7 @@ def test_base_line_limits_follow_the_documented_rule():
 
 
 def test_warm_solves_equal_fresh_solves():
-    case = load_case("case30")
+    case = load_case("case30", line_limits="base")
     rng = np.random.default_rng(0)
     loads = case.base_load * rng.uniform(0.7, 1.0, size=(6, case.n_load))
     warm = WarmDCOPF(case)
@@ -106,8 +86,10 @@ def test_warm_solves_equal_fresh_solves():
 
 
 def test_unknown_case_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown case 'case9999'"):
+    with pytest.raises(ConfigError, match="unknown case 'case9999'.*case2869pegase"):
         load_case("case9999")
+    with pytest.raises(ConfigError, match="line_limits"):
+        load_case("case14", line_limits="derived")
 
 
 @pytest.mark.parametrize(
@@ -140,3 +122,97 @@ def test_infeasible_line_limits_are_reported():
     case = tiny_case(fmax=np.array([0.1, 0.1, 0.1]))
     with pytest.raises(InfeasibleError, match="no feasible dispatch"):
         WarmDCOPF(case).solve(np.array([10.0]))
+
+
+def test_linear_costs_are_an_lp_solved_exactly():
+    # min 1 p0 + 2 p1, p0 + p1 = 10, flow(0->2) = (p0 + 10) / 3 <= 5: p0 = 5, p1 = 5, cost 15
+    case = tiny_case(fmax=np.array([100.0, 100.0, 5.0]), c1=(1.0, 2.0), c2=(0.0, 0.0))
+    exact = WarmDCOPF(case)
+    assert exact.is_lp
+    solution = exact.solve(np.array([10.0]))
+    np.testing.assert_allclose(solution.dispatch, [5.0, 5.0], atol=1e-7)
+    assert solution.cost == pytest.approx(15.0, rel=1e-9)
+
+
+def test_any_pandapower_case_by_name():
+    names = case_names()
+    assert {"case14", "case39", "case300", "case_illinois200", "case89pegase", "case2869pegase"} <= set(names)
+    case = load_case("case89pegase")  # linear costs, sgen, shunts
+    assert (case.c2 == 0).all() and (case.c1 > 0).any()
+    net = load_net("case89pegase")
+    sgen = net.sgen.p_mw[net.sgen.in_service].sum()
+    shunt_mw = (net.shunt.p_mw * net.shunt.step)[net.shunt.in_service].sum()
+    assert case.fixed.sum() == pytest.approx(sgen - shunt_mw, rel=1e-9)
+
+
+def test_a_case_with_fixed_generation_counts_it_in_the_balance():
+    case = load_case("case300")
+    assert case.fixed.sum() > 300  # 321.8 MW of sgen less 1.3 MW of shunts
+    solution = WarmDCOPF(case).solve(case.base_load)
+    assert solution.dispatch.sum() == pytest.approx(case.base_load.sum() - case.fixed.sum(), abs=1e-5)
+
+
+def test_pandapower_json_round_trip(tmp_path):
+    import pandapower as pp
+
+    pp.to_json(load_net("case14"), str(tmp_path / "grid.json"))
+    ours, theirs = load_case(str(tmp_path / "grid.json")), load_case("case14")
+    assert ours.name == "grid"
+    np.testing.assert_array_equal(ours.ptdf, theirs.ptdf)
+    np.testing.assert_array_equal(ours.base_load, theirs.base_load)
+    np.testing.assert_array_equal(ours.c1, theirs.c1)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        # pandapower's own reader imports os and calls os.system with this argument
+        ({"_module": "os", "_class": "system", "_object": "touch {marker}"}, "refusing the embedded object os.system"),
+        ({"_module": "builtins", "_class": "eval", "_object": "open('{marker}', 'w')"}, "builtins.eval"),
+        # a table pandapower would read from an absolute .json path
+        ({"_module": "pandas.core.frame", "_class": "DataFrame", "_object": "{marker}.json"}, "does not hold JSON"),
+        (
+            {"_module": "pandas.core.frame", "_class": "DataFrame", "_object": "{}", "storage_options": {}},
+            "unexpected layout",
+        ),
+    ],
+)
+def test_a_malicious_pandapower_json_is_refused(tmp_path, payload, message):
+    import pandapower as pp
+
+    marker = tmp_path / "ran"
+    pp.to_json(load_net("case14"), str(tmp_path / "grid.json"))
+    tree = json.loads((tmp_path / "grid.json").read_text())
+    evil = json.loads(json.dumps(payload).replace("{marker}", str(marker)))
+    tree["_object"]["user_pf_options"] = evil
+    (tmp_path / "evil.json").write_text(json.dumps(tree))
+    with pytest.raises(DataError, match=message):
+        load_case(str(tmp_path / "evil.json"))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("grid.m", "function mpc = grid\nmpc.baseMVA = 100;\n", "MATPOWER .m files are not read"),
+        ("grid.json", "not json", "not readable JSON"),
+        ("grid.json", "[1, 2]", "expected a pandapower network"),
+        ("grid.mat", "not a mat file", "not a readable MATPOWER .mat case"),
+    ],
+)
+def test_bad_network_files(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_case(str(tmp_path / name))
+    with pytest.raises(DataError, match="does not exist"):
+        load_case(str(tmp_path / "missing.json"))
+
+
+def test_piecewise_linear_costs_are_refused_in_one_line():
+    import pandapower as pp
+
+    net = load_net("case14")
+    net.poly_cost = net.poly_cost.iloc[1:]
+    pp.create_pwl_cost(net, 0, "ext_grid", [[0, 100, 10], [100, 400, 20]])
+    with pytest.raises(ConfigError, match="piecewise-linear costs"):
+        case_from_net(net, "pwl14")

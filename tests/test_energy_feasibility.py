@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metamap.energy.dcopf import DCOPFCase, _ptdf, load_case
+from metamap.energy.dcopf import DCOPFCase, case_from_arrays, load_case
 from metamap.energy.feasibility import PATHS, TOLERANCE_MW, check, guaranteed_dispatch, optimality_gap, repair
 from metamap.energy.highs import WarmDCOPF
 from metamap.errors import DataError
@@ -22,22 +22,18 @@ def random_case(seed: int, n_gen: int, n_load: int) -> DCOPFCase:
     f, t = np.arange(n_bus), (np.arange(n_bus) + 1) % n_bus
     x = rng.uniform(0.05, 0.5, n_bus)
     pmin = rng.uniform(0, 5, n_gen) * (rng.random(n_gen) < 0.5)
-    return DCOPFCase(
-        name="random",
+    return case_from_arrays(
+        "random",
         gen_bus=rng.integers(0, n_bus, n_gen),
         pmin=pmin,
         pmax=pmin + rng.uniform(1, 50, n_gen),
-        c0=np.zeros(n_gen),
         c1=rng.uniform(1, 40, n_gen),
         c2=rng.uniform(0, 0.1, n_gen),
         load_bus=rng.integers(0, n_bus, n_load),
         base_load=rng.uniform(1, 10, n_load),
-        ptdf=_ptdf(n_bus, f, t, x, 0, "random"),
-        fmax=np.full(n_bus, np.inf),
-        slack=0,
-        branch_x=x,
         branch_from=f,
         branch_to=t,
+        branch_x=x,
     )
 
 
@@ -65,7 +61,7 @@ def test_repair_always_returns_a_feasible_point(seed, n_gen, n_load, fraction, s
 
 
 def _case30():
-    return load_case("case30")
+    return load_case("case30", line_limits="base")
 
 
 def test_exact_answers_pass_as_learned_and_balance_errors_are_repaired():
@@ -93,7 +89,7 @@ def test_a_prediction_the_check_rejects_falls_back_to_the_exact_solver():
     assert result.n_violations == 0
     # all generation on the largest unit, against a line limit that binds at the optimum:
     # the answer must come from repair (feasible) or from the exact solver (optimal)
-    tight = load_case("case30")
+    tight = load_case("case30", line_limits="base")
     tight_fmax = tight.fmax.copy()
     flows = np.abs(tight.flows(exact.solve(pd[0]).dispatch, pd[0]))
     line = int(np.argmax(flows / tight_fmax))
@@ -173,5 +169,5 @@ def test_fallback_is_taken_when_repair_cannot_satisfy_the_lines(monkeypatch):
     assert check(case, pd, lopsided).line[0] > TOLERANCE_MW
     monkeypatch.setattr(feasibility, "repair_lines", lambda case, pd, pg: pg)  # a repair that cannot help
     result = guaranteed_dispatch(case, pd, lambda loads: lopsided, exact)
-    assert result.counts() == {"learned": 0, "repaired": 0, "fallback": 1, "infeasible": 0}
+    assert result.counts() == {"learned": 0, "repaired": 0, "fallback": 1, "infeasible": 0, "unsolved": 0}
     assert result.cost[0] == pytest.approx(optimum.cost, rel=1e-9)

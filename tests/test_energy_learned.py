@@ -19,12 +19,12 @@ from metamap.nn import MLP
 @pytest.fixture(scope="module")
 def solved():
     torch.set_num_threads(1)
-    case = load_case("case30")
+    case = load_case("case30", line_limits="base")
     profiles = synthetic_profiles()
     types = assign_types(case, profiles, seed=0)
     pd = sample_loads(case, profiles, types, np.arange(profiles.values.shape[0]), 300, np.random.default_rng(0))
-    pg, cost, _ = WarmDCOPF(case).solve_many(pd)
-    ok = np.isfinite(cost)
+    pg, cost, _, status = WarmDCOPF(case).solve_many(pd)
+    ok = status == "optimal"
     return case, profiles, types, pd[ok], pg[ok], cost[ok]
 
 

@@ -1,6 +1,6 @@
 """Energy allocation and dispatch: transportation and DC-OPF with guaranteed feasibility.
 
-- :mod:`~metamap.energy.dcopf`: DC-OPF arrays of pandapower's case30/57/118 (PTDF, limits, costs);
+- :mod:`~metamap.energy.dcopf`: DC-OPF arrays of any pandapower network (pandapower's PTDF, limits, costs);
 - :mod:`~metamap.energy.highs`: the persistent, warm-started HiGHS QP (exact solver and baseline);
 - :mod:`~metamap.energy.scenarios`: simbench 2016 load profiles mapped onto a case's loads, regimes;
 - :mod:`~metamap.energy.feasibility`: check, repair and fallback, with the path of every answer;
@@ -17,7 +17,7 @@ from metamap.extras import lazy_exports
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "dcopf": ("CASES", "DCOPFCase", "InfeasibleError", "load_case"),
+        "dcopf": ("DCOPFCase", "InfeasibleError", "SolverError", "UnboundedError", "case_names", "load_case"),
         "feasibility": ("PATHS", "GuaranteedDispatch", "check", "guaranteed_dispatch", "optimality_gap", "repair"),
         "highs": ("WarmDCOPF",),
         "learned": ("DispatchModel", "train_dispatch"),
@@ -26,7 +26,14 @@ __getattr__, __dir__ = lazy_exports(
 )
 
 if TYPE_CHECKING:
-    from metamap.energy.dcopf import CASES, DCOPFCase, InfeasibleError, load_case
+    from metamap.energy.dcopf import (
+        DCOPFCase,
+        InfeasibleError,
+        SolverError,
+        UnboundedError,
+        case_names,
+        load_case,
+    )
     from metamap.energy.feasibility import (
         PATHS,
         GuaranteedDispatch,
@@ -40,14 +47,16 @@ if TYPE_CHECKING:
     from metamap.energy.transport import TransportProblem, solve_emd, solve_highs
 
 __all__ = [
-    "CASES",
     "PATHS",
     "DCOPFCase",
     "DispatchModel",
     "GuaranteedDispatch",
     "InfeasibleError",
+    "SolverError",
     "TransportProblem",
+    "UnboundedError",
     "WarmDCOPF",
+    "case_names",
     "check",
     "guaranteed_dispatch",
     "load_case",

@@ -6,12 +6,20 @@ in the order of pandapower's ``net.load`` table, in MW, or a single column
 ``multiplier`` that scales the case's own loads. Other columns (a time stamp)
 are ignored.
 
+``--case`` names a network of ``pandapower.networks`` (``case14``,
+``case_illinois200``, ``case2869pegase``, ...) or a network file (pandapower
+JSON, MATPOWER ``.mat``); ``--line-limits case`` (the default) keeps the
+case's own branch ratings, ``base`` derives them from the base case (see
+:mod:`metamap.energy.dcopf`). ``--time-limit`` bounds each HiGHS run.
+
 - ``solve --case C --loads F --out D [--model RUN]``: every scenario through
   check / repair / fallback (without ``--model`` all are solved exactly by
   HiGHS and reported as ``fallback``); writes ``D/dispatch.csv`` (``gen_<k>``
   columns, MW), ``D/scenarios.csv`` (cost EUR/h, path, worst balance /
   generator / line violation in MW) and ``D/summary.json`` (path counts).
-  Infeasible scenarios get path ``infeasible`` and empty values.
+  Scenarios HiGHS proves infeasible get path ``infeasible``, those it cannot
+  answer (time limit, numerical failure after retries) ``unsolved``; both
+  get empty values.
 - ``train --case C --out RUN [--loads F | --scenarios N]``: solve the
   scenarios exactly (a loads file, or N draws from simbench's 2016 profiles)
   and fit the dispatch model; ``RUN`` holds ``model.safetensors`` +
@@ -55,7 +63,7 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     commands = energy.add_subparsers(dest="energy_command", required=True)
 
     solve = commands.add_parser("solve", help="dispatch every scenario of a loads file; writes CSV + JSON")
-    solve.add_argument("--case", default="case118", help="case30 | case57 | case118")
+    _add_case_flags(solve, line_limits_default=None)
     solve.add_argument("--loads", type=Path, required=True, help="scenarios: .csv | .parquet (see docs)")
     add_out_flag(solve, "folder", "dispatch.csv, scenarios.csv, summary.json")
     solve.add_argument("--model", type=Path, default=None, help="run folder of metamap energy train|adapt")
@@ -63,7 +71,7 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     solve.set_defaults(handler=_solve)
 
     train = commands.add_parser("train", help="solve scenarios exactly and fit the dispatch model")
-    train.add_argument("--case", default="case118", help="case30 | case57 | case118")
+    _add_case_flags(train, line_limits_default="case")
     train.add_argument("--loads", type=Path, default=None, help="training scenarios (default: simbench profiles)")
     train.add_argument("--scenarios", type=positive_int, default=2000, help="draws from simbench without --loads")
     add_out_flag(train, "run", "model.safetensors, model.json")
@@ -81,9 +89,36 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     unset = "chosen with --lr on held-out scenarios of the new regime"
     add_steps_flag(adapt, "Adam", default=None, unset=unset)
     adapt.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default: {unset})")
+    _add_time_limit_flag(adapt)
     add_run_folder_flags(adapt, resumable=False)
     add_device_flag(adapt)
     adapt.set_defaults(handler=_adapt)
+
+
+def _add_case_flags(parser: argparse.ArgumentParser, line_limits_default: str | None) -> None:
+    parser.add_argument(
+        "--case",
+        default="case118",
+        help="a network of pandapower.networks (case14 .. case2869pegase) or a file: pandapower .json | MATPOWER .mat",
+    )
+    unset = " (default: the model's, else case)" if line_limits_default is None else " (default: case)"
+    parser.add_argument(
+        "--line-limits",
+        choices=("case", "base"),
+        default=line_limits_default,
+        help="case: the case's own branch ratings; base: max(1.1 |f|, 0.1 max |f|) of the base-case "
+        "dispatch without limits" + unset,
+    )
+    _add_time_limit_flag(parser)
+
+
+def _add_time_limit_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--time-limit",
+        type=positive_float,
+        default=None,
+        help="seconds per HiGHS run before it counts as failed and is retried (default: 10)",
+    )
 
 
 def read_loads(path: Path, case) -> np.ndarray:
@@ -136,7 +171,7 @@ def _solve(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from metamap.energy.dcopf import load_case
-    from metamap.energy.feasibility import PATHS, guaranteed_dispatch
+    from metamap.energy.feasibility import PATHS, guaranteed_dispatch, returned_paths
     from metamap.energy.highs import WarmDCOPF
     from metamap.energy.learned import DispatchModel
     from metamap.report import write_json
@@ -146,16 +181,19 @@ def _solve(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     for name in SOLVE_OUTPUTS:
         output_file(args.out / name, inputs=[args.loads])
-    case = load_case(args.case)
-    predict = None
+    predict, limits = None, args.line_limits or "case"
     if args.model is not None:
         model, info = DispatchModel.load(args.model, device)
         if info.get("case") != args.case:
             raise ConfigError(f"{args.model} was trained on {info.get('case')!r}, not on {args.case!r}")
-        predict = model.predict
+        trained = _line_limits_of(info)
+        if args.line_limits not in (None, trained):
+            raise ConfigError(f"{args.model} was trained with --line-limits {trained}, not {args.line_limits}")
+        predict, limits = model.predict, trained
+    case = load_case(args.case, line_limits=limits, time_limit=args.time_limit)
     pd_ = read_loads(args.loads, case)
-    result = guaranteed_dispatch(case, pd_, predict, WarmDCOPF(case))
-    returned = result.path != PATHS.index("infeasible")
+    result = guaranteed_dispatch(case, pd_, predict, WarmDCOPF(case, time_limit=args.time_limit))
+    returned = returned_paths(result.path)
     if not returned.any():
         raise DataError(
             f"none of the {len(pd_)} scenarios of {args.loads} has a feasible dispatch on {case.name}; "
@@ -178,6 +216,7 @@ def _solve(args: argparse.Namespace) -> int:
     table.to_csv(args.out / "scenarios.csv", index_label="scenario")
     summary = {
         "case": args.case,
+        "line_limits": limits,
         "scenarios": int(len(pd_)),
         "paths": result.counts(),
         "violations_returned": result.n_violations,
@@ -188,15 +227,29 @@ def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _solved(case, pd_):
+def _line_limits_of(info: dict) -> str:
+    """The line limits a run was trained with (runs written before the flag existed used ``base``)."""
+    return str(info.get("line_limits", "base"))
+
+
+def _solved(case, pd_, time_limit: float | None):
+    """The scenarios of ``pd_`` HiGHS solves, with their dispatch; says how many it dropped and why."""
+    import sys
+
     import numpy as np
 
     from metamap.energy.highs import WarmDCOPF
 
-    pg, cost, _ = WarmDCOPF(case).solve_many(pd_, progress=True)
-    ok = np.isfinite(cost)
+    pg, _, _, status = WarmDCOPF(case, time_limit=time_limit).solve_many(pd_, progress=True)
+    ok = status == "optimal"
     if ok.sum() == 0:
-        raise DataError(f"none of the {len(pd_)} scenarios has a feasible dispatch on {case.name}")
+        raise DataError(
+            f"none of the {len(pd_)} scenarios has an optimal dispatch on {case.name} "
+            f"({', '.join(f'{s} {int((status == s).sum())}' for s in np.unique(status))})"
+        )
+    if not ok.all():
+        dropped = ", ".join(f"{int((status == s).sum())} {s}" for s in np.unique(status[~ok]))
+        print(f"dropped {int((~ok).sum())} of {len(pd_)} scenarios without an optimum: {dropped}", file=sys.stderr)
     return pd_[ok], pg[ok]
 
 
@@ -222,7 +275,7 @@ def _train_in_run(args: argparse.Namespace) -> int:
 
     writable_output_folder(args.out)
     device = pick_device(args.device)
-    case = load_case(args.case)
+    case = load_case(args.case, line_limits=args.line_limits, time_limit=args.time_limit)
     if args.loads is not None:
         pd_ = read_loads(args.loads, case)
     else:
@@ -238,9 +291,10 @@ def _train_in_run(args: argparse.Namespace) -> int:
             args.scenarios,
             np.random.default_rng(args.seed),
         )
-    pd_, pg = _solved(case, pd_)
+    pd_, pg = _solved(case, pd_, args.time_limit)
     model = train_dispatch(pd_, pg, hidden=tuple(args.hidden), steps=args.steps, seed=args.seed, device=device)
-    model.save(args.out, {"case": args.case, "scenarios": int(len(pd_)), "steps": args.steps, "seed": args.seed})
+    info = {"case": args.case, "line_limits": args.line_limits, "scenarios": int(len(pd_))}
+    model.save(args.out, {**info, "steps": args.steps, "seed": args.seed})
     print(f"trained on {len(pd_)} solved scenarios of {args.case}; model in {args.out}")
     return 0
 
@@ -260,11 +314,11 @@ def _adapt_in_run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.run.resolve():
         raise ConfigError(f"--out {args.out} is the --run folder: adapting writes a new run; choose another --out")
     model, info = DispatchModel.load(args.run, device)
-    case = load_case(info["case"])
+    case = load_case(info["case"], line_limits=_line_limits_of(info), time_limit=args.time_limit)
     pd_ = read_loads(args.loads, case)
     if len(pd_) > MAX_ADAPT:
         raise DataError(f"adapt takes at most {MAX_ADAPT} scenarios; {args.loads} has {len(pd_)}")
-    pd_, pg = _solved(case, pd_)
+    pd_, pg = _solved(case, pd_, args.time_limit)
     if (args.steps is None) != (args.lr is None):
         raise ConfigError("pass both --steps and --lr, or neither (then both are chosen on held-out scenarios)")
     if args.steps is None and len(pd_) < MIN_TO_CHOOSE:

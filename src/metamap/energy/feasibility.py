@@ -10,9 +10,10 @@ Every dispatch the energy module returns goes through :func:`guaranteed_dispatch
    redispatch along the PTDF rows of the overloaded lines) and check again:
    ``repaired``;
 3. else solve exactly with the warm-started HiGHS model: ``fallback``;
-4. a scenario the exact solver also rejects (or whose total load is outside
-   the generation range) is ``infeasible``: NaN dispatch and cost, never a
-   silent wrong answer.
+4. a scenario the exact solver proves infeasible is ``infeasible``; one it
+   cannot answer (time limit, numerical failure after its retries, see
+   :mod:`metamap.energy.highs`) is ``unsolved``: NaN dispatch and cost for
+   both, never a silent wrong answer, and never "infeasible" without a proof.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metamap.energy.dcopf import DCOPFCase, InfeasibleError
+from metamap.energy.dcopf import DCOPFCase, InfeasibleError, SolverError, UnboundedError
 from metamap.energy.highs import WarmDCOPF
 from metamap.errors import ShapeError
 
 TOLERANCE_MW = 1e-4
-PATHS = ("learned", "repaired", "fallback", "infeasible")
+PATHS = ("learned", "repaired", "fallback", "infeasible", "unsolved")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Violations:
 def check(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray) -> Violations:
     """Violations of dispatches ``pg [N, n_gen]`` for loads ``pd [N, n_load]`` (MW); NaN counts as infinite."""
     pg = np.asarray(pg, dtype=np.float64)
-    balance = np.abs(pg.sum(-1) - pd.sum(-1))
+    balance = np.abs(pg.sum(-1) - case.demand(pd))
     gen = np.maximum(case.pmin - pg, pg - case.pmax).max(-1).clip(min=0.0)
     line = (np.abs(case.flows(pg, pd)) - case.fmax).max(-1).clip(min=0.0)
     nan = ~np.isfinite(pg).all(-1)
@@ -59,11 +60,11 @@ def repair(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray) -> np.ndarray:
 
     A shortfall is spread over the units in proportion to their headroom
     ``pmax - pg``, a surplus in proportion to ``pg - pmin``: the result meets
-    the balance and the generator limits exactly whenever the total load lies
-    in ``[sum pmin, sum pmax]``. Line flows are not repaired (``check`` them).
+    the balance and the generator limits exactly whenever the demand (loads
+    minus fixed injection) lies in ``[sum pmin, sum pmax]``. Line flows are not repaired (``check`` them).
     """
     pg = np.clip(np.nan_to_num(np.asarray(pg, dtype=np.float64), nan=0.0), case.pmin, case.pmax)
-    mismatch = pd.sum(-1, keepdims=True) - pg.sum(-1, keepdims=True)
+    mismatch = case.demand(pd)[..., None] - pg.sum(-1, keepdims=True)
     room = np.where(mismatch > 0, case.pmax - pg, pg - case.pmin)
     share = room / np.maximum(room.sum(-1, keepdims=True), 1e-12)
     return np.clip(pg + mismatch * share, case.pmin, case.pmax)
@@ -121,8 +122,7 @@ class GuaranteedDispatch:
     @property
     def n_violations(self) -> int:
         """Returned (non-infeasible) scenarios that fail the check: 0 by construction."""
-        returned = self.path != PATHS.index("infeasible")
-        return int((~self.violations.ok & returned).sum())
+        return int((~self.violations.ok & returned_paths(self.path)).sum())
 
 
 def guaranteed_dispatch(
@@ -163,13 +163,22 @@ def guaranteed_dispatch(
         except InfeasibleError:
             candidate[k] = np.nan
             path[k] = PATHS.index("infeasible")
+        except (SolverError, UnboundedError):
+            candidate[k] = np.nan
+            path[k] = PATHS.index("unsolved")
     final = check(case, pd, candidate)
-    # HiGHS may return a point a hair outside TOLERANCE_MW on a degenerate scenario: never pass it on.
-    bad = np.flatnonzero(~final.ok & (path != PATHS.index("infeasible")))
+    # HiGHS may return a point a hair outside TOLERANCE_MW on a degenerate scenario: never pass it on, and
+    # never call it infeasible either (nothing was proved).
+    bad = np.flatnonzero(~final.ok & returned_paths(path))
     candidate[bad] = np.nan
-    path[bad] = PATHS.index("infeasible")
-    cost = np.where(path == PATHS.index("infeasible"), np.nan, case.cost(np.nan_to_num(candidate)))
+    path[bad] = PATHS.index("unsolved")
+    cost = np.where(returned_paths(path), case.cost(np.nan_to_num(candidate)), np.nan)
     return GuaranteedDispatch(candidate, cost, path, check(case, pd, candidate))
+
+
+def returned_paths(path: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: the scenarios of ``path [N]`` that got a dispatch (not ``infeasible`` / ``unsolved``)."""
+    return np.isin(path, [PATHS.index("infeasible"), PATHS.index("unsolved")], invert=True)
 
 
 def optimality_gap(cost: np.ndarray, optimal: np.ndarray) -> np.ndarray:
