@@ -107,7 +107,9 @@ class SeasonalClimatology:
         values = np.asarray(values, np.float64)
         fraction = np.asarray(fraction, np.float64)
         if values.ndim != 3 or fraction.shape != values.shape[:1]:
-            raise ShapeError(f"expected values [T, H, W] and fraction [T]; got {describe(values)}, {describe(fraction)}")
+            raise ShapeError(
+                f"expected values [T, H, W] and fraction [T]; got {describe(values)}, {describe(fraction)}"
+            )
         if values.shape[0] == 0:
             raise DataError("no training times to fit a climatology on")
         k = auto_harmonics(fraction) if harmonics is None else int(harmonics)
