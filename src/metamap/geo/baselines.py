@@ -74,6 +74,7 @@ def ordinary_kriging(
     variogram: str = "exponential",
     background: np.ndarray | None = None,
     nlags: int = 12,
+    nonnegative: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """PyKrige ordinary kriging with a ``variogram`` model whose parameters are fitted to this field.
 
@@ -81,7 +82,7 @@ def ordinary_kriging(
     predictive variance (zero at observed pixels up to the fitted nugget).
     Observations that are all equal (say a completely dry precipitation
     field) have no variogram to fit: the answer is then that constant with
-    zero variance.
+    zero variance. ``nonnegative`` clips the mean at 0 (precipitation, in its own unit).
     """
     from pykrige.ok import OrdinaryKriging
 
@@ -90,12 +91,12 @@ def ordinary_kriging(
     anomaly, observed = _split(values, observed, background)
     known = anomaly[observed]
     if np.all(known == known[0]):
-        return np.full(anomaly.shape, known[0]) + (background if background is not None else 0.0), np.zeros(
-            anomaly.shape
-        )
+        constant = np.full(anomaly.shape, known[0]) + (background if background is not None else 0.0)
+        return (np.maximum(constant, 0.0) if nonnegative else constant), np.zeros(anomaly.shape)
     yy, xx = _plane(lat, lon)
     model = OrdinaryKriging(xx[observed], yy[observed], known, variogram_model=variogram, nlags=nlags)
     mean, variance = model.execute("points", xx.ravel(), yy.ravel())
     mean = np.asarray(mean, np.float64).reshape(anomaly.shape)
     variance = np.maximum(np.asarray(variance, np.float64).reshape(anomaly.shape), 0.0)
-    return mean + (background if background is not None else 0.0), variance
+    mean = mean + (background if background is not None else 0.0)
+    return (np.maximum(mean, 0.0) if nonnegative else mean), variance

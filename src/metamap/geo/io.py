@@ -5,7 +5,7 @@ and ``lon``/``longitude``, with latitude in either order. :func:`open_field`
 gives a :class:`GeoField` whose ``data`` has the dims ``(time, lat, lon)``
 (renamed, never reordered); :func:`write_ensemble` writes back with the
 input's own names and order, an ensemble dimension ``member`` first, the
-variable's CF attributes (``units``, ``long_name``, ``standard_name``) and the
+variable's CF attributes (``units``, ``long_name``, ``standard_name``, ``cell_methods``) and the
 file's global attributes.
 
 Reading is safe on untrusted files: a netCDF file must carry the netCDF or
@@ -31,7 +31,7 @@ import numpy as np
 from metamap.errors import ConfigError, DataError
 
 AXIS_NAMES = {"time": ("time", "valid_time"), "lat": ("lat", "latitude"), "lon": ("lon", "longitude")}
-CF_ATTRS = ("units", "long_name", "standard_name")
+CF_ATTRS = ("units", "long_name", "standard_name", "cell_methods")
 DEFAULT_FILL_LIMIT = 9.9e36  # netCDF's default fill value of float variables is 9.96921e36
 NETCDF_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 ZARR_METADATA = (".zarray", ".zmetadata", "zarr.json")
@@ -119,9 +119,22 @@ class GeoField:
         data = self.data if times is None else self.data.isel(time=times)
         return np.asarray(data.values, dtype=np.float32)
 
+    def year_fraction(self) -> np.ndarray:
+        """Fraction ``[T]`` in [0, 1) of the calendar's year of each time step
+        (:func:`metamap.geo.climatology.year_fraction`)."""
+        from metamap.geo.climatology import year_fraction
+
+        try:
+            return year_fraction(self.times, self.calendar)
+        except DataError as exc:
+            raise DataError(f"{self.var}: {exc}") from None
+
     def day_of_month(self) -> np.ndarray:
-        """Day of the month (1-31) of each time step ``[T]``; needs datetime time stamps."""
+        """Day of the month (1-31; 1-30 on ``360_day``) of each time step ``[T]``; needs dates (numpy
+        datetime64 or cftime)."""
         times = self.times
+        if times.dtype == object and all(hasattr(t, "day") for t in times):  # cftime dates (360_day, noleap...)
+            return np.array([t.day for t in times], dtype=np.int64)
         if not np.issubdtype(times.dtype, np.datetime64):
             raise DataError(f"{self.var}: the time axis holds {times.dtype}, not dates; cannot split by day")
         days = times.astype("datetime64[D]")
