@@ -17,6 +17,7 @@ RUNS_A_MODEL = {
     "demo",
     "traffic train",
     "traffic adapt",
+    "traffic predict",
     "traffic evaluate",
     "traffic patterns",
     "geo train",

@@ -157,9 +157,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
     _data_flags(predict)
-    predict.add_argument(
-        "--out", type=Path, required=True, help="forecasts.csv or forecasts.nc; a plot is written beside it (.png)"
-    )
+    add_out_flag(predict, "file", "forecasts.csv or forecasts.nc; a plot is written beside it (.png)")
     predict.add_argument(
         "--support-days", type=positive_int, default=1, help="the run adapts to each sensor on the file's last K days"
     )

@@ -45,7 +45,7 @@ from metamap.traffic.baselines import historical_average, historical_average_wee
 from metamap.traffic.family import SensorTasks
 from metamap.traffic.features import BASES, SeriesFeatures, Windows
 from metamap.traffic.linear import fit_ridge, predict_ridge
-from metamap.traffic.metrics import errors_by_step, horizon_errors, masked_errors
+from metamap.traffic.metrics import errors_by_step, horizon_errors, masked_mae
 from metamap.training import TrainConfig, meta_train
 
 META_METHODS = ("maml", "fomaml", "reptile", "metasgd", "anil")
@@ -409,7 +409,7 @@ def choose_settings(method: Method[Target, Target, torch.Tensor], name: str, val
         method,
         CANDIDATES[name],
         [ValidationTask(validation, validation, validation.truth)],
-        lambda predictions, truths: masked_errors(predictions[0], truths[0], validation.observed)["mae"],
+        lambda predictions, truths: masked_mae(predictions[0], truths[0], validation.observed),
         name=name,
     )
 
@@ -445,6 +445,6 @@ def choose_base(validation: Target) -> Choice:
         CausalForecast(),
         [{"base": name} for name in BASES],
         [ValidationTask(validation, validation, validation.truth)],
-        lambda predictions, truths: masked_errors(predictions[0], truths[0], observed)["mae"],
+        lambda predictions, truths: masked_mae(predictions[0], truths[0], observed),
         name="base forecast",
     )

@@ -9,6 +9,8 @@ percentage of nothing has no meaning.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from metamap.errors import DataError
@@ -43,4 +45,9 @@ def horizon_errors(
 
 def errors_by_step(pred: torch.Tensor, truth: torch.Tensor, observed: torch.Tensor) -> list[float]:
     """MAE at each forecast step (for the error-by-horizon plot)."""
-    return [float(masked_errors(pred[..., h], truth[..., h], observed[..., h])["mae"]) for h in range(pred.shape[-1])]
+    return [masked_mae(pred[..., h], truth[..., h], observed[..., h]) for h in range(pred.shape[-1])]
+
+
+def masked_mae(pred: torch.Tensor, truth: torch.Tensor, observed: torch.Tensor) -> float:
+    """The MAE of :func:`masked_errors` (never left out, unlike MAPE)."""
+    return cast(float, masked_errors(pred, truth, observed)["mae"])
