@@ -181,3 +181,24 @@ def test_a_learner_adapted_by_its_inner_loop_picks_the_steps_that_fit():
     scores = [score for _, score in choice.tried]
     assert scores == sorted(scores, reverse=True)
     assert choice.settings == {"steps": 50}
+
+
+def test_the_choice_says_which_tuned_keys_sit_at_the_edge_of_their_grid():
+    # GradientMean with steps 1: lr 0.5 lands on the support mean exactly; lr 0.1 and 0.9 (its mirror) do not
+    interior = choose_on_validation(GradientMean(), [{"lr": lr, "steps": 1} for lr in (0.9, 0.1, 0.5)], tasks(), mse)
+    assert interior.settings["lr"] == 0.5
+    assert interior.grid == {"lr": [0.1, 0.5, 0.9], "steps": [1]}
+    assert interior.at_edge == ()  # steps was fixed, not tuned
+    candidates = [{"lr": lr, "steps": s} for lr in (0.1, 0.5) for s in (1, 2)]
+    edge = choose_on_validation(GradientMean(), candidates, tasks(), mse)
+    assert edge.settings == {"lr": 0.5, "steps": 1}  # the best rate is the largest tried; ties go to 1 step
+    assert edge.at_edge == ("lr", "steps")
+    low = choose_on_validation(GradientMean(), [{"lr": 0.5, "steps": s} for s in (1, 0, 5)], tasks(), mse)
+    assert low.grid["steps"] == [0, 1, 5] and low.settings["steps"] == 1 and low.at_edge == ()
+
+
+def test_a_non_numeric_key_is_listed_in_the_grid_but_never_at_an_edge():
+    tried = (({"optimizer": "adam", "lr": 0.1}, 2.0), ({"optimizer": "sgd", "lr": 0.1}, 1.0))
+    choice = Choice({"optimizer": "sgd", "lr": 0.1}, 1.0, tried)
+    assert choice.grid == {"optimizer": ["adam", "sgd"], "lr": [0.1]}
+    assert choice.at_edge == ()

@@ -5,7 +5,9 @@ Four parametric systems (:mod:`metamap.physics.systems`); K = 10 noisy
 :mod:`metamap.physics.experiment`. Headline: the geometric mean over the
 systems of MSE(meta-learner chosen on meta-val) / MSE(pretrain + fine-tune),
 and that learner's parameter relative error (probe head) averaged over the
-systems, beside least squares.
+systems, beside least squares. ``chosen_at_grid_edge`` names, per system and
+method, the tuned keys whose value chosen on meta-val is the smallest or
+largest of its grid (``systems.<name>.tuning_on_val`` holds the grids).
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             "outer": "adam 1e-3, gradient norm clipped at 1",
         },
         "training_budget": f"{settings['steps']} meta-steps per learner and system, one CPU core",
+        "chosen_at_grid_edge": {
+            n: {method: t["at_edge"] for method, t in r["tuning_on_val"].items() if t["at_edge"]}
+            for n, r in results.items()
+        },
         "systems": {n: {k: v for k, v in r.items() if k != "examples"} for n, r in results.items()},
         "seconds": time.perf_counter() - started,
         "machine": machine(),
@@ -97,6 +103,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             table.add(method, values, setting=name, ci95=intervals)
     print(table.to_text())
     print(headline)
+    print(f"chosen at a grid edge (system: method: keys): {result['chosen_at_grid_edge']}")
     trajectory_figure(results, json_path.with_suffix(".png"))
     print(f"wrote {json_path} and {json_path.with_suffix('.png')}")
     return result

@@ -52,6 +52,36 @@ class Choice:
     score: float
     tried: tuple[tuple[Settings, float], ...]
 
+    @property
+    def grid(self) -> dict[str, list[Any]]:
+        """Each key's distinct candidate values, ascending where all are numbers: ``{"steps": [10, 50, 200]}``.
+
+        Keys in the order they first appear among the candidates; non-numeric values in the order tried.
+        """
+        values: dict[str, list[Any]] = {}
+        for settings, _ in self.tried:
+            for key, value in settings.items():
+                seen = values.setdefault(key, [])
+                if value not in seen:
+                    seen.append(value)
+        return {key: sorted(seen) if all(map(_is_number, seen)) else seen for key, seen in values.items()}
+
+    @property
+    def at_edge(self) -> tuple[str, ...]:
+        """The numeric keys whose chosen value is the smallest or largest candidate value of that key.
+
+        A key tried at one value only was fixed, not tuned, and is never at an edge. Empty when every
+        tuned value is interior; a key named here means the grid may be too narrow in that direction.
+        """
+        return tuple(
+            key
+            for key, values in self.grid.items()
+            if len(values) > 1
+            and all(map(_is_number, values))
+            and key in self.settings
+            and self.settings[key] in (values[0], values[-1])
+        )
+
     def to_json(self) -> dict[str, Any]:
         """``{"chosen": settings, "score": s, "tried": [{"settings": ..., "score": ...}]}``; +inf as null."""
         return {
@@ -112,6 +142,11 @@ def validation_score(
     except NUMERICAL_ERRORS:
         return math.inf
     return value if math.isfinite(value) else math.inf
+
+
+def _is_number(value: object) -> bool:
+    """A real number (int or float, not bool) that a grid can be ordered by."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _all_finite(prediction: object) -> bool:

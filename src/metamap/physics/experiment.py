@@ -14,11 +14,14 @@ Methods, all with the same MLP (n_in-64-64-n_out, ReLU):
   neighbours, fitted on meta-train tasks, chosen on meta-val tasks);
 - ``pretrain_finetune``: one network trained on pooled meta-train systems,
   fine-tuned on the support with Adam (steps and rate chosen on meta-val);
-- ``scratch``: a freshly initialised network fitted to the K points (Adam);
+- ``scratch``: a freshly initialised network fitted to the K points (Adam,
+  steps and rate chosen on meta-val);
 - ``least_squares``: the known equation fitted by multi-start least squares
   (:mod:`metamap.physics.fit`), its trajectory simulated on the grid.
 
-Adaptation settings (all network methods) are chosen on the meta-val systems.
+Adaptation settings (all network methods) are chosen on the meta-val systems
+from the grids ``META_CANDIDATES`` and ``ADAM_SETTINGS``; the result records
+each grid, the chosen setting and the keys whose chosen value lies at an edge.
 """
 
 from __future__ import annotations
@@ -52,10 +55,14 @@ from metamap.training import TrainConfig
 from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd")
-META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 25, 100, 300)]  # SGD steps at the inner rate
+# Grids wide enough that the chosen value can be interior (0 steps: the meta-learned network as it is);
+# each run records which chosen values still sit at an edge (``tuning_on_val``).
+META_CANDIDATES: list[Settings] = [{"steps": s} for s in (0, 1, 5, 25, 100, 300, 1000)]  # SGD at the inner rate
 ADAM_SETTINGS: dict[str, list[Settings]] = {  # per-task Adam fits
-    "pretrain_finetune": [{"steps": steps, "lr": lr} for lr in (1e-3, 1e-2) for steps in (10, 50, 200)],
-    "scratch": [{"steps": steps, "lr": 1e-2} for steps in (100, 300, 1000)],
+    "pretrain_finetune": [
+        {"steps": steps, "lr": lr} for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for steps in (10, 50, 200, 1000)
+    ],
+    "scratch": [{"steps": steps, "lr": lr} for lr in (3e-3, 1e-2, 3e-2) for steps in (30, 100, 300, 1000, 3000)],
 }
 N_PROBES = 50
 
@@ -300,6 +307,7 @@ def run_system(
         "parameter_heads_chosen_on_val": {n: h[0] for n, h in heads.items()},
         "val_mse": val_mse,
         "tried_on_val": {name: choice.to_json()["tried"] for name, choice in chosen.items()},
+        "tuning_on_val": {name: tuning_record(choice) for name, choice in chosen.items()},
         "best_meta_learner_on_val": best,
         "mse": {m: _summary(v) for m, v in mse.items()},
         "param_rel_error": {m: _summary(v) for m, v in param_error.items()},
@@ -312,6 +320,11 @@ def run_system(
             "predictions": {m: p[:1].tolist() for m, p in predictions.items()},
         },
     }
+
+
+def tuning_record(choice: Choice) -> dict[str, Any]:
+    """``{"grid": {key: values}, "chosen": settings, "at_edge": [keys]}``: a chosen value at an edge of its grid."""
+    return {"grid": choice.grid, "chosen": choice.settings, "at_edge": list(choice.at_edge)}
 
 
 def least_squares_tasks(
