@@ -9,15 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
-from metamap.errors import DataError
+from metamap.errors import ConfigError, DataError
 from metamap.tasks.family import make_generator
 from metamap.traffic.data import TrafficData
 from metamap.traffic.patterns import (
     PATTERNS,
     PatternEpisodes,
+    ProfileClusters,
+    SpeedRule,
     class_counts,
     few_shot_scores,
     label_profiles,
+    mean_silhouette,
     run_patterns,
     sensor_days,
     sensor_patterns,
@@ -123,7 +126,7 @@ def test_sensor_days_cut_at_midnight_and_skip_days_with_many_gaps():
     assert days.profiles.shape == (3, BINS)
     assert np.isnan(days.profiles[2, :10]).all() and not np.isnan(days.profiles[2, 10:]).any()
     np.testing.assert_allclose(days.filled(), 1.0)  # speed / free flow, gaps interpolated
-    np.testing.assert_allclose(days.free_flow, 60.0)
+    np.testing.assert_allclose(days.scale, 60.0)
 
 
 def test_sensor_days_need_a_whole_day():
@@ -135,12 +138,12 @@ def test_sensor_days_need_a_whole_day():
 def test_synthetic_city_gets_the_intended_rule_labels():
     days = sensor_days(synthetic_city(10, 5, seed=0))
     intended = (days.sensor + (days.day - days.day.min()).astype(int)) % 5
-    np.testing.assert_array_equal(days.labels(), intended)
+    np.testing.assert_array_equal(SpeedRule().label(days.profiles), intended)
 
 
 def test_episodes_hold_k_shot_of_each_drawn_class():
     days = sensor_days(synthetic_city(10, 4, seed=1))
-    labels = torch.from_numpy(days.labels())
+    labels = torch.from_numpy(SpeedRule().label(days.profiles))
     family = PatternEpisodes(
         torch.from_numpy(days.filled()), labels, {"train": torch.arange(len(days))}, n_way=3, k_shot=2, n_query=4
     )
@@ -156,16 +159,18 @@ def test_episodes_name_the_short_patterns():
     days = sensor_days(synthetic_city(5, 2, seed=2))  # 2 days of each pattern
     with pytest.raises(DataError, match="k_shot \\+ n_query = 10"):
         PatternEpisodes(
-            torch.from_numpy(days.filled()), torch.from_numpy(days.labels()), {"train": torch.arange(len(days))}
+            torch.from_numpy(days.filled()),
+            torch.from_numpy(SpeedRule().label(days.profiles)),
+            {"train": torch.arange(len(days))},
         )
 
 
 def test_protonet_beats_chance_on_separable_patterns():
     source = sensor_days(synthetic_city(40, 10, seed=3))
     target = sensor_days(synthetic_city(20, 5, seed=4))
-    learner, summary = train_protonet(source, steps=40, meta_batch=8)
+    learner, summary = train_protonet(source, SpeedRule(), steps=40, meta_batch=8)
     assert summary["val_accuracy"]["mean"] > 0.8
-    x, labels = torch.from_numpy(target.filled()), torch.from_numpy(target.labels())
+    x, labels = torch.from_numpy(target.filled()), torch.from_numpy(SpeedRule().label(target.profiles))
     scores = few_shot_scores(learner, x, labels, {1: range(5)}, draws=10, generator=make_generator(0))
     assert scores["1"]["protonet"]["mean"] > 0.8  # chance: 0.2
     assert scores["1"]["nearest_centroid"]["mean"] == scores["1"]["knn1"]["mean"]  # one example per class
@@ -211,7 +216,7 @@ def test_target_with_one_pattern_is_refused(tmp_path):
         step_minutes=target.step_minutes,
     )
     with pytest.raises(DataError, match="at least 2 patterns with 4 sensor-days.*'free_flow': 10"):
-        run_patterns(source, quiet, tmp_path, steps=5)
+        run_patterns(source, quiet, tmp_path, steps=5, labels="rule")  # whole-number speeds would read as counts
 
 
 def test_real_la_has_every_pattern(shared_data):
@@ -229,5 +234,115 @@ def test_real_la_has_every_pattern(shared_data):
     )
     days = sensor_days(data)
     assert len(days) == 207 * 7
-    counts = class_counts(days)
+    counts = class_counts(SpeedRule().label(days.profiles), SpeedRule())
     assert min(counts.values()) >= 90, counts
+
+
+# --------------------------------------------------------------------------- patterns of counts: clusters
+
+SHAPES = {  # hourly count profiles of three kinds of sensor (per hour of day, before noise)
+    "commute": np.array([2, 1, 1, 1, 2, 8, 30, 60, 50, 20, 15, 15, 15, 15, 20, 30, 55, 60, 30, 15, 10, 6, 4, 3]),
+    "leisure": np.array([5, 3, 2, 1, 1, 1, 2, 4, 8, 15, 25, 35, 45, 50, 50, 45, 40, 35, 30, 25, 20, 15, 10, 7]),
+    "night": np.array([40, 45, 45, 40, 30, 20, 10, 5, 3, 2, 2, 2, 2, 2, 2, 3, 4, 6, 10, 15, 20, 25, 30, 35]),
+}
+
+
+def counting_city(n_sensors: int, n_days: int, seed: int) -> tuple[TrafficData, np.ndarray]:
+    """Hourly Poisson counts: sensor s follows shape ``s % 3`` every day, at its own level. Returns the data and
+    the intended shape of each sensor."""
+    rng = np.random.default_rng(seed)
+    kinds = np.arange(n_sensors) % 3
+    level = rng.uniform(2, 6, size=n_sensors)
+    rates = np.stack([SHAPES[name] for name in SHAPES])[kinds].T * level  # [24, N]
+    values = rng.poisson(np.tile(rates, (n_days, 1))).astype(np.float32)
+    times = np.datetime64("2024-03-04T00:00", "ns") + np.arange(24 * n_days) * np.timedelta64(1, "h")
+    data = TrafficData(
+        values=values,
+        mask=np.ones_like(values, dtype=bool),
+        times=times,
+        sensor_ids=tuple(f"c{i}" for i in range(n_sensors)),
+        step_minutes=60,
+        name=f"counts{seed}",
+    )
+    return data, kinds
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labelings group the items identically (up to renaming the groups)."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_silhouette_matches_its_definition_computed_point_by_point():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    labels = rng.integers(0, 3, size=40)
+    labels[0] = 3  # a lone point scores 0
+    expected = []
+    for i in range(40):
+        distance = np.linalg.norm(x - x[i], axis=1)
+        mates = (labels == labels[i]) & (np.arange(40) != i)
+        if not mates.any():
+            expected.append(0.0)
+            continue
+        a = distance[mates].mean()
+        b = min(distance[labels == c].mean() for c in set(labels.tolist()) if c != labels[i])
+        expected.append((b - a) / max(a, b))
+    assert mean_silhouette(x, labels) == pytest.approx(np.mean(expected), abs=1e-7)
+    assert mean_silhouette(x, np.zeros(40, dtype=np.int64)) == -1.0
+
+
+def test_clusters_find_the_three_kinds_of_count_profile():
+    data, kinds = counting_city(30, 20, seed=0)
+    days = sensor_days(data)
+    assert days.profiles.shape == (600, 24)  # hourly data: hourly bins
+    clusters = ProfileClusters.fit(days.filled(), seed=0)
+    assert clusters.choice.settings["k"] == 3 and clusters.choice.grid["k"] == list(range(2, 9))
+    assert same_partition(clusters.label(days.profiles), kinds[days.sensor])
+    np.testing.assert_allclose(clusters.shares, 1 / 3)
+    summary = clusters.summary()
+    assert summary["k"] == 3 and not summary["k_at_largest_tried"]
+    assert max(summary["silhouette_by_k"], key=summary["silhouette_by_k"].get) == "3"
+
+
+def test_clusters_label_days_with_gaps_by_their_observed_bins():
+    data, kinds = counting_city(9, 10, seed=1)
+    days = sensor_days(data)
+    clusters = ProfileClusters.fit(days.filled(), seed=0)
+    gappy = days.profiles.copy()
+    gappy[:, 6:12] = np.nan  # the morning unknown
+    np.testing.assert_array_equal(clusters.label(gappy), clusters.label(days.profiles))
+
+
+def test_speed_rule_mislabels_counts_where_clusters_do_not():
+    data, kinds = counting_city(30, 10, seed=2)
+    days = sensor_days(data)
+    rule = SpeedRule().label(days.profiles)
+    assert not same_partition(rule, kinds[days.sensor])  # the rule reads the night's low counts as congestion
+    assert same_partition(ProfileClusters.fit(days.filled()).label(days.profiles), kinds[days.sensor])
+
+
+def test_run_patterns_on_hourly_counts_uses_clusters(tmp_path):
+    source, _ = counting_city(30, 14, seed=3)
+    target, _ = counting_city(12, 7, seed=4)
+    result = run_patterns(source, target, tmp_path, steps=15, draws=5, shots=(1,))
+    assert result["labels"]["kind"] == "clusters" and result["labels"]["k"] == 3
+    assert result["bin_minutes"] == 60
+    assert sorted(result["class_counts"]["target"].values()) == [28, 28, 28]
+    assert result["accuracy"]["1"]["nearest_centroid"]["mean"] > 0.9
+    assert (tmp_path / "prototypes.png").stat().st_size > 0
+
+
+def test_profile_bins_must_resolve_hours():
+    daily = TrafficData(
+        values=np.ones((30, 2), dtype=np.float32),
+        mask=np.ones((30, 2), dtype=bool),
+        times=np.datetime64("2024-01-01", "ns") + np.arange(30) * np.timedelta64(1, "D"),
+        sensor_ids=("a", "b"),
+        step_minutes=24 * 60,
+    )
+    with pytest.raises(ConfigError, match="at least 24 bins a day.*1440-minute data is too coarse"):
+        sensor_days(daily)
+    with pytest.raises(ConfigError, match="--bin 7min must be a multiple"):
+        sensor_days(synthetic_city(2, 2, seed=0), bin_minutes=7)
+    assert sensor_days(synthetic_city(2, 2, seed=0), bin_minutes=60).profiles.shape[1] == 24

@@ -228,6 +228,7 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
         PATTERNS,
         PatternEpisodes,
         ProfileEncoder,
+        SpeedRule,
         few_shot_scores,
         sensor_days,
         sensor_splits,
@@ -238,10 +239,11 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
     source = sensor_days(load_traffic(data / "metr-la-week.h5"))
     target = sensor_days(load_traffic(data / "PEMS04.npz", step_minutes=5))
     x = torch.from_numpy(source.filled())
-    labels = torch.from_numpy(source.labels())
+    rule = SpeedRule()
+    labels = torch.from_numpy(rule.label(source.profiles))
     family = PatternEpisodes(x, labels, sensor_splits(source.sensor, make_generator(0)), k_shot=5, n_query=5)
     bins, n_out = x.shape[1], len(PATTERNS)
-    protonet, proto_summary = train_protonet(source, seed=0, steps=settings.steps, meta_batch=settings.meta_batch)
+    protonet, proto_summary = train_protonet(source, rule, seed=0, steps=settings.steps, meta_batch=settings.meta_batch)
     with seeded(0):
         maml = make_learner(
             "maml",
@@ -265,12 +267,12 @@ def traffic_comparison(data: Path, settings: TrafficSettings) -> dict[str, Any]:
         )
         seconds[name] = meta_train(learner, SequenceEpisodes(family) if sequences else family, config).seconds
     x_target = torch.from_numpy(target.filled())
-    rule = torch.from_numpy(target.labels())
-    classes = {k: target_classes(rule.numpy(), k) for k in settings.shots}
+    target_labels = torch.from_numpy(rule.label(target.profiles))
+    classes = {k: target_classes(target_labels.numpy(), k, PATTERNS) for k in settings.shots}
     scores: dict[str, dict[str, Any]] = {}
     for name, learner in (("protonet", protonet), ("maml", maml), ("mann", mann)):
         wrapped = learner if name == "protonet" else SupportSequence(learner, make_generator(7))
-        by_k = few_shot_scores(wrapped, x_target, rule, classes, settings.draws, make_generator(2))
+        by_k = few_shot_scores(wrapped, x_target, target_labels, classes, settings.draws, make_generator(2))
         for k, methods in by_k.items():  # the same draws for every learner: the generator restarts at seed 2
             scores.setdefault(k, {})[name] = methods["protonet"]
             scores[k].update({b: methods[b] for b in ("nearest_centroid", "knn1")})

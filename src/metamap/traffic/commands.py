@@ -180,6 +180,16 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     add_out_flag(patterns, "folder", "patterns.json and the plots")
     add_steps_flag(patterns, "ProtoNet meta-training", default=500)
     patterns.add_argument("--shots", type=positive_int, nargs="+", default=[1, 5], help="labelled days per pattern")
+    patterns.add_argument(
+        "--labels",
+        choices=("auto", "rule", "clusters"),
+        default="auto",
+        help="weak pattern labels: the speed rule, k-means clusters of the source's daily profiles (k by "
+        "silhouette), or auto: clusters for counts and flows (non-negative integers), the rule otherwise",
+    )
+    patterns.add_argument(
+        "--bin", type=time_step, default=None, help="profile bin, e.g. 15min or 1h (default 15min, or the data's step)"
+    )
     add_seed_flag(patterns)
     add_device_flag(patterns)
     patterns.set_defaults(handler=_patterns)
@@ -297,21 +307,17 @@ def _load_target(args: argparse.Namespace, adj: Path | None):
 
 def _experiment(args: argparse.Namespace, data: TrafficData, methods: tuple[str, ...]):
     """The experiment settings of the flags, the window lengths converted to ``data``'s steps."""
-    import numpy as np
-
     from metamap.traffic.experiment import ExperimentConfig
     from metamap.traffic.features import Windows
 
     model = args.model or ("graph" if data.adjacency is not None else "node")
     windows = Windows.from_minutes(data.step_minutes, args.history, args.horizons)
-    observed = data.values[data.mask]
-    counts = bool(observed.size and (observed >= 0).all() and (observed == np.round(observed)).all())
     options: dict[str, Any] = dict(
         history=windows.history,
         horizons=windows.horizons,
         seasonal=args.seasonal,
         base=None if args.base == "none" else args.base,
-        nonnegative=counts if args.nonnegative is None else args.nonnegative,
+        nonnegative=data.holds_counts if args.nonnegative is None else args.nonnegative,
         model=model,
         steps=args.steps,
         meta_batch=args.meta_batch,
@@ -863,6 +869,8 @@ def _patterns(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps=args.steps,
         shots=tuple(args.shots),
+        labels=args.labels,
+        bin_minutes=args.bin,
         progress=True,
         device=device,
     )

@@ -72,6 +72,12 @@ class TrafficData:
     def steps_per_day(self) -> int:
         return 24 * 60 // self.step_minutes
 
+    @property
+    def holds_counts(self) -> bool:
+        """Whether every observed reading is a non-negative integer (counts or flows, not speeds)."""
+        observed = self.values[self.mask]
+        return bool(observed.size and (observed >= 0).all() and (observed == np.round(observed)).all())
+
     def sensors(self, index: np.ndarray) -> TrafficData:
         """The same data restricted to the sensors ``index`` (ints, in the given order)."""
         index = np.asarray(index, dtype=np.int64)

@@ -1,4 +1,10 @@
-"""Sensor-days: one sensor's readings over one calendar day, as a profile of fractions of free-flow speed."""
+"""Sensor-days: one sensor's readings over one calendar day, as a profile of fractions of its high level.
+
+A profile is divided by the sensor-day's 95th percentile reading: for speeds
+that is the free-flow speed (1 = free flow), for counts and flows the day's
+busy level (1 = as busy as the day gets). Either way profiles of different
+roads and cities are comparable.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,10 @@ import numpy as np
 
 from metamap.errors import ConfigError, DataError
 from metamap.traffic.data import TrafficData
-from metamap.traffic.patterns.labels import PATTERNS, label_profiles, named_counts
+from metamap.traffic.patterns.labels import Labelling, named_counts
 
-FREE_FLOW_PERCENTILE = 95.0
+SCALE_PERCENTILE = 95.0
+MIN_BINS = 24  # bins per day: the speed rule reads hours, the profile encoder halves them twice
 
 
 @dataclass(frozen=True)
@@ -18,16 +25,16 @@ class SensorDays:
     """Whole-day profiles of one city's sensors (see :func:`sensor_days`).
 
     Attributes:
-        profiles: ``float32 [D, B]`` mean observed speed per bin divided by
-            ``free_flow``; NaN in a bin without readings.
-        free_flow: ``float32 [D]`` free-flow speed of each sensor-day (the
-            data's unit, mph for METR-LA/PeMS).
+        profiles: ``float32 [D, B]`` mean observed reading per bin divided by
+            ``scale``; NaN in a bin without readings.
+        scale: ``float32 [D]`` the 95th percentile reading of each sensor-day
+            (the data's unit; the free-flow speed for speeds).
         sensor: ``int64 [D]`` the sensor's column in the TrafficData.
         day: ``datetime64[D] [D]`` the calendar day.
     """
 
     profiles: np.ndarray
-    free_flow: np.ndarray
+    scale: np.ndarray
     sensor: np.ndarray
     day: np.ndarray
 
@@ -43,24 +50,35 @@ class SensorDays:
             filled[row] = np.interp(bins, bins[known], filled[row, known])
         return filled
 
-    def labels(self) -> np.ndarray:
-        """``int64 [D]`` pattern indices from :func:`label_profiles`."""
-        return label_profiles(self.profiles)
+
+def default_bin_minutes(step_minutes: int) -> int:
+    """The profile bin for data of ``step_minutes``: 15 minutes, or the step where it is longer."""
+    return 15 if 15 % step_minutes == 0 else step_minutes
 
 
-def sensor_days(data: TrafficData, *, bin_minutes: int = 15, max_missing: float = 0.2) -> SensorDays:
+def sensor_days(data: TrafficData, *, bin_minutes: int | None = None, max_missing: float = 0.2) -> SensorDays:
     """Cut every sensor's series into whole calendar days and normalise them.
 
     Days start at the first midnight in ``data.times``; a trailing part day is
     dropped. A sensor-day with more than ``max_missing`` (fraction) of its
     steps missing is skipped. Readings are averaged over ``bin_minutes``
-    (a multiple of ``data.step_minutes``) and divided by the sensor-day's
-    free-flow speed. Raises DataError when no whole day or no sensor-day is left.
+    (a multiple of ``data.step_minutes``; default :func:`default_bin_minutes`)
+    and divided by the sensor-day's 95th percentile. A day needs at least
+    :data:`MIN_BINS` bins, a multiple of 4 (hourly data or finer). Raises
+    ConfigError for such a bin, DataError when no whole day or no sensor-day is left.
     """
+    if bin_minutes is None:
+        bin_minutes = default_bin_minutes(data.step_minutes)
     if bin_minutes % data.step_minutes or (24 * 60) % bin_minutes:
         raise ConfigError(
-            f"bin_minutes={bin_minutes} must be a multiple of the data's {data.step_minutes}-minute step "
-            "and divide a day"
+            f"--bin {bin_minutes}min must be a multiple of the data's {data.step_minutes}-minute step and divide a day"
+        )
+    bins = 24 * 60 // bin_minutes
+    if bins < MIN_BINS or bins % 4:
+        raise ConfigError(
+            f"daily profiles need at least {MIN_BINS} bins a day, a multiple of 4 (a bin of 1h or less), "
+            f"got {bins} bins of {bin_minutes} min"
+            + (f" ({data.step_minutes}-minute data is too coarse)" if data.step_minutes > 60 else "")
         )
     per_day = data.steps_per_day
     start = _first_midnight(data.times)
@@ -71,21 +89,21 @@ def sensor_days(data: TrafficData, *, bin_minutes: int = 15, max_missing: float 
             f"from a midnight); its {data.n_steps} steps hold none"
         )
     stop = start + n_days * per_day
-    speed = np.where(data.mask[start:stop], data.values[start:stop], np.nan)
-    speed = speed.reshape(n_days, per_day, data.n_sensors).transpose(2, 0, 1).reshape(-1, per_day)
-    rows = np.flatnonzero(np.isnan(speed).mean(1) <= max_missing)
-    free_flow = np.nanpercentile(speed[rows], FREE_FLOW_PERCENTILE, axis=1)
-    rows, free_flow = rows[free_flow > 0], free_flow[free_flow > 0]
+    readings = np.where(data.mask[start:stop], data.values[start:stop], np.nan)
+    readings = readings.reshape(n_days, per_day, data.n_sensors).transpose(2, 0, 1).reshape(-1, per_day)
+    rows = np.flatnonzero(np.isnan(readings).mean(1) <= max_missing)
+    scale = np.nanpercentile(readings[rows], SCALE_PERCENTILE, axis=1)
+    rows, scale = rows[scale > 0], scale[scale > 0]
     if rows.size == 0:
         raise DataError(
             f"{data.name}: no sensor-day has at most {max_missing:.0%} of its steps missing "
             f"({data.n_sensors} sensors x {n_days} whole days)"
         )
-    binned = _bin_means(speed[rows], bin_minutes // data.step_minutes)
+    binned = _bin_means(readings[rows], bin_minutes // data.step_minutes)
     days = data.times[start:stop:per_day].astype("datetime64[D]")
     return SensorDays(
-        profiles=(binned / free_flow[:, None]).astype(np.float32),
-        free_flow=free_flow.astype(np.float32),
+        profiles=(binned / scale[:, None]).astype(np.float32),
+        scale=scale.astype(np.float32),
         sensor=(rows // n_days).astype(np.int64),
         day=days[rows % n_days],
     )
@@ -98,15 +116,15 @@ def _first_midnight(times: np.ndarray) -> int:
     return int(found[0]) if found.size else len(times)
 
 
-def _bin_means(speed: np.ndarray, per_bin: int) -> np.ndarray:
+def _bin_means(readings: np.ndarray, per_bin: int) -> np.ndarray:
     """``[D, steps]`` with NaN gaps -> ``[D, steps // per_bin]`` means of the readings in each bin (NaN if none)."""
-    observed = ~np.isnan(speed)
-    shape = (speed.shape[0], -1, per_bin)
-    total = np.where(observed, speed, 0.0).reshape(shape).sum(2)
+    observed = ~np.isnan(readings)
+    shape = (readings.shape[0], -1, per_bin)
+    total = np.where(observed, readings, 0.0).reshape(shape).sum(2)
     count = observed.reshape(shape).sum(2)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def class_counts(days: SensorDays) -> dict[str, int]:
-    """Number of sensor-days of each pattern, by name."""
-    return named_counts(np.bincount(days.labels(), minlength=len(PATTERNS)))
+def class_counts(labels: np.ndarray, labelling: Labelling) -> dict[str, int]:
+    """Number of sensor-days of each pattern of ``labelling``, by name (``labels int64 [D]``)."""
+    return named_counts(np.bincount(labels, minlength=len(labelling.names)), labelling.names)

@@ -14,7 +14,7 @@ from metamap.seeding import seeded
 from metamap.tasks.family import make_generator
 from metamap.traffic.patterns.days import SensorDays
 from metamap.traffic.patterns.episodes import PatternEpisodes, sensor_splits
-from metamap.traffic.patterns.labels import PATTERNS
+from metamap.traffic.patterns.labels import Labelling
 from metamap.training import TrainConfig, evaluate_learner, meta_train
 
 
@@ -49,6 +49,7 @@ class ProfileEncoder(nn.Module):
 
 def train_protonet(
     days: SensorDays,
+    labelling: Labelling,
     *,
     seed: int = 0,
     steps: int = 500,
@@ -58,17 +59,17 @@ def train_protonet(
     progress: bool = False,
     device: torch.device | str = "cpu",
 ) -> tuple[MetaLearner, dict[str, Any]]:
-    """Meta-train ProtoNet on ``device`` on ``days`` (split 80/20 by sensor into train/val); returns it and a
-    summary.
+    """Meta-train ProtoNet on ``device`` on ``days`` labelled by ``labelling`` (split 80/20 by sensor into
+    train/val); returns it and a summary.
 
     Each split's episodes hold every pattern with ``k_shot + n_query`` days in
     it. The summary holds those patterns, training seconds and the val
     accuracy (200 episodes, mean and 95% interval).
     """
     x = torch.from_numpy(days.filled())
-    labels = torch.from_numpy(days.labels())
+    labels = torch.from_numpy(labelling.label(days.profiles))
     splits = sensor_splits(days.sensor, make_generator(seed))
-    family = PatternEpisodes(x, labels, splits, k_shot=k_shot, n_query=n_query)
+    family = PatternEpisodes(x, labels, splits, k_shot=k_shot, n_query=n_query, names=labelling.names)
     with seeded(seed):  # the encoder's initial weights
         learner = make_learner("protonet", ProfileEncoder(x.shape[1])).to(device)
     config = TrainConfig(
@@ -83,7 +84,7 @@ def train_protonet(
     result = meta_train(learner, family, config)
     score = evaluate_learner(learner, family.split("val"), n_tasks=200, seed=seed + 1)
     return learner, {
-        "classes": {split: [PATTERNS[c] for c in family.split(split).classes] for split in splits},
+        "classes": {split: [labelling.names[c] for c in family.split(split).classes] for split in splits},
         "steps": steps,
         "seconds": result.seconds,
         "val_accuracy": {"mean": score.mean, "ci95": score.ci95, "episodes": score.n_tasks},

@@ -20,8 +20,8 @@ VAL_FRACTION = 0.2
 class PatternEpisodes:
     """N-way K-shot tasks over the pattern classes of sensor-days (a TaskFamily).
 
-    ``x [D, F]`` float sensor-day features, ``labels int64 [D]`` pattern
-    indices, ``splits`` maps split names to ``int64`` sensor-day indices
+    ``x [D, F]`` float sensor-day features, ``labels int64 [D]`` indices into
+    ``names`` (the patterns; default the speed rule's), ``splits`` maps split names to ``int64`` sensor-day indices
     (disjoint, e.g. by sensor). A split's classes are the patterns with at
     least ``k_shot + n_query`` days in it (:attr:`classes`); each task draws
     ``n_way`` of them (``None``: all) and ``k_shot + n_query`` distinct days of
@@ -37,6 +37,7 @@ class PatternEpisodes:
     k_shot: int = 5
     n_query: int = 5
     split_name: str = "train"
+    names: tuple[str, ...] = PATTERNS
     classes: tuple[int, ...] = field(init=False, default=())
     _pools: list[torch.Tensor] = field(init=False, repr=False, default_factory=list)
 
@@ -47,14 +48,14 @@ class PatternEpisodes:
         if self.k_shot < 1 or self.n_query < 1:
             raise ConfigError(f"PatternEpisodes: expected k_shot, n_query >= 1, got {self.k_shot}, {self.n_query}")
         members = self.splits[self.split_name]
-        counts = torch.bincount(self.labels[members], minlength=len(PATTERNS))
+        counts = torch.bincount(self.labels[members], minlength=len(self.names))
         need = self.k_shot + self.n_query
-        classes = tuple(c for c in range(len(PATTERNS)) if int(counts[c]) >= need)
+        classes = tuple(c for c in range(len(self.names)) if int(counts[c]) >= need)
         n_way = max(2, self.n_way or 2)
         if len(classes) < n_way:
             raise DataError(
                 f"PatternEpisodes split {self.split_name!r}: needs at least {n_way} patterns with "
-                f"k_shot + n_query = {need} sensor-days each; got {named_counts(counts)}"
+                f"k_shot + n_query = {need} sensor-days each; got {named_counts(counts, self.names)}"
             )
         object.__setattr__(self, "classes", classes)
         object.__setattr__(self, "_pools", [members[self.labels[members] == c] for c in classes])

@@ -1,11 +1,49 @@
-"""The pattern classes of a sensor-day and the fixed rule that labels a profile with one (weak labels)."""
+"""How sensor-days get their weak pattern labels: the speed rule, or clusters (:mod:`.clusters`).
+
+A *labelling* is any object with the :class:`Labelling` shape: pattern
+``names``, a ``label(profiles)`` function, what its profiles' values mean
+(``profile_axis``), an optional threshold to draw, and a JSON summary. Every
+part of the patterns study takes one, so that speeds, counts and flows each get
+patterns that mean something for them.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from metamap.errors import ShapeError, describe
+
+
+class Labelling(Protocol):
+    """Weak pattern labels of sensor-day profiles (see the module docstring)."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The patterns, indexed like the labels."""
+        ...
+
+    @property
+    def profile_axis(self) -> str:
+        """What a profile's values are, for plot axes."""
+        ...
+
+    @property
+    def threshold(self) -> float | None:
+        """A profile level the labels depend on (drawn in plots), or None."""
+        ...
+
+    def label(self, profiles: np.ndarray) -> np.ndarray:
+        """``int64 [D]`` indices into :attr:`names` of profiles ``[D, B]`` (NaN where a bin has no reading)."""
+        ...
+
+    def summary(self) -> dict[str, Any]:
+        """What the labels are, for the run's JSON."""
+        ...
+
 
 PATTERNS = ("free_flow", "morning_peak", "evening_peak", "both_peaks", "all_day_congestion")
 
@@ -57,6 +95,24 @@ def label_profiles(profiles: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def named_counts(counts: torch.Tensor | np.ndarray) -> dict[str, int]:
-    """``{pattern name: count}`` from counts ``[len(PATTERNS)]`` indexed like :data:`PATTERNS`."""
-    return {name: int(n) for name, n in zip(PATTERNS, counts)}
+class SpeedRule:
+    """:func:`label_profiles` as a :class:`Labelling`: meant for speeds divided by free flow."""
+
+    names: tuple[str, ...] = PATTERNS
+    profile_axis: str = "speed / free flow"
+    threshold: float | None = CONGESTED
+
+    def label(self, profiles: np.ndarray) -> np.ndarray:
+        return label_profiles(profiles)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "kind": "rule",
+            "patterns": list(PATTERNS),
+            "note": "weak: the rule of metamap.traffic.patterns.label_profiles (speeds), not ground truth",
+        }
+
+
+def named_counts(counts: torch.Tensor | np.ndarray, names: Sequence[str] = PATTERNS) -> dict[str, int]:
+    """``{pattern name: count}`` from counts ``[len(names)]`` indexed like ``names``."""
+    return {name: int(n) for name, n in zip(names, counts)}

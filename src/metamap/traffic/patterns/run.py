@@ -15,11 +15,14 @@ from metamap.learners.base import MetaLearner
 from metamap.report import write_json
 from metamap.tasks.family import make_generator
 from metamap.traffic.data import TrafficData
-from metamap.traffic.patterns.days import class_counts, sensor_days
+from metamap.traffic.patterns.clusters import ProfileClusters
+from metamap.traffic.patterns.days import SensorDays, class_counts, default_bin_minutes, sensor_days
 from metamap.traffic.patterns.encoder import train_protonet
-from metamap.traffic.patterns.labels import PATTERNS
+from metamap.traffic.patterns.labels import Labelling, SpeedRule
 from metamap.traffic.patterns.plots import draw_plots
 from metamap.traffic.patterns.scoring import assign, draw_labelled, few_shot_scores, sensor_patterns, target_classes
+
+LABELS = ("auto", "rule", "clusters")
 
 
 def run_patterns(
@@ -31,6 +34,8 @@ def run_patterns(
     steps: int = 500,
     shots: Sequence[int] = (1, 5),
     draws: int = 100,
+    labels: str = "auto",
+    bin_minutes: int | None = None,
     progress: bool = False,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
@@ -42,6 +47,10 @@ def run_patterns(
     and 95% interval over ``draws``), each target sensor's majority pattern,
     plot paths, notes and seconds. See the module docstring for the protocol.
 
+    ``labels`` (one of :data:`LABELS`) picks the weak labels: the speed rule, clusters of the source's
+    profiles, or ``auto``: clusters where either city's readings are counts (non-negative integers),
+    the speed rule otherwise. ``bin_minutes``: the profile bin (default 15 min, or the data's step).
+
     With K labelled days, the patterns scored are those with ``K + MIN_QUERY``
     target days (so a larger K may score fewer patterns). The prototype plot
     and the sensors' majority patterns come from one draw at the largest K. ProtoNet runs on ``device``.
@@ -51,27 +60,42 @@ def run_patterns(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    source_days, target_days = sensor_days(source), sensor_days(target)
-    rule = target_days.labels()
-    classes = {k: target_classes(rule, k) for k in shots}
-    learner, training = train_protonet(source_days, seed=seed, steps=steps, progress=progress, device=device)
+    if labels not in LABELS:
+        raise ConfigError(f"--labels: expected one of {', '.join(LABELS)}, got {labels!r}")
+    if bin_minutes is None:  # one bin for both cities, so that their profiles have the same length
+        bin_minutes = max(default_bin_minutes(source.step_minutes), default_bin_minutes(target.step_minutes))
+    source_days = sensor_days(source, bin_minutes=bin_minutes)
+    target_days = sensor_days(target, bin_minutes=bin_minutes)
+    labelling = _labelling(labels, source, target, source_days, seed)
+    weak = labelling.label(target_days.profiles)
+    classes = {k: target_classes(weak, k, labelling.names) for k in shots}
+    learner, training = train_protonet(source_days, labelling, seed=seed, steps=steps, progress=progress, device=device)
     x = torch.from_numpy(target_days.filled())
-    labels = torch.from_numpy(rule)
     generator = make_generator(seed + 2)
-    accuracy = few_shot_scores(learner, x, labels, classes, draws, generator)
+    accuracy = few_shot_scores(learner, x, torch.from_numpy(weak), classes, draws, generator)
     k = max(shots)
-    assigned = _assign_all(learner, x, labels, classes[k], k, generator)
-    majority, sensors = _sensor_summary(target, target_days.sensor, assigned, rule)
-    plots, notes = draw_plots(target, x.numpy(), assigned, rule, classes[k], majority, out_dir, k)
+    assigned = _assign_all(learner, x, torch.from_numpy(weak), classes[k], k, generator)
+    majority, sensors = _sensor_summary(target, target_days.sensor, assigned, weak, labelling.names)
+    plots, notes = draw_plots(target, x.numpy(), assigned, weak, classes[k], majority, out_dir, k, labelling)
+    if source.holds_counts != target.holds_counts:
+        kinds = {True: "counts", False: "not counts"}
+        notes.append(
+            f"the source's readings are {kinds[source.holds_counts]}, the target's {kinds[target.holds_counts]}: "
+            "patterns learned on one kind of reading may not describe the other"
+        )
     result = {
         "source": source.name,
         "target": target.name,
         "seed": seed,
-        "labels": "weak: the rule of metamap.traffic.patterns.label_profiles, not ground truth",
-        "class_counts": {"source": class_counts(source_days), "target": class_counts(target_days)},
+        "labels": labelling.summary(),
+        "bin_minutes": bin_minutes,
+        "class_counts": {
+            "source": class_counts(labelling.label(source_days.profiles), labelling),
+            "target": class_counts(weak, labelling),
+        },
         "sensor_days": {"source": len(source_days), "target": len(target_days)},
-        "target_classes": {str(k): [PATTERNS[c] for c in patterns] for k, patterns in classes.items()},
-        "unscored_target_days": {str(k): int((~np.isin(rule, patterns)).sum()) for k, patterns in classes.items()},
+        "target_classes": {str(k): [labelling.names[c] for c in patterns] for k, patterns in classes.items()},
+        "unscored_target_days": {str(k): int((~np.isin(weak, patterns)).sum()) for k, patterns in classes.items()},
         "training": training,
         "shots": list(shots),
         "draws": draws,
@@ -99,17 +123,24 @@ def _assign_all(
     return np.asarray(classes, dtype=np.int64)[position.numpy()]
 
 
+def _labelling(kind: str, source: TrafficData, target: TrafficData, days: SensorDays, seed: int) -> Labelling:
+    """The weak labels of ``kind`` (see :func:`run_patterns`); clusters are fitted on the source's ``days``."""
+    if kind == "auto":
+        kind = "clusters" if source.holds_counts or target.holds_counts else "rule"
+    return SpeedRule() if kind == "rule" else ProfileClusters.fit(days.filled(), seed=seed)
+
+
 def _sensor_summary(
-    target: TrafficData, sensor: np.ndarray, assigned: np.ndarray, rule: np.ndarray
+    target: TrafficData, sensor: np.ndarray, assigned: np.ndarray, weak: np.ndarray, names: Sequence[str]
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Majority pattern ``int64 [N]`` of each target sensor, and its JSON summary.
 
-    The summary holds the agreement with the rule's majority and each sensor's pattern name.
+    The summary holds the agreement with the weak labels' majority and each sensor's pattern name.
     """
     majority = sensor_patterns(assigned, sensor, target.n_sensors)
-    rule_majority = sensor_patterns(rule, sensor, target.n_sensors)
+    weak_majority = sensor_patterns(weak, sensor, target.n_sensors)
     has_days = majority >= 0
     return majority, {
-        "agreement_with_rule": float((majority == rule_majority)[has_days].mean()),
-        "patterns": {target.sensor_ids[i]: PATTERNS[p] for i, p in enumerate(majority) if p >= 0},
+        "agreement_with_weak_labels": float((majority == weak_majority)[has_days].mean()),
+        "patterns": {target.sensor_ids[i]: names[p] for i, p in enumerate(majority) if p >= 0},
     }

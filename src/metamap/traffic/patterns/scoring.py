@@ -13,7 +13,7 @@ from metamap.learners import make_learner
 from metamap.learners.base import MetaLearner
 from metamap.nn.devices import module_device
 from metamap.report import mean_ci95
-from metamap.traffic.patterns.labels import PATTERNS, named_counts
+from metamap.traffic.patterns.labels import named_counts
 
 MIN_QUERY = 3  # target days a pattern needs beyond its labelled ones to be scored
 
@@ -78,7 +78,7 @@ def draw_labelled(labels: torch.Tensor, classes: Sequence[int], k: int, generato
     for position, c in enumerate(classes):
         days = (labels == c).nonzero().squeeze(1)
         if days.numel() <= k:
-            raise DataError(f"pattern {PATTERNS[c]!r} has {days.numel()} days; {k} labelled ones need at least {k + 1}")
+            raise DataError(f"pattern {c} has {days.numel()} days; {k} labelled ones need at least {k + 1}")
         days = days[torch.randperm(days.numel(), generator=generator)]
         support.append(days[:k])
         query.append(days[k:])
@@ -101,17 +101,17 @@ def _summary(values: list[tuple[float, float]]) -> dict[str, float]:
     return {"mean": mean, "ci95": ci, "balanced_mean": balanced_mean, "balanced_ci95": balanced_ci}
 
 
-def target_classes(labels: np.ndarray, k: int) -> tuple[int, ...]:
-    """Patterns with at least ``k + MIN_QUERY`` of the target's days (``labels int64 [D]``).
+def target_classes(labels: np.ndarray, k: int, names: Sequence[str]) -> tuple[int, ...]:
+    """Patterns with at least ``k + MIN_QUERY`` of the target's days (``labels int64 [D]``, into ``names``).
 
     Raises DataError naming the counts when fewer than 2 patterns qualify.
     """
-    counts = np.bincount(labels, minlength=len(PATTERNS))
-    classes = tuple(c for c in range(len(PATTERNS)) if counts[c] >= k + MIN_QUERY)
+    counts = np.bincount(labels, minlength=len(names))
+    classes = tuple(c for c in range(len(names)) if counts[c] >= k + MIN_QUERY)
     if len(classes) < 2:
         raise DataError(
             f"the target needs at least 2 patterns with {k + MIN_QUERY} sensor-days each ({k} labelled + "
-            f"{MIN_QUERY} to assign); got {named_counts(counts)}"
+            f"{MIN_QUERY} to assign); got {named_counts(counts, names)}"
         )
     return classes
 
@@ -121,6 +121,6 @@ def sensor_patterns(day_patterns: np.ndarray, sensor: np.ndarray, n_sensors: int
 
     ``day_patterns``, ``sensor``: ``int64 [D]``; ties go to the lower pattern index.
     """
-    votes = np.zeros((n_sensors, len(PATTERNS)), dtype=np.int64)
+    votes = np.zeros((n_sensors, int(day_patterns.max(initial=0)) + 1), dtype=np.int64)
     np.add.at(votes, (sensor, day_patterns), 1)
     return np.where(votes.sum(1) > 0, votes.argmax(1), -1)
