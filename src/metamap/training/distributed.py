@@ -41,5 +41,8 @@ def distributed_session(device: torch.device) -> Iterator[int]:
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield dist.get_rank()
+        # Leave together: a rank that tears gloo down while its peer is still
+        # writing the checkpoint can abort the peer at shutdown.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
