@@ -55,3 +55,40 @@ def test_loaded_dispatch_flows_match_pandapower_and_respect_limits(name, limits,
         assert pg.sum() == pytest.approx(float(case.demand(pd)), abs=1e-6)
         binding += int((np.abs(flows) >= case.fmax - 1e-6).any())
     assert binding > 0, "no scenario had a binding line limit: the test would check nothing"
+
+
+@pytest.mark.parametrize("name", ["case14", "case118"])
+def test_linear_cost_optimum_matches_an_angle_formulation_on_pandapowers_model(name):
+    """Optimal cost vs scipy's HiGHS on the angle form (variables pg and theta, ``Bbus theta = P``)."""
+    from dataclasses import replace
+
+    from pandapower.pypower.makeBdc import makeBdc
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix, hstack, vstack
+
+    case = load_case(name, line_limits="base")
+    case = replace(case, c1=case.c1 + case.c2 * case.pmax, c2=np.zeros(case.n_gen))  # a linear cost
+    pd = case.base_load * 1.05
+    got = WarmDCOPF(case).solve(pd)
+    bbus, bf, pbusinj, pfinj, _ = makeBdc(case.bus, case.branch)
+    gens = csr_matrix((np.ones(case.n_gen), (case.gen_bus, np.arange(case.n_gen))), shape=(case.n_bus, case.n_gen))
+    fixed = (np.bincount(case.load_bus, pd, case.n_bus) - case.fixed) / case.base_mva + np.asarray(pbusinj).real
+    slack = csr_matrix(([1.0], ([0], [case.slack])), shape=(1, case.n_bus))
+    a_eq = vstack([hstack([gens / case.base_mva, -bbus]), hstack([csr_matrix((1, case.n_gen)), slack])])
+    limited = np.isfinite(case.fmax)
+    cap = case.fmax[limited] / case.base_mva
+    shift = np.asarray(pfinj).real[limited]
+    a_flow = hstack([csr_matrix((int(limited.sum()), case.n_gen)), bf.tocsr()[limited]])
+    ref = linprog(
+        np.concatenate([case.c1, np.zeros(case.n_bus)]),
+        A_ub=vstack([a_flow, -a_flow]),
+        b_ub=np.concatenate([cap - shift, cap + shift]),
+        A_eq=a_eq,
+        b_eq=np.concatenate([fixed, [0.0]]),
+        bounds=list(zip(case.pmin, case.pmax)) + [(None, None)] * case.n_bus,
+        method="highs",
+    )
+    assert ref.status == 0, ref.message
+    assert got.cost == pytest.approx(ref.fun + case.c0.sum(), rel=1e-6)
+    # an LP can have many optimal dispatches (equal costs): only the optimum cost is unique
+    assert (np.abs(pandapower_flows(case, got.dispatch, pd)) <= case.fmax + 1e-6).all()
