@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metamap.arguments import (
     add_device_flag,
@@ -25,6 +26,9 @@ from metamap.arguments import (
     writable_output_folder,
 )
 from metamap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from metamap.astro.catalogue import Catalogue
 
 # torch and the models are imported inside the handlers: building the parser stays light.
 PHOTOZ_LEARNERS = ("maml", "fomaml", "metasgd", "anil", "reptile")  # adapt by inner SGD steps
@@ -59,8 +63,26 @@ def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
     classify.set_defaults(handler=_classify)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="catalogue: .csv | .parquet | .fits")
+    parser.add_argument(
+        "--columns",
+        default=None,
+        metavar="FIELD=COLUMN,...",
+        help="which column holds what, e.g. u=dered_u,g=dered_g,r=dered_r,i=dered_i,z=dered_z,redshift=z_spec "
+        "(fields: u g r i z, u_err ... z_err, redshift, ra, dec, class; the rest are found by name)",
+    )
+
+
+def _load(args: argparse.Namespace) -> Catalogue:
+    """The ``--data`` catalogue read with the ``--columns`` mapping."""
+    from metamap.astro.catalogue import load_catalogue, parse_columns
+
+    return load_catalogue(args.data, parse_columns(args.columns))
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _data_flags(parser)
     add_out_flag(parser, "folder", "metrics.json (and plots)")
     add_steps_flag(parser, "meta-training (per learner)", default=2000)
     parser.add_argument("--episodes", type=positive_int, default=600, help="test episodes per K")
@@ -80,7 +102,6 @@ def _photoz_learners(text: str) -> list[str]:
 
 
 def _photoz(args: argparse.Namespace) -> int:
-    from metamap.astro.catalogue import load_catalogue
     from metamap.astro.photoz import region_data, run_all_data, run_fewshot
     from metamap.astro.plots import photoz_figure
     from metamap.report import write_json
@@ -96,7 +117,7 @@ def _photoz(args: argparse.Namespace) -> int:
         )
     if args.group_by == "magnitude" and args.bins < 2:
         raise ConfigError(f"--bins: magnitude tasks need >= 2 bins (meta-train and test), got {args.bins}")
-    cat = load_catalogue(args.data)
+    cat = _load(args)
     # The grouping into tasks takes a second and refuses impossible settings: check it before the CV searches.
     region_data(
         cat, cell_deg=args.cell_deg, min_cell=args.min_cell, seed=args.seed, group_by=args.group_by, n_bins=args.bins
@@ -129,7 +150,6 @@ def _photoz(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from metamap.astro.catalogue import load_catalogue
     from metamap.astro.classify import run_classification
     from metamap.report import write_json
     from metamap.training.distributed import pick_device
@@ -137,7 +157,7 @@ def _classify(args: argparse.Namespace) -> int:
     writable_output_folder(args.out)
     device = pick_device(args.device)
     result = run_classification(
-        load_catalogue(args.data),
+        _load(args),
         shots=args.shots,
         train_k=args.shots[len(args.shots) // 2],
         steps=args.steps,
