@@ -33,3 +33,29 @@ def test_perfect_predictions_score_zero_and_bad_shapes_raise():
     assert sigma_nmad(z, z) == 0.0 and outlier_fraction(z, z) == 0.0 and bias(z, z) == 0.0
     with pytest.raises(ShapeError, match="z_phot and z_spec"):
         sigma_nmad(z, z[:2])
+
+
+def test_crps_matches_the_pairwise_definition_and_a_point():
+    from metamap.astro.metrics import crps
+
+    rng = np.random.default_rng(0)
+    samples, z = rng.normal(size=(4, 7)), rng.normal(size=4)
+    pairwise = np.abs(samples - z[:, None]).mean(1) - 0.5 * np.abs(samples[:, :, None] - samples[:, None]).mean((1, 2))
+    assert crps(samples, z) == pytest.approx(pairwise)
+    assert crps(np.full((1, 5), 0.3), np.array([0.1])) == pytest.approx([0.2])
+
+
+def test_pit_is_uniform_for_a_calibrated_pdf_and_not_for_a_narrow_one():
+    from metamap.astro.metrics import pit, pit_histogram, pit_ks
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=2000)
+    levels = (np.arange(50) + 0.5) / 50
+    from scipy.stats import norm
+
+    calibrated = np.broadcast_to(norm.ppf(levels), (2000, 50))  # the true N(0, 1) as quantiles
+    values = pit(calibrated, z)
+    assert pit_ks(values) < 0.05
+    assert sum(pit_histogram(values)) == 2000
+    assert pit_ks(pit(0.3 * calibrated, z)) > 0.2  # too narrow: PIT piles up at 0 and 1
+    assert pit_ks(np.linspace(0, 1, 101)) == pytest.approx(1 / 101, abs=1e-9)

@@ -55,6 +55,14 @@ def fit_tuned(
     }
 
 
+def make_model(name: str, params: dict[str, Any], *, quick: bool, seed: int) -> BaseEstimator:
+    """The unfitted all-data model ``name`` of :func:`model_grids` with the chosen ``params`` (e.g. CV's best)."""
+    grids = model_grids(quick, seed)
+    if name not in grids:
+        raise ConfigError(f"unknown photo-z model {name!r}; expected one of {sorted(grids)}")
+    return clone(grids[name][0]).set_params(**params)
+
+
 def refit(search: GridSearchCV, x: np.ndarray, z: np.ndarray) -> BaseEstimator:
     """The CV-chosen model of ``search`` fitted afresh on other training data."""
     return clone(search.best_estimator_).fit(x, z)

@@ -31,7 +31,8 @@ import torch
 from metamap.astro import baselines
 from metamap.astro.catalogue import BANDS, Catalogue
 from metamap.astro.features import add_noise, drop_bands, fit_scaler, standardized_features
-from metamap.astro.metrics import photoz_metrics
+from metamap.astro.metrics import crps, photoz_metrics, pit, pit_histogram, pit_ks
+from metamap.astro.predictor import OOD_NEIGHBOURS, PhotozPredictor, fit_predictor
 from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
 from metamap.errors import ConfigError, DataError
 from metamap.experiment import Choice, Method, Settings, ValidationTask, choose_on_validation
@@ -73,6 +74,14 @@ def galaxies_with_redshift(cat: Catalogue) -> Catalogue:
 # --------------------------------------------------------------------------- all data
 
 
+def split_galaxies(cat: Catalogue, *, seed: int = 0, test_fraction: float = 0.2) -> tuple[Catalogue, Catalogue]:
+    """The galaxies with a redshift, split at random (from ``seed``) into training and test galaxies."""
+    gal = galaxies_with_redshift(cat)
+    order = np.random.default_rng(seed).permutation(len(gal))
+    n_test = int(round(test_fraction * len(gal)))
+    return gal.subset(order[n_test:]), gal.subset(order[:n_test])
+
+
 def run_all_data(
     cat: Catalogue,
     *,
@@ -83,10 +92,7 @@ def run_all_data(
     noise_mags: Sequence[float] = (0.05, 0.1),
 ) -> dict[str, Any]:
     """Train on a random split of all galaxies, test on the rest; returns metrics and the test predictions."""
-    gal = galaxies_with_redshift(cat)
-    order = np.random.default_rng(seed).permutation(len(gal))
-    n_test = int(round(test_fraction * len(gal)))
-    train, test = gal.subset(order[n_test:]), gal.subset(order[:n_test])
+    train, test = split_galaxies(cat, seed=seed, test_fraction=test_fraction)
     scaler = fit_scaler(train.mags, train.valid)
     x_train, x_test = (
         standardized_features(scaler, train.mags, train.valid),
@@ -119,7 +125,7 @@ def run_all_data(
         for sigma in noise_mags
     }
     return {
-        "protocol": f"random {1 - test_fraction:.0%}/{test_fraction:.0%} split of {len(gal)} galaxies; "
+        "protocol": f"random {1 - test_fraction:.0%}/{test_fraction:.0%} split of {len(train) + len(test)} galaxies; "
         "models tuned by CV on the training split only (scored by sigma_NMAD)",
         "n_train": len(train),
         "n_test": len(test),
@@ -130,6 +136,69 @@ def run_all_data(
         "extra_noise_test_only": noise,
         "z_spec": test.redshift.tolist(),
         "z_phot": searches[chosen].predict(x_test).tolist(),
+    }
+
+
+def run_probabilistic(
+    cat: Catalogue,
+    all_data: dict[str, Any],
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    quick: bool = False,
+    ood_fpr: float = 0.01,
+) -> tuple[dict[str, Any], PhotozPredictor]:
+    """The model :func:`run_all_data` chose, refitted on the same training galaxies with its PDF and OOD score
+    (:func:`~metamap.astro.predictor.fit_predictor`), scored on the same test galaxies and on the stars and
+    QSOs of ``cat``; returns the JSON-able scores and the predictor (to save)."""
+    train, test = split_galaxies(cat, seed=seed, test_fraction=test_fraction)
+    chosen = all_data["chosen"]
+    predictor = fit_predictor(
+        train, chosen, all_data["models"][chosen]["best_params"], quick=quick, seed=seed, ood_fpr=ood_fpr
+    )
+    others = {} if cat.label is None else {name: cat.of_class(name) for name in ("STAR", "QSO")}
+    return evaluate_predictor(predictor, test, {name: c for name, c in others.items() if len(c)}), predictor
+
+
+def evaluate_predictor(predictor: PhotozPredictor, test: Catalogue, others: dict[str, Catalogue]) -> dict[str, Any]:
+    """Point metrics, PIT (KS distance, histogram), CRPS and interval coverage on the ``test`` galaxies, and
+    the share of each catalogue of ``others`` (e.g. stars, QSOs) that the OOD flag catches."""
+    test.need("redshift")
+    z = test.redshift
+    pred, raw = predictor.predict(test), predictor.predict(test, calibrated=False)
+    pit_cal, pit_raw = pit(pred.quantiles, z), pit(raw.quantiles, z)
+    q05, q16, q84, q95 = pred.at((0.05, 0.16, 0.84, 0.95)).T
+    at_5pct = predictor.threshold_at(0.05)
+    ood: dict[str, Any] = {
+        "score": f"mean distance to the {OOD_NEIGHBOURS} nearest training galaxies in standardized feature space",
+        "threshold_fpr_on_validation": predictor.ood_fpr,
+        "threshold": predictor.ood_threshold,
+        "test_galaxies_flagged": float(pred.ood_flag.mean()),
+        "threshold_at_5pct_fpr": at_5pct,
+        "test_galaxies_flagged_at_5pct": float((pred.ood_score > at_5pct).mean()),
+    }
+    for name, other in others.items():
+        scored = predictor.predict(other)
+        ood[name] = {
+            "n": len(other),
+            "flagged": float(scored.ood_flag.mean()),
+            "flagged_at_5pct": float((scored.ood_score > at_5pct).mean()),
+        }
+        if other.redshift is not None and name == "QSO":
+            ood[name]["photoz_if_taken_for_galaxies"] = photoz_metrics(scored.z_phot, other.redshift)
+    return {
+        "protocol": "the all-data model refitted on its training split; " + predictor.record["protocol"],
+        "point": photoz_metrics(pred.z_phot, z),
+        "pit_ks": pit_ks(pit_cal),
+        "pit_ks_uncalibrated": pit_ks(pit_raw),
+        "pit_histogram": pit_histogram(pit_cal),
+        "pit_histogram_uncalibrated": pit_histogram(pit_raw),
+        "crps": float(crps(pred.quantiles, z).mean()),
+        "crps_uncalibrated": float(crps(raw.quantiles, z).mean()),
+        "coverage_68": float(np.mean((q16 <= z) & (z <= q84))),
+        "coverage_90": float(np.mean((q05 <= z) & (z <= q95))),
+        "pdf_neighbours": predictor.record["pdf_neighbours"],
+        "ood": ood,
     }
 
 

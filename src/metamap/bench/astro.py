@@ -17,7 +17,7 @@ from typing import Any
 
 from metamap.astro.catalogue import load_catalogue
 from metamap.astro.classify import run_classification
-from metamap.astro.photoz import run_all_data, run_fewshot
+from metamap.astro.photoz import run_all_data, run_fewshot, run_probabilistic
 from metamap.astro.plots import photoz_figure
 from metamap.experiment import ResultTable
 from metamap.paths import shared_data_dir
@@ -54,6 +54,8 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     all_data = run_all_data(
         cat, quick=quick, missing_fractions=settings["missing_fractions"], noise_mags=settings["noise_mags"]
     )
+    print("[astro] photo-z PDF and out-of-distribution flag")
+    probabilistic, _ = run_probabilistic(cat, all_data, quick=quick)
     print(f"[astro] photo-z, new sky cells, K = {SHOTS}")
     fewshot = run_fewshot(
         cat,
@@ -74,6 +76,9 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "photoz_sigma_nmad_20shot_ratio": k20[best]["sigma_nmad"] / sigma_all,
         "photoz_outlier_frac_20shot": k20[best]["outlier_frac"],
         "classify_5shot_acc": max(classes["by_k"]["5"][n]["mean"] for n in ("protonet", "matching")),
+        "photoz_pit_ks": probabilistic["pit_ks"],
+        "photoz_crps": probabilistic["crps"],
+        "ood_qso_recall_at_5pct_fpr": probabilistic["ood"]["QSO"]["flagged_at_5pct"],
     }
     result = {
         "benchmark": "astro",
@@ -85,8 +90,14 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             "photoz_sigma_nmad_20shot_ratio": f"{best} (best meta-learner on the meta-val cells), mean per-episode "
             "sigma_NMAD on new test cells at K=20, over photoz_sigma_nmad_all",
             "classify_5shot_acc": "best of ProtoNet and Matching, 3-way 5-shot, test sky region",
+            "photoz_pit_ks": "KS distance from uniform of the PIT of the calibrated PDF, test split of all galaxies",
+            "photoz_crps": "mean CRPS (redshift units) of the calibrated PDF on the same test galaxies",
+            "ood_qso_recall_at_5pct_fpr": "share of the catalogue's QSOs the OOD score flags at the threshold "
+            "flagging 5% of the training galaxies (leave-one-out); the test galaxies' flagged share is "
+            "photoz_probabilistic.ood.test_galaxies_flagged_at_5pct",
         },
         "photoz_all_data": {k: v for k, v in all_data.items() if k not in ("z_spec", "z_phot")},
+        "photoz_probabilistic": probabilistic,
         "photoz_fewshot": {k: v for k, v in fewshot.items() if k != "scatter_20shot"},
         "classification": classes,
         "training_budget": f"photo-z meta-learners {fewshot['meta_training']['steps']} meta-steps each, "
