@@ -55,8 +55,19 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     ls_ratios = {
         n: r["mse"]["least_squares"]["mean"] / r["mse"]["pretrain_finetune"]["mean"] for n, r in results.items()
     }
+    param_ratios = {
+        n: r["param_rel_error"]["hybrid"]["mean"] / r["param_rel_error"]["least_squares"]["mean"]
+        for n, r in results.items()
+    }
+    evaluations = {
+        method: _mean(r["function_evaluations"][method]["mean"] for r in results.values())
+        for method in ("hybrid", "least_squares")
+    }
     headline = {
         "physics_mse_ratio_vs_finetune_k10": _geometric_mean(ratios.values()),
+        "physics_param_err_ratio_vs_lsq": _geometric_mean(param_ratios.values()),
+        "physics_function_evaluations_hybrid": evaluations["hybrid"],
+        "physics_function_evaluations_lsq": evaluations["least_squares"],
         "physics_param_rel_error_k10": _mean(
             r["param_rel_error"][r["best_meta_learner_on_val"]]["mean"] for r in results.values()
         ),
@@ -72,8 +83,12 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "headline_notes": f"MSE ratio: geometric mean over the {len(systems)} systems of mean dense-grid MSE of the "
         "meta-learner chosen on meta-val (MAML or Meta-SGD) / that of pretrain + fine-tune; parameter "
         "error: mean over systems of the mean per-task relative error (that meta-learner + probe head); "
-        "the least-squares figures beside them",
+        "the least-squares figures beside them; param_err_ratio_vs_lsq: geometric mean over the systems of "
+        "the hybrid's (probe-head proposal + one least-squares fit) mean relative parameter error / that of "
+        f"multi-start least squares ({settings['ls_starts']} starts); function evaluations: mean per task "
+        "(simulations of the equation, finite-difference Jacobians included), averaged over the systems",
         "mse_ratio_by_system": ratios,
+        "param_err_ratio_vs_lsq_by_system": param_ratios,
         "least_squares_mse_ratio_by_system": ls_ratios,
         "settings": {
             **settings,
