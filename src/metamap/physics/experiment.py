@@ -298,10 +298,10 @@ def run_system(
     proposal_seconds = (time.perf_counter() - started) / len(learner_names)
     param_error = {name: relative_error(estimates[name], truth_params) for name in learner_names}
     starts = np.stack([system.sample(ls_starts, np.random.default_rng(seed + task)) for task in range(test_tasks)])
-    fits = {"least_squares": least_squares_tasks(dense, episode, starts, progress)}
+    fits = {"least_squares": least_squares_tasks(system, episode, starts, progress)}
     # the hybrid: one least-squares start at the proposal (a random start where the adapted network diverged)
     proposals = np.where(np.isfinite(estimates[best]), estimates[best], starts[:, 0])
-    fits["hybrid"] = least_squares_tasks(dense, episode, proposals[:, None], progress)
+    fits["hybrid"] = least_squares_tasks(system, episode, proposals[:, None], progress)
     fits["hybrid"].seconds += proposal_seconds
     for name, fitted in fits.items():
         predictions[name] = torch.as_tensor(fitted.trajectories, dtype=torch.float32)
@@ -353,9 +353,9 @@ class TaskFits:
     seconds: float
 
 
-def least_squares_tasks(family: SystemFamily, episode: Episode, starts: np.ndarray, progress: bool) -> TaskFits:
-    """The known equation fitted to each task's support from its ``starts [T, S, P]`` (the best of S fits)."""
-    system = family.system
+def least_squares_tasks(system: System, episode: Episode, starts: np.ndarray, progress: bool) -> TaskFits:
+    """``system``'s equation fitted to each task's support from its ``starts [T, S, P]`` (the best of S fits);
+    the episode's ``meta["support_index"]`` locates the support on ``system``'s grid."""
     t, x = grid_points(system)
     params, trajectories, evaluations = [], [], []
     started = time.perf_counter()
