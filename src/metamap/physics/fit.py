@@ -8,6 +8,8 @@ sampling ranges widened by half their width on each side (kept physical).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.optimize import least_squares
 
@@ -57,18 +59,35 @@ def fit_from_starts(
     if y.shape[1] != system.n_out or not np.isfinite(y).all():
         raise ShapeError(f"{system.name}: expected finite observations [N, {system.n_out}], got {describe(y)}")
     low, high = fit_bounds(system)
-    calls = 0
 
     def residual(p: np.ndarray) -> np.ndarray:
-        nonlocal calls
-        calls += 1
         try:
             return (system.simulate(p, t, x, rtol=FIT_RTOL) - y).ravel()
         except DataError:
             return np.full(y.size, PENALTY)
 
+    return multi_start_fit(residual, starts, low, high, max_nfev=max_nfev)
+
+
+def multi_start_fit(
+    residual: Callable[[np.ndarray], np.ndarray],
+    starts: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    *,
+    max_nfev: int = 200,
+) -> tuple[np.ndarray, int]:
+    """Bounded least squares of ``residual(p [P]) -> [M]`` from each of ``starts [S, P]`` (clipped into
+    ``[low, high]``); the lowest cost wins. Returns ``(p [P], evaluations of residual)``."""
+    calls = 0
+
+    def counted(p: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        return residual(p)
+
     fits = [
-        least_squares(residual, np.clip(p0, low, high), bounds=(low, high), max_nfev=max_nfev)
+        least_squares(counted, np.clip(p0, low, high), bounds=(low, high), max_nfev=max_nfev)
         for p0 in np.atleast_2d(starts)
     ]
     return min(fits, key=lambda f: f.cost).x, calls
