@@ -49,7 +49,7 @@ from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
-from metamap.physics.family import SystemFamily, grid_points, model_inputs
+from metamap.physics.family import SystemFamily, SystemTasks, grid_points, model_inputs
 from metamap.physics.fit import fit_from_starts
 from metamap.physics.systems import System
 from metamap.progress import progress_bar
@@ -79,7 +79,7 @@ def new_model(system: System, seed: int) -> MLP:
 
 
 def train_learners(
-    family: SystemFamily, names: Sequence[str], steps: int, seed: int, device: torch.device | str = "cpu"
+    family: SystemTasks, names: Sequence[str], steps: int, seed: int, device: torch.device | str = "cpu"
 ) -> dict[str, MetaLearner]:
     """Meta-train each of ``names`` and ``pretrain`` on the family's meta-train systems, on ``device``.
 
@@ -151,7 +151,7 @@ def dense_mse(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
 
 
 def choose_steps(
-    family: SystemFamily,
+    family: SystemTasks,
     learners: dict[str, MetaLearner],
     n_tasks: int,
     seed: int,
@@ -321,11 +321,11 @@ def run_system(
         "tried_on_val": {name: choice.to_json()["tried"] for name, choice in chosen.items()},
         "tuning_on_val": {name: tuning_record(choice) for name, choice in chosen.items()},
         "best_meta_learner_on_val": best,
-        "mse": {m: _summary(v) for m, v in mse.items()},
-        "param_rel_error": {m: _summary(v) for m, v in param_error.items()},
+        "mse": {m: summarize(v) for m, v in mse.items()},
+        "param_rel_error": {m: summarize(v) for m, v in param_error.items()},
         "least_squares_wins_mse_vs_best": float(np.mean(mse["least_squares"] < mse[best])),
         "hybrid_proposals_from": best,
-        "function_evaluations": {name: _summary(fitted.evaluations) for name, fitted in fits.items()},
+        "function_evaluations": {name: summarize(fitted.evaluations) for name, fitted in fits.items()},
         "fit_seconds": {name: fitted.seconds for name, fitted in fits.items()},
         "examples": {
             "x_support": episode.x_support[:1].tolist(),
@@ -371,7 +371,7 @@ def least_squares_tasks(system: System, episode: Episode, starts: np.ndarray, pr
     return TaskFits(np.stack(params), np.stack(trajectories), np.array(evaluations, dtype=np.float64), seconds)
 
 
-def _summary(values: np.ndarray) -> dict[str, float]:
+def summarize(values: np.ndarray) -> dict[str, float]:
     """Mean, 95% CI and median over tasks, and how many tasks diverged (their NaN/inf make the mean inf)."""
     diverged = int((~np.isfinite(values)).sum())
     if diverged:

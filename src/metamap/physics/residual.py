@@ -26,7 +26,7 @@ from metamap.physics.experiment import (
     META_LEARNERS,
     NetworkMethod,
     TaskFits,
-    _summary,
+    summarize,
     choose_steps,
     dense_mse,
     least_squares_tasks,
@@ -124,7 +124,7 @@ def run_misspecified(
         "residual_learner_chosen_on_val": best,
         "inner_lr": {n: learner.inner_lr for n, learner in learners.items()},
         "tuning_on_val": {name: tuning_record(choice) for name, choice in chosen.items()},
-        "mse": {name: _summary(values) for name, values in mse.items()},
+        "mse": {name: summarize(values) for name, values in mse.items()},
         "mse_ratio_vs_misspecified_least_squares": float(
             np.mean(mse["residual_hybrid"]) / np.mean(mse["misspecified_least_squares"])
         ),
