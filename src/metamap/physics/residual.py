@@ -26,11 +26,11 @@ from metamap.physics.experiment import (
     META_LEARNERS,
     NetworkMethod,
     TaskFits,
-    summarize,
     choose_steps,
     dense_mse,
     least_squares_tasks,
     predict_dense,
+    summarize,
     train_learners,
     tuning_record,
 )
