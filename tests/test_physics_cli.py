@@ -72,8 +72,11 @@ def test_run_end_to_end_on_a_tiny_budget(tmp_path):
         == 0
     )
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["mse"]) == {"maml", "metasgd", "pretrain_finetune", "scratch", "least_squares"}
+    assert set(metrics["mse"]) == {"maml", "metasgd", "pretrain_finetune", "scratch", "least_squares", "hybrid"}
     assert metrics["param_rel_error"]["least_squares"]["mean"] < 0.5
+    assert metrics["param_rel_error"]["hybrid"]["mean"] < 0.5  # one refined start from the proposal
+    evaluations = metrics["function_evaluations"]  # 1 start against 4
+    assert 0 < evaluations["hybrid"]["mean"] < evaluations["least_squares"]["mean"]
     assert (out / "trajectories.png").stat().st_size > 0
     tuning = metrics["tuning_on_val"]  # every network method's grid, its chosen setting, the keys at an edge
     assert set(tuning) == {"maml", "metasgd", "pretrain_finetune", "scratch"}

@@ -8,7 +8,7 @@ import torch
 
 from metamap.errors import ConfigError, DataError
 from metamap.physics.family import SystemFamily, grid_points
-from metamap.physics.fit import least_squares_fit
+from metamap.physics.fit import fit_from_starts, least_squares_fit
 from metamap.physics.systems import SYSTEMS, get_system, heat_initial
 from metamap.tasks.family import make_generator
 
@@ -96,6 +96,17 @@ def test_least_squares_recovers_parameters_from_noise_free_data(name, truth):
     y = system.simulate(truth, t, x)
     fitted = least_squares_fit(system, t, y, x, n_starts=3, seed=1)
     assert fitted == pytest.approx(truth, rel=1e-3)
+
+
+def test_a_start_near_the_truth_needs_fewer_evaluations_than_random_starts():
+    system = SYSTEMS["pendulum"]
+    t = np.linspace(0.0, system.t_max, 20)
+    truth = np.array([1.3, 0.2])
+    y = system.simulate(truth, t)
+    near, near_calls = fit_from_starts(system, t, y, None, truth[None] * 1.05)
+    far, far_calls = fit_from_starts(system, t, y, None, system.sample(4, np.random.default_rng(0)))
+    assert near == pytest.approx(truth, rel=1e-3) and far == pytest.approx(truth, rel=1e-3)
+    assert 0 < near_calls < far_calls / 2  # every simulation counted, Jacobian columns included
 
 
 def test_family_is_reproducible_splits_differ_and_dense_queries_are_the_truth():

@@ -8,6 +8,10 @@ and that learner's parameter relative error (probe head) averaged over the
 systems, beside least squares. ``chosen_at_grid_edge`` names, per system and
 method, the tuned keys whose value chosen on meta-val is the smallest or
 largest of its grid (``systems.<name>.tuning_on_val`` holds the grids).
+Hybrids that stand on the known equation: ``physics_param_err_ratio_vs_lsq``
+(probe-head proposal refined by one least-squares fit, against multi-start
+least squares, with both function-evaluation counts) and
+``physics_misspecified_mse_ratio_vs_lsq`` (:mod:`metamap.physics.residual`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from metamap.experiment import ResultTable
 from metamap.physics.experiment import run_system
 from metamap.physics.plots import trajectory_figure
+from metamap.physics.residual import run_misspecified
 from metamap.physics.systems import SYSTEMS
 from metamap.report import machine, write_json
 
@@ -48,6 +53,15 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     for name, system in systems.items():
         print(f"[physics] {name}")
         results[name] = run_system(system, k_shot=K_SHOT, **settings)
+    print("[physics] misspecified: pendulum data, small-angle equation")
+    misspecified = run_misspecified(
+        k_shot=K_SHOT,
+        steps=settings["steps"],
+        train_tasks=settings["n_systems"],
+        val_tasks=settings["val_tasks"],
+        test_tasks=settings["test_tasks"],
+        ls_starts=settings["ls_starts"],
+    )
     ratios = {
         n: r["mse"][r["best_meta_learner_on_val"]]["mean"] / r["mse"]["pretrain_finetune"]["mean"]
         for n, r in results.items()
@@ -55,8 +69,20 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     ls_ratios = {
         n: r["mse"]["least_squares"]["mean"] / r["mse"]["pretrain_finetune"]["mean"] for n, r in results.items()
     }
+    param_ratios = {
+        n: r["param_rel_error"]["hybrid"]["mean"] / r["param_rel_error"]["least_squares"]["mean"]
+        for n, r in results.items()
+    }
+    evaluations = {
+        method: _mean(r["function_evaluations"][method]["mean"] for r in results.values())
+        for method in ("hybrid", "least_squares")
+    }
     headline = {
         "physics_mse_ratio_vs_finetune_k10": _geometric_mean(ratios.values()),
+        "physics_param_err_ratio_vs_lsq": _geometric_mean(param_ratios.values()),
+        "physics_function_evaluations_hybrid": evaluations["hybrid"],
+        "physics_function_evaluations_lsq": evaluations["least_squares"],
+        "physics_misspecified_mse_ratio_vs_lsq": misspecified["mse_ratio_vs_misspecified_least_squares"],
         "physics_param_rel_error_k10": _mean(
             r["param_rel_error"][r["best_meta_learner_on_val"]]["mean"] for r in results.values()
         ),
@@ -72,8 +98,14 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "headline_notes": f"MSE ratio: geometric mean over the {len(systems)} systems of mean dense-grid MSE of the "
         "meta-learner chosen on meta-val (MAML or Meta-SGD) / that of pretrain + fine-tune; parameter "
         "error: mean over systems of the mean per-task relative error (that meta-learner + probe head); "
-        "the least-squares figures beside them",
+        "the least-squares figures beside them; param_err_ratio_vs_lsq: geometric mean over the systems of "
+        "the hybrid's (probe-head proposal + one least-squares fit) mean relative parameter error / that of "
+        f"multi-start least squares ({settings['ls_starts']} starts); function evaluations: mean per task "
+        "(simulations of the equation, finite-difference Jacobians included), averaged over the systems; "
+        "misspecified_mse_ratio_vs_lsq: pendulum data fitted with the small-angle equation, mean dense MSE of "
+        "fit + meta-learned residual network / that of the fit alone",
         "mse_ratio_by_system": ratios,
+        "param_err_ratio_vs_lsq_by_system": param_ratios,
         "least_squares_mse_ratio_by_system": ls_ratios,
         "settings": {
             **settings,
@@ -90,6 +122,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             for n, r in results.items()
         },
         "systems": {n: {k: v for k, v in r.items() if k != "examples"} for n, r in results.items()},
+        "misspecified": misspecified,
         "seconds": time.perf_counter() - started,
         "machine": machine(),
     }
@@ -102,6 +135,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             intervals = {"MSE": mse["ci95"], **({"param rel. error": error["ci95"]} if error else {})}
             table.add(method, values, setting=name, ci95=intervals)
     print(table.to_text())
+    print({k: v["mean"] for k, v in misspecified["mse"].items()})
     print(headline)
     print(f"chosen at a grid edge (system: method: keys): {result['chosen_at_grid_edge']}")
     trajectory_figure(results, json_path.with_suffix(".png"))

@@ -5,8 +5,10 @@
   squares); writes ``metrics.json`` and ``trajectories.png``.
 - ``fit``: fit a system's known equation to your observations (CSV with
   columns ``t``, ``y``; Lotka-Volterra: ``t``, ``prey``, ``predator``; heat:
-  ``t``, ``x``, ``u``); writes ``fit.json`` with the parameters and the
-  residual RMS.
+  ``t``, ``x``, ``u``), or your own ODE (``--rhs module:function --params
+  name=lo:hi,...``, :mod:`metamap.physics.user_ode`) to your trajectories
+  (CSV: ``t`` and the states); writes ``fit.json`` with the parameters and
+  the residual RMS.
 """
 
 from __future__ import annotations
@@ -47,9 +49,18 @@ def add_physics_parser(subparsers: argparse._SubParsersAction) -> None:
     add_device_flag(run)
     run.set_defaults(handler=_run)
 
-    fit = commands.add_parser("fit", help="least-squares fit of a system's equation to your observations")
-    fit.add_argument("--system", required=True, help=SYSTEM_NAMES)
-    fit.add_argument("--data", type=Path, required=True, help="CSV: t,y (lotka_volterra: t,prey,predator; heat: t,x,u)")
+    fit = commands.add_parser("fit", help="least-squares fit of a built-in or your own equation to your observations")
+    equation = fit.add_mutually_exclusive_group(required=True)
+    equation.add_argument("--system", help=SYSTEM_NAMES)
+    equation.add_argument("--rhs", help="your ODE: module:function or file.py:function, f(t, y, params) -> dy/dt")
+    fit.add_argument("--params", help="with --rhs: the parameters and their ranges, name=lo:hi,...")
+    fit.add_argument("--state-names", help="with --rhs: the state columns, a,b,... (default: every column but t)")
+    fit.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="CSV: t,y (lotka_volterra: t,prey,predator; heat: t,x,u); with --rhs: t and the states",
+    )
     add_out_flag(fit, "folder", "fit.json")
     fit.add_argument("--starts", type=positive_int, default=8, help="random starts of the fit")
     add_seed_flag(fit)
@@ -93,12 +104,16 @@ def _fit(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from metamap.errors import DataError
+    from metamap.errors import ConfigError, DataError
     from metamap.physics.fit import least_squares_fit
     from metamap.physics.systems import get_system
     from metamap.report import write_json
 
     output_file(writable_output_folder(args.out) / "fit.json", inputs=[args.data])
+    if args.rhs is not None:
+        return _fit_user_ode(args)
+    if args.params is not None or args.state_names is not None:
+        raise ConfigError("--params and --state-names go with --rhs (a built-in --system knows its own)")
     system = get_system(args.system)
     if not args.data.is_file():
         raise DataError(f"observations file {args.data} not found")
@@ -125,6 +140,37 @@ def _fit(args: argparse.Namespace) -> int:
         "parameters": dict(zip(system.names, params.tolist())),
         "residual_rms": rms,
         "n_observations": len(frame),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "fit.json", result)
+    print(", ".join(f"{n} = {v:.4g}" for n, v in result["parameters"].items()) + f" (residual RMS {rms:.3g})")
+    print(f"wrote {args.out / 'fit.json'}")
+    return 0
+
+
+def _fit_user_ode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from metamap.errors import ConfigError
+    from metamap.physics.user_ode import UserODE, load_rhs, parse_ranges, read_trajectories
+    from metamap.report import write_json
+
+    if args.params is None:
+        raise ConfigError("--rhs needs --params name=lo:hi,... naming the parameters to fit and their ranges")
+    ranges = parse_ranges(args.params)
+    state_names = None if args.state_names is None else [n.strip() for n in args.state_names.split(",")]
+    t, states, names = read_trajectories(args.data, state_names)
+    ode = UserODE(load_rhs(args.rhs), ranges, len(names))
+    params, initial, evaluations = ode.fit(t, states, n_starts=args.starts, seed=args.seed)
+    rms = float(np.sqrt(np.mean((ode.simulate(params, initial, t) - states) ** 2)))
+    result = {
+        "rhs": args.rhs,
+        "parameters": dict(zip(ranges, params.tolist())),
+        "ranges": {n: list(r) for n, r in ranges.items()},
+        "initial_state": dict(zip(names, initial.tolist())),
+        "residual_rms": rms,
+        "n_observations": int(t.size),
+        "function_evaluations": evaluations,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "fit.json", result)

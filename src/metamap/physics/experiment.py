@@ -17,7 +17,12 @@ Methods, all with the same MLP (n_in-64-64-n_out, ReLU):
 - ``scratch``: a freshly initialised network fitted to the K points (Adam,
   steps and rate chosen on meta-val);
 - ``least_squares``: the known equation fitted by multi-start least squares
-  (:mod:`metamap.physics.fit`), its trajectory simulated on the grid.
+  (:mod:`metamap.physics.fit`), its trajectory simulated on the grid;
+- ``hybrid``: amortized identification refined by the known equation: the
+  best meta-learner's probe head proposes the parameters from the K
+  observations, and one least-squares fit starts there. Function
+  evaluations (simulations, finite-difference Jacobians included) and wall
+  time are recorded for it and for ``least_squares``.
 
 Adaptation settings (all network methods) are chosen on the meta-val systems
 from the grids ``META_CANDIDATES`` and ``ADAM_SETTINGS``; the result records
@@ -26,8 +31,9 @@ each grid, the chosen setting and the keys whose chosen value lies at an edge.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,8 +49,8 @@ from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
-from metamap.physics.family import SystemFamily, grid_points, model_inputs
-from metamap.physics.fit import least_squares_fit
+from metamap.physics.family import SystemFamily, SystemTasks, grid_points, model_inputs
+from metamap.physics.fit import fit_from_starts
 from metamap.physics.systems import System
 from metamap.progress import progress_bar
 from metamap.report import mean_ci95
@@ -73,7 +79,7 @@ def new_model(system: System, seed: int) -> MLP:
 
 
 def train_learners(
-    family: SystemFamily, names: Sequence[str], steps: int, seed: int, device: torch.device | str = "cpu"
+    family: SystemTasks, names: Sequence[str], steps: int, seed: int, device: torch.device | str = "cpu"
 ) -> dict[str, MetaLearner]:
     """Meta-train each of ``names`` and ``pretrain`` on the family's meta-train systems, on ``device``.
 
@@ -145,7 +151,7 @@ def dense_mse(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
 
 
 def choose_steps(
-    family: SystemFamily,
+    family: SystemTasks,
     learners: dict[str, MetaLearner],
     n_tasks: int,
     seed: int,
@@ -280,21 +286,27 @@ def run_system(
     for method in (*learner_names, "pretrain_finetune", "scratch"):
         predictions[method] = predict_dense(NetworkMethod(method, learners, seed), episode, choices[method])
         mse[method] = dense_mse(predictions[method], episode.y_query)
-    param_error = {
-        name: relative_error(
-            predict_parameters(
-                heads[name][1],
-                probe_features(family, learners[name], episode, choices[name]["steps"]),
-                truth_params.shape[1],
-            ),
-            truth_params,
+    started = time.perf_counter()
+    estimates = {
+        name: predict_parameters(
+            heads[name][1],
+            probe_features(family, learners[name], episode, choices[name]["steps"]),
+            truth_params.shape[1],
         )
         for name in learner_names
     }
-    ls_params, ls_pred = least_squares_tasks(dense, episode, ls_starts, seed, progress)
-    predictions["least_squares"] = torch.as_tensor(ls_pred, dtype=torch.float32)
-    mse["least_squares"] = dense_mse(predictions["least_squares"], episode.y_query)
-    param_error["least_squares"] = relative_error(ls_params, truth_params)
+    proposal_seconds = (time.perf_counter() - started) / len(learner_names)
+    param_error = {name: relative_error(estimates[name], truth_params) for name in learner_names}
+    starts = np.stack([system.sample(ls_starts, np.random.default_rng(seed + task)) for task in range(test_tasks)])
+    fits = {"least_squares": least_squares_tasks(system, episode, starts, progress)}
+    # the hybrid: one least-squares start at the proposal (a random start where the adapted network diverged)
+    proposals = np.where(np.isfinite(estimates[best]), estimates[best], starts[:, 0])
+    fits["hybrid"] = least_squares_tasks(system, episode, proposals[:, None], progress)
+    fits["hybrid"].seconds += proposal_seconds
+    for name, fitted in fits.items():
+        predictions[name] = torch.as_tensor(fitted.trajectories, dtype=torch.float32)
+        mse[name] = dense_mse(predictions[name], episode.y_query)
+        param_error[name] = relative_error(fitted.params, truth_params)
     return {
         "system": system.name,
         "parameters": list(system.names),
@@ -309,9 +321,12 @@ def run_system(
         "tried_on_val": {name: choice.to_json()["tried"] for name, choice in chosen.items()},
         "tuning_on_val": {name: tuning_record(choice) for name, choice in chosen.items()},
         "best_meta_learner_on_val": best,
-        "mse": {m: _summary(v) for m, v in mse.items()},
-        "param_rel_error": {m: _summary(v) for m, v in param_error.items()},
+        "mse": {m: summarize(v) for m, v in mse.items()},
+        "param_rel_error": {m: summarize(v) for m, v in param_error.items()},
         "least_squares_wins_mse_vs_best": float(np.mean(mse["least_squares"] < mse[best])),
+        "hybrid_proposals_from": best,
+        "function_evaluations": {name: summarize(fitted.evaluations) for name, fitted in fits.items()},
+        "fit_seconds": {name: fitted.seconds for name, fitted in fits.items()},
         "examples": {
             "x_support": episode.x_support[:1].tolist(),
             "y_support": episode.y_support[:1].tolist(),
@@ -327,29 +342,36 @@ def tuning_record(choice: Choice) -> dict[str, Any]:
     return {"grid": choice.grid, "chosen": choice.settings, "at_edge": list(choice.at_edge)}
 
 
-def least_squares_tasks(
-    family: SystemFamily, episode: Episode, n_starts: int, seed: int, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares parameters ``[T, P]`` and dense trajectories ``[T, G, n_out]`` from each task's support."""
-    system = family.system
+@dataclass
+class TaskFits:
+    """Least-squares fits of a test episode: ``params [T, P]``, dense ``trajectories [T, G, n_out]``,
+    ``evaluations [T]`` (simulations of the equation per task) and the total wall time ``seconds``."""
+
+    params: np.ndarray
+    trajectories: np.ndarray
+    evaluations: np.ndarray
+    seconds: float
+
+
+def least_squares_tasks(system: System, episode: Episode, starts: np.ndarray, progress: bool) -> TaskFits:
+    """``system``'s equation fitted to each task's support from its ``starts [T, S, P]`` (the best of S fits);
+    the episode's ``meta["support_index"]`` locates the support on ``system``'s grid."""
     t, x = grid_points(system)
-    params, trajectories = [], []
+    params, trajectories, evaluations = [], [], []
+    started = time.perf_counter()
     for task in progress_bar(range(episode.n_tasks), enabled=progress, desc=f"least squares {system.name}"):
         index = episode.meta["support_index"][task].numpy()
-        fitted = least_squares_fit(
-            system,
-            t[index],
-            episode.y_support[task].numpy(),
-            None if x is None else x[index],
-            n_starts=n_starts,
-            seed=seed + task,
+        fitted, calls = fit_from_starts(
+            system, t[index], episode.y_support[task].numpy(), None if x is None else x[index], starts[task]
         )
         params.append(fitted)
+        evaluations.append(calls)
         trajectories.append(system.simulate(fitted, t, x))
-    return np.stack(params), np.stack(trajectories)
+    seconds = time.perf_counter() - started
+    return TaskFits(np.stack(params), np.stack(trajectories), np.array(evaluations, dtype=np.float64), seconds)
 
 
-def _summary(values: np.ndarray) -> dict[str, float]:
+def summarize(values: np.ndarray) -> dict[str, float]:
     """Mean, 95% CI and median over tasks, and how many tasks diverged (their NaN/inf make the mean inf)."""
     diverged = int((~np.isfinite(values)).sum())
     if diverged:

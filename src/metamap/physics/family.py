@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -40,6 +41,17 @@ def model_inputs(system: System, t: np.ndarray, x: np.ndarray | None) -> np.ndar
     """Network inputs ``float32 [N, n_in]`` in [-1, 1] for times ``t [N]`` (and positions ``x [N]``)."""
     columns = [2.0 * t / system.t_max - 1.0] + ([] if x is None else [2.0 * x - 1.0])
     return np.stack(columns, axis=1).astype(np.float32)
+
+
+class SystemTasks(Protocol):
+    """Tasks of one physical ``system`` (a ``TaskFamily`` that names its system): what the learners train on."""
+
+    @property
+    def system(self) -> System: ...
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> Episode: ...
+
+    def split(self, name: str) -> SystemTasks: ...
 
 
 @dataclass(frozen=True, eq=False)

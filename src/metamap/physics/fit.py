@@ -8,6 +8,8 @@ sampling ranges widened by half their width on each side (kept physical).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.optimize import least_squares
 
@@ -35,6 +37,23 @@ def least_squares_fit(
     max_nfev: int = 200,
 ) -> np.ndarray:
     """Parameters ``[P]`` that best fit observations ``y [N, n_out]`` at times ``t [N]`` (heat: positions ``x``)."""
+    starts = system.sample(n_starts, np.random.default_rng(seed))
+    return fit_from_starts(system, t, y, x, starts, max_nfev=max_nfev)[0]
+
+
+def fit_from_starts(
+    system: System,
+    t: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray | None,
+    starts: np.ndarray,
+    *,
+    max_nfev: int = 200,
+) -> tuple[np.ndarray, int]:
+    """The best of the least-squares fits from each of ``starts [S, P]``: ``(params [P], evaluations)``.
+
+    ``evaluations`` counts every simulation of the equation, the finite-difference Jacobians' included.
+    """
     t = np.asarray(t, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(t.size, -1)
     if y.shape[1] != system.n_out or not np.isfinite(y).all():
@@ -47,6 +66,28 @@ def least_squares_fit(
         except DataError:
             return np.full(y.size, PENALTY)
 
-    starts = system.sample(n_starts, np.random.default_rng(seed))
-    fits = [least_squares(residual, np.clip(p0, low, high), bounds=(low, high), max_nfev=max_nfev) for p0 in starts]
-    return min(fits, key=lambda f: f.cost).x
+    return multi_start_fit(residual, starts, low, high, max_nfev=max_nfev)
+
+
+def multi_start_fit(
+    residual: Callable[[np.ndarray], np.ndarray],
+    starts: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    *,
+    max_nfev: int = 200,
+) -> tuple[np.ndarray, int]:
+    """Bounded least squares of ``residual(p [P]) -> [M]`` from each of ``starts [S, P]`` (clipped into
+    ``[low, high]``); the lowest cost wins. Returns ``(p [P], evaluations of residual)``."""
+    calls = 0
+
+    def counted(p: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        return residual(p)
+
+    fits = [
+        least_squares(counted, np.clip(p0, low, high), bounds=(low, high), max_nfev=max_nfev)
+        for p0 in np.atleast_2d(starts)
+    ]
+    return min(fits, key=lambda f: f.cost).x, calls

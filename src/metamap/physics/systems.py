@@ -11,6 +11,9 @@ known; the parameters vary between tasks, drawn uniformly from ``ranges``.
 - ``pendulum``: theta'' = -(g / L) sin(theta) - b theta', g = 9.81 m/s^2,
   theta(0) = 1 rad, theta'(0) = 0; params (L [m], b [1/s]); observes theta;
   t in [0, 4] s.
+- ``small_angle_pendulum`` (``SMALL_ANGLE_PENDULUM``, not a task family):
+  the pendulum with sin(theta) replaced by theta, the equation a fit of the
+  pendulum's data assumes when it is misspecified.
 - ``lotka_volterra``: x' = alpha x - beta x y, y' = delta x y - gamma y,
   (x, y)(0) = (1.5, 1.0); params (alpha, beta, gamma, delta); observes
   (x, y); t in [0, 10].
@@ -111,13 +114,28 @@ def _pendulum(t, s, p):
     return [s[1], -(G / length) * np.sin(s[0]) - damping * s[1]]
 
 
+def _small_angle(t, s, p):
+    length, damping = p
+    return [s[1], -(G / length) * s[0] - damping * s[1]]
+
+
 def _lotka_volterra(t, s, p):
     alpha, beta, gamma, delta = p
     return [alpha * s[0] - beta * s[0] * s[1], delta * s[0] * s[1] - gamma * s[1]]
 
 
-_RHS = {"oscillator": _oscillator, "pendulum": _pendulum, "lotka_volterra": _lotka_volterra}
-_INITIAL = {"oscillator": [1.0, 0.0], "pendulum": [1.0, 0.0], "lotka_volterra": [1.5, 1.0]}
+_RHS = {
+    "oscillator": _oscillator,
+    "pendulum": _pendulum,
+    "small_angle_pendulum": _small_angle,
+    "lotka_volterra": _lotka_volterra,
+}
+_INITIAL = {
+    "oscillator": [1.0, 0.0],
+    "pendulum": [1.0, 0.0],
+    "small_angle_pendulum": [1.0, 0.0],
+    "lotka_volterra": [1.5, 1.0],
+}
 
 
 class _HeatModes:
@@ -179,6 +197,10 @@ SYSTEMS = {
     ),
     "heat": System("heat", ("kappa",), ((0.02, 0.2),), (0.0,), 1.0, 1, n_in=2),
 }
+
+
+# The pendulum's approximate equation (sin(theta) ~ theta), wrong at theta(0) = 1 rad: the misspecified model.
+SMALL_ANGLE_PENDULUM = System("small_angle_pendulum", ("L", "b"), SYSTEMS["pendulum"].ranges, (0.0, 0.0), 4.0, 1)
 
 
 def get_system(name: str) -> System:
