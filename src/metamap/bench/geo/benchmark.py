@@ -42,7 +42,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     setup = make_setup(models["fill"], field, train_times, test_times)
     steps_done = models["forecast"].trained.step
 
-    source = PatchSource(field, setup.standardizer, train_times, (64, 64), n_times=K + 6, seed=0)
+    source = PatchSource(field, setup.scaler, train_times, (64, 64), n_times=K + 6, seed=0)
     scales = models["forecast"].meta["increment_std"]
     batches = forecast_batches(source, settings.batch, K, scales, seed=0)
     deterministic = train_deterministic(
