@@ -188,3 +188,18 @@ def test_patches_stream_lazily_from_a_zarr_store(tmp_path):
         np.testing.assert_allclose(values, expected, rtol=1e-6)
     result = train_on_store(store, steps=2, patch=16, batch=2)
     assert result["steps"] == 2 and result["peak_rss_mb"] > 0
+
+
+def test_the_classical_estimate_keeps_observations_and_interpolates_a_smooth_field():
+    from metamap.geo.fill import classical_estimate
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.meshgrid(np.arange(30), np.arange(40), indexing="ij")
+    smooth = np.sin(yy / 6.0) + np.cos(xx / 8.0)
+    observed = rng.random(smooth.shape) < 0.1
+    estimate = classical_estimate(np.where(observed, smooth, np.nan), observed)
+    np.testing.assert_allclose(estimate[observed], smooth[observed], rtol=1e-6)
+    gap_error = np.sqrt(np.mean((estimate - smooth)[~observed] ** 2))
+    assert gap_error < 0.25 * smooth[~observed].std()  # far better than the field mean
+    np.testing.assert_allclose(classical_estimate(np.full((5, 6), 2.0), np.eye(5, 6, dtype=bool)), 2.0)
+    assert np.all(classical_estimate(np.zeros((4, 4)), np.zeros((4, 4), bool)) == 0)

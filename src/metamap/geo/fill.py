@@ -4,7 +4,7 @@ Two ways, both in standardized units on a field ``[H, W]`` whose NaN pixels
 are missing:
 
 - :func:`conditional_fill`: residual diffusion on a classical estimate. The
-  estimate is the linear interpolation of the observed model-space values
+  estimate is a fast Gaussian interpolation of the observed model-space values
   (:func:`classical_estimate`); the model learns the distribution of
   ``field - estimate`` given ``(observed mask, observed values with the
   missing set to 0, estimate, latitude, longitude)``, trained with random
@@ -34,26 +34,31 @@ from metamap.geo.models import GeoModel, sample_ensemble
 FILL_COND_CHANNELS = 5  # observed mask, observed values (0 where missing), estimate, latitude, longitude
 
 
-def classical_estimate(values: np.ndarray, observed: np.ndarray, static: np.ndarray) -> np.ndarray:
-    """Linear interpolation ``[H, W]`` float32 of ``values [H, W]`` (model space) from the ``observed`` pixels,
-    on the scaled latitude/longitude of ``static [2, H, W]`` (nearest outside their hull); with fewer than 3
-    observed pixels their mean (0 with none)."""
-    from scipy.interpolate import griddata
+def classical_estimate(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """A fast interpolation ``[H, W]`` float32 of ``values [H, W]`` (model space) from the ``observed`` pixels:
+    the observed values where observed, elsewhere a Gaussian normalized convolution
+    ``G * (o v) / G * o`` with the smallest width (in pixels, from the mean station spacing
+    ``sqrt(HW / n)`` / 2, doubled as needed) whose weight reaches the pixel; 0 with no observed pixel.
+    Milliseconds per field, so that training can condition on it; kriging (seconds) is the benchmark's
+    reference."""
+    from scipy.ndimage import gaussian_filter
 
     values, observed = np.asarray(values, np.float64), np.asarray(observed, bool) & np.isfinite(values)
-    if observed.sum() < 3:
-        return np.full(values.shape, values[observed].mean() if observed.any() else 0.0, np.float32)
-    points = np.stack([static[0][observed], static[1][observed]], axis=1)
-    targets = np.stack([static[0].ravel(), static[1].ravel()], axis=1)
-    known = values[observed]
-    try:
-        filled = griddata(points, known, targets, method="linear")
-    except ValueError:  # QhullError (a ValueError): the points are collinear
-        filled = np.full(targets.shape[0], np.nan)
-    outside = ~np.isfinite(filled)
-    if outside.any():
-        filled[outside] = griddata(points, known, targets[outside], method="nearest")
-    return filled.reshape(values.shape).astype(np.float32)
+    estimate = np.where(observed, values, np.nan)
+    if not observed.any():
+        return np.zeros(values.shape, np.float32)
+    weight_in = observed.astype(np.float64)
+    signal = np.where(observed, values, 0.0)
+    sigma = 0.5 * np.sqrt(values.size / observed.sum())
+    while np.isnan(estimate).any():
+        weight = gaussian_filter(weight_in, sigma, mode="nearest", truncate=3.0)
+        smooth = gaussian_filter(signal, sigma, mode="nearest", truncate=3.0)
+        reached = np.isnan(estimate) & (weight > 1e-3)
+        estimate[reached] = smooth[reached] / weight[reached]
+        if sigma > 4 * max(values.shape):
+            estimate[np.isnan(estimate)] = values[observed].mean()
+        sigma *= 2
+    return estimate.astype(np.float32)
 
 
 def fill_condition(
@@ -81,12 +86,7 @@ def fill_batches(source: PatchSource, batch: int, seed: int = 0) -> Callable[[],
         masks = np.stack([random_training_mask(tuple(values.shape[-2:]), rng) for _ in range(batch)])
         observed = torch.from_numpy(masks) & valid
         estimate = torch.from_numpy(
-            np.stack(
-                [
-                    classical_estimate(v, o, s)
-                    for v, o, s in zip(values.numpy(), observed.numpy(), patches.static.numpy(), strict=True)
-                ]
-            )
+            np.stack([classical_estimate(v, o) for v, o in zip(values.numpy(), observed.numpy(), strict=True)])
         )
         return {
             "x0": torch.nan_to_num(values - estimate)[:, None],
@@ -130,7 +130,7 @@ def conditional_fill(
     """Ensemble ``[M, H, W]`` (model space) filling the NaN pixels of ``values [H, W]``: the classical estimate
     plus residuals sampled from the conditional model."""
     field, observed = _check_field(values, static)
-    estimate = torch.from_numpy(classical_estimate(values, observed.numpy(), static))
+    estimate = torch.from_numpy(classical_estimate(values, observed.numpy()))
     cond = fill_condition(field[None], observed[None], estimate[None], torch.from_numpy(static)[None])
     samples = sample_ensemble(model, cond.expand(members, -1, -1, -1), members, steps=steps, sampler=sampler, seed=seed)
     return _finish(samples + estimate, field, observed, never_valid)

@@ -39,8 +39,8 @@ class Setup:
         )
 
     def from_model(self, z: np.ndarray, time: int) -> np.ndarray:
-        """Model-space fields ``[..., H, W]`` of one time index -> file unit."""
-        return self.scaler.from_model(z, self.fraction[time : time + 1])
+        """Model-space fields ``[..., H, W]`` of one time index -> file unit, same shape."""
+        return self.scaler.from_model(np.asarray(z)[..., None, :, :], self.fraction[time : time + 1])[..., 0, :, :]
 
     def climatology(self, time: int) -> np.ndarray:
         """The training climatology ``[H, W]`` at time index ``time``, file unit."""
