@@ -51,7 +51,7 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--batch", type=positive_int, default=16)
     train.add_argument("--patch", type=positive_int, nargs="+", default=[64], help="patch size: one size or h w")
     train.add_argument("--k", type=positive_int, default=3, help="forecast: number of previous fields")
-    train.add_argument("--base", type=positive_int, default=32, help="UNet width of the first level")
+    train.add_argument("--base", type=positive_int, default=16, help="UNet width of the first level (benchmarked: 16)")
     train.add_argument("--lr", type=positive_float, default=5e-4)
     train.add_argument(
         "--train-days",
