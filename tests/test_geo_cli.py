@@ -136,3 +136,12 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
 
     assert main(["geo", "forecast", "--run", str(fill_run), "--out", str(out), *common]) == 2
     assert "is a fill run" in capsys.readouterr().err
+
+
+def test_a_transform_that_does_not_fit_the_variable_is_refused(data_file, tmp_path, capsys):
+    path, _ = data_file
+    for transform, expected in (("log1p", "needs precipitation units"), ("sqrt", "--transform must be")):
+        args = ["geo", "train", "--data", str(path), "--var", "sst", "--out", str(tmp_path / transform)]
+        assert main([*args, "--transform", transform, "--steps", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("metamap: error:") and expected in err[0]

@@ -107,3 +107,57 @@ def test_kriging_of_dry_and_nearly_dry_days_stays_non_negative():
     raw, _ = baselines.ordinary_kriging(one_wet, observed, lat, lon)
     clipped, _ = baselines.ordinary_kriging(one_wet, observed, lat, lon, nonnegative=True)
     assert raw.min() < 0 and clipped.min() == 0
+
+
+def _seasonal_file(tmp_path, calendar="360_day", units="K", rain=False):
+    """A year of daily fields on ``calendar`` with a known annual cycle ``10 cos(2 pi f)`` (or daily rain)."""
+    import xarray as xr
+
+    times = _daily(calendar)
+    f = year_fraction(times, calendar)
+    rng = np.random.default_rng(3)
+    if rain:
+        wet = rng.random((len(times), 6, 7)) < 0.5 + 0.3 * np.cos(2 * np.pi * f)[:, None, None]
+        values = np.where(wet, rng.gamma(0.8, 4.0, wet.shape), 0.0) / 86400.0
+    else:
+        values = 280 + 10 * np.cos(2 * np.pi * f)[:, None, None] + rng.normal(0, 1, (len(times), 6, 7))
+    ds = xr.Dataset(
+        {"v": (("time", "lat", "lon"), values.astype(np.float32), {"units": units})},
+        coords={"time": times, "lat": np.linspace(50, 55, 6), "lon": np.linspace(0, 6, 7)},
+    )
+    path = tmp_path / "year.nc"
+    ds.to_netcdf(path)
+    from metamap.geo.io import open_field
+
+    return open_field(path, "v"), values, f
+
+
+def test_the_model_space_removes_a_known_seasonal_cycle_on_a_360_day_calendar(tmp_path):
+    from metamap.geo.data import scan_training
+
+    field, values, f = _seasonal_file(tmp_path)
+    days = field.day_of_month()  # --train-days works on cftime calendars
+    train = np.flatnonzero(days <= 20)
+    scaler, _ = scan_training(field, train, choose_transform(field.attrs), max_times=400)
+    assert scaler.climatology.harmonics == 3
+    np.testing.assert_allclose(scaler.climatology_field(f)[:, 2, 3], 280 + 10 * np.cos(2 * np.pi * f), atol=0.6)
+    test = np.flatnonzero(days > 20)
+    z = scaler.to_model(values[test], f[test])
+    assert abs(float(z.mean())) < 0.1 and 0.8 < float(z.std()) < 1.2  # the anomaly is the unit noise
+    np.testing.assert_allclose(scaler.from_model(z, f[test]), values[test], rtol=1e-5)  # round trip
+
+
+def test_rain_in_model_space_comes_back_non_negative_and_dry(tmp_path):
+    from metamap.geo.data import scan_training
+
+    field, values, f = _seasonal_file(tmp_path, "noleap", units="kg m-2 s-1", rain=True)
+    scaler, _ = scan_training(field, np.arange(0, 365, 2), choose_transform(field.attrs), max_times=400)
+    assert scaler.transform.kind == "log1p"
+    z = scaler.to_model(values[1::2], f[1::2])
+    noisy = scaler.from_model(z + np.random.default_rng(0).normal(0, 1.0, z.shape), f[1::2])
+    assert fraction_negative(noisy) == 0.0
+    assert np.all((noisy == 0) | (noisy >= 0.1 / 86400 * (1 - 1e-6)))  # dry pixels exactly dry
+    back = scaler.from_model(z, f[1::2])
+    wet = values[1::2] >= 0.1 / 86400
+    np.testing.assert_allclose(back[wet], values[1::2][wet], rtol=1e-4)
+    assert np.all(back[~wet] == 0)

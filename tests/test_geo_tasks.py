@@ -11,7 +11,9 @@ import xarray as xr
 from metamap.diffusion.objective import diffusion_loss
 from metamap.diffusion.schedules import NoiseSchedule
 from metamap.errors import DataError
-from metamap.geo.data import PatchSource, climatology_standardizer, scan_training, static_channels
+from metamap.geo.anomaly import FieldScaler, anomaly_standardizer, field_fraction
+from metamap.geo.climatology import SeasonalClimatology
+from metamap.geo.data import PatchSource, scan_training, static_channels
 from metamap.geo.fill import FILL_COND_CHANNELS, conditional_fill, fill_batches, inpaint_fill
 from metamap.geo.forecast import (
     MAX_LEAD,
@@ -23,6 +25,7 @@ from metamap.geo.forecast import (
 from metamap.geo.generate import GENERATE_COND_CHANNELS, autocorrelation, generate, power_spectrum, wasserstein1
 from metamap.geo.io import open_field
 from metamap.geo.models import build_network, wrap
+from metamap.geo.transforms import ValueTransform
 from metamap.preprocessing import Standardizer
 from metamap.training.diffusion import TrainedDiffusion
 
@@ -53,8 +56,12 @@ def _model(cond_channels, meta=None, never_valid=None):
     return wrap(
         trained,
         meta or {},
-        Standardizer.from_state_dict(
-            {**climatology_standardizer("sst").get_params(), "mean": np.zeros((H, W)), "scale": 1.0}
+        FieldScaler(
+            ValueTransform(),
+            SeasonalClimatology(np.zeros((1, H, W)), 0),
+            Standardizer.from_state_dict(
+                {**anomaly_standardizer("sst").get_params(), "mean": np.zeros((H, W)), "scale": 1.0}
+            ),
         ),
         never_valid if never_valid is not None else np.zeros((H, W), bool),
     )
@@ -62,18 +69,19 @@ def _model(cond_channels, meta=None, never_valid=None):
 
 def test_scan_training_gives_the_climatology_and_the_never_valid_pixels(tmp_path):
     field, values = _field(tmp_path)
-    standardizer, never_valid = scan_training(field, np.arange(12), max_times=100)
+    scaler, never_valid = scan_training(field, np.arange(12), ValueTransform(), max_times=100)
     valid = ~np.isnan(values).all(axis=0)
     expected = values[:12][:, valid].mean(axis=0)
-    np.testing.assert_allclose(standardizer.mean_[valid], expected, rtol=1e-6)
-    assert float(standardizer.scale_) == pytest.approx(float((values[:12][:, valid] - expected).std()), rel=1e-5)
+    assert scaler.climatology.harmonics == 0  # twelve hours cannot show a seasonal cycle: the mean
+    np.testing.assert_allclose(scaler.background(np.zeros(1))[0][valid], expected, rtol=1e-6)
+    assert scaler.std == pytest.approx(float((values[:12][:, valid] - expected).std()), rel=1e-5)
     np.testing.assert_array_equal(never_valid, np.isnan(values).all(axis=0))
 
 
 def test_fill_batches_keep_nan_away_from_the_loss(tmp_path):
     field, _ = _field(tmp_path)
-    standardizer, _ = scan_training(field, np.arange(20))
-    source = PatchSource(field, standardizer, np.arange(20), (8, 8), seed=1)
+    scaler, _ = scan_training(field, np.arange(20), ValueTransform())
+    source = PatchSource(field, scaler, np.arange(20), (8, 8), seed=1)
     batch = fill_batches(source, 4, seed=2)()
     assert batch["x0"].shape == (4, 1, 8, 8) and batch["cond"].shape == (4, FILL_COND_CHANNELS, 8, 8)
     assert torch.isfinite(batch["x0"]).all() and torch.isfinite(batch["cond"]).all()
@@ -121,9 +129,9 @@ def test_fills_keep_known_pixels_exactly_and_nature_nan(tmp_path):
 
 def test_forecast_batches_are_scaled_changes_and_models_forecast_every_lead(tmp_path):
     field, _ = _field(tmp_path, land=False)
-    standardizer, _ = scan_training(field, np.arange(24))
+    scaler, _ = scan_training(field, np.arange(24), ValueTransform())
     k = 2
-    source = PatchSource(field, standardizer, np.arange(24), (H, W), n_times=k + MAX_LEAD, seed=0)
+    source = PatchSource(field, scaler, np.arange(24), (H, W), n_times=k + MAX_LEAD, seed=0)
     scales = increment_scales(source, k, n_batches=2, batch=4)
     assert len(scales) == MAX_LEAD and all(s > 0 for s in scales)
     batch = forecast_batches(source, 3, k, scales, seed=0)()
@@ -133,7 +141,7 @@ def test_forecast_batches_are_scaled_changes_and_models_forecast_every_lead(tmp_
     assert batch["x0"].shape == (3, 1, H, W) and torch.isfinite(history_last).all()
     network = train_deterministic(forecast_batches(source, 2, k, scales), k, steps=2, base=8)
     static = static_channels(field.lat, field.lon, (50, 55), (-5, 1))
-    history = standardizer.transform(field.values(slice(0, k)))
+    history = scaler.to_model(field.values(slice(0, k)), field_fraction(field)[:k])
     out = deterministic_forecast(network, history, static, [1, 6], scales)
     assert out.shape == (2, H, W) and np.isfinite(out).all()
 
@@ -169,15 +177,29 @@ def test_patches_stream_lazily_from_a_zarr_store(tmp_path):
     make_store(store, size=40, n_times=5, chunk=16)
     field = open_field(store, "t2m", chunks={"time": 1, "lat": 16, "lon": 16})
     assert field.data.chunks is not None
-    standardizer, _ = scan_training(field, np.arange(5), max_times=3)
-    source = PatchSource(field, standardizer, np.arange(5), (12, 12), n_times=2, seed=0)
+    scaler, _ = scan_training(field, np.arange(5), ValueTransform(), max_times=3)
+    source = PatchSource(field, scaler, np.arange(5), (12, 12), n_times=2, seed=0)
     patches = source.sample(3)
     assert patches.values.shape == (3, 2, 12, 12)
     full = field.values()
     for values, (t, i, j) in zip(patches.values.numpy(), patches.origin.tolist()):
-        expected = standardizer.subset(slice(i, i + 12), slice(j, j + 12)).transform(
-            full[t : t + 2, i : i + 12, j : j + 12]
-        )
+        window = (slice(i, i + 12), slice(j, j + 12))
+        expected = scaler.to_model(full[t : t + 2, i : i + 12, j : j + 12], field_fraction(field)[t : t + 2], window)
         np.testing.assert_allclose(values, expected, rtol=1e-6)
     result = train_on_store(store, steps=2, patch=16, batch=2)
     assert result["steps"] == 2 and result["peak_rss_mb"] > 0
+
+
+def test_the_classical_estimate_keeps_observations_and_interpolates_a_smooth_field():
+    from metamap.geo.fill import classical_estimate
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.meshgrid(np.arange(30), np.arange(40), indexing="ij")
+    smooth = np.sin(yy / 6.0) + np.cos(xx / 8.0)
+    observed = rng.random(smooth.shape) < 0.1
+    estimate = classical_estimate(np.where(observed, smooth, np.nan), observed)
+    np.testing.assert_allclose(estimate[observed], smooth[observed], rtol=1e-6)
+    gap_error = np.sqrt(np.mean((estimate - smooth)[~observed] ** 2))
+    assert gap_error < 0.25 * smooth[~observed].std()  # far better than the field mean
+    np.testing.assert_allclose(classical_estimate(np.full((5, 6), 2.0), np.eye(5, 6, dtype=bool)), 2.0)
+    assert np.all(classical_estimate(np.zeros((4, 4)), np.zeros((4, 4), bool)) == 0)

@@ -51,13 +51,18 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--batch", type=positive_int, default=16)
     train.add_argument("--patch", type=positive_int, nargs="+", default=[64], help="patch size: one size or h w")
     train.add_argument("--k", type=positive_int, default=3, help="forecast: number of previous fields")
-    train.add_argument("--base", type=positive_int, default=32, help="UNet width of the first level")
+    train.add_argument("--base", type=positive_int, default=16, help="UNet width of the first level (benchmarked: 16)")
     train.add_argument("--lr", type=positive_float, default=5e-4)
     train.add_argument(
         "--train-days",
         type=positive_int,
         default=None,
         help="train on the days of the month 1..N only (default: every time step)",
+    )
+    train.add_argument(
+        "--transform",
+        default="auto",
+        help="value transform: auto (log1p for precipitation, else none) | none | log1p | power",
     )
     train.add_argument(
         "--max-minutes", type=positive_float, default=None, help="wall-clock budget (stops with a checkpoint)"
@@ -105,6 +110,7 @@ def _sample_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm")
     add_seed_flag(parser)
     add_device_flag(parser)
+    add_progress_flag(parser)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -137,7 +143,8 @@ def _train(args: argparse.Namespace) -> int:
             base=args.base,
             lr=args.lr,
             seed=args.seed,
-            max_scan=16,
+            max_scan=128,
+            transform=args.transform,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
             progress=not args.no_progress,
             device=device,
@@ -173,25 +180,29 @@ def _history(model_task: str, args: argparse.Namespace, run: str) -> str:
 def _fill(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from metamap.geo.anomaly import field_fraction
     from metamap.geo.fill import conditional_fill, inpaint_fill
     from metamap.geo.io import write_ensemble
+    from metamap.progress import progress_bar
 
     model, field, static = _load(args, ("fill", "generate"))
-    standardizer, never_valid = model.standardizer, model.never_valid
+    scaler, never_valid = model.scaler, model.never_valid
     indices = np.arange(field.shape[0]) if args.times is None else np.asarray(args.times)
     if indices.min() < -field.shape[0] or indices.max() >= field.shape[0]:
         raise ConfigError(f"--times must index the file's {field.shape[0]} time steps, got {args.times}")
     values = field.values(indices)
+    fraction = field_fraction(field)[indices]
     out = []
-    for i, raw in enumerate(values):
+    for i, raw in enumerate(progress_bar(values, desc="fill", enabled=not args.no_progress)):
         options = dict(
             members=args.members, steps=args.steps, sampler=args.sampler, seed=args.seed + i, never_valid=never_valid
         )
         filler = conditional_fill if model.meta["task"] == "fill" else inpaint_fill
         if model.meta["task"] == "generate":
             options["resample"] = args.resample
-        out.append(filler(model, standardizer.transform(raw), static, **options))
-    members = standardizer.inverse_transform(np.stack(out, axis=1))
+        out.append(filler(model, scaler.to_model(raw[None], fraction[i : i + 1])[0], static, **options))
+    members = scaler.from_model(np.stack(out, axis=1), fraction)
+    members[:, :, never_valid] = np.nan
     write_ensemble(
         args.out,
         members,
@@ -210,18 +221,20 @@ def _fill(args: argparse.Namespace) -> int:
 def _forecast(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from metamap.geo.anomaly import field_fraction
     from metamap.geo.forecast import MAX_LEAD, diffusion_forecast
     from metamap.geo.io import write_ensemble
 
     model, field, static = _load(args, "forecast")
-    standardizer, never_valid = model.standardizer, model.never_valid
+    scaler, never_valid = model.scaler, model.never_valid
     k, n_times = int(model.meta["k"]), field.shape[0]
     start = args.start % n_times if -n_times <= args.start < n_times else None
     if start is None or start < k - 1:
         raise ConfigError(f"--start must index a time with {k} fields up to it (k={k}); got {args.start} of {n_times}")
     if min(args.leads) < 1 or max(args.leads) > MAX_LEAD:
         raise ConfigError(f"--leads must lie in 1..{MAX_LEAD}, got {args.leads}")
-    history = standardizer.transform(field.values(slice(start - k + 1, start + 1)))
+    fraction = field_fraction(field)
+    history = scaler.to_model(field.values(slice(start - k + 1, start + 1)), fraction[start - k + 1 : start + 1])
     ensembles = diffusion_forecast(
         model,
         history,
@@ -232,10 +245,12 @@ def _forecast(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         seed=args.seed,
     )
-    members = standardizer.inverse_transform(np.moveaxis(ensembles, 0, 1))
-    members[:, :, never_valid] = np.nan
     times = field.times
     step = times[start] - times[start - 1] if start >= 1 else 1
+    period = fraction[start] - fraction[start - 1] if start >= 1 else 0.0
+    lead_fraction = np.asarray([(fraction[start] + lead * period) % 1.0 for lead in args.leads])
+    members = scaler.from_model(np.moveaxis(ensembles, 0, 1), lead_fraction)
+    members[:, :, never_valid] = np.nan
     valid_times = np.asarray([times[start] + lead * step for lead in args.leads])
     write_ensemble(
         args.out,
@@ -250,15 +265,18 @@ def _forecast(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from metamap.geo.anomaly import field_fraction
     from metamap.geo.generate import generate
     from metamap.geo.io import write_ensemble
 
     model, field, static = _load(args, "generate")
-    standardizer, never_valid = model.standardizer, model.never_valid
     fields = generate(
-        model, static, args.members, steps=args.steps, sampler=args.sampler, seed=args.seed, never_valid=never_valid
+        model, static, args.members, steps=args.steps, sampler=args.sampler, seed=args.seed, never_valid=None
     )
-    members = standardizer.inverse_transform(fields)[:, None]
+    members = model.scaler.from_model(fields[:, None], field_fraction(field)[:1])
+    members[:, :, model.never_valid] = np.nan
     write_ensemble(args.out, members, field, field.times[:1], _history("generate", args, args.run))
     print(f"drew {args.members} fields on the {field.shape[1]} x {field.shape[2]} grid; wrote {args.out}")
     return 0

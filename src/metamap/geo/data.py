@@ -1,9 +1,9 @@
-"""Standardization, static channels, and lazy random patches from a (dask-backed) field.
+"""The training scan, static channels, and lazy random patches from a (dask-backed) field.
 
-Fields are standardized (:class:`metamap.preprocessing.Standardizer`) with
-the per-pixel mean (climatology) and one standard deviation of the
-anomalies, computed on the training times only (NaN = missing, masked out),
-never clipped. Static conditioning
+Fields enter the model space of :mod:`metamap.geo.anomaly` (value
+transform, seasonal climatology, one standard deviation of the anomalies),
+fitted on the training times only (NaN = missing, masked out), never
+clipped. Static conditioning
 channels are latitude and longitude scaled to [-1, 1] over the whole grid, so
 a patch knows where it lies. :class:`PatchSource` draws random
 ``[B, n_times, h, w]`` space-time patches by reading only the chunks that the
@@ -18,38 +18,30 @@ import numpy as np
 import torch
 
 from metamap.errors import ConfigError, DataError
+from metamap.geo.anomaly import FieldScaler, field_fraction
 from metamap.geo.io import GeoField
-from metamap.preprocessing import Standardizer
-
-
-def climatology_standardizer(var: str) -> Standardizer:
-    """The (unfitted) standardization of ``[time, lat, lon]`` fields of ``var``: a mean per pixel (the
-    climatology) and one standard deviation of the anomalies, zero spread refused."""
-    return Standardizer(axis=0, scale_axis=None, name=f"{var} training fields")
+from metamap.geo.transforms import ValueTransform
 
 
 def scan_training(
-    field: GeoField, times: np.ndarray, max_times: int = 64, seed: int = 0
-) -> tuple[Standardizer, np.ndarray]:
-    """Standardizer and ``never_valid [H, W]`` (NaN at every scanned time) from training time indices ``times``.
+    field: GeoField, times: np.ndarray, transform: ValueTransform, max_times: int = 128, seed: int = 0
+) -> tuple[FieldScaler, np.ndarray]:
+    """The model space (:class:`metamap.geo.anomaly.FieldScaler`) and ``never_valid [H, W]`` (NaN at every
+    scanned time) from training time indices ``times``.
 
-    At most ``max_times`` of them (drawn with ``seed``) are read, one time
-    step at a time (:meth:`Standardizer.partial_fit`), so memory stays at a
-    few fields. Pixels never valid get climatology 0. Training data with
-    fewer than two finite values or without variation in time are refused
-    (DataError) when the standardizer is first used.
+    At most ``max_times`` of them (drawn with ``seed``, spread over the
+    training period) are read, so memory stays at ``max_times`` fields. Training data with
+    fewer than two finite values or without variation are refused (DataError).
     """
     times = np.asarray(times)
     if times.size == 0:
         raise DataError(f"{field.var}: no training time steps to standardize with")
     if times.size > max_times:
         times = np.sort(np.random.default_rng(seed).choice(times, size=max_times, replace=False))
-    standardizer = climatology_standardizer(field.var)
-    for index in times:
-        values = np.asarray(field.data.isel(time=int(index)).values, np.float64)[None]
-        standardizer.partial_fit(values, np.isfinite(values))
-    assert standardizer.n_samples_seen_ is not None  # set by partial_fit
-    return standardizer, standardizer.n_samples_seen_ == 0
+    values = np.stack([np.asarray(field.data.isel(time=int(index)).values, np.float32) for index in times])
+    scaler = FieldScaler.fit(values, field_fraction(field)[times], transform, field.var)
+    never_valid = np.asarray(~np.isfinite(values).any(axis=0), bool)
+    return scaler, never_valid
 
 
 def static_channels(
@@ -71,7 +63,7 @@ def grid_ranges(field: GeoField) -> tuple[tuple[float, float], tuple[float, floa
 
 @dataclass
 class Patches:
-    """A batch of space-time patches: ``values [B, n_times, h, w]`` standardized (NaN kept),
+    """A batch of space-time patches: ``values [B, n_times, h, w]`` in model space (NaN kept),
     ``static [B, 2, h, w]`` and ``origin [B, 3]`` (first time index, first row, first column)."""
 
     values: torch.Tensor
@@ -90,14 +82,15 @@ class PatchSource:
     def __init__(
         self,
         field: GeoField,
-        standardizer: Standardizer,
+        scaler: FieldScaler,
         times: np.ndarray,
         patch: tuple[int, int],
         n_times: int = 1,
         seed: int = 0,
     ) -> None:
         _, height, width = field.shape
-        self.field, self.standardizer, self.n_times = field, standardizer, n_times
+        self.field, self.scaler, self.n_times = field, scaler, n_times
+        self.fraction = field_fraction(field)
         self.patch = (min(patch[0], height), min(patch[1], width))
         times = np.asarray(times, dtype=np.int64)
         starts = times[np.isin(times + n_times - 1, times)]
@@ -118,8 +111,9 @@ class PatchSource:
             block = self.field.data.isel(
                 time=slice(start, start + self.n_times), lat=slice(i, i + h), lon=slice(j, j + w)
             )
-            window = self.standardizer.subset(slice(i, i + h), slice(j, j + w))
-            values.append(window.transform(np.asarray(block.values, np.float32)))
+            window = (slice(i, i + h), slice(j, j + w))
+            fraction = self.fraction[start : start + self.n_times]
+            values.append(self.scaler.to_model(np.asarray(block.values, np.float32), fraction, window))
             static.append(static_channels(self.lat[i : i + h], self.lon[j : j + w], self.lat_range, self.lon_range))
             origin.append((start, i, j))
         return Patches(torch.from_numpy(np.stack(values)), torch.from_numpy(np.stack(static)), torch.tensor(origin))

@@ -5,12 +5,14 @@ schedule and prediction type) plus the geo metadata needed to use it on a
 file: the task (``fill`` | ``forecast`` | ``generate``), what it was trained
 on (variable, units, calendar, latitude and longitude values, see
 :meth:`metamap.geo.io.GeoField.identity`), the transform (the training
-climatology of its grid and one standard deviation), the grid ranges for the
+model space of :mod:`metamap.geo.anomaly`: value transform, seasonal
+climatology of its grid, one standard deviation), the grid ranges for the
 static channels, the history length ``k`` of a forecaster, and the pixels
 that are undefined by nature. A run folder holds the diffusion checkpoints
 (written by :func:`metamap.training.diffusion.train_diffusion`), the final
-model (``model/``), ``climatology.npy``, ``never_valid.npy`` and
-``geo.json``; all but the model are written before training starts, so that
+model (``model/``), ``climatology.npy`` (the anomalies' per-pixel mean),
+``seasonal.npy`` (the harmonic coefficients ``[P, H, W]``), ``never_valid.npy``
+and ``geo.json`` (with the transform and the number of harmonics); all but the model are written before training starts, so that
 an interrupted run can be checked against the data it resumes with.
 
 Run folders whose ``geo.json`` does not record the training data's identity
@@ -31,8 +33,10 @@ import numpy as np
 import torch
 
 from metamap.errors import CheckpointError
-from metamap.geo.data import climatology_standardizer
+from metamap.geo.anomaly import FieldScaler, anomaly_standardizer
+from metamap.geo.climatology import SeasonalClimatology
 from metamap.geo.io import GeoField, check_same_field
+from metamap.geo.transforms import KINDS, ValueTransform
 from metamap.nn.devices import module_device
 from metamap.preprocessing import Standardizer
 from metamap.report import atomic_write_bytes, write_json
@@ -42,21 +46,23 @@ TASKS = ("fill", "forecast", "generate")
 GEO_META = "geo.json"
 MODEL_FILE = "model"
 CLIMATOLOGY = "climatology.npy"
+SEASONAL = "seasonal.npy"
 NEVER_VALID = "never_valid.npy"
-RUN_FILES = (GEO_META, MODEL_FILE, CLIMATOLOGY, NEVER_VALID)  # what a geo run writes besides checkpoints
+RUN_FILES = (GEO_META, MODEL_FILE, CLIMATOLOGY, SEASONAL, NEVER_VALID)  # what a geo run writes besides checkpoints
 IDENTITY_KEYS = ("var", "units", "calendar", "lat", "lon")
+DESIGN = "seasonal-anomaly-residual-v1"  # model space of metamap.geo.anomaly; fill learns the residual
 
 
 @dataclass
 class GeoModel:
     """A trained diffusion model for one geo task. ``network`` maps ``(x_t, t, cond)`` to the prediction;
-    ``standardizer`` holds the training climatology ``[H, W]`` of the grid it was trained on and
-    ``never_valid [H, W]`` its pixels that were NaN at every scanned training time."""
+    ``scaler`` maps the file's values on the grid it was trained on to model space and back, and
+    ``never_valid [H, W]`` are its pixels that were NaN at every scanned training time."""
 
     network: torch.nn.Module
     schedule: Any
     prediction: str
-    standardizer: Standardizer
+    scaler: FieldScaler
     never_valid: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
     trained: Any = None
@@ -64,7 +70,7 @@ class GeoModel:
     def save(self, run_dir: Path) -> None:
         """Write the diffusion checkpoint, the climatology, the never-valid mask and ``geo.json``."""
         self.trained.save(Path(run_dir) / MODEL_FILE)
-        save_run_data(run_dir, self.meta, self.standardizer, self.never_valid)
+        save_run_data(run_dir, self.meta, self.scaler, self.never_valid)
 
     @classmethod
     def load(cls, run_dir: Path, device: torch.device | str = "cpu") -> GeoModel:
@@ -79,13 +85,28 @@ class GeoModel:
                 f"{run_dir}: missing {', '.join(missing)}; expected a run folder of metamap geo train"
             )
         meta = read_meta(run_dir)
+        check_design(meta, str(run_dir))
         try:
-            mean, never_valid = np.load(paths[1], allow_pickle=False), np.load(paths[2], allow_pickle=False)
-            params = climatology_standardizer(str(meta.get("var"))).get_params()
-            standardizer = Standardizer.from_state_dict({**params, "mean": mean, "scale": float(meta["std"])})
+            scaler, never_valid = read_scaler(run_dir, meta), np.load(paths[2], allow_pickle=False)
         except (KeyError, TypeError, ValueError, OSError, CheckpointError) as exc:
             raise CheckpointError(f"{run_dir}: corrupt run folder ({exc})") from exc
-        return wrap(TrainedDiffusion.load(run_dir / MODEL_FILE, device), meta, standardizer, never_valid)
+        return wrap(TrainedDiffusion.load(run_dir / MODEL_FILE, device), meta, scaler, never_valid)
+
+
+def read_scaler(run_dir: Path, meta: dict[str, Any]) -> FieldScaler:
+    """The :class:`FieldScaler` of a run folder (``climatology.npy``, ``seasonal.npy``, ``geo.json``)."""
+    mean = np.load(run_dir / CLIMATOLOGY, allow_pickle=False)
+    coefficients = np.load(run_dir / SEASONAL, allow_pickle=False).astype(np.float64)
+    harmonics = int(meta["harmonics"])
+    if coefficients.shape != (1 + 2 * harmonics, *mean.shape):
+        raise ValueError(f"{SEASONAL} is {list(coefficients.shape)}, expected {1 + 2 * harmonics} x {list(mean.shape)}")
+    kind = str(meta["value_transform"]["kind"])
+    if kind not in KINDS:
+        raise ValueError(f"unknown value transform {kind!r}")
+    transform = ValueTransform(kind, float(meta["value_transform"]["to_mm_per_day"]))
+    params = anomaly_standardizer(str(meta.get("var"))).get_params()
+    standardizer = Standardizer.from_state_dict({**params, "mean": mean, "scale": float(meta["std"])})
+    return FieldScaler(transform, SeasonalClimatology(coefficients, harmonics), standardizer)
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
@@ -98,6 +119,16 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     return meta
+
+
+def check_design(meta: dict[str, Any], run_label: str) -> None:
+    """Refuse a run written before the seasonal model space and the residual fill (no ``design`` key):
+    its inputs cannot be rebuilt (:class:`CheckpointError`)."""
+    if meta.get("design") != DESIGN:
+        raise CheckpointError(
+            f"{run_label} was trained with an older geo design ({meta.get('design', 'per-pixel mean')}; "
+            f"this metamap needs {DESIGN}); train it again into a new run folder"
+        )
 
 
 def check_applies(meta: dict[str, Any], field: GeoField, data_label: str, run_label: str) -> None:
@@ -113,15 +144,32 @@ def check_applies(meta: dict[str, Any], field: GeoField, data_label: str, run_la
     check_same_field(meta, field, data_label, run_label)
 
 
-def save_run_data(run_dir: Path, meta: dict[str, Any], standardizer: Standardizer, never_valid: np.ndarray) -> None:
-    """Write everything of a run but its network: ``climatology.npy`` ``[H, W]``, ``never_valid.npy``
-    ``[H, W]`` and ``geo.json`` (``meta`` plus the transform ``z = (x - climatology) / std``), each atomically."""
+def save_run_data(run_dir: Path, meta: dict[str, Any], scaler: FieldScaler, never_valid: np.ndarray) -> None:
+    """Write everything of a run but its network: ``climatology.npy`` ``[H, W]``, ``seasonal.npy``
+    ``[P, H, W]``, ``never_valid.npy`` ``[H, W]`` and ``geo.json`` (``meta`` plus the model space
+    ``z = (T(x) - seasonal(f) - climatology) / std``), each atomically."""
     run_dir = Path(run_dir)
-    std = float(standardizer.scale_)
-    _save_array(run_dir / CLIMATOLOGY, standardizer.mean_.astype(np.float32))
+    std = scaler.std
+    _save_array(run_dir / CLIMATOLOGY, scaler.standardizer.mean_.astype(np.float32))
+    _save_array(run_dir / SEASONAL, scaler.climatology.coefficients.astype(np.float32))
     _save_array(run_dir / NEVER_VALID, never_valid.astype(bool))
-    transform = {"z": "(x - climatology) / std", "climatology": CLIMATOLOGY, "std": std}
-    write_json(run_dir / GEO_META, {**meta, "std": std, "transform": transform})
+    transform = {
+        "z": "(T(x) - seasonal(f) - climatology) / std",
+        "climatology": CLIMATOLOGY,
+        "seasonal": SEASONAL,
+        "std": std,
+    }
+    write_json(
+        run_dir / GEO_META,
+        {
+            **meta,
+            "design": DESIGN,
+            "std": std,
+            "harmonics": scaler.climatology.harmonics,
+            "value_transform": scaler.transform.to_json(),
+            "transform": transform,
+        },
+    )
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -131,13 +179,13 @@ def _save_array(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def wrap(trained: Any, meta: dict[str, Any], standardizer: Standardizer, never_valid: np.ndarray) -> GeoModel:
+def wrap(trained: Any, meta: dict[str, Any], scaler: FieldScaler, never_valid: np.ndarray) -> GeoModel:
     """A :class:`GeoModel` around a :class:`metamap.training.diffusion.TrainedDiffusion`."""
     return GeoModel(
         network=trained.model,
         schedule=trained.schedule,
         prediction=trained.prediction,
-        standardizer=standardizer,
+        scaler=scaler,
         never_valid=never_valid,
         meta=meta,
         trained=trained,
@@ -155,7 +203,7 @@ def train_model(
     batches: Callable[[], dict[str, torch.Tensor]],
     cond_channels: int,
     meta: dict[str, Any],
-    standardizer: Standardizer,
+    scaler: FieldScaler,
     never_valid: np.ndarray,
     *,
     steps: int,
@@ -196,7 +244,7 @@ def train_model(
     model = wrap(
         trained,
         {**meta, "base": base, "prediction": prediction, "steps_done": trained.step, "train_seconds": trained.seconds},
-        standardizer,
+        scaler,
         never_valid,
     )
     if run_dir is not None:

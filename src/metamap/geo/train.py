@@ -14,7 +14,17 @@ from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches
 from metamap.geo.forecast import MAX_LEAD, forecast_batches, forecast_cond_channels, increment_scales
 from metamap.geo.generate import GENERATE_COND_CHANNELS, generation_batches
 from metamap.geo.io import GeoField
-from metamap.geo.models import GEO_META, TASKS, GeoModel, check_applies, read_meta, save_run_data, train_model
+from metamap.geo.models import (
+    GEO_META,
+    TASKS,
+    GeoModel,
+    check_applies,
+    check_design,
+    read_meta,
+    save_run_data,
+    train_model,
+)
+from metamap.geo.transforms import choose_transform
 from metamap.training.checkpoint import latest_checkpoint
 from metamap.training.run_folder import claim_run_folder
 
@@ -36,7 +46,8 @@ def train_task(
     ema: float = 0.995,
     seed: int = 0,
     max_seconds: float | None = None,
-    max_scan: int = 64,
+    max_scan: int = 128,
+    transform: str = "auto",
     progress: bool = True,
     device: torch.device | str = "cpu",
 ) -> GeoModel:
@@ -46,8 +57,9 @@ def train_task(
     (:func:`metamap.training.run_folder.claim_run_folder`: a second writer is refused).
 
     A field of at most ``IN_MEMORY_BYTES`` (as float32) is read into memory
-    once; a larger one streams lazily. The climatology and the anomalies'
-    standard deviation come from at most ``max_scan`` of the training times. The network trains on
+    once; a larger one streams lazily. The model space (value ``transform``: ``auto`` | ``none`` |
+    ``log1p`` | ``power``, seasonal climatology, the anomalies' standard deviation,
+    :mod:`metamap.geo.anomaly`) comes from at most ``max_scan`` of the training times. The network trains on
     ``device`` (each batch is moved there). An existing ``run_dir`` is continued
     only when it holds a run of the same task on the same variable, units,
     calendar and grid (else :class:`ConfigError`, :class:`DataError` or
@@ -62,9 +74,10 @@ def train_task(
         if run_dir is not None:
             check_run_folder(run_dir, field, task)
         field = field.loaded(IN_MEMORY_BYTES)
-        standardizer, never_valid = scan_training(field, train_times, max_times=max_scan, seed=seed)
+        value_transform = choose_transform(field.attrs, transform)
+        scaler, never_valid = scan_training(field, train_times, value_transform, max_times=max_scan, seed=seed)
         n_times = k + MAX_LEAD if task == "forecast" else 1
-        source = PatchSource(field, standardizer, train_times, check_patch(patch), n_times=n_times, seed=seed)
+        source = PatchSource(field, scaler, train_times, check_patch(patch), n_times=n_times, seed=seed)
         lat_range, lon_range = grid_ranges(field)
         meta = {
             "task": task,
@@ -89,12 +102,12 @@ def train_task(
         else:
             batches, channels = generation_batches(source, batch), GENERATE_COND_CHANNELS
         if run_dir is not None:
-            save_run_data(run_dir, meta, standardizer, never_valid)
+            save_run_data(run_dir, meta, scaler, never_valid)
         return train_model(
             batches,
             channels,
             meta,
-            standardizer,
+            scaler,
             never_valid,
             steps=steps,
             run_dir=run_dir,
@@ -113,6 +126,7 @@ def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:
     units, calendar and grid."""
     if (run_dir / GEO_META).is_file():
         meta = read_meta(run_dir)
+        check_design(meta, f"the run folder {run_dir}")
         check_applies(meta, field, field.source or field.var, f"the run folder {run_dir}")
         if meta.get("task") != task:
             raise ConfigError(

@@ -13,6 +13,7 @@ from metamap.bench.cache import runs_folder
 from metamap.bench.geo.fill import fill_benchmark
 from metamap.bench.geo.forecast import forecast_benchmark
 from metamap.bench.geo.generation import generation_benchmark
+from metamap.bench.geo.grids import GRIDS, grid_benchmark, grids_headline
 from metamap.bench.geo.settings import FORECAST_LEADS, FULL, QUICK, TRAIN_DAYS, K
 from metamap.bench.geo.summary import NOTES, check_goals, make_headline, print_tables
 from metamap.bench.geo.training import make_setup, train_model, train_peer, training_info
@@ -42,7 +43,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     setup = make_setup(models["fill"], field, train_times, test_times)
     steps_done = models["forecast"].trained.step
 
-    source = PatchSource(field, setup.standardizer, train_times, (64, 64), n_times=K + 6, seed=0)
+    source = PatchSource(field, setup.scaler, train_times, (64, 64), n_times=K + 6, seed=0)
     scales = models["forecast"].meta["increment_std"]
     batches = forecast_batches(source, settings.batch, K, scales, seed=0)
     deterministic = train_deterministic(
@@ -62,7 +63,8 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     histograms["diffusion forecast +6 h"] = forecast_hist
     generation, curves, correlations = generation_benchmark(settings, setup, models["generate"])
 
-    headline = make_headline(fill, forecast)
+    grids = {name: grid_benchmark(name, settings, runs / "grids") for name in GRIDS}
+    headline = {**make_headline(fill, forecast), **grids_headline(grids)}
     result = {
         "benchmark": "geo",
         "quick": quick,
@@ -71,6 +73,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         "fill": fill,
         "forecast": forecast,
         "generation": generation,
+        "grids": grids,
         "training": {name: training_info(m) for name, m in models.items()},
         "peer": peer_info,
         "settings": settings.__dict__,

@@ -15,8 +15,9 @@ from metamap.geo.masks import make_mask
 from metamap.geo.models import GeoModel
 
 
-def choose_variogram(setup: Setup, kind: str, missing: float, background: np.ndarray | None, n: int) -> str:
-    """The variogram model with the lowest RMSE on ``n`` training fields (never the test data)."""
+def choose_variogram(setup: Setup, kind: str, missing: float, anomaly: bool | None, n: int) -> str:
+    """The variogram model with the lowest RMSE on ``n`` training fields (never the test data); ``anomaly``:
+    krige the anomaly from the seasonal climatology."""
     rng = np.random.default_rng(7)
     picks = rng.choice(setup.train_times, size=n, replace=False)
     errors = {}
@@ -25,6 +26,7 @@ def choose_variogram(setup: Setup, kind: str, missing: float, background: np.nda
         for index in picks:
             truth = setup.field.values(slice(int(index), int(index) + 1))[0]
             observed = make_mask(kind, truth.shape, missing, rng)
+            background = setup.climatology(int(index)) if anomaly else None
             mean, _ = baselines.ordinary_kriging(truth, observed, setup.lat, setup.lon, variogram, background)
             scores.append(metrics.rmse(mean, truth, setup.lat, ~observed))
         errors[variogram] = float(np.mean(scores))
@@ -38,14 +40,14 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
     rng = np.random.default_rng(rng_seed)
     picks = np.sort(rng.choice(setup.test_times, size=settings.fill_fields, replace=False))
     slow = set(np.linspace(0, len(picks) - 1, settings.slow_fields).round().astype(int).tolist())
-    st, lat = setup.standardizer, setup.lat
+    lat = setup.lat
     results: dict[str, Any] = {}
     histograms: dict[str, np.ndarray] = {}
     example = None
     for scenario, (kind, missing) in SCENARIOS.items():
         variograms = {
             name: choose_variogram(setup, kind, missing, bg, settings.kriging_tuning_fields)
-            for name, bg in (("kriging", None), ("kriging_anomaly", setup.climatology))
+            for name, bg in (("kriging", None), ("kriging_anomaly", True))
         }
         rows: dict[str, list[dict[str, float]]] = {}
         times: dict[str, list[float]] = {}
@@ -58,22 +60,23 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
 
         for number, index in enumerate(progress_bar(picks, desc=f"fill {scenario}")):
             truth = setup.field.values(slice(int(index), int(index) + 1))[0]
+            climatology = setup.climatology(int(index))
             observed = make_mask(kind, truth.shape, missing, np.random.default_rng(1000 + number))
             hidden = np.where(observed, truth, np.nan)
             gaps = ~observed
             point = {
                 "field_mean": lambda: baselines.field_mean(hidden, observed),
-                "field_mean_anomaly": lambda: baselines.field_mean(hidden, observed, setup.climatology),
+                "field_mean_anomaly": lambda: baselines.field_mean(hidden, observed, climatology),
                 "linear": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "linear"),
                 "cubic": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "cubic"),
                 "linear_anomaly": lambda: baselines.interpolate(
-                    hidden, observed, lat, setup.lon, "linear", setup.climatology
+                    hidden, observed, lat, setup.lon, "linear", climatology
                 ),
             }
             for name, fn in point.items():
                 filled, seconds = timed(fn)
                 record(name, point_scores(filled, truth, gaps, lat), seconds)
-            for name, background in (("kriging", None), ("kriging_anomaly", setup.climatology)):
+            for name, background in (("kriging", None), ("kriging_anomaly", climatology)):
                 (mean, variance), seconds = timed(
                     lambda: baselines.ordinary_kriging(hidden, observed, lat, setup.lon, variograms[name], background)
                 )
@@ -88,14 +91,14 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
             ensemble, seconds = timed(
                 lambda: conditional_fill(
                     models["fill"],
-                    st.transform(hidden),
+                    setup.to_model(hidden, int(index)),
                     setup.static,
                     members=MEMBERS,
                     steps=settings.fill_steps,
                     seed=number,
                 )
             )
-            ensemble_k = st.inverse_transform(ensemble)
+            ensemble_k = setup.from_model(ensemble, int(index))
             record("diffusion_conditional", ensemble_scores(ensemble_k, truth, gaps, lat), seconds)
             hist.setdefault("diffusion_conditional", 0)
             hist["diffusion_conditional"] = hist["diffusion_conditional"] + metrics.rank_histogram(
@@ -109,7 +112,7 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
             ensemble, seconds = timed(
                 lambda: inpaint_fill(
                     models["generate"],
-                    st.transform(hidden),
+                    setup.to_model(hidden, int(index)),
                     setup.static,
                     members=MEMBERS,
                     steps=settings.inpaint_steps,
@@ -119,12 +122,16 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
                 )
             )
             record(
-                "diffusion_inpaint_subset", ensemble_scores(st.inverse_transform(ensemble), truth, gaps, lat), seconds
+                "diffusion_inpaint_subset",
+                ensemble_scores(setup.from_model(ensemble, int(index)), truth, gaps, lat),
+                seconds,
             )
             if peer_fill is not None:
-                ensemble, seconds = timed(lambda: peer_fill(st.transform(hidden), number))
+                ensemble, seconds = timed(lambda: peer_fill(setup.to_model(hidden, int(index)), number))
                 record(
-                    "repaint_peer_subset", ensemble_scores(st.inverse_transform(ensemble), truth, gaps, lat), seconds
+                    "repaint_peer_subset",
+                    ensemble_scores(setup.from_model(ensemble, int(index)), truth, gaps, lat),
+                    seconds,
                 )
         results[scenario] = {
             "variograms": variograms,

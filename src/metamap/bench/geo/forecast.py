@@ -19,7 +19,7 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
     """Ensemble CRPS / RMSE / spread-skill per lead against persistence and the deterministic UNet."""
     from metamap.progress import progress_bar
 
-    st, lat = setup.standardizer, setup.lat
+    lat = setup.lat
     test = set(int(t) for t in setup.test_times)
     starts = [t for t in sorted(test) if all(t + d in test for d in range(-K + 1, max(FORECAST_LEADS) + 1))]
     rng = np.random.default_rng(3)
@@ -29,7 +29,7 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
     histogram = 0
     for number, start in enumerate(progress_bar(picks, desc="forecast")):
         raw = setup.field.values(slice(int(start) - K + 1, int(start) + max(FORECAST_LEADS) + 1))
-        history = st.transform(raw[:K])
+        history = setup.to_model(raw[:K], np.arange(int(start) - K + 1, int(start) + 1))
         ensembles, seconds = timed(
             lambda: diffusion_forecast(
                 model,
@@ -42,14 +42,13 @@ def forecast_benchmark(settings: Settings, setup: Setup, model: GeoModel, determ
             )
         )
         times.append(seconds / len(FORECAST_LEADS))
-        unet = st.inverse_transform(
-            deterministic_forecast(
-                deterministic, history, setup.static, list(FORECAST_LEADS), model.meta["increment_std"]
-            )
+        unet_z = deterministic_forecast(
+            deterministic, history, setup.static, list(FORECAST_LEADS), model.meta["increment_std"]
         )
+        unet = [setup.from_model(unet_z[i], int(start) + lead) for i, lead in enumerate(FORECAST_LEADS)]
         for i, lead in enumerate(FORECAST_LEADS):
             truth = raw[K - 1 + lead]
-            ensemble_k = st.inverse_transform(ensembles[i])
+            ensemble_k = setup.from_model(ensembles[i], int(start) + lead)
             scores = {
                 "diffusion": ensemble_scores(ensemble_k, truth, None, lat),
                 "persistence": point_scores(raw[K - 1], truth, None, lat),

@@ -15,11 +15,12 @@ from metamap.geo.models import GeoModel
 
 def generation_benchmark(settings: Settings, setup: Setup, model: GeoModel) -> tuple[dict[str, Any], dict, dict]:
     """Samples vs held-out test fields; the training fields give the reference values."""
-    st = setup.standardizer
     (samples, seconds) = timed(
         lambda: np.concatenate(
             [
-                st.inverse_transform(generate(model, setup.static, 16, steps=settings.fill_steps, seed=s))
+                setup.from_model(
+                    generate(model, setup.static, 16, steps=settings.fill_steps, seed=s), int(setup.test_times[0])
+                )
                 for s in range(max(settings.generated // 16, 1))
             ]
         )

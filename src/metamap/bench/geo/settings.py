@@ -35,6 +35,8 @@ class Settings:
     peer_budget: tuple[int, int] = (5000, 7 * 60)
     forecast_budget: tuple[int, int] = (5000, 7 * 60)
     deterministic_budget: tuple[int, int] = (5000, 4 * 60)
+    grid_budget: tuple[int, int] = (5000, 3 * 60)  # the residual fill model of each grid (bench.geo.grids)
+    grid_fields: int = 8  # test fields per scenario and grid
 
 
 FULL = Settings()
@@ -57,4 +59,6 @@ QUICK = Settings(
     peer_budget=(3, 30),
     forecast_budget=(3, 30),
     deterministic_budget=(3, 30),
+    grid_budget=(3, 30),
+    grid_fields=2,
 )

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from metamap.bench.geo.settings import LR, MEMBERS, K, Settings
+from metamap.geo.anomaly import FieldScaler, field_fraction
 from metamap.geo.data import PatchSource, static_channels
 from metamap.geo.generate import generation_batches
 from metamap.geo.io import GeoField
 from metamap.geo.models import GeoModel
 from metamap.geo.train import train_task
-from metamap.preprocessing import Standardizer
 
 
 @dataclass
@@ -23,11 +23,28 @@ class Setup:
     field: GeoField
     train_times: np.ndarray
     test_times: np.ndarray
-    climatology: np.ndarray  # per-pixel training mean [H, W], K
-    standardizer: Standardizer
+    scaler: FieldScaler  # the fill run's model space (fitted on the training times)
+    fraction: np.ndarray  # year fraction of every time step [T]
     static: np.ndarray  # [2, H, W]
     lat: np.ndarray
     lon: np.ndarray
+
+    def to_model(self, values: np.ndarray, times: int | np.ndarray) -> np.ndarray:
+        """Fields ``[T, H, W]`` (or one ``[H, W]`` with an int ``times``) at time indices ``times`` -> model space."""
+        fraction = np.atleast_1d(self.fraction[times])
+        return (
+            self.scaler.to_model(values, fraction)
+            if np.ndim(times)
+            else self.scaler.to_model(values[None], fraction)[0]
+        )
+
+    def from_model(self, z: np.ndarray, time: int) -> np.ndarray:
+        """Model-space fields ``[..., H, W]`` of one time index -> file unit, same shape."""
+        return self.scaler.from_model(np.asarray(z)[..., None, :, :], self.fraction[time : time + 1])[..., 0, :, :]
+
+    def climatology(self, time: int) -> np.ndarray:
+        """The training climatology ``[H, W]`` at time index ``time``, file unit."""
+        return self.scaler.climatology_field(self.fraction[time : time + 1])[0]
 
 
 def make_setup(model: GeoModel, field: GeoField, train_times: np.ndarray, test_times: np.ndarray) -> Setup:
@@ -36,8 +53,8 @@ def make_setup(model: GeoModel, field: GeoField, train_times: np.ndarray, test_t
         field,
         train_times,
         test_times,
-        model.standardizer.mean_.astype(np.float32),
-        model.standardizer,
+        model.scaler,
+        field_fraction(field),
         static_channels(field.lat, field.lon, meta["lat_range"], meta["lon_range"]),
         field.lat,
         field.lon,
@@ -76,7 +93,7 @@ def train_peer(
     from metamap.diffusion.schedules import NoiseSchedule
 
     steps, seconds = settings.peer_budget
-    source = PatchSource(field, setup.standardizer, train_times, (64, 64), seed=0)
+    source = PatchSource(field, setup.scaler, train_times, (64, 64), seed=0)
     make = generation_batches(source, settings.batch)
     peer = train_repaint_peer(
         lambda: {k: v for k, v in make().items() if k != "cond"},
