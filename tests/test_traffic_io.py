@@ -393,3 +393,34 @@ def test_time_step_argument_refuses(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match="expected a time step"):
         time_step(text)
+
+
+# -- resampling -----------------------------------------------------------------------
+
+
+def test_resampled_averages_the_observed_readings_of_each_block():
+    from metamap.traffic.data import TrafficData
+
+    times = (np.datetime64("2024-03-04T00:00") + np.arange(7) * np.timedelta64(5, "m")).astype("datetime64[ns]")
+    values = np.array([[1, 10], [2, 0], [6, 0], [4, 5], [5, 7], [9, 9], [3, 3]], dtype=np.float32)
+    mask = np.array([[1, 1], [1, 0], [1, 0], [0, 1], [1, 1], [0, 1], [1, 1]], dtype=bool)
+    data = TrafficData(values * mask, mask, times, ("a", "b"), step_minutes=5)
+    coarse = data.resampled(15)
+    assert coarse.step_minutes == 15 and coarse.n_steps == 2  # the 7th step does not fill a block
+    np.testing.assert_allclose(coarse.values, [[3.0, 10.0], [5.0, 7.0]])
+    assert coarse.mask.tolist() == [[True, True], [True, True]]
+    np.testing.assert_array_equal(coarse.times, times[[0, 3]])
+    gap = TrafficData(values[:3] * 0, np.zeros((3, 2), dtype=bool), times[:3], ("a", "b"), step_minutes=5)
+    assert not gap.resampled(15).mask.any()
+    with pytest.raises(ConfigError, match="multiple of the data's 5-minute step"):
+        data.resampled(7)
+    with pytest.raises(ConfigError, match="divides a day"):
+        data.resampled(35)
+
+
+def test_la_week_at_15_minutes_keeps_its_days(shared_data):
+    folder = shared_data / "traffic"
+    la = load_traffic(folder / "metr-la-week.h5", folder / "adj_mx_la.pkl", folder / "graph_sensor_locations_la.csv")
+    coarse = la.resampled(15)
+    assert coarse.steps_per_day == 96 and coarse.n_steps == la.n_steps // 3
+    np.testing.assert_allclose(coarse.values[coarse.mask].mean(), la.values[la.mask].mean(), rtol=0.01)

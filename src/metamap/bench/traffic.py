@@ -6,6 +6,9 @@
 - P2: meta-train on LA (7 days); adapt to every PEMS04 detector's speed from
   its first day (288 steps); test on the rest (406 steps: the file holds 2.4
   days).
+- ``p1_15min`` / ``p2_15min``: the same protocols with both files averaged to
+  15-minute steps (1 h of history, horizons 15 / 30 / 60 min = 1 / 2 / 4
+  steps, a support day of 96 steps), so every method meets a coarser step.
 
 Every method of :mod:`metamap.traffic.experiment` with both models (per-node
 MLP and the graph-aware diffusion model), over 3 seeds (the seed sets the
@@ -38,6 +41,7 @@ from metamap.bench.cache import load_cached, runs_folder, save_cached
 from metamap.paths import shared_data_dir
 from metamap.report import format_table, machine, write_json
 from metamap.traffic import plots
+from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import (
     BASELINES,
     META_METHODS,
@@ -47,6 +51,7 @@ from metamap.traffic.experiment import (
     compare,
     train_methods,
 )
+from metamap.traffic.features import Windows, duration_label
 from metamap.traffic.io import load_traffic
 from metamap.traffic.protocols import new_city, new_sensors
 
@@ -63,31 +68,52 @@ QUICK = ExperimentConfig(
     methods=("maml", *SIMPLE_BASELINES, "pretrain_finetune"),
 )
 PLOTTED = ("maml", "pretrain_finetune", "historical_average", "persistence")
-HORIZONS = FULL.windows.labels(5)  # both files hold 5-minute readings: 15min, 30min, 1h
+# minutes between readings per protocol: both files hold 5-minute readings, averaged to 15 for the *_15min ones
+STEP_MINUTES = {"p1": 5, "p2": 5, "p1_15min": 15, "p2_15min": 15}
+HISTORY_MINUTES, HORIZON_MINUTES = 60, (15, 30, 60)
+HORIZONS = tuple(duration_label(m) for m in HORIZON_MINUTES)
 LONGEST = HORIZONS[-1]
 
 
-def load_la():
+def load_la(step_minutes: int = 5) -> TrafficData:
     folder = shared_data_dir() / "traffic"
-    return load_traffic(folder / "metr-la-week.h5", folder / "adj_mx_la.pkl", folder / "graph_sensor_locations_la.csv")
+    la = load_traffic(folder / "metr-la-week.h5", folder / "adj_mx_la.pkl", folder / "graph_sensor_locations_la.csv")
+    return la if step_minutes == la.step_minutes else la.resampled(step_minutes)
 
 
-def load_pems04():
+def load_pems04(step_minutes: int = 5) -> TrafficData:
     folder = shared_data_dir() / "traffic"
-    return load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", channel="speed", step_minutes=5)
+    pems = load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", channel="speed", step_minutes=5)
+    return pems if step_minutes == pems.step_minutes else pems.resampled(step_minutes)
+
+
+def protocol_config(protocol: str, quick: bool, model: str, seed: int) -> ExperimentConfig:
+    """The experiment of one job: windows and support day in the protocol's steps."""
+    minutes = STEP_MINUTES[protocol]
+    windows = Windows.from_minutes(minutes, HISTORY_MINUTES, HORIZON_MINUTES)
+    return replace(
+        QUICK if quick else FULL,
+        model=model,
+        seed=seed,
+        history=windows.history,
+        horizons=windows.horizons,
+        support_steps=24 * 60 // minutes,
+    )
 
 
 def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -> dict[str, Any]:
     """Train and compare every method for one (protocol, model, seed); reuses a finished result."""
-    config = replace(QUICK if quick else FULL, model=model, seed=seed)
+    config = protocol_config(protocol, quick, model, seed)
     folder = runs_dir / f"{protocol}_{model}_seed{seed}"
     saved = folder / "result.json"
     settings = {"protocol": protocol, **asdict(config)}
     previous = load_cached(saved, settings)
     if previous is not None:
         return previous
-    la = load_la()
-    setup = new_sensors(la, config) if protocol == "p1" else new_city(la, load_pems04(), config)
+    minutes = STEP_MINUTES[protocol]
+    la = load_la(minutes)
+    p1 = protocol.startswith("p1")
+    setup = new_sensors(la, config) if p1 else new_city(la, load_pems04(minutes), config)
     config = setup.config
     trained = train_methods(setup.family, config)
     results = compare(trained, setup.targets, setup.validations, config)
@@ -142,7 +168,8 @@ def _worst_ratio(cells: dict[str, dict[str, Any]]) -> float:
 
 def _headline(table: dict) -> dict[str, Any]:
     headline: dict[str, Any] = {}
-    for prefix, key in (("p1", "p1/day"), ("p2", "p2/city")):
+    for prefix in STEP_MINUTES:
+        key = f"{prefix}/day" if prefix.startswith("p1") else f"{prefix}/city"
         cells = table[key]
         meta_name, meta = _best(cells, META_METHODS)
         base_name, base = _best(cells, BASELINES)
@@ -174,7 +201,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     """Every (protocol, model, seed) job, two at a time on 2+ cores; table, JSON and plots."""
     runs_dir = runs_folder(json_path, quick)
     seeds = SEEDS[:1] if quick else SEEDS
-    keys = [(p, m, s) for s in seeds for p in ("p1", "p2") for m in MODELS]  # every setting's first seed first
+    keys = [(p, m, s) for s in seeds for p in STEP_MINUTES for m in MODELS]  # every setting's first seed first
     workers = min(2, os.cpu_count() or 1)
     if workers == 1:
         jobs = {k: run_job(*k, quick, runs_dir) for k in keys}

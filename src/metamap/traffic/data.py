@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from metamap.errors import ShapeError, describe
+from metamap.errors import ConfigError, DataError, ShapeError, describe
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,31 @@ class TrafficData:
     def steps(self, start: int, stop: int) -> TrafficData:
         """The time steps ``start:stop``."""
         return replace(self, values=self.values[start:stop], mask=self.mask[start:stop], times=self.times[start:stop])
+
+    def resampled(self, step_minutes: int) -> TrafficData:
+        """The readings averaged over blocks of ``step_minutes`` (a multiple of the step that divides a day).
+
+        A block's value is the mean of its observed readings, missing where
+        none is observed; its time is the block's first. Trailing steps that
+        do not fill a block are dropped.
+        """
+        if step_minutes % self.step_minutes or (24 * 60) % step_minutes:
+            raise ConfigError(
+                f"resample: expected a multiple of the data's {self.step_minutes}-minute step that divides a day, "
+                f"got {step_minutes} minutes"
+            )
+        factor = step_minutes // self.step_minutes
+        blocks = self.n_steps // factor
+        if blocks == 0:
+            raise DataError(
+                f"resample: {self.name} holds {self.n_steps} steps, fewer than one {step_minutes}-minute block"
+            )
+        shape = (blocks, factor, self.n_sensors)
+        mask = self.mask[: blocks * factor].reshape(shape)
+        values = self.values[: blocks * factor].reshape(shape)
+        counts = mask.sum(axis=1)
+        total = np.where(mask, values, 0.0).sum(axis=1)
+        means = np.divide(total, counts, out=np.zeros_like(total), where=counts > 0).astype(np.float32)
+        return replace(
+            self, values=means, mask=counts > 0, times=self.times[: blocks * factor : factor], step_minutes=step_minutes
+        )
