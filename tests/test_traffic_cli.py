@@ -109,8 +109,8 @@ def test_train_then_adapt(city, tmp_path, capsys):
                 str(city / "adj.pkl"),
                 "--out",
                 str(out_dir),
-                "--target-days",
-                "2",
+                "--support",
+                "2d",
             ]
         )
         == 0
@@ -337,8 +337,12 @@ def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys
             "expected distances for all 8 sensors of the readings, but 2 are in no row, e.g. '6', '7'",
         ),
         (
-            ["traffic", "evaluate", "--data", "{city}/city.h5", "--target-days", "3", "--out", "{tmp}/out"],
+            ["traffic", "evaluate", "--data", "{city}/city.h5", "--support", "3d", "--out", "{tmp}/out"],
             "--train-days >= 7",
+        ),
+        (
+            ["traffic", "evaluate", "--data", "{city}/city.h5", "--support", "7min", "--out", "{tmp}/out"],
+            "--support: expected a multiple of the data's 5min step, got 7min",
         ),
         (
             ["traffic", "evaluate", "--data", "{city}/city.h5", "--methods", "maml,magic", "--out", "{tmp}/out"],
@@ -354,7 +358,7 @@ def test_mistakes_end_with_one_clear_line(city, tmp_path, capsys, argv, message)
     assert "Traceback" not in err
 
 
-def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_path, capsys):
+def test_adapt_refuses_too_long_a_support_and_runs_of_another_kind(city, tmp_path, capsys):
     run = tmp_path / "run"
     assert (
         main(
@@ -378,11 +382,11 @@ def test_adapt_refuses_too_many_target_days_and_runs_of_another_kind(city, tmp_p
     )
     capsys.readouterr()
     base = ["traffic", "adapt", "--run", str(run), "--data", str(city / "city.h5"), "--out", str(tmp_path / "o")]
-    assert main([*base, "--target-days", "4"]) == 2  # the file holds exactly 4 days: nothing left to forecast
+    assert main([*base, "--support", "4d"]) == 2  # the file holds exactly 4 days: nothing left to forecast
     err = capsys.readouterr().err
     assert err.startswith("metamap: error:") and "no steps left to forecast" in err
-    assert main([*base, "--target-days", "5"]) == 2
-    assert "--target-days 5 needs 1440 steps" in capsys.readouterr().err
+    assert main([*base, "--support", "5d"]) == 2
+    assert "--support 5d needs 1440 steps" in capsys.readouterr().err
     # A run whose speed normalization is in the format before the Standardizer ({"mean", "std"}) is refused.
     for state_file in (run / "checkpoints").glob("*/state.json"):
         state = json.loads(state_file.read_text())
@@ -528,7 +532,7 @@ def test_predict_forecasts_every_sensor_after_the_end_of_the_file(city, tmp_path
     capsys.readouterr()
     for extra, message in (
         (["--out", str(tmp_path / "f.json")], "expected a .csv or .nc file"),
-        (["--out", str(tmp_path / "g.csv"), "--support-days", "5"], "--support-days 5 needs 1440 steps"),
+        (["--out", str(tmp_path / "g.csv"), "--support", "5d"], "--support 5d needs 1440 steps"),
         (["--out", str(city / "city.h5")], ""),
     ):
         assert main([*base, *extra]) == 2

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from metamap.errors import DataError
 from metamap.learners import make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
@@ -142,6 +143,21 @@ def test_scaler_sees_only_training_readings_of_training_sensors():
     assert (
         new_city(data, replace(other, values=other.values * 5), config).scaler.state_dict() == city.scaler.state_dict()
     )
+
+
+def test_support_shorter_than_a_day_sets_every_protocols_blocks():
+    rng = np.random.default_rng(1)
+    data = _data(rng.uniform(20, 70, size=(7 * 288, 20)), adjacency=np.eye(20, dtype=np.float32))
+    half = 144  # 12 hours of 5-minute steps
+    config = ExperimentConfig(model="node", support_steps=half)
+    setup = new_sensors(data, config)
+    assert setup.targets["day"].support == (5 * 288 - half, 5 * 288)
+    assert setup.validations["day"].support == (5 * 288 - 2 * half, 5 * 288 - half)
+    assert setup.validations["day"].test == (0, 5 * 288 - 2 * half)
+    city = new_city(data, _data(rng.uniform(20, 70, size=(288, 5)), adjacency=np.eye(5, dtype=np.float32)), config)
+    assert city.targets["city"].support == (0, half) and city.targets["city"].test == (half, 288)
+    with pytest.raises(DataError, match="needs 2016 training steps"):
+        new_sensors(data, replace(config, support_steps=3 * 288))
 
 
 def test_sensor_tasks_support_is_one_block_and_query_lies_outside_it():

@@ -11,7 +11,8 @@ import torch
 from metamap.errors import ConfigError
 from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import ExperimentConfig, Target, choose_base
-from metamap.traffic.features import SEASONAL, SeriesFeatures, Windows, duration_label, fit_scaler
+from metamap.arguments import duration_label
+from metamap.traffic.features import SEASONAL, SeriesFeatures, Windows, fit_scaler
 from metamap.traffic.metrics import masked_errors
 from metamap.traffic.protocols import new_sensors
 

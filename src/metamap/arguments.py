@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def time_step(text: str) -> int:
     """A time step such as ``5min``, ``15min``, ``1h`` or ``1day`` (pandas Timedelta syntax), in whole minutes >= 1."""
     import pandas as pd
 
+    # "2d", the label metamap writes, in the spelling pandas keeps ("2D"; lower-case d is deprecated)
+    text = re.sub(r"(?<=\d)\s*d$", "D", text.strip())
     try:
         step = pd.Timedelta(text)
     except ValueError:
@@ -89,6 +92,25 @@ def time_step(text: str) -> int:
 def durations(text: str) -> tuple[int, ...]:
     """Comma-separated durations such as ``15min,30min,1h`` (each as :func:`time_step`), in minutes."""
     return tuple(time_step(part.strip()) for part in text.split(","))
+
+
+def steps_of(minutes: int, step_minutes: int, what: str) -> int:
+    """A duration in minutes as a whole number of ``step_minutes`` steps; ``what`` names it in the error."""
+    if minutes % step_minutes:
+        raise ConfigError(
+            f"{what}: expected a multiple of the data's {duration_label(step_minutes)} step, "
+            f"got {duration_label(minutes)}"
+        )
+    return minutes // step_minutes
+
+
+def duration_label(minutes: int) -> str:
+    """``90`` -> ``"90min"``, ``60`` -> ``"1h"``, ``1440`` -> ``"1d"``: the shortest exact label."""
+    if minutes % (24 * 60) == 0:
+        return f"{minutes // (24 * 60)}d"
+    if minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}min"
 
 
 def output_folder(path: Path, what: str = "--out") -> Path:

@@ -391,9 +391,9 @@ CASES: tuple[Case, ...] = (
     Case("traffic train --out is a file", lambda f: _traffic(f, "train", "--out", str(_file(f))), "--out"),
     Case("traffic evaluate --out /dev/null", lambda f: _traffic(f, "evaluate", "--out", "/dev/null"), "--out"),
     Case(
-        "traffic evaluate --target-days 0",
-        lambda f: _traffic(f, "evaluate", "--out", str(f / "o"), "--target-days", "0"),
-        "--target-days",
+        "traffic evaluate --support 0min",
+        lambda f: _traffic(f, "evaluate", "--out", str(f / "o"), "--support", "0min"),
+        "--support",
     ),
     Case(
         "traffic adapt with a sinusoid run",

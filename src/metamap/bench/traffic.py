@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from metamap.arguments import duration_label
 from metamap.bench.cache import load_cached, runs_folder, save_cached
 from metamap.paths import shared_data_dir
 from metamap.report import format_table, machine, write_json
@@ -51,7 +52,7 @@ from metamap.traffic.experiment import (
     compare,
     train_methods,
 )
-from metamap.traffic.features import Windows, duration_label
+from metamap.traffic.features import Windows
 from metamap.traffic.io import load_traffic
 from metamap.traffic.protocols import new_city, new_sensors
 

@@ -48,11 +48,13 @@ from metamap.arguments import (
     add_seed_flag,
     add_step_flag,
     add_steps_flag,
+    duration_label,
     durations,
     nonnegative_int,
     output_file,
     positive_float,
     positive_int,
+    steps_of,
     time_step,
     writable_output_folder,
 )
@@ -105,9 +107,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
     _data_flags(adapt)
     add_out_flag(adapt, "folder", "metrics, predictions and plots")
-    adapt.add_argument(
-        "--target-days", type=positive_int, default=1, help="adapt on the first K days, forecast the rest"
-    )
+    _support_flag(adapt, "the readings at the start of the file each sensor adapts on; the rest is forecast")
     add_steps_flag(
         adapt, "adaptation", default=None, allow_zero=True, unset="those chosen on the validation sensors at training"
     )
@@ -132,7 +132,6 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--target-channel", default=None, help="npz channel of --target-data (default: --channel)")
     evaluate.add_argument("--target-start", default=None, help="npz: time of --target-data's first step")
     add_step_flag(evaluate, "--target-step", of="--target-data (default: --step)")
-    evaluate.add_argument("--target-days", type=positive_int, default=1, help="days the targets adapt on")
     evaluate.add_argument(
         "--train-days",
         type=positive_int,
@@ -158,9 +157,7 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--run", type=Path, required=True, help="run folder written by metamap traffic train")
     _data_flags(predict)
     add_out_flag(predict, "file", "forecasts.csv or forecasts.nc; a plot is written beside it (.png)")
-    predict.add_argument(
-        "--support-days", type=positive_int, default=1, help="the run adapts to each sensor on the file's last K days"
-    )
+    _support_flag(predict, "the readings at the end of the file the run adapts to each sensor on")
     add_steps_flag(
         predict, "adaptation", default=None, allow_zero=True, unset="those chosen on the validation sensors at training"
     )
@@ -195,6 +192,16 @@ def add_traffic_parser(subparsers: argparse._SubParsersAction) -> None:
     patterns.set_defaults(handler=_patterns)
 
 
+def _support_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument(
+        "--support",
+        type=time_step,
+        default=24 * 60,
+        metavar="DURATION",
+        help=f"{help}, e.g. 6h or 2d; a whole number of the data's steps (default 1d)",
+    )
+
+
 def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="readings: .h5 | .hdf5 (pandas) or .npz (PeMS)")
     parser.add_argument("--adj", type=Path, default=None, help="graph: DCRNN .pkl or from,to,cost .csv")
@@ -225,6 +232,11 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
         type=durations,
         default=None,
         help="reported horizons, e.g. 15min,30min,1h; the longest is forecast at every step (default 3,6,12 steps)",
+    )
+    _support_flag(
+        parser,
+        "the readings each sensor adapts on: the support block of every meta-training task, "
+        "and the targets' support in evaluate",
     )
     parser.add_argument(
         "--base",
@@ -324,7 +336,7 @@ def _experiment(args: argparse.Namespace, data: TrafficData, methods: tuple[str,
         lr=args.lr,
         inner_steps=args.inner_steps,
         inner_lr=args.inner_lr,
-        support_steps=data.steps_per_day,
+        support_steps=steps_of(args.support, data.step_minutes, "--support"),
         methods=methods,
         seed=args.seed,
     )
@@ -590,17 +602,17 @@ def _adapt(args: argparse.Namespace) -> int:
     config, learner = trained.config, trained.learner
     data = _load_source(args)
     features = trained.features(data, args.data)
-    per_day = data.steps_per_day
-    support_stop = args.target_days * per_day
+    support_stop = steps_of(args.support, data.step_minutes, "--support")
+    support = duration_label(args.support)
     if data.n_steps < support_stop:
         raise DataError(
-            f"{args.data}: --target-days {args.target_days} needs {support_stop} steps of readings, "
-            f"but the file holds {data.n_steps} ({data.n_steps / per_day:.2f} days)"
+            f"{args.data}: --support {support} needs {support_stop} steps of readings, "
+            f"but the file holds {data.n_steps} ({data.n_steps / data.steps_per_day:.2f} days)"
         )
     if data.n_steps - features.horizon <= support_stop - 1:  # the first forecast is made at the last support step
         raise DataError(
-            f"{args.data}: no steps left to forecast after the first {args.target_days} day(s) "
-            f"({data.n_steps} steps in all); pass a smaller --target-days"
+            f"{args.data}: no steps left to forecast after the first {support} "
+            f"({data.n_steps} steps in all); pass a shorter --support"
         )
     target = Target(features, torch.arange(data.n_sensors), (0, support_stop), (support_stop, data.n_steps))
 
@@ -618,7 +630,7 @@ def _adapt(args: argparse.Namespace) -> int:
         "model": config.model,
         "data": args.data.name,
         "timezone": data.timezone,
-        "target_days": args.target_days,
+        "support": support,
         "n_sensors": data.n_sensors,
         "n_windows": len(target.test_origins),
         "test_period": [str(np.datetime_as_string(t, unit="m")) for t in (times[support_stop], times[-1])],
@@ -630,12 +642,12 @@ def _adapt(args: argparse.Namespace) -> int:
         args.out,
         {"target": target},
         {"target": results},
-        f"{args.data.name}: adapted on {args.target_days} day(s)",
+        f"{args.data.name}: adapted on the first {support}",
         main_prediction=method,
         units=_unit(args),
     )
     print(
-        f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on {args.target_days} day(s); "
+        f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on the first {support}; "
         f"forecasting {len(target.test_origins)} windows; masked errors ({_unit(args)})"
     )
     print(results_table(results, f"{config.model}/").to_text())
@@ -671,10 +683,11 @@ def _predict(args: argparse.Namespace) -> int:
     data = _load_source(args)
     features = trained.features(data, args.data)
     per_day, end = data.steps_per_day, data.n_steps
-    support = (end - args.support_days * per_day, end)
+    support_steps = steps_of(args.support, data.step_minutes, "--support")
+    support = (end - support_steps, end)
     if support[0] < 0 or len(features.origins(*support)) == 0:
         raise DataError(
-            f"{args.data}: --support-days {args.support_days} needs {args.support_days * per_day} steps with "
+            f"{args.data}: --support {duration_label(args.support)} needs {support_steps} steps with "
             f"{features.history + features.horizon} or more in a row to adapt on; the file holds {end}"
         )
     target = Target(features, torch.arange(data.n_sensors), support, (end, end + features.horizon))
@@ -699,15 +712,11 @@ def _predict(args: argparse.Namespace) -> int:
         units=_unit(args),
     )
     print(
-        f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on the last {args.support_days} day(s); "
+        f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on the last {duration_label(args.support)}; "
         f"forecasts from {np.datetime_as_string(issued, unit='m')} to {np.datetime_as_string(valid[-1], unit='m')}"
     )
     print(f"wrote {args.out} and {plot_path}")
     return 0
-
-
-def _days(first: int, last: int) -> str:
-    return f"day {first}" if first == last else f"days {first}-{last}"
 
 
 def _unit(args: argparse.Namespace) -> str:
@@ -765,7 +774,6 @@ def _new_city(args: argparse.Namespace, data: TrafficData, methods: tuple[str, .
 
     per_day = data.steps_per_day
     days = data.n_steps // per_day
-    k = args.target_days
     target = _load_target(args, args.target_adj)
     if target.step_minutes != data.step_minutes:
         raise ConfigError(
@@ -779,16 +787,17 @@ def _new_city(args: argparse.Namespace, data: TrafficData, methods: tuple[str, .
     config = _experiment(args, data, methods)
     if config.model == "graph" and target.adjacency is None:
         raise ConfigError("a graph model needs the target city's graph too: pass --target-adj (or --model node)")
-    if target.n_steps < k * per_day:
+    support = duration_label(args.support)
+    if target.n_steps < config.support_steps:
         raise DataError(
-            f"{args.target_data}: --target-days {k} needs {k * per_day} steps of readings, "
+            f"{args.target_data}: --support {support} needs {config.support_steps} steps of readings, "
             f"but the file holds {target.n_steps} ({target.n_steps / per_day:.2f} days)"
         )
     return _Evaluation(
         protocol="new_city",
-        described=f"P2 new city: train on {args.data.name}, adapt to {args.target_data.name} on {k} day(s)",
+        described=f"P2 new city: train on {args.data.name}, adapt to {args.target_data.name} on its first {support}",
         config=config,
-        setup=new_city(data, target, config, support_days=k),
+        setup=new_city(data, target, config),
     )
 
 
@@ -798,25 +807,29 @@ def _new_sensors(args: argparse.Namespace, data: TrafficData, methods: tuple[str
 
     per_day = data.steps_per_day
     days = data.n_steps // per_day
-    k = args.target_days
+    config = _experiment(args, data, methods)
+    k = -(-config.support_steps // per_day)  # whole days the support reaches into
     train_days = args.train_days
     if train_days is None:
         train_days = days - 2 if days - 2 >= 2 * k + 1 else days - 1
+    support = duration_label(args.support)
     if train_days < 2 * k + 1 or train_days + 1 > days:
         raise DataError(
-            f"{args.data}: P1 with --target-days {k} needs --train-days >= {2 * k + 1} (support days for "
-            f"the targets, and earlier ones for the validation sensors) and a test day after them; "
+            f"{args.data}: P1 with --support {support} needs --train-days >= {2 * k + 1} (the targets' support, "
+            f"the validation sensors' one before it and a day to score them) and a test day after them; "
             f"the file holds {days} whole days (train days {train_days})"
         )
-    config = _experiment(args, data, methods)
     return _Evaluation(
         protocol="new_sensors",
         described=(
             f"P1 new sensors of {args.data.name}: train on {train_days} days, "
-            f"targets adapt on {_days(train_days - k + 1, train_days)}"
+            f"targets adapt on the last {support} of day {train_days}"
+            if k == 1
+            else f"P1 new sensors of {args.data.name}: train on {train_days} days, "
+            f"targets adapt on the last {support} of them"
         ),
         config=config,
-        setup=new_sensors(data, config, train_days=train_days, target_fraction=0.3, support_days=k),
+        setup=new_sensors(data, config, train_days=train_days, target_fraction=0.3),
     )
 
 
@@ -842,7 +855,7 @@ def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
         "base_choice": None if plan.setup.base_choice is None else plan.setup.base_choice.to_json(),
         "data": args.data.name,
         "target_data": args.target_data.name if args.target_data else None,
-        "target_days": args.target_days,
+        "support": duration_label(args.support),
         "timezone": {name: t.features.data.timezone for name, t in plan.setup.targets.items()},
         "n_targets": {name: len(t.nodes) for name, t in plan.setup.targets.items()},
         "targets": {name: {m: r.summary() for m, r in res.items()} for name, res in results.items()},

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metamap.arguments import duration_label, steps_of
 from metamap.errors import ConfigError
 from metamap.nn.graph import diffuse
 from metamap.preprocessing import Standardizer
@@ -101,29 +102,13 @@ class Windows:
         is not a whole number of steps is refused.
         """
         default = cls()
-
-        def steps(minutes: int, what: str) -> int:
-            if minutes % step_minutes:
-                raise ConfigError(
-                    f"{what}: expected a multiple of the data's {duration_label(step_minutes)} step, "
-                    f"got {duration_label(minutes)}"
-                )
-            return minutes // step_minutes
-
         return cls(
-            history=default.history if history is None else steps(history, "--history"),
-            horizons=default.horizons if horizons is None else tuple(steps(m, "--horizons") for m in horizons),
+            history=default.history if history is None else steps_of(history, step_minutes, "--history"),
+            horizons=default.horizons
+            if horizons is None
+            else tuple(steps_of(m, step_minutes, "--horizons") for m in horizons),
             **options,
         )
-
-
-def duration_label(minutes: int) -> str:
-    """``90`` -> ``"90min"``, ``60`` -> ``"1h"``, ``1440`` -> ``"1d"``: the shortest exact label."""
-    if minutes % (24 * 60) == 0:
-        return f"{minutes // (24 * 60)}d"
-    if minutes % 60 == 0:
-        return f"{minutes // 60}h"
-    return f"{minutes}min"
 
 
 def fit_scaler(values: np.ndarray, mask: np.ndarray) -> Standardizer:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metamap.arguments import duration_label
 from metamap.plotting import pyplot, save_png
 from metamap.traffic.data import TrafficData
-from metamap.traffic.features import duration_label
 
 
 def error_by_horizon(

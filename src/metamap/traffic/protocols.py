@@ -1,16 +1,17 @@
 """The benchmark protocols as data splits: who trains, who adapts, on which steps.
 
 - **P1, new sensors**: one city; its sensors split 70/30 at random (by seed).
-  Meta-train on the 70% over days 1-5; each target sensor adapts on its own
-  day 5 (or 6 hours of it, 06:00-12:00, where 6 hours hold enough windows)
-  and is tested on days 6-7. The protocol is strict: meta-training sees the
+  Meta-train on the 70% over days 1-5; each target sensor adapts on the last
+  support block of the training days (``config.support_steps``, one day by
+  default: day 5; also 06:00-12:00 of day 5, where 6 hours hold enough
+  windows) and is tested on the days after. The protocol is strict: meta-training sees the
   source sensors only, on the graph among themselves, so no target reading
   enters any input before the targets adapt. At adaptation and test time the
   graph model sees the whole network: the targets' own readings and those of
   their neighbours, up to each forecast's origin.
 - **P2, new city**: meta-train on every sensor of the source city over all its
-  days; adapt to each sensor of the target city from its first day; test on
-  the rest.
+  days; adapt to each sensor of the target city on its first support block
+  (one day by default); test on the rest.
 
 Normalization statistics come from the meta-training readings only (the
 source sensors over the training period); target readings never enter them.
@@ -57,13 +58,19 @@ def new_sensors(
     config: ExperimentConfig,
     train_days: int = 5,
     target_fraction: float = 0.3,
-    support_days: int = 1,
 ) -> Setup:
-    """P1: split ``data``'s sensors; targets adapt on the last ``support_days`` of the training days."""
+    """P1: split ``data``'s sensors; targets adapt on the last ``config.support_steps`` of the training days."""
     per_day = data.steps_per_day
     days = data.n_steps // per_day
     if days < train_days + 1:
         raise DataError(f"P1 needs at least {train_days + 1} whole days; {data.name} has {days}")
+    earlier = config.support_steps  # validation sensors adapt on the block before the targets' and test before it
+    if train_days * per_day < 2 * earlier + per_day:
+        raise DataError(
+            f"P1 with a support of {earlier} steps needs {2 * earlier + per_day} training steps (the targets' "
+            f"support, the validation sensors' one before it and a day to score them); "
+            f"{train_days} training days hold {train_days * per_day}"
+        )
     order = np.random.default_rng(config.seed).permutation(data.n_sensors)
     n_target = max(1, round(target_fraction * data.n_sensors))
     source, target = np.sort(order[n_target:]), np.sort(order[:n_target])
@@ -72,12 +79,11 @@ def new_sensors(
     source_features = SeriesFeatures(data.sensors(source), scaler, config.hops, config.windows)
     family, validation, config, choice = source_family(source_features, np.arange(len(source)), (0, train_stop), config)
     features = SeriesFeatures(data, scaler, config.hops, config.windows)
-    support = (train_stop - support_days * per_day, train_stop)
+    support = (train_stop - earlier, train_stop)
     test = (train_stop, days * per_day)
     nodes = torch.as_tensor(target)
     targets = {"day": Target(features, nodes, support, test)}
-    # Validation sensors adapt on the same kind of support, one day earlier, and are scored before it.
-    earlier = support_days * per_day
+    # Validation sensors adapt on the same kind of support, one block earlier, and are scored before it.
     validations = {
         "day": replace(validation, support=(support[0] - earlier, support[1] - earlier), test=(0, support[0] - earlier))
     }
@@ -90,13 +96,12 @@ def new_sensors(
     return Setup(family, targets, validations, scaler, config, choice)
 
 
-def new_city(source: TrafficData, target: TrafficData, config: ExperimentConfig, support_days: int = 1) -> Setup:
-    """P2: meta-train on all of ``source``; ``target``'s sensors adapt on its first ``support_days``."""
-    per_day = target.steps_per_day
-    support = (0, support_days * per_day)
-    if target.n_steps < support[1] + per_day // 4:
+def new_city(source: TrafficData, target: TrafficData, config: ExperimentConfig) -> Setup:
+    """P2: meta-train on all of ``source``; ``target``'s sensors adapt on its first ``config.support_steps``."""
+    support = (0, config.support_steps)
+    if target.n_steps < support[1] + target.steps_per_day // 4:
         raise DataError(
-            f"P2 needs the target city's {support_days} support day(s) and test steps after them; "
+            f"P2 needs the target city's {support[1]} support steps and a quarter day of test steps after them; "
             f"{target.name} has {target.n_steps} steps"
         )
     scaler = fit_scaler(source.values, source.mask)
