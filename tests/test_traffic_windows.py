@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from metamap.arguments import duration_label
 from metamap.errors import ConfigError
 from metamap.traffic.data import TrafficData
 from metamap.traffic.experiment import ExperimentConfig, Target, choose_base
-from metamap.arguments import duration_label
 from metamap.traffic.features import SEASONAL, SeriesFeatures, Windows, fit_scaler
 from metamap.traffic.metrics import masked_errors
 from metamap.traffic.protocols import new_sensors
