@@ -79,7 +79,9 @@ class ExperimentConfig:
     is the classical forecast the networks correct (a key of
     :data:`~metamap.traffic.features.BASES`, ``"auto"`` = the best of them on
     the validation sensors, or None to forecast the readings themselves);
-    ``nonnegative`` clips learned forecasts at 0.
+    ``nonnegative`` clips learned forecasts at 0; ``support_steps`` is the
+    length of the readings each sensor adapts on (a day of 5-minute steps by
+    default), in meta-training tasks and in the protocols.
     """
 
     model: str = "graph"
