@@ -142,6 +142,14 @@ def _aggregate(jobs: dict[tuple, dict]) -> dict[str, dict[str, dict[str, Any]]]:
     for cells in table.values():
         for cell in cells.values():
             runs = cell.pop("runs")
+            cell["adapt_seconds"] = statistics.median(r["adapt_seconds"] for r in runs)
+            cell["train_seconds"] = statistics.median(r["train_seconds"] for r in runs)
+            cell["n_seeds"] = len(runs)
+            # A method whose forecasts went non-finite on some seed is reported as diverged, not averaged.
+            diverged = sum(r["errors"][LONGEST]["mae"] is None for r in runs)
+            if diverged:
+                cell["diverged_seeds"] = diverged
+                continue
             for horizon in runs[0]["errors"]:
                 for metric in ("mae", "rmse", "mape"):
                     values = [r["errors"][horizon][metric] for r in runs]
@@ -150,14 +158,15 @@ def _aggregate(jobs: dict[tuple, dict]) -> dict[str, dict[str, dict[str, Any]]]:
                     cell[f"{metric}_{horizon}_mean"] = statistics.fmean(values)
                     cell[f"{metric}_{horizon}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
             cell["mae_by_step"] = [statistics.fmean(s) for s in zip(*(r["mae_by_step"] for r in runs))]
-            cell["adapt_seconds"] = statistics.median(r["adapt_seconds"] for r in runs)
-            cell["train_seconds"] = statistics.median(r["train_seconds"] for r in runs)
-            cell["n_seeds"] = len(runs)
     return table
 
 
 def _best(cells: dict[str, dict[str, Any]], methods: tuple[str, ...], horizon: str = LONGEST) -> tuple[str, float]:
-    candidates = {k: v[f"mae_{horizon}_mean"] for k, v in cells.items() if k.split("/")[1] in methods}
+    candidates = {
+        k: v[f"mae_{horizon}_mean"]
+        for k, v in cells.items()
+        if k.split("/")[1] in methods and "diverged_seeds" not in v
+    }
     name = min(candidates, key=candidates.get)
     return name, candidates[name]
 
@@ -214,6 +223,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     table = _aggregate(jobs)
     headline = _headline(table)
     for key, cells in table.items():
+        scored = {name: c for name, c in cells.items() if "diverged_seeds" not in c}
         rows = [
             [
                 name,
@@ -222,13 +232,18 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
                 f"{c[f'mape_{LONGEST}_mean']:.2f}" if f"mape_{LONGEST}_mean" in c else "",
                 f"{c['adapt_seconds']:.2f}",
             ]
-            for name, c in sorted(cells.items(), key=lambda kv: kv[1][f"mae_{LONGEST}_mean"])
+            for name, c in sorted(scored.items(), key=lambda kv: kv[1][f"mae_{LONGEST}_mean"])
+        ]
+        rows += [
+            [name, f"diverged on {c['diverged_seeds']} of {c['n_seeds']} seed(s)", "", "", "", "", ""]
+            for name, c in cells.items()
+            if name not in scored
         ]
         print(f"\n{key}: masked MAE (mph), mean ± std over {len(seeds)} seed(s)")
         header = ["model/method", *(f"MAE {h}" for h in HORIZONS), f"RMSE {LONGEST}", f"MAPE {LONGEST} %", "adapt s"]
         print(format_table(header, rows))
         plots.error_by_horizon(
-            {name: c["mae_by_step"] for name, c in cells.items() if name.startswith("graph/")},
+            {name: c["mae_by_step"] for name, c in scored.items() if name.startswith("graph/")},
             json_path.with_name(f"{json_path.stem}_{key.replace('/', '_')}.png"),
             title=f"{key} (graph model)",
         )
