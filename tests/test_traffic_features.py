@@ -231,3 +231,14 @@ def test_bundled_week_equals_the_shared_files(shared_data):
     np.testing.assert_array_equal(bundled.adjacency, shared.adjacency)
     np.testing.assert_array_equal(bundled.coords, shared.coords)
     assert bundled.sensor_ids == shared.sensor_ids
+
+
+def test_forecasts_that_went_non_finite_are_refused_with_the_method_and_its_settings():
+    from metamap.errors import ConfigError
+    from metamap.traffic.experiment import require_finite
+
+    forecasts = torch.zeros(5, 3, 4)
+    require_finite("reptile", forecasts, {"steps": 20})  # finite: nothing to say
+    forecasts[1, 2, 0], forecasts[3, 0, 1] = float("nan"), float("inf")
+    with pytest.raises(ConfigError, match=r"reptile \(steps=20\) diverged adapting to 2 of 5 sensors"):
+        require_finite("reptile", forecasts, {"steps": 20})

@@ -593,7 +593,14 @@ def _adapt(args: argparse.Namespace) -> int:
     import torch
 
     from metamap.report import write_json
-    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method, results_table, score
+    from metamap.traffic.experiment import (
+        SIMPLE_BASELINES,
+        Target,
+        make_method,
+        require_finite,
+        results_table,
+        score,
+    )
     from metamap.training.distributed import pick_device
 
     _check_outputs(args, OUTPUTS)
@@ -619,6 +626,7 @@ def _adapt(args: argparse.Namespace) -> int:
     method, options = trained.method(args.steps)
     n_features = features.n_features
     results = {method: score(make_method(method, learner, config, n_features, device), target, options)}
+    require_finite(method, results[method].prediction, options)
     for baseline in SIMPLE_BASELINES:
         results[baseline] = score(make_method(baseline, None, config, n_features), target, {})
     times = data.times
@@ -663,7 +671,7 @@ def _predict(args: argparse.Namespace) -> int:
     import torch
 
     from metamap.traffic import plots
-    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method
+    from metamap.traffic.experiment import SIMPLE_BASELINES, Target, make_method, require_finite
     from metamap.traffic.forecast_files import write_forecasts
     from metamap.training.distributed import pick_device
 
@@ -699,6 +707,7 @@ def _predict(args: argparse.Namespace) -> int:
         )
         model.adapt(target, **(options if name == method else {}))
         forecasts[name] = model.predict(target)[:, 0]
+    require_finite(method, forecasts[method], options)
     issued = data.times[-1]
     valid = features.times[end:]
     write_forecasts(args.out, data.sensor_ids, issued, valid, forecasts, method, data.step_minutes, data.timezone)

@@ -190,6 +190,17 @@ class MethodResult:
         }
 
 
+def require_finite(name: str, forecasts: torch.Tensor, options: Settings) -> None:
+    """Refuse forecasts ``[n, ...]`` of method ``name`` (adapted with ``options``) that went non-finite."""
+    bad = ~torch.isfinite(forecasts.reshape(len(forecasts), -1)).all(1)
+    if bool(bad.any()):
+        shown = ", ".join(f"{k}={v}" for k, v in options.items()) or "no settings"
+        raise ConfigError(
+            f"{name} ({shown}) diverged adapting to {int(bad.sum())} of {len(forecasts)} sensors (non-finite "
+            "forecasts); pass fewer --steps, a longer --support or another method"
+        )
+
+
 def build_model(n_features: int, config: ExperimentConfig) -> MLP:
     with seeded(config.seed):
         return MLP(n_features, list(config.hidden), config.windows.horizon)
