@@ -9,7 +9,10 @@ Two protocols on the galaxies of a catalogue:
   (10-50%, train and test alike) and extra photometric noise on the test
   magnitudes.
 - **new region** (:func:`run_fewshot`): galaxies grouped into ra/dec cells
-  (or bins of r magnitude); cells split into meta-train / meta-val / meta-test. On a test cell a method
+  (or bins of r magnitude); cells split into meta-train / meta-val / meta-test
+  at random, or, ``group_by="faint"``, magnitude bins in order: the brightest
+  meta-train, the next meta-val, the faintest are the test tasks (the shift a
+  survey going deeper than its spectroscopy meets). On a test cell a method
   sees K labelled galaxies and predicts the rest of the cell. Methods:
   meta-learners (MAML, Meta-SGD, ANIL), pretrain + fine-tune (Adam), one model on
   all source galaxies with no adaptation (an MLP and the tuned gradient
@@ -33,8 +36,8 @@ from metamap.astro.catalogue import BANDS, Catalogue
 from metamap.astro.features import add_noise, drop_bands, fit_scaler, standardized_features
 from metamap.astro.metrics import crps, photoz_metrics, pit, pit_histogram, pit_ks
 from metamap.astro.predictor import OOD_NEIGHBOURS, PhotozPredictor, fit_predictor
-from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
-from metamap.errors import ConfigError, DataError
+from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups, split_ordered_groups
+from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.experiment import Choice, Method, Settings, ValidationTask, choose_on_validation
 from metamap.learners import make_learner
 from metamap.learners.base import AdaptOptions, MetaLearner
@@ -50,6 +53,7 @@ from metamap.training import TrainConfig
 from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd", "anil")
+SPLIT_FRACTIONS = (0.55, 0.2, 0.25)  # meta-train / meta-val / meta-test groups
 META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 10, 25)]  # SGD steps at the inner rate
 FINETUNE_CANDIDATES: list[Settings] = [{"steps": s, "lr": lr} for lr in (1e-3, 1e-2) for s in (5, 25, 100)]  # Adam
 SUPPORT_KINDS = ("knn", "gbm")
@@ -207,13 +211,15 @@ def evaluate_predictor(predictor: PhotozPredictor, test: Catalogue, others: dict
 
 @dataclass(frozen=True)
 class RegionData:
-    """Galaxies of eligible sky cells: features ``x [N, 14]``, redshift ``z [N]``, cells split by name."""
+    """Galaxies of eligible sky cells: features ``x [N, 14]``, redshift ``z [N]``, cells split by name,
+    and the r magnitude range ``[min, max]`` of each split's galaxies."""
 
     x: np.ndarray
     z: np.ndarray
     groups: dict[str, list[np.ndarray]]
     z_mean: float
     z_std: float
+    r_range: dict[str, list[float]]
 
     def family(self, k_shot: int, n_query: int | None, split: str) -> GroupedRegression:
         y = torch.as_tensor((self.z - self.z_mean) / self.z_std, dtype=torch.float32)[:, None]
@@ -238,27 +244,39 @@ def region_data(
 ) -> RegionData:
     """Group the galaxies into tasks; groups with >= ``min_cell`` galaxies become tasks.
 
-    ``group_by="sky"``: ``cell_deg`` ra/dec cells; ``"magnitude"``: ``n_bins`` equally populated bins of r.
+    ``group_by="sky"``: ``cell_deg`` ra/dec cells; ``"magnitude"``: ``n_bins`` equally populated bins of r,
+    split at random; ``"faint"``: the same bins split bright (meta-train) to faint (meta-test), every bin
+    a task (:func:`~metamap.astro.tasks.split_ordered_groups`).
     """
     gal = galaxies_with_redshift(cat)
+    r = BANDS.index("r")
     if group_by == "sky":
         gal.need("ra", "dec")
-        ids = sky_cells(gal.ra, gal.dec, cell_deg)
-    elif group_by == "magnitude":
-        r = BANDS.index("r")
+        groups = split_groups(sky_cells(gal.ra, gal.dec, cell_deg), min_cell, SPLIT_FRACTIONS, seed)
+    elif group_by in ("magnitude", "faint"):
         ids = magnitude_bins(gal.mags[:, r], gal.valid[:, r], n_bins)
+        groups = (
+            split_groups(ids, min_cell, SPLIT_FRACTIONS, seed)
+            if group_by == "magnitude"
+            else split_ordered_groups(ids, min_cell, SPLIT_FRACTIONS)
+        )
     else:
-        raise ConfigError(f"unknown grouping {group_by!r}; expected 'sky' or 'magnitude'")
-    groups = split_groups(ids, min_cell, (0.55, 0.2, 0.25), seed)
+        raise ConfigError(f"unknown grouping {group_by!r}; expected 'sky', 'magnitude' or 'faint'")
     source = np.concatenate(groups["train"] + groups["rest"])
     scaler = fit_scaler(gal.mags[source], gal.valid[source])
     z_src = gal.redshift[source]
+    r_range = {}
+    for name in ("train", "val", "test"):
+        rows = np.concatenate(groups[name])
+        mag = gal.mags[rows, r][gal.valid[rows, r]]
+        r_range[name] = [float(mag.min()), float(mag.max())] if mag.size else []
     return RegionData(
         standardized_features(scaler, gal.mags, gal.valid),
         gal.redshift,
         groups,
         float(z_src.mean()),
         float(z_src.std()),
+        r_range,
     )
 
 
@@ -440,8 +458,10 @@ def score_episodes(
     batch: int = 25,
     keep: int = 0,
     progress: bool = False,
+    reference: str = "global_gbm",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Per-episode sigma_NMAD, outlier fraction and bias (mean and 95% CI) of each method on the same episodes.
+    """Per-episode sigma_NMAD, outlier fraction and bias (mean and 95% CI) of each method on the same episodes,
+    and each method's mean sigma_NMAD over the ``reference`` method's (with a paired bootstrap interval).
 
     Each method adapts with its ``settings``. Returns the summary and, per
     method, the first ``keep`` episodes' pooled ``(z_spec, z_phot)`` pairs.
@@ -466,9 +486,28 @@ def score_episodes(
         for key in ("sigma_nmad", "outlier_frac", "bias"):
             mean, ci = mean_ci95([r[key] for r in rows_])
             entry[key], entry[f"{key}_ci95"] = mean, ci
+        if reference in values:
+            ratio, interval = ratio_of_means(
+                [r["sigma_nmad"] for r in rows_], [r["sigma_nmad"] for r in values[reference]], seed=seed
+            )
+            entry[f"sigma_nmad_ratio_vs_{reference}"] = ratio
+            entry[f"sigma_nmad_ratio_vs_{reference}_interval95"] = interval
         summary[name] = entry
     kept = {n: np.concatenate(p, axis=1) for n, p in pairs.items() if p}
     return summary, kept
+
+
+def ratio_of_means(
+    numerator: Sequence[float], denominator: Sequence[float], *, seed: int = 0, resamples: int = 2000
+) -> tuple[float, list[float]]:
+    """``mean(numerator) / mean(denominator)`` of paired per-episode values ``[E]``, and its 95% percentile
+    bootstrap interval ``[low, high]`` (episodes resampled with their pairs kept together)."""
+    a, b = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ShapeError(f"ratio_of_means: expected two equal [E] arrays, got {describe(a)} and {describe(b)}")
+    picks = np.random.default_rng(seed).integers(0, a.size, (resamples, a.size))
+    ratios = a[picks].mean(1) / b[picks].mean(1)
+    return float(a.mean() / b.mean()), np.quantile(ratios, [0.025, 0.975]).tolist()
 
 
 def choose_settings(
@@ -536,14 +575,23 @@ def run_fewshot(
         by_k[str(k)] = summary
         if k == train_k:
             scatter = {name: kept[name].tolist() for name in (best_meta, "global_gbm", "knn_support")}
+    tasks = {
+        "sky": f"{cell_deg:g} deg ra/dec cells with >= {min_cell} galaxies; cells split at random into "
+        "meta-train/val/test",
+        "magnitude": f"{n_bins} equally populated bins of r magnitude with >= {min_cell} galaxies; bins split at "
+        "random into meta-train/val/test",
+        "faint": f"{n_bins} equally populated bins of r magnitude, ordered: the brightest meta-train "
+        f"(r {_span(data.r_range['train'])}), the next meta-val (r {_span(data.r_range['val'])}), the faintest "
+        f"meta-test (r {_span(data.r_range['test'])}); the global models see the meta-train galaxies only",
+    }
     return {
-        "protocol": (f"{cell_deg:g} deg ra/dec cells" if group_by == "sky" else f"{n_bins} bins of r magnitude")
-        + f" with >= {min_cell} galaxies; cells split meta-train/val/test; "
+        "protocol": tasks[group_by] + "; "
         f"K support galaxies of a test cell, query = the rest of the cell; {episodes} episodes at "
         f"K={train_k}, {other_episodes or episodes} at the other K "
         "(episodes re-use the few test cells, so they are not independent across cells)",
         "cells": {name: [len(g) for g in groups] for name, groups in data.groups.items() if name != "rest"},
         "galaxies_outside_cells": int(len(data.groups["rest"][0])),
+        "r_range": data.r_range,
         "meta_training": {
             "steps": steps,
             "meta_batch": 10,
@@ -562,3 +610,7 @@ def run_fewshot(
         "by_k": by_k,
         "scatter_20shot": scatter,
     }
+
+
+def _span(r_range: list[float]) -> str:
+    return f"{r_range[0]:.2f}-{r_range[1]:.2f}" if r_range else "unknown"
