@@ -3,7 +3,8 @@
 - ``photoz``: all-data photo-z baselines (tuned by CV on a training split),
   the chosen model's redshift quantiles and out-of-distribution flag, and
   K-shot adaptation to new sky cells (or, ``--group-by magnitude``, to
-  new bins of r magnitude); needs ugriz, redshift, ra and dec for sky cells
+  new bins of r magnitude; ``--group-by faint``, from the bright bins to the
+  faintest); needs ugriz, redshift, ra and dec for sky cells
   (and a class column, else every row counts as a galaxy). ``--save RUN``
   keeps the chosen model (no pickle: see :mod:`metamap.astro.predictor`).
 - ``predict``: a saved run applied to a new catalogue: z_phot, quantiles
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 # torch and the models are imported inside the handlers: building the parser stays light.
 PHOTOZ_LEARNERS = ("maml", "fomaml", "metasgd", "anil", "reptile")  # adapt by inner SGD steps
+GROUPINGS = ("sky", "magnitude", "faint")  # the group_by values of metamap.astro.photoz.region_data
 
 
 def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -52,9 +54,15 @@ def add_astro_parser(subparsers: argparse._SubParsersAction) -> None:
         "--shots", type=positive_int, nargs="+", default=[10, 20, 50], help="labelled galaxies per new cell"
     )
     photoz.add_argument(
-        "--group-by", default="sky", choices=("sky", "magnitude"), help="tasks are sky cells or bins of r magnitude"
+        "--group-by",
+        default="sky",
+        choices=GROUPINGS,
+        help="tasks are sky cells, bins of r magnitude split at random, or the same bins ordered: meta-train on "
+        "the brightest, test on the faintest",
     )
-    photoz.add_argument("--bins", type=positive_int, default=20, help="magnitude bins (with --group-by magnitude)")
+    photoz.add_argument(
+        "--bins", type=positive_int, default=20, help="equally populated bins of r (--group-by magnitude | faint)"
+    )
     photoz.add_argument("--cell-deg", type=positive_float, default=10.0, help="sky cell size in degrees")
     photoz.add_argument("--min-cell", type=positive_int, default=80, help="galaxies a cell needs to become a task")
     photoz.add_argument("--learners", default="maml,metasgd,anil", help="comma-separated meta-learners")
@@ -169,8 +177,8 @@ def _photoz_in_run(args: argparse.Namespace) -> int:
             f"--shots {max(args.shots)}: K support galaxies and at least one query must fit in every "
             f"task, and the smallest holds --min-cell {args.min_cell}; choose K < {args.min_cell}"
         )
-    if args.group_by == "magnitude" and args.bins < 2:
-        raise ConfigError(f"--bins: magnitude tasks need >= 2 bins (meta-train and test), got {args.bins}")
+    if args.group_by in ("magnitude", "faint") and args.bins < 3:
+        raise ConfigError(f"--bins: magnitude tasks need >= 3 bins (meta-train, meta-val, test), got {args.bins}")
     cat = _load(args)
     if not args.no_fewshot:
         # The grouping into tasks takes a second and refuses impossible settings: check it before the CV searches.

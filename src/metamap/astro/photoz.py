@@ -9,7 +9,10 @@ Two protocols on the galaxies of a catalogue:
   (10-50%, train and test alike) and extra photometric noise on the test
   magnitudes.
 - **new region** (:func:`run_fewshot`): galaxies grouped into ra/dec cells
-  (or bins of r magnitude); cells split into meta-train / meta-val / meta-test. On a test cell a method
+  (or bins of r magnitude); cells split into meta-train / meta-val / meta-test
+  at random, or, ``group_by="faint"``, magnitude bins in order: the brightest
+  meta-train, the next meta-val, the faintest are the test tasks (the shift a
+  survey going deeper than its spectroscopy meets). On a test cell a method
   sees K labelled galaxies and predicts the rest of the cell. Methods:
   meta-learners (MAML, Meta-SGD, ANIL), pretrain + fine-tune (Adam), one model on
   all source galaxies with no adaptation (an MLP and the tuned gradient
@@ -17,6 +20,11 @@ Two protocols on the galaxies of a catalogue:
   boosting fitted on the K support galaxies alone. Every setting a method
   takes at test time (adaptation steps, neighbours, depth) is chosen on the
   meta-val cells. Standardization comes from source (non-test) galaxies only.
+  A network-based method falls back to its unadapted network on a task whose
+  adaptation fits the support worse (a few galaxies with wild magnitudes can
+  make inner SGD diverge); each method's ratio to the global model chosen on
+  the meta-val cells (gradient boosting or the pretrained MLP) comes with a
+  paired bootstrap interval over episodes.
 """
 
 from __future__ import annotations
@@ -33,11 +41,11 @@ from metamap.astro.catalogue import BANDS, Catalogue
 from metamap.astro.features import add_noise, drop_bands, fit_scaler, standardized_features
 from metamap.astro.metrics import crps, photoz_metrics, pit, pit_histogram, pit_ks
 from metamap.astro.predictor import OOD_NEIGHBOURS, PhotozPredictor, fit_predictor
-from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups
-from metamap.errors import ConfigError, DataError
+from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups, split_ordered_groups
+from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.experiment import Choice, Method, Settings, ValidationTask, choose_on_validation
 from metamap.learners import make_learner
-from metamap.learners.base import AdaptOptions, MetaLearner
+from metamap.learners.base import Adapted, AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
 from metamap.nn.devices import module_device
@@ -50,6 +58,7 @@ from metamap.training import TrainConfig
 from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd", "anil")
+SPLIT_FRACTIONS = (0.55, 0.2, 0.25)  # meta-train / meta-val / meta-test groups
 META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 10, 25)]  # SGD steps at the inner rate
 FINETUNE_CANDIDATES: list[Settings] = [{"steps": s, "lr": lr} for lr in (1e-3, 1e-2) for s in (5, 25, 100)]  # Adam
 SUPPORT_KINDS = ("knn", "gbm")
@@ -57,6 +66,7 @@ SUPPORT_CANDIDATES: dict[str, list[Settings]] = {
     "knn_support": [{"neighbours": k} for k in (1, 3, 5, 10)],
     "gbm_support": [{"depth": d} for d in (1, 2, 3)],
 }
+GLOBAL_MODELS = ("global_gbm", "global_mlp")  # one model of all source galaxies, no adaptation
 PhotozMethod = Method[Episode, Episode, np.ndarray]  # z_phot [T, Q] of an episode's query galaxies
 
 
@@ -207,13 +217,15 @@ def evaluate_predictor(predictor: PhotozPredictor, test: Catalogue, others: dict
 
 @dataclass(frozen=True)
 class RegionData:
-    """Galaxies of eligible sky cells: features ``x [N, 14]``, redshift ``z [N]``, cells split by name."""
+    """Galaxies of eligible sky cells: features ``x [N, 14]``, redshift ``z [N]``, cells split by name,
+    and the r magnitude range ``[min, max]`` of each split's galaxies."""
 
     x: np.ndarray
     z: np.ndarray
     groups: dict[str, list[np.ndarray]]
     z_mean: float
     z_std: float
+    r_range: dict[str, list[float]]
 
     def family(self, k_shot: int, n_query: int | None, split: str) -> GroupedRegression:
         y = torch.as_tensor((self.z - self.z_mean) / self.z_std, dtype=torch.float32)[:, None]
@@ -238,27 +250,39 @@ def region_data(
 ) -> RegionData:
     """Group the galaxies into tasks; groups with >= ``min_cell`` galaxies become tasks.
 
-    ``group_by="sky"``: ``cell_deg`` ra/dec cells; ``"magnitude"``: ``n_bins`` equally populated bins of r.
+    ``group_by="sky"``: ``cell_deg`` ra/dec cells; ``"magnitude"``: ``n_bins`` equally populated bins of r,
+    split at random; ``"faint"``: the same bins split bright (meta-train) to faint (meta-test), every bin
+    a task (:func:`~metamap.astro.tasks.split_ordered_groups`).
     """
     gal = galaxies_with_redshift(cat)
+    r = BANDS.index("r")
     if group_by == "sky":
         gal.need("ra", "dec")
-        ids = sky_cells(gal.ra, gal.dec, cell_deg)
-    elif group_by == "magnitude":
-        r = BANDS.index("r")
+        groups = split_groups(sky_cells(gal.ra, gal.dec, cell_deg), min_cell, SPLIT_FRACTIONS, seed)
+    elif group_by in ("magnitude", "faint"):
         ids = magnitude_bins(gal.mags[:, r], gal.valid[:, r], n_bins)
+        groups = (
+            split_groups(ids, min_cell, SPLIT_FRACTIONS, seed)
+            if group_by == "magnitude"
+            else split_ordered_groups(ids, min_cell, SPLIT_FRACTIONS)
+        )
     else:
-        raise ConfigError(f"unknown grouping {group_by!r}; expected 'sky' or 'magnitude'")
-    groups = split_groups(ids, min_cell, (0.55, 0.2, 0.25), seed)
+        raise ConfigError(f"unknown grouping {group_by!r}; expected 'sky', 'magnitude' or 'faint'")
     source = np.concatenate(groups["train"] + groups["rest"])
     scaler = fit_scaler(gal.mags[source], gal.valid[source])
     z_src = gal.redshift[source]
+    r_range = {}
+    for name in ("train", "val", "test"):
+        rows = np.concatenate(groups[name])
+        mag = gal.mags[rows, r][gal.valid[rows, r]]
+        r_range[name] = [float(mag.min()), float(mag.max())] if mag.size else []
     return RegionData(
         standardized_features(scaler, gal.mags, gal.valid),
         gal.redshift,
         groups,
         float(z_src.mean()),
         float(z_src.std()),
+        r_range,
     )
 
 
@@ -295,23 +319,45 @@ def train_learners(
 
 
 class LearnerMethod:
-    """A trained learner adapted by ``steps`` SGD steps at its inner rate (0: as trained); z_phot ``[T, Q]``."""
+    """A trained learner adapted by ``steps`` SGD steps at its inner rate (0: as trained); z_phot ``[T, Q]``.
+
+    Guarded: a task whose adapted network fits its own support worse than the unadapted one (or not at all:
+    NaN), as a few galaxies with wild magnitudes can make it, is predicted by the unadapted network; such
+    tasks are counted in ``fallbacks``. The guard looks at the support alone.
+    """
 
     def __init__(self, data: RegionData, learner: MetaLearner) -> None:
         self.data = data
         self.learner = learner
+        self.fallbacks = 0
 
     def fit(self, source: Any) -> None:
         """Trained beforehand by :func:`train_learners`."""
 
     def adapt(self, support: Episode, *, steps: int) -> None:
         support = support.to(module_device(self.learner))
-        self.adapted = self.learner.adapt(support.x_support, support.y_support, options=AdaptOptions(steps=steps))
+        self.keep(support, self.learner.adapt(support.x_support, support.y_support, options=AdaptOptions(steps=steps)))
+
+    def keep(self, support: Episode, adapted: Adapted) -> None:
+        """Use ``adapted`` for the tasks of ``support`` where its support MSE is finite and no larger than
+        the unadapted network's, the unadapted network elsewhere."""
+        self.adapted = adapted
+        self.unadapted = self.learner.adapt(support.x_support, support.y_support, options=AdaptOptions(steps=0))
+        with torch.no_grad():
+            before, after = (
+                (model.predict(support.x_support) - support.y_support).square().mean(dim=(1, 2))
+                for model in (self.unadapted, adapted)
+            )
+        self.kept = torch.isfinite(after) & (after <= before)
+        self.fallbacks += int((~self.kept).sum())
 
     def predict(self, x: Episode) -> np.ndarray:
         """z_phot ``[T, Q]``; the network runs where the learner lives (the episode is moved there)."""
+        x_query = x.x_query.to(module_device(self.learner))
         with torch.no_grad():
-            z_scaled = self.adapted.predict(x.x_query.to(module_device(self.learner)))[..., 0]
+            z_scaled = torch.where(
+                self.kept[:, None], self.adapted.predict(x_query)[..., 0], self.unadapted.predict(x_query)[..., 0]
+            )
         return self.data.unscale(z_scaled.cpu().numpy())
 
 
@@ -323,8 +369,8 @@ class FinetuneMethod(LearnerMethod):
             raise ConfigError("fine-tuning needs a learning rate (lr)")
         support = support.to(module_device(self.learner))
         params = dict(self.learner.model.named_parameters())
-        self.adapted = fit_per_task(
-            self.learner, params, support.x_support, support.y_support, None, steps=steps, lr=lr
+        self.keep(
+            support, fit_per_task(self.learner, params, support.x_support, support.y_support, None, steps=steps, lr=lr)
         )
 
 
@@ -440,8 +486,10 @@ def score_episodes(
     batch: int = 25,
     keep: int = 0,
     progress: bool = False,
+    reference: str = "global_gbm",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Per-episode sigma_NMAD, outlier fraction and bias (mean and 95% CI) of each method on the same episodes.
+    """Per-episode sigma_NMAD, outlier fraction and bias (mean and 95% CI) of each method on the same episodes,
+    and each method's mean sigma_NMAD over the ``reference`` (global) method's, with a paired bootstrap interval.
 
     Each method adapts with its ``settings``. Returns the summary and, per
     method, the first ``keep`` episodes' pooled ``(z_spec, z_phot)`` pairs.
@@ -466,9 +514,27 @@ def score_episodes(
         for key in ("sigma_nmad", "outlier_frac", "bias"):
             mean, ci = mean_ci95([r[key] for r in rows_])
             entry[key], entry[f"{key}_ci95"] = mean, ci
+        if reference in values:
+            ratio, interval = ratio_of_means(
+                [r["sigma_nmad"] for r in rows_], [r["sigma_nmad"] for r in values[reference]], seed=seed
+            )
+            entry["sigma_nmad_ratio_vs_global"], entry["sigma_nmad_ratio_vs_global_interval95"] = ratio, interval
         summary[name] = entry
     kept = {n: np.concatenate(p, axis=1) for n, p in pairs.items() if p}
     return summary, kept
+
+
+def ratio_of_means(
+    numerator: Sequence[float], denominator: Sequence[float], *, seed: int = 0, resamples: int = 2000
+) -> tuple[float, list[float]]:
+    """``mean(numerator) / mean(denominator)`` of paired per-episode values ``[E]``, and its 95% percentile
+    bootstrap interval ``[low, high]`` (episodes resampled with their pairs kept together)."""
+    a, b = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ShapeError(f"ratio_of_means: expected two equal [E] arrays, got {describe(a)} and {describe(b)}")
+    picks = np.random.default_rng(seed).integers(0, a.size, (resamples, a.size))
+    ratios = a[picks].mean(1) / b[picks].mean(1)
+    return float(a.mean() / b.mean()), np.quantile(ratios, [0.025, 0.975]).tolist()
 
 
 def choose_settings(
@@ -520,9 +586,13 @@ def run_fewshot(
     choices = {name: choice.settings for name, choice in chosen.items()}
     val_scores = {name: choice.score for name, choice in chosen.items()}
     best_meta = min(learner_names, key=val_scores.__getitem__)
-    by_k, scatter = {}, {}
+    best_global = min(GLOBAL_MODELS, key=val_scores.__getitem__)
+    guarded = {name: m for name, m in methods.items() if isinstance(m, LearnerMethod)}
+    by_k, fallbacks, scatter = {}, {}, {}
     for k in shots:
         n_episodes = episodes if k == train_k or other_episodes is None else other_episodes
+        for method in guarded.values():
+            method.fallbacks = 0
         summary, kept = score_episodes(
             data,
             data.family(k, None, "test"),
@@ -532,18 +602,29 @@ def run_fewshot(
             seed + 1000 + k,
             keep=40,
             progress=progress,
+            reference=best_global,
         )
         by_k[str(k)] = summary
+        fallbacks[str(k)] = {name: m.fallbacks for name, m in guarded.items()}
         if k == train_k:
             scatter = {name: kept[name].tolist() for name in (best_meta, "global_gbm", "knn_support")}
+    tasks = {
+        "sky": f"{cell_deg:g} deg ra/dec cells with >= {min_cell} galaxies; cells split at random into "
+        "meta-train/val/test",
+        "magnitude": f"{n_bins} equally populated bins of r magnitude with >= {min_cell} galaxies; bins split at "
+        "random into meta-train/val/test",
+        "faint": f"{n_bins} equally populated bins of r magnitude, ordered: the brightest meta-train "
+        f"(r {_span(data.r_range['train'])}), the next meta-val (r {_span(data.r_range['val'])}), the faintest "
+        f"meta-test (r {_span(data.r_range['test'])}); the global models see the meta-train galaxies only",
+    }
     return {
-        "protocol": (f"{cell_deg:g} deg ra/dec cells" if group_by == "sky" else f"{n_bins} bins of r magnitude")
-        + f" with >= {min_cell} galaxies; cells split meta-train/val/test; "
+        "protocol": tasks[group_by] + "; "
         f"K support galaxies of a test cell, query = the rest of the cell; {episodes} episodes at "
         f"K={train_k}, {other_episodes or episodes} at the other K "
         "(episodes re-use the few test cells, so they are not independent across cells)",
         "cells": {name: [len(g) for g in groups] for name, groups in data.groups.items() if name != "rest"},
         "galaxies_outside_cells": int(len(data.groups["rest"][0])),
+        "r_range": data.r_range,
         "meta_training": {
             "steps": steps,
             "meta_batch": 10,
@@ -558,7 +639,13 @@ def run_fewshot(
         "val_sigma_nmad": val_scores,
         "tried_on_val": {name: choice.to_json()["tried"] for name, choice in chosen.items()},
         "best_meta_learner_on_val": best_meta,
+        "global_model_on_val": best_global,
         "global_gbm_params": global_search.best_params_,
         "by_k": by_k,
+        "unadapted_fallback_tasks": fallbacks,
         "scatter_20shot": scatter,
     }
+
+
+def _span(r_range: list[float]) -> str:
+    return f"{r_range[0]:.2f}-{r_range[1]:.2f}" if r_range else "unknown"

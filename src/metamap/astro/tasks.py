@@ -2,8 +2,9 @@
 
 A task is one group (a ra/dec cell, or a bin of r magnitude); its support is
 K labelled objects drawn from the group and its query the others. Groups are
-split into meta-train / meta-val / meta-test, so no object of a test group is
-ever seen in training.
+split into meta-train / meta-val / meta-test, at random (:func:`split_groups`)
+or in order (:func:`split_ordered_groups`: bright bins train, faint bins
+test), so no object of a test group is ever seen in training.
 """
 
 from __future__ import annotations
@@ -44,18 +45,51 @@ def split_groups(ids: np.ndarray, min_size: int, fractions: tuple[float, float, 
     """
     values, counts = np.unique(ids[ids >= 0], return_counts=True)
     eligible = values[counts >= min_size]
-    if eligible.size < 3:
-        raise DataError(
-            f"only {eligible.size} group(s) have >= {min_size} objects; need at least 3 "
-            "(one each for meta-train, meta-val and meta-test): use larger cells or fewer shots"
-        )
+    _need_three(eligible.size, min_size)
     order = np.random.default_rng(seed).permutation(eligible)
-    n_val = max(1, int(round(fractions[1] * order.size)))
-    n_test = max(1, int(round(fractions[2] * order.size)))
+    n_val, n_test = _split_sizes(order.size, fractions)
     named = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
     groups: Groups = {name: [np.flatnonzero(ids == g) for g in sorted(members)] for name, members in named.items()}
     groups["rest"] = [np.flatnonzero(~np.isin(ids, eligible))]
     return groups
+
+
+def split_ordered_groups(ids: np.ndarray, min_size: int, fractions: tuple[float, float, float]) -> Groups:
+    """Groups split by id, not at random: the lowest ids meta-train, the next meta-val, the highest meta-test
+    (for magnitude bins: bright galaxies train, the faintest are the test tasks).
+
+    Every group must have >= ``min_size`` members (DataError otherwise: a small faint group left out of the
+    tasks would otherwise have to join the training rows). Rows with id -1 (no magnitude: they may be faint)
+    belong to no split; ``"rest"`` is empty.
+    """
+    values, counts = np.unique(ids[ids >= 0], return_counts=True)
+    small = counts < min_size
+    if small.any():
+        raise DataError(
+            f"ordered split: every group must have >= {min_size} objects to be a task; {int(small.sum())} of "
+            f"{counts.size} have fewer (smallest {int(counts.min())}): use fewer bins (--bins) or a smaller "
+            "minimum (--min-cell)"
+        )
+    _need_three(values.size, min_size)
+    n_val, n_test = _split_sizes(values.size, fractions)
+    n_train = values.size - n_val - n_test
+    named = {"train": values[:n_train], "val": values[n_train : n_train + n_val], "test": values[n_train + n_val :]}
+    groups: Groups = {name: [np.flatnonzero(ids == g) for g in members] for name, members in named.items()}
+    groups["rest"] = [np.zeros(0, dtype=np.int64)]
+    return groups
+
+
+def _need_three(n_groups: int, min_size: int) -> None:
+    if n_groups < 3:
+        raise DataError(
+            f"only {n_groups} group(s) have >= {min_size} objects; need at least 3 "
+            "(one each for meta-train, meta-val and meta-test): use larger cells or fewer shots"
+        )
+
+
+def _split_sizes(n_groups: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
+    """Numbers of val and test groups (at least one each) of ``n_groups`` by the train/val/test ``fractions``."""
+    return max(1, int(round(fractions[1] * n_groups))), max(1, int(round(fractions[2] * n_groups)))
 
 
 @dataclass(frozen=True, eq=False)
