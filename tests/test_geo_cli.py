@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,3 +148,18 @@ def test_a_transform_that_does_not_fit_the_variable_is_refused(data_file, tmp_pa
         assert main([*args, "--transform", transform, "--steps", "1", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("metamap: error:") and expected in err[0]
+
+
+def test_train_writes_one_loss_row_per_logged_step_and_the_curve(data_file, tmp_path):
+    path, _ = data_file
+    run = tmp_path / "logged"
+    args = ["geo", "train", "--data", str(path), "--var", "sst", "--out", str(run), "--batch", "2", "--patch", "8"]
+    assert main([*args, "--base", "8", "--steps", "7", "--log-every", "2", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6, 7]  # every 2 steps, and the last
+    assert all(np.isfinite(row["train_loss"]) and row["train_loss"] > 0 for row in rows)
+    with (run / "metrics.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in table] == [2, 4, 6, 7]
+    assert [float(r["train_loss"]) for r in table] == pytest.approx([row["train_loss"] for row in rows])
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,8 @@
 """``metamap geo train | fill | forecast | sample | evaluate``: diffusion models on your own netCDF/zarr fields.
 
 - ``train --task fill|forecast|generate``: train on random patches streamed
-  lazily (dask chunks) from the file's training times; writes a run folder.
+  lazily (dask chunks) from the file's training times; writes a run folder
+  with the loss log (``metrics.jsonl``, ``metrics.csv``) and ``loss.png``.
 - ``fill``: fill the NaN pixels of every (or the chosen) time step with an
   ensemble; a ``fill`` run fills conditionally, a ``generate`` run by
   training-free inpainting.
@@ -71,6 +72,12 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--max-minutes", type=positive_float, default=None, help="wall-clock budget (stops with a checkpoint)"
+    )
+    train.add_argument(
+        "--log-every",
+        type=positive_int,
+        default=10,
+        help="steps per row of the loss log (metrics.jsonl, metrics.csv; loss.png at the end)",
     )
     add_seed_flag(train)
     add_run_folder_flags(train)
@@ -179,6 +186,7 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_scan=128,
             transform=args.transform,
+            log_every=args.log_every,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
             progress=not args.no_progress,
             device=device,
