@@ -85,6 +85,9 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
     assert filled["sst"].shape == (3, 2, H, W)
     assert filled["sst"].attrs["standard_name"] == "sea_surface_temperature"
     assert filled.attrs["institution"] == "a test"
+    history = filled.attrs["history"]  # the command with its inputs and options, and the run
+    for part in ("metamap geo fill", f"--data {path}", "--var sst", "--members 3", "--times 28 29", "(fill run"):
+        assert part in history, part
     last = filled["sst"].values[:, 1]
     known = np.isfinite(values[-1])
     np.testing.assert_array_equal(last[:, known], np.broadcast_to(values[-1][known], (3, known.sum())))

@@ -221,7 +221,21 @@ def _load_checked(args: argparse.Namespace, task: str | tuple[str, ...]):
 
 
 def _history(model_task: str, args: argparse.Namespace, run: str) -> str:
-    return f"metamap geo {args.geo_command} ({model_task} run {run})"
+    """One ``history`` line: the UTC time, the command with every option it ran with (defaults included)
+    and the inputs, e.g. ``2026-12-02T22:30:00Z metamap geo fill --data in.nc ... (fill run runs/fill)``."""
+    import datetime
+    import shlex
+
+    skip = {"handler", "command", "geo_command"}
+    options = []
+    for key, value in vars(args).items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        values = value if isinstance(value, list) else [] if value is True else [value]
+        options.append(" ".join([flag, *(shlex.quote(str(v)) for v in values)]))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp} metamap geo {args.geo_command} {' '.join(options)} ({model_task} run {run})"
 
 
 def _fill(args: argparse.Namespace) -> int:
