@@ -11,7 +11,7 @@ import xarray as xr
 
 from metamap.cli import main
 
-H, W, T = 12, 14, 24
+H, W, T = 12, 14, 30
 BASELINES = (
     "field_mean",
     "field_mean_anomaly",
@@ -50,12 +50,12 @@ def smooth(tmp_path_factory):
     )
     data = _write(folder / "smooth.nc", values)
     run = folder / "run"
-    common = ["--batch", "2", "--patch", "8", "--base", "8", "--no-progress"]
+    common = ["--batch", "2", "--patch", "8", "--base", "8", "--train-days", "20", "--no-progress"]
     assert main(["geo", "train", "--data", str(data), "--var", "t2m", "--out", str(run), "--steps", "3", *common]) == 0
     return folder, data, run
 
 
-def _evaluate(data, run, out, *extra, var="t2m"):
+def _evaluate(data, run, out, *extra, var="t2m", times=("--times", "20", "22", "--tune-times", "15")):
     return main(
         [
             "geo",
@@ -72,11 +72,7 @@ def _evaluate(data, run, out, *extra, var="t2m"):
             "3",
             "--steps",
             "2",
-            "--times",
-            "20",
-            "22",
-            "--tune-times",
-            "15",
+            *times,
             "--no-progress",
             *extra,
         ]
@@ -112,15 +108,18 @@ def test_evaluate_scores_every_method_and_draws_the_maps(smooth, capsys):
 
 
 @pytest.mark.slow
-def test_evaluate_with_the_users_mask_file(smooth):
+def test_evaluate_with_the_users_mask_file_on_the_days_the_run_left_out(smooth):
     folder, data, run = smooth
     observed = np.zeros((H, W), bool)
     observed[:, ::3] = True  # north-south lines of stations
     np.save(folder / "mask.npy", observed)
     out = folder / "own"
-    assert _evaluate(data, run, out, "--mask", str(folder / "mask.npy")) == 0
+    assert _evaluate(data, run, out, "--mask", str(folder / "mask.npy"), times=()) == 0
     result = json.loads((out / "evaluation.json").read_text())
-    assert sum(result["rank_histogram"]) == 2 * int((~observed).sum())
+    # the run trained on March 1-20 (index 0-19): 8 of the 10 later days scored, the other 2 tune
+    assert len(result["times"]) == 8 and len(result["tune_times"]) == 2
+    assert sorted(result["times"] + result["tune_times"]) == list(range(20, 30))
+    assert sum(result["rank_histogram"]) == 8 * int((~observed).sum())
 
 
 def test_evaluate_refuses_bad_input_in_one_line(smooth, tmp_path, capsys):

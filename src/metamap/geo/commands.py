@@ -119,7 +119,11 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     add_steps_flag(evaluate, "sampler", default=20)
     evaluate.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm")
     evaluate.add_argument(
-        "--times", type=int, nargs="+", default=None, help="time indices to score (default: 8 spread over the file)"
+        "--times",
+        type=int,
+        nargs="+",
+        default=None,
+        help="time indices to score (default: 8 spread over the days after the run's --train-days, else the file)",
     )
     evaluate.add_argument(
         "--tune-times",
@@ -187,6 +191,7 @@ def _train(args: argparse.Namespace) -> int:
             max_scan=128,
             transform=args.transform,
             log_every=args.log_every,
+            train_days=args.train_days,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
             progress=not args.no_progress,
             device=device,
@@ -336,10 +341,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--mask: expected {', '.join(SCENARIOS)} or an existing mask file, got {args.mask!r}")
     model, field, _ = _load_checked(args, "fill")
     n_times = field.shape[0]
-    times = _time_indices(args.times, np.linspace(0, n_times - 1, min(8, n_times)).round(), n_times, "--times")
-    rest = np.setdiff1d(np.arange(n_times), times)
-    spread = np.linspace(0, len(rest) - 1, min(4, len(rest))).round().astype(int)
-    tune = _time_indices(args.tune_times, rest[spread], n_times, "--tune-times")
+    held_out = _held_out_times(model.meta, field)
+    times = _time_indices(args.times, _spread(held_out, 8), n_times, "--times")
+    tune = _time_indices(args.tune_times, _spread(np.setdiff1d(held_out, times), 4), n_times, "--tune-times")
+    if not len(tune):
+        raise ConfigError(
+            f"no time step is left to tune on besides the {len(times)} scored; pass --tune-times (or fewer --times)"
+        )
     if args.mask in SCENARIOS:
         masks = scenario_masks(args.mask)
     else:
@@ -402,6 +410,25 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"wrote {args.out / 'evaluation.json'}, maps.png, rank_histogram.png"
     )
     return 0
+
+
+def _held_out_times(meta: dict, field):
+    """The time indices of ``field`` a run never trained on: the days after its ``train_days`` of each month
+    when it records them (``geo train --train-days``); else every time index."""
+    import numpy as np
+
+    train_days = meta.get("train_days")
+    every = np.arange(field.shape[0])
+    if train_days is None:
+        return every
+    return every[field.day_of_month() > int(train_days)]
+
+
+def _spread(indices, n: int):
+    """At most ``n`` of ``indices`` evenly spread over them."""
+    import numpy as np
+
+    return indices[np.linspace(0, len(indices) - 1, min(n, len(indices))).round().astype(int)]
 
 
 def _time_indices(requested: list[int] | None, default, n_times: int, flag: str):

@@ -52,6 +52,7 @@ def train_task(
     max_scan: int = 128,
     transform: str = "auto",
     log_every: int = 50,
+    train_days: int | None = None,
     progress: bool = True,
     device: torch.device | str = "cpu",
 ) -> GeoModel:
@@ -65,7 +66,9 @@ def train_task(
     ``log1p`` | ``power``, seasonal climatology, the anomalies' standard deviation,
     :mod:`metamap.geo.anomaly`) comes from at most ``max_scan`` of the training times. The network trains on
     ``device`` (each batch is moved there). The mean training loss of every ``log_every`` steps goes to
-    ``metrics.jsonl`` / ``metrics.csv`` in ``run_dir`` (the trainer's log) and, at the end, to ``loss.png``. An existing ``run_dir`` is continued
+    ``metrics.jsonl`` / ``metrics.csv`` in ``run_dir`` (the trainer's log) and, at the end, to ``loss.png``.
+    ``train_days``: the days of the month ``train_times`` was cut to (``--train-days``), recorded in
+    ``geo.json`` so that ``metamap geo evaluate`` scores the other days by default. An existing ``run_dir`` is continued
     only when it holds a run of the same task on the same variable, units,
     calendar and grid (else :class:`ConfigError`, :class:`DataError` or
     :class:`CheckpointError`, before any data are read).
@@ -97,6 +100,7 @@ def train_task(
             "ema": ema,
             "scanned_times": int(min(len(train_times), max_scan)),
             "n_never_valid": int(never_valid.sum()),
+            "train_days": train_days,
         }
         if task == "fill":
             batches, channels = fill_batches(source, batch, seed), FILL_COND_CHANNELS
