@@ -24,6 +24,7 @@ RUNS_A_MODEL = {
     "geo fill",
     "geo forecast",
     "geo sample",
+    "geo evaluate",
     "energy solve",
     "energy train",
     "energy adapt",

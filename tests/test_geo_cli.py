@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,6 +85,9 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
     assert filled["sst"].shape == (3, 2, H, W)
     assert filled["sst"].attrs["standard_name"] == "sea_surface_temperature"
     assert filled.attrs["institution"] == "a test"
+    history = filled.attrs["history"]  # the command with its inputs and options, and the run
+    for part in ("metamap geo fill", f"--data {path}", "--var sst", "--members 3", "--times 28 29", "(fill run"):
+        assert part in history, part
     last = filled["sst"].values[:, 1]
     known = np.isfinite(values[-1])
     np.testing.assert_array_equal(last[:, known], np.broadcast_to(values[-1][known], (3, known.sum())))
@@ -145,3 +151,18 @@ def test_a_transform_that_does_not_fit_the_variable_is_refused(data_file, tmp_pa
         assert main([*args, "--transform", transform, "--steps", "1", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("metamap: error:") and expected in err[0]
+
+
+def test_train_writes_one_loss_row_per_logged_step_and_the_curve(data_file, tmp_path):
+    path, _ = data_file
+    run = tmp_path / "logged"
+    args = ["geo", "train", "--data", str(path), "--var", "sst", "--out", str(run), "--batch", "2", "--patch", "8"]
+    assert main([*args, "--base", "8", "--steps", "7", "--log-every", "2", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4, 6, 7]  # every 2 steps, and the last
+    assert all(np.isfinite(row["train_loss"]) and row["train_loss"] > 0 for row in rows)
+    with (run / "metrics.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in table] == [2, 4, 6, 7]
+    assert [float(r["train_loss"]) for r in table] == pytest.approx([row["train_loss"] for row in rows])
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -211,3 +211,37 @@ def test_identity_and_the_tolerance_of_the_grid_comparison(tmp_path):
     shifted = {**identity, "lat": (np.asarray(identity["lat"]) + 0.1).tolist()}
     with pytest.raises(DataError, match="has lat 50..54 .* trained on 50.1..54.1"):
         check_same_field(shifted, field, "data", "run")
+
+
+def test_grid_mapping_and_time_bounds_are_kept_where_they_still_hold(tmp_path):
+    import cftime
+
+    times = [cftime.Datetime360Day(2095, 1, day, 12) for day in range(1, 6)]
+    lower = [cftime.Datetime360Day(2095, 1, day) for day in range(1, 6)]
+    upper = [cftime.Datetime360Day(2095, 1, day + 1) for day in range(1, 6)]
+    source = _dataset(n_times=5).assign_coords(time=times)
+    source["t2m"].attrs.update(grid_mapping="crs", cell_methods="time: minimum")
+    source["crs"] = ((), np.int32(0), {"grid_mapping_name": "latitude_longitude", "semi_major_axis": 6371000.0})
+    source["time_bnds"] = (("time", "bnds"), np.stack([lower, upper], axis=1))
+    source["time"].attrs["bounds"] = "time_bnds"
+    source["time"].encoding.update(units="days since 2095-01-01", calendar="360_day")
+    source["time_bnds"].encoding.update(units="days since 2095-01-01", calendar="360_day")
+    path = tmp_path / "cf.nc"
+    source.to_netcdf(path)
+    field = open_field(path, "t2m")
+    members = np.stack([field.values(), field.values()])
+
+    subset = write_ensemble(tmp_path / "subset.nc", members[:, [1, 3]], field, field.times[[1, 3]], "kept")
+    with xr.open_dataset(subset, decode_times=False) as back:
+        assert back["t2m"].attrs["grid_mapping"] == "crs" and back["t2m"].attrs["cell_methods"] == "time: minimum"
+        assert back["crs"].attrs["grid_mapping_name"] == "latitude_longitude"
+        assert back["time"].attrs["bounds"] == "time_bnds" and back["time"].attrs["calendar"] == "360_day"
+        assert back["time_bnds"].dims == ("time", "bnds")
+        np.testing.assert_allclose(back["time_bnds"].values, [[1, 2], [3, 4]])  # days 2 and 4, in time's units
+        np.testing.assert_allclose(back["time"].values, [1.5, 3.5])
+
+    later = np.asarray([cftime.Datetime360Day(2095, 2, 1, 12)])  # a forecast valid time: no bounds known
+    new = write_ensemble(tmp_path / "new.nc", members[:, :1], field, later, "new time")
+    with xr.open_dataset(new) as back:
+        assert "time_bnds" not in back.variables and "bounds" not in back["time"].attrs
+        assert back["t2m"].attrs["grid_mapping"] == "crs" and "crs" in back.variables

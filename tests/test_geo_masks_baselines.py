@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metamap.errors import ConfigError, DataError
+from metamap.errors import ConfigError, DataError, ShapeError
 from metamap.geo import baselines
-from metamap.geo.masks import MASK_KINDS, make_mask, random_training_mask
+from metamap.geo.masks import MASK_KINDS, make_mask, random_training_mask, read_mask
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
@@ -61,3 +61,22 @@ def test_baselines_need_observations_and_known_options():
         baselines.field_mean(field, np.zeros(field.shape, bool))
     with pytest.raises(ConfigError, match="variogram"):
         baselines.ordinary_kriging(field, np.ones(field.shape, bool), lat, lon, "linearish")
+
+
+def test_read_mask_from_npy_and_netcdf_and_its_refusals(tmp_path):
+    import xarray as xr
+
+    values = np.array([[1.0, 0.0, np.nan], [2.0, 1.0, 0.0]])
+    np.save(tmp_path / "m.npy", values)
+    expected = np.array([[True, False, False], [True, True, False]])
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.npy", (2, 3)), expected)
+    xr.Dataset({"observed": (("lat", "lon"), values)}).to_netcdf(tmp_path / "m.nc")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.nc", (2, 3)), expected)
+    with pytest.raises(ShapeError, match=r"expected a mask of the grid's shape \[3, 2\], got \[2, 3\]"):
+        read_mask(tmp_path / "m.npy", (3, 2))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))  # would need unpickling
+    with pytest.raises(DataError, match="without pickles"):
+        read_mask(tmp_path / "objects.npy", (1,))
+    xr.Dataset({"a": (("y", "x"), values), "b": (("y", "x"), values)}).to_netcdf(tmp_path / "two.nc")
+    with pytest.raises(DataError, match="expected one 2-D variable"):
+        read_mask(tmp_path / "two.nc", (2, 3))

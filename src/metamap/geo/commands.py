@@ -1,12 +1,16 @@
-"""``metamap geo train | fill | forecast | sample``: diffusion models on your own netCDF/zarr fields.
+"""``metamap geo train | fill | forecast | sample | evaluate``: diffusion models on your own netCDF/zarr fields.
 
 - ``train --task fill|forecast|generate``: train on random patches streamed
-  lazily (dask chunks) from the file's training times; writes a run folder.
+  lazily (dask chunks) from the file's training times; writes a run folder
+  with the loss log (``metrics.jsonl``, ``metrics.csv``) and ``loss.png``.
 - ``fill``: fill the NaN pixels of every (or the chosen) time step with an
   ensemble; a ``fill`` run fills conditionally, a ``generate`` run by
   training-free inpainting.
 - ``forecast``: the next 1..6 steps after a chosen time from a ``forecast`` run.
 - ``sample``: new fields on the file's grid from a ``generate`` run.
+- ``evaluate``: hide pixels of the file (a named mask or the user's), fill them with
+  every baseline and a ``fill`` run, and score them (:mod:`metamap.geo.evaluation`):
+  ``evaluation.json``, ``maps.png``, ``rank_histogram.png`` in ``--out``.
 
 Outputs are netCDF with dims ``member, time, lat, lon`` (the input's own axis
 names and latitude order), the variable's CF attributes and the input's
@@ -39,8 +43,10 @@ from metamap.errors import ConfigError
 
 
 def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``metamap geo {train,fill,forecast,sample}``."""
-    geo = subparsers.add_parser("geo", help="diffusion models for gridded fields (train | fill | forecast | sample)")
+    """Register ``metamap geo {train,fill,forecast,sample,evaluate}``."""
+    geo = subparsers.add_parser(
+        "geo", help="diffusion models for gridded fields (train | fill | forecast | sample | evaluate)"
+    )
     commands = geo.add_subparsers(dest="geo_command", required=True)
 
     train = commands.add_parser("train", help="train a diffusion model on random patches of a field")
@@ -67,6 +73,12 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--max-minutes", type=positive_float, default=None, help="wall-clock budget (stops with a checkpoint)"
     )
+    train.add_argument(
+        "--log-every",
+        type=positive_int,
+        default=10,
+        help="steps per row of the loss log (metrics.jsonl, metrics.csv; loss.png at the end)",
+    )
     add_seed_flag(train)
     add_run_folder_flags(train)
     add_device_flag(train)
@@ -90,6 +102,39 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
         "--leads", type=positive_int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="leads in time steps"
     )
     forecast.set_defaults(handler=_forecast)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a fill run against field mean, climatology, interpolation and kriging on a file"
+    )
+    _data_flags(evaluate)
+    evaluate.add_argument("--run", type=Path, required=True, help="run folder of metamap geo train --task fill")
+    evaluate.add_argument(
+        "--mask",
+        required=True,
+        help="pixels to hide: sparse90 (90%% missing, stations) | blobs40 (40%%, clouds) | swath (50%%, stripes) "
+        "| a .npy or netCDF file with the grid's shape (nonzero = observed)",
+    )
+    add_out_flag(evaluate, "folder", "evaluation.json, maps.png, rank_histogram.png", default=Path("evaluation"))
+    evaluate.add_argument("--members", type=positive_int, default=16, help="ensemble members")
+    add_steps_flag(evaluate, "sampler", default=20)
+    evaluate.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm")
+    evaluate.add_argument(
+        "--times",
+        type=int,
+        nargs="+",
+        default=None,
+        help="time indices to score (default: 8 spread over the days after the run's --train-days, else the file)",
+    )
+    evaluate.add_argument(
+        "--tune-times",
+        type=int,
+        nargs="+",
+        default=None,
+        help="other time indices that choose the variograms and fit the spread scale (default: 4 of the rest)",
+    )
+    add_device_flag(evaluate)
+    add_progress_flag(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
 
     sample = commands.add_parser("sample", help="draw new fields on the file's grid")
     _data_flags(sample)
@@ -145,6 +190,8 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_scan=128,
             transform=args.transform,
+            log_every=args.log_every,
+            train_days=args.train_days,
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
             progress=not args.no_progress,
             device=device,
@@ -156,13 +203,18 @@ def _train(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace, task: str | tuple[str, ...]):
     """The run's model, the field and the static channels, after checking ``--out`` and that the field is
     the run's variable on the run's grid."""
+    output_file(args.out, inputs=[args.data])
+    writable_output_folder(args.out.parent, what=f"--out {args.out}: its folder")
+    return _load_checked(args, task)
+
+
+def _load_checked(args: argparse.Namespace, task: str | tuple[str, ...]):
+    """:func:`_load` without the ``--out`` check."""
     from metamap.geo.data import static_channels
     from metamap.geo.io import open_field
     from metamap.geo.models import GeoModel, check_applies
     from metamap.training.distributed import pick_device
 
-    output_file(args.out, inputs=[args.data])
-    writable_output_folder(args.out.parent, what=f"--out {args.out}: its folder")
     model = GeoModel.load(args.run, pick_device(args.device))
     tasks = (task,) if isinstance(task, str) else task
     if model.meta["task"] not in tasks:
@@ -174,7 +226,21 @@ def _load(args: argparse.Namespace, task: str | tuple[str, ...]):
 
 
 def _history(model_task: str, args: argparse.Namespace, run: str) -> str:
-    return f"metamap geo {args.geo_command} ({model_task} run {run})"
+    """One ``history`` line: the UTC time, the command with every option it ran with (defaults included)
+    and the inputs, e.g. ``2026-12-02T22:30:00Z metamap geo fill --data in.nc ... (fill run runs/fill)``."""
+    import datetime
+    import shlex
+
+    skip = {"handler", "command", "geo_command"}
+    options = []
+    for key, value in vars(args).items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        values = value if isinstance(value, list) else [] if value is True else [value]
+        options.append(" ".join([flag, *(shlex.quote(str(v)) for v in values)]))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp} metamap geo {args.geo_command} {' '.join(options)} ({model_task} run {run})"
 
 
 def _fill(args: argparse.Namespace) -> int:
@@ -187,9 +253,7 @@ def _fill(args: argparse.Namespace) -> int:
 
     model, field, static = _load(args, ("fill", "generate"))
     scaler, never_valid = model.scaler, model.never_valid
-    indices = np.arange(field.shape[0]) if args.times is None else np.asarray(args.times)
-    if indices.min() < -field.shape[0] or indices.max() >= field.shape[0]:
-        raise ConfigError(f"--times must index the file's {field.shape[0]} time steps, got {args.times}")
+    indices = _time_indices(args.times, np.arange(field.shape[0]), field.shape[0], "--times")
     values = field.values(indices)
     fraction = field_fraction(field)[indices]
     out = []
@@ -262,6 +326,120 @@ def _forecast(args: argparse.Namespace) -> int:
     )
     print(f"forecast leads {args.leads} after {times[start]} with {args.members} members; wrote {args.out}")
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from metamap.geo import plots
+    from metamap.geo.evaluation import SCENARIOS, evaluate_fill, scenario_masks
+    from metamap.geo.masks import read_mask
+    from metamap.report import format_table, write_json
+
+    writable_output_folder(args.out)
+    if args.mask not in SCENARIOS and not Path(args.mask).exists():
+        raise ConfigError(f"--mask: expected {', '.join(SCENARIOS)} or an existing mask file, got {args.mask!r}")
+    model, field, _ = _load_checked(args, "fill")
+    n_times = field.shape[0]
+    held_out = _held_out_times(model.meta, field)
+    times = _time_indices(args.times, _spread(held_out, 8), n_times, "--times")
+    tune = _time_indices(args.tune_times, _spread(np.setdiff1d(held_out, times), 4), n_times, "--tune-times")
+    if not len(tune):
+        raise ConfigError(
+            f"no time step is left to tune on besides the {len(times)} scored; pass --tune-times (or fewer --times)"
+        )
+    if args.mask in SCENARIOS:
+        masks = scenario_masks(args.mask)
+    else:
+        observed = read_mask(Path(args.mask), field.shape[1:])
+
+        def masks(number: int, shape: tuple[int, int]) -> np.ndarray:
+            return observed  # the user's mask for every field
+
+    evaluation = evaluate_fill(
+        model,
+        field,
+        times,
+        tune,
+        masks,
+        members=args.members,
+        steps=args.steps,
+        sampler=args.sampler,
+        progress=not args.no_progress,
+    )
+    result = {
+        "command": "metamap geo evaluate",
+        "run": str(args.run),
+        "data": str(args.data),
+        "var": args.var,
+        "units": field.units,
+        "mask": args.mask,
+        "members": args.members,
+        "sampler": f"{args.sampler} {args.steps} steps",
+        **evaluation.summary,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "evaluation.json", result)
+    case, kriging, ensemble = evaluation.example
+    mean = ensemble.mean(axis=0)
+    plots.fields(
+        [
+            ("truth", case.truth),
+            ("observed", case.hidden),
+            (f"{evaluation.summary['kriging_reference']}", kriging),
+            ("ensemble mean", mean),
+        ],
+        args.out / "maps.png",
+        field.lat,
+        field.lon,
+        field.units,
+        own_scale=[
+            ("ensemble std", ensemble.std(axis=0), "viridis"),
+            ("ensemble mean - truth", mean - case.truth, "RdBu_r"),
+        ],
+    )
+    plots.rank_histograms({"diffusion_residual": evaluation.histogram}, args.out / "rank_histogram.png")
+    rows = [
+        [name, m["rmse"], m["crps"], m.get("spread_skill", "-"), m["seconds_median"]]
+        for name, m in evaluation.summary["methods"].items()
+    ]
+    print(f"{args.var} ({field.units}) on {len(times)} fields, mask {args.mask}; scores on the hidden pixels")
+    print(format_table(["method", "RMSE", "CRPS", "spread/skill", "s/field"], rows))
+    print(
+        f"RMSE / {evaluation.summary['kriging_reference']}: {evaluation.summary['rmse_ratio_vs_kriging']:.3f}; "
+        f"wrote {args.out / 'evaluation.json'}, maps.png, rank_histogram.png"
+    )
+    return 0
+
+
+def _held_out_times(meta: dict, field):
+    """The time indices of ``field`` a run never trained on: the days after its ``train_days`` of each month
+    when it records them (``geo train --train-days``); else every time index."""
+    import numpy as np
+
+    train_days = meta.get("train_days")
+    every = np.arange(field.shape[0])
+    if train_days is None:
+        return every
+    return every[field.day_of_month() > int(train_days)]
+
+
+def _spread(indices, n: int):
+    """At most ``n`` of ``indices`` evenly spread over them."""
+    import numpy as np
+
+    return indices[np.linspace(0, len(indices) - 1, min(n, len(indices))).round().astype(int)]
+
+
+def _time_indices(requested: list[int] | None, default, n_times: int, flag: str):
+    """``requested`` (or ``default``) time indices as non-negative ints, each checked against ``n_times``."""
+    import numpy as np
+
+    if requested is None:
+        return np.asarray(default, int)
+    if min(requested) < -n_times or max(requested) >= n_times:
+        raise ConfigError(f"{flag} must index the file's {n_times} time steps, got {requested}")
+    return np.asarray(requested, int) % n_times
 
 
 def _sample(args: argparse.Namespace) -> int:

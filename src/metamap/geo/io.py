@@ -50,7 +50,8 @@ class GeoField:
 
     ``data``: xarray DataArray with dims ``(time, lat, lon)``, possibly dask-backed (lazy), missing values NaN;
     ``names``: the file's own name of each axis, e.g. ``{"time": "valid_time", "lat": "latitude", ...}``;
-    ``attrs``: the variable's attributes; ``global_attrs``: the file's; ``source``: the file it came from.
+    ``attrs``: the variable's attributes; ``global_attrs``: the file's; ``source``: the file it came from;
+    ``companions``: the CF variables it refers to, kept for the outputs (:func:`cf_companions`).
     """
 
     data: Any
@@ -59,6 +60,7 @@ class GeoField:
     attrs: dict[str, Any] = field(default_factory=dict)
     global_attrs: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    companions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lat(self) -> np.ndarray:
@@ -355,8 +357,29 @@ def open_field(path: Path, var: str, chunks: dict[str, int] | None = None) -> Ge
     except DataError as exc:
         raise DataError(f"{path}:{var}: {exc}") from None
     return GeoField(
-        data=data, var=var, names=names, attrs=dict(data.attrs), global_attrs=dict(ds.attrs), source=str(path)
+        data=data,
+        var=var,
+        names=names,
+        attrs=dict(data.attrs),
+        global_attrs=dict(ds.attrs),
+        source=str(path),
+        companions=cf_companions(ds, var, names["time"]),
     )
+
+
+def cf_companions(ds: Any, var: str, time_name: str) -> dict[str, Any]:
+    """The CF variables ``var`` of dataset ``ds`` refers to, as small in-memory DataArrays by role:
+    ``grid_mapping`` (the variable its ``grid_mapping`` attribute names, e.g. a scalar ``crs``) and
+    ``time_bounds`` (``[time, 2]``, named by the time axis' ``bounds`` attribute, its time dimension
+    renamed ``time``). A role whose variable is absent is left out."""
+    out = {}
+    mapping = str(ds[var].attrs.get("grid_mapping", "")).strip()
+    if mapping in ds.variables and ds[mapping].size <= 1024:
+        out["grid_mapping"] = ds[mapping].load()
+    bounds = str(ds[time_name].attrs.get("bounds", ds[time_name].encoding.get("bounds", ""))).strip()
+    if bounds in ds.variables and ds[bounds].ndim == 2 and ds[bounds].dims[0] == time_name:
+        out["time_bounds"] = ds[bounds].load().rename({time_name: "time"})
+    return out
 
 
 def _coordinate_gap(recorded: np.ndarray, found: np.ndarray, wrap: bool) -> float:
@@ -409,6 +432,25 @@ def check_same_field(recorded: dict[str, Any], field: GeoField, data_label: str,
             )
 
 
+def _add_time_bounds(ds: Any, template: GeoField, times: np.ndarray, time_name: str) -> None:
+    """Give ``ds``'s time axis the bounds of ``template``'s at ``times``, in its time encoding, when every
+    one of ``times`` is a template time; else leave it without bounds."""
+    bounds = template.companions.get("time_bounds")
+    if bounds is None:
+        return
+    known = {value: index for index, value in enumerate(template.times.tolist())}
+    try:
+        picks = [known[value] for value in times.tolist()]
+    except (KeyError, TypeError):
+        return
+    name = str(bounds.name)
+    ds[name] = bounds.isel(time=picks).rename({"time": time_name}).drop_vars(list(bounds.coords))
+    ds[time_name].attrs["bounds"] = name
+    encoding = {k: v for k, v in template.data["time"].encoding.items() if k in ("units", "calendar")}
+    ds[time_name].encoding.update(encoding)
+    ds[name].encoding.update(encoding)
+
+
 def write_ensemble(
     path: Path,
     members: np.ndarray,
@@ -420,8 +462,12 @@ def write_ensemble(
     """Write ``members [M, T, H, W]`` (the variable's unit) as netCDF with dims ``member, time, lat, lon``.
 
     Coordinates, axis names and latitude order come from ``template``; the
-    variable keeps its CF attributes and the file keeps the input's global
-    attributes, with ``history`` appended. ``extra`` adds variables such as
+    variable keeps its CF attributes (``units``, ``long_name``,
+    ``standard_name``, ``cell_methods``, and ``grid_mapping`` with the
+    variable it names), the time axis its bounds when every one of ``times``
+    is a time of ``template`` (those times' bounds; none for new times such
+    as forecast valid times), and the file the input's global attributes,
+    with ``history`` appended. ``extra`` adds variables such as
     ``{"ensemble_mean": [T, H, W]}`` or ``{"observed": [T, H, W]}``.
     """
     import xarray as xr
@@ -440,6 +486,9 @@ def write_ensemble(
         "member": np.arange(members.shape[0], dtype=np.int32),
     }
     attrs = {k: template.attrs[k] for k in CF_ATTRS if k in template.attrs}
+    mapping = template.companions.get("grid_mapping")
+    if mapping is not None:
+        attrs["grid_mapping"] = mapping.name
     variables = {template.var: (("member", n["time"], n["lat"], n["lon"]), members, attrs)}
     for name, values in (extra or {}).items():
         values = np.asarray(values)
@@ -448,7 +497,11 @@ def write_ensemble(
     ds = xr.Dataset(variables, coords=coords)
     for axis in ("lat", "lon", "time"):
         source = template.data[axis]
-        ds[n[axis]].attrs.update({k: v for k, v in source.attrs.items() if isinstance(v, (str, int, float))})
+        kept = {k: v for k, v in source.attrs.items() if isinstance(v, (str, int, float)) and k != "bounds"}
+        ds[n[axis]].attrs.update(kept)
+    if mapping is not None:
+        ds[mapping.name] = mapping.drop_vars(list(mapping.coords))
+    _add_time_bounds(ds, template, np.asarray(times), n["time"])
     global_attrs = {k: v for k, v in template.global_attrs.items() if isinstance(v, (str, int, float, np.number))}
     previous = str(global_attrs.get("history", "")).strip()
     global_attrs["history"] = f"{previous}\n{history}".strip()

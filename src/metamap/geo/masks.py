@@ -1,4 +1,5 @@
-"""The three kinds of missing data used to train and test gap-filling: cloud blobs, sparse stations, swaths.
+"""The three kinds of missing data used to train and test gap-filling: cloud blobs, sparse stations, swaths;
+and a user's own mask read from a file (:func:`read_mask`).
 
 Every generator returns a boolean *observed* mask ``[H, W]`` (True = the
 pixel is seen) and draws its randomness from the ``numpy.random.Generator``
@@ -7,9 +8,11 @@ it is given, so a seed fixes the mask.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from metamap.errors import ConfigError
+from metamap.errors import ConfigError, DataError, ShapeError
 
 MASK_KINDS = ("blobs", "stations", "swaths")
 
@@ -90,3 +93,29 @@ def random_training_mask(shape: tuple[int, int], rng: np.random.Generator) -> np
     kind = MASK_KINDS[int(rng.integers(len(MASK_KINDS)))]
     low, high = {"blobs": (0.1, 0.7), "stations": (0.8, 0.98), "swaths": (0.2, 0.7)}[kind]
     return make_mask(kind, shape, float(rng.uniform(low, high)), rng)
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """An observed mask ``[H, W]`` from a file: ``.npy`` (no pickles) or netCDF / zarr holding one 2-D
+    variable; nonzero finite values = observed, 0 or NaN = missing. Its shape must be the grid's ``shape``
+    (in the file's latitude order) (else ShapeError); an unreadable file is a DataError."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--mask {path}: cannot be read as a numpy array without pickles ({exc})") from None
+    else:
+        from metamap.geo.io import open_dataset
+
+        with open_dataset(path) as ds:
+            grids = [name for name, v in ds.data_vars.items() if v.ndim == 2]
+            if len(grids) != 1:
+                raise DataError(f"--mask {path}: expected one 2-D variable, found {grids or 'none'}")
+            values = np.asarray(ds[grids[0]].values)
+    if values.shape != tuple(shape):
+        raise ShapeError(f"--mask {path}: expected a mask of the grid's shape {list(shape)}, got {list(values.shape)}")
+    if not np.issubdtype(values.dtype, np.number) and values.dtype != bool:
+        raise DataError(f"--mask {path}: expected numbers or booleans, got {values.dtype}")
+    values = values.astype(np.float64)
+    return np.isfinite(values) & (values != 0)

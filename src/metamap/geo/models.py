@@ -48,7 +48,15 @@ MODEL_FILE = "model"
 CLIMATOLOGY = "climatology.npy"
 SEASONAL = "seasonal.npy"
 NEVER_VALID = "never_valid.npy"
-RUN_FILES = (GEO_META, MODEL_FILE, CLIMATOLOGY, SEASONAL, NEVER_VALID)  # what a geo run writes besides checkpoints
+LOSS_PLOT = "loss.png"  # the training loss curve, drawn from the run's metrics.jsonl at the end
+RUN_FILES = (
+    GEO_META,
+    MODEL_FILE,
+    CLIMATOLOGY,
+    SEASONAL,
+    NEVER_VALID,
+    LOSS_PLOT,
+)  # what a geo run writes besides checkpoints
 IDENTITY_KEYS = ("var", "units", "calendar", "lat", "lon")
 DESIGN = "seasonal-anomaly-residual-v1"  # model space of metamap.geo.anomaly; fill learns the residual
 
@@ -214,13 +222,14 @@ def train_model(
     ema: float = 0.999,
     seed: int = 0,
     max_seconds: float | None = None,
+    log_every: int = 50,
     progress: bool = True,
     device: torch.device | str = "cpu",
 ) -> GeoModel:
     """Train a diffusion model (cosine schedule, 1000 steps) on ``device`` on ``batches`` and return it.
 
-    ``run_dir`` keeps checkpoints (a rerun resumes) and, at the end, the
-    model and ``geo.json``.
+    ``run_dir`` keeps checkpoints (a rerun resumes), the metrics log (the mean loss of every
+    ``log_every`` steps) and, at the end, the model and ``geo.json``.
     """
     from metamap.diffusion.schedules import NoiseSchedule
     from metamap.training.diffusion import train_diffusion
@@ -240,6 +249,7 @@ def train_model(
         run_dir=run_dir,
         progress=progress,
         max_seconds=max_seconds,
+        log_every=log_every,
     )
     model = wrap(
         trained,

@@ -9,6 +9,8 @@ import numpy as np
 
 from metamap.plotting import pyplot, save_png
 
+DIVERGING = ("RdBu_r", "coolwarm", "bwr", "seismic")  # colormaps shown on a scale symmetric about 0
+
 
 def rank_histograms(histograms: Mapping[str, np.ndarray], path: Path) -> Path:
     """One bar panel per method: the truth's rank among M members (flat = calibrated)."""
@@ -53,14 +55,15 @@ def fields(
     lat: np.ndarray,
     lon: np.ndarray,
     unit: str = "",
-    spread: tuple[str, np.ndarray] | None = None,
+    own_scale: Sequence[tuple[str, np.ndarray, str]] = (),
 ) -> Path:
-    """A row of maps ``[H, W]`` on one colour scale (NaN blank), north up; ``spread`` adds a last map
-    (e.g. the ensemble standard deviation) on its own scale."""
+    """A row of maps ``[H, W]`` on one colour scale (NaN blank), north up; each of ``own_scale``
+    ``(title, map, colormap)`` adds a map on its own scale after them (e.g. the ensemble standard deviation
+    with ``viridis``; a diverging colormap such as ``RdBu_r`` gets a scale symmetric about 0, for errors)."""
     plt = pyplot()
     finite = np.concatenate([np.asarray(p, np.float64)[np.isfinite(p)] for _, p in panels])
     low, high = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
-    n = len(panels) + (spread is not None)
+    n = len(panels) + len(own_scale)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.6), squeeze=False)
     extent = (lon.min(), lon.max(), lat.min(), lat.max())
 
@@ -75,9 +78,13 @@ def fields(
     for ax, (title, values) in zip(axes[0], panels):
         shown = show(ax, title, values, vmin=low, vmax=high, cmap="coolwarm")
     fig.colorbar(shown, ax=list(axes[0][: len(panels)]), shrink=0.8, label=unit)
-    if spread is not None:
-        shown = show(axes[0][-1], spread[0], spread[1], cmap="viridis")
-        fig.colorbar(shown, ax=axes[0][-1], shrink=0.8, label=unit)
+    for ax, (title, values, cmap) in zip(axes[0][len(panels) :], own_scale):
+        scale = {}
+        if cmap in DIVERGING:
+            limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+            scale = {"vmin": -limit, "vmax": limit}
+        shown = show(ax, title, values, cmap=cmap, **scale)
+        fig.colorbar(shown, ax=ax, shrink=0.8, label=unit)
     return save_png(fig, path)
 
 

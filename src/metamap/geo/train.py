@@ -16,6 +16,7 @@ from metamap.geo.generate import GENERATE_COND_CHANNELS, generation_batches
 from metamap.geo.io import GeoField
 from metamap.geo.models import (
     GEO_META,
+    LOSS_PLOT,
     TASKS,
     GeoModel,
     check_applies,
@@ -25,7 +26,9 @@ from metamap.geo.models import (
     train_model,
 )
 from metamap.geo.transforms import choose_transform
+from metamap.plotting import loss_curve
 from metamap.training.checkpoint import latest_checkpoint
+from metamap.training.metrics_log import read_records
 from metamap.training.run_folder import claim_run_folder
 
 IN_MEMORY_BYTES = 512 * 2**20  # smaller fields are read once; larger ones stream patch by patch from dask chunks
@@ -48,6 +51,8 @@ def train_task(
     max_seconds: float | None = None,
     max_scan: int = 128,
     transform: str = "auto",
+    log_every: int = 50,
+    train_days: int | None = None,
     progress: bool = True,
     device: torch.device | str = "cpu",
 ) -> GeoModel:
@@ -60,7 +65,10 @@ def train_task(
     once; a larger one streams lazily. The model space (value ``transform``: ``auto`` | ``none`` |
     ``log1p`` | ``power``, seasonal climatology, the anomalies' standard deviation,
     :mod:`metamap.geo.anomaly`) comes from at most ``max_scan`` of the training times. The network trains on
-    ``device`` (each batch is moved there). An existing ``run_dir`` is continued
+    ``device`` (each batch is moved there). The mean training loss of every ``log_every`` steps goes to
+    ``metrics.jsonl`` / ``metrics.csv`` in ``run_dir`` (the trainer's log) and, at the end, to ``loss.png``.
+    ``train_days``: the days of the month ``train_times`` was cut to (``--train-days``), recorded in
+    ``geo.json`` so that ``metamap geo evaluate`` scores the other days by default. An existing ``run_dir`` is continued
     only when it holds a run of the same task on the same variable, units,
     calendar and grid (else :class:`ConfigError`, :class:`DataError` or
     :class:`CheckpointError`, before any data are read).
@@ -92,6 +100,7 @@ def train_task(
             "ema": ema,
             "scanned_times": int(min(len(train_times), max_scan)),
             "n_never_valid": int(never_valid.sum()),
+            "train_days": train_days,
         }
         if task == "fill":
             batches, channels = fill_batches(source, batch, seed), FILL_COND_CHANNELS
@@ -103,7 +112,7 @@ def train_task(
             batches, channels = generation_batches(source, batch), GENERATE_COND_CHANNELS
         if run_dir is not None:
             save_run_data(run_dir, meta, scaler, never_valid)
-        return train_model(
+        model = train_model(
             batches,
             channels,
             meta,
@@ -116,9 +125,13 @@ def train_task(
             ema=ema,
             seed=seed,
             max_seconds=max_seconds,
+            log_every=log_every,
             progress=progress,
             device=device,
         )
+        if run_dir is not None:
+            loss_curve(read_records(run_dir), run_dir / LOSS_PLOT, ylabel="diffusion training loss (per step, mean)")
+        return model
 
 
 def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:

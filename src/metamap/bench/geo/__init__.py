@@ -25,7 +25,8 @@ Every training has a wall-clock cap (``BUDGET``); the JSON states it and the
 steps actually done.
 
 Modules: :mod:`~metamap.bench.geo.settings`, :mod:`~metamap.bench.geo.training`
-(the models and the split), :mod:`~metamap.bench.geo.scoring` (shared scores),
+(the models and the split), :mod:`metamap.geo.evaluation` (the scores and baselines it shares with
+``metamap geo evaluate``),
 :mod:`~metamap.bench.geo.fill`, :mod:`~metamap.bench.geo.forecast` and
 :mod:`~metamap.bench.geo.generation` (the three parts),
 :mod:`~metamap.bench.geo.summary` (headline, goals, notes, tables) and

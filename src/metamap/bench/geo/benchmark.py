@@ -97,7 +97,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         setup.lat,
         setup.lon,
         "K",
-        spread=("ensemble std", ensemble.std(axis=0)),
+        own_scale=[("ensemble std", ensemble.std(axis=0), "viridis")],
     )
     plots.by_lead(
         {

@@ -6,31 +6,24 @@ from typing import Any
 
 import numpy as np
 
-from metamap.bench.geo.scoring import ensemble_scores, point_scores, summarize, timed
 from metamap.bench.geo.settings import MEMBERS, SCENARIOS, Settings
 from metamap.bench.geo.training import Setup
-from metamap.geo import baselines, metrics
+from metamap.geo import metrics
+from metamap.geo.evaluation import KRIGING, Case, baseline_scores, choose_variogram, ensemble_scores, summarize, timed
 from metamap.geo.fill import conditional_fill, inpaint_fill
 from metamap.geo.masks import make_mask
 from metamap.geo.models import GeoModel
 
 
-def choose_variogram(setup: Setup, kind: str, missing: float, anomaly: bool | None, n: int) -> str:
-    """The variogram model with the lowest RMSE on ``n`` training fields (never the test data); ``anomaly``:
-    krige the anomaly from the seasonal climatology."""
+def tuning_cases(setup: Setup, kind: str, missing: float, n: int) -> list[Case]:
+    """``n`` training fields (never the test data) with masks of the scenario, to choose the variograms on."""
     rng = np.random.default_rng(7)
     picks = rng.choice(setup.train_times, size=n, replace=False)
-    errors = {}
-    for variogram in baselines.VARIOGRAMS:
-        scores = []
-        for index in picks:
-            truth = setup.field.values(slice(int(index), int(index) + 1))[0]
-            observed = make_mask(kind, truth.shape, missing, rng)
-            background = setup.climatology(int(index)) if anomaly else None
-            mean, _ = baselines.ordinary_kriging(truth, observed, setup.lat, setup.lon, variogram, background)
-            scores.append(metrics.rmse(mean, truth, setup.lat, ~observed))
-        errors[variogram] = float(np.mean(scores))
-    return min(errors, key=errors.get)
+    cases = []
+    for index in picks:
+        truth = setup.field.values(slice(int(index), int(index) + 1))[0]
+        cases.append(Case(truth, make_mask(kind, truth.shape, missing, rng), setup.climatology(int(index))))
+    return cases
 
 
 def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel], peer_fill, rng_seed: int = 0):
@@ -45,10 +38,8 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
     histograms: dict[str, np.ndarray] = {}
     example = None
     for scenario, (kind, missing) in SCENARIOS.items():
-        variograms = {
-            name: choose_variogram(setup, kind, missing, bg, settings.kriging_tuning_fields)
-            for name, bg in (("kriging", None), ("kriging_anomaly", True))
-        }
+        tuning = tuning_cases(setup, kind, missing, settings.kriging_tuning_fields)
+        variograms = {name: choose_variogram(tuning, lat, setup.lon, name == "kriging_anomaly") for name in KRIGING}
         rows: dict[str, list[dict[str, float]]] = {}
         times: dict[str, list[float]] = {}
         hist_rng = np.random.default_rng(1)
@@ -60,34 +51,11 @@ def fill_benchmark(settings: Settings, setup: Setup, models: dict[str, GeoModel]
 
         for number, index in enumerate(progress_bar(picks, desc=f"fill {scenario}")):
             truth = setup.field.values(slice(int(index), int(index) + 1))[0]
-            climatology = setup.climatology(int(index))
             observed = make_mask(kind, truth.shape, missing, np.random.default_rng(1000 + number))
-            hidden = np.where(observed, truth, np.nan)
-            gaps = ~observed
-            point = {
-                "field_mean": lambda: baselines.field_mean(hidden, observed),
-                "field_mean_anomaly": lambda: baselines.field_mean(hidden, observed, climatology),
-                "linear": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "linear"),
-                "cubic": lambda: baselines.interpolate(hidden, observed, lat, setup.lon, "cubic"),
-                "linear_anomaly": lambda: baselines.interpolate(
-                    hidden, observed, lat, setup.lon, "linear", climatology
-                ),
-            }
-            for name, fn in point.items():
-                filled, seconds = timed(fn)
-                record(name, point_scores(filled, truth, gaps, lat), seconds)
-            for name, background in (("kriging", None), ("kriging_anomaly", climatology)):
-                (mean, variance), seconds = timed(
-                    lambda: baselines.ordinary_kriging(hidden, observed, lat, setup.lon, variograms[name], background)
-                )
-                record(
-                    name,
-                    {
-                        "rmse": metrics.rmse(mean, truth, lat, gaps),
-                        "crps": metrics.gaussian_crps(mean, np.sqrt(variance), truth, lat, gaps),
-                    },
-                    seconds,
-                )
+            case = Case(truth, observed, setup.climatology(int(index)))
+            hidden, gaps = case.hidden, case.gaps
+            for name, (scores, seconds, _) in baseline_scores(case, lat, setup.lon, variograms).items():
+                record(name, scores, seconds)
             ensemble, seconds = timed(
                 lambda: conditional_fill(
                     models["fill"],

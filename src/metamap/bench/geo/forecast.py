@@ -7,10 +7,10 @@ import statistics
 import numpy as np
 import torch
 
-from metamap.bench.geo.scoring import ensemble_scores, point_scores, summarize, timed
 from metamap.bench.geo.settings import FORECAST_LEADS, MEMBERS, K, Settings
 from metamap.bench.geo.training import Setup
 from metamap.geo import metrics
+from metamap.geo.evaluation import ensemble_scores, point_scores, summarize, timed
 from metamap.geo.forecast import deterministic_forecast, diffusion_forecast
 from metamap.geo.models import GeoModel
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from metamap.bench.geo.scoring import timed
 from metamap.bench.geo.settings import Settings
 from metamap.bench.geo.training import Setup
+from metamap.geo.evaluation import timed
 from metamap.geo.generate import autocorrelation, generate, log_spectrum_error, power_spectrum, wasserstein1
 from metamap.geo.models import GeoModel
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from metamap.geo import evaluation
+
 TRAIN_DAYS = 24
 K = 3
 MEMBERS = 16
-SCENARIOS = {"sparse90": ("stations", 0.9), "blobs40": ("blobs", 0.4)}
+SCENARIOS = {name: evaluation.SCENARIOS[name] for name in ("sparse90", "blobs40")}
 FORECAST_LEADS = (1, 3, 6)
 LR = 5e-4
 

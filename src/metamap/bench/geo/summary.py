@@ -118,8 +118,9 @@ NOTES = {
     "variance",
     "kriging": "PyKrige OrdinaryKriging on an equirectangular plane; variogram model (exponential | spherical | "
     "gaussian) chosen per scenario by RMSE on training fields, its parameters fitted per field; "
-    "'kriging' on the raw field, 'kriging_anomaly' on the anomaly from the per-pixel training mean; "
-    "the headline ratios use the better (lower RMSE) of the two",
+    "'kriging' on the raw field, 'kriging_anomaly' on the anomaly from the seasonal training climatology; "
+    "the headline ratios use the better (lower RMSE) of the two; the grids part scores every baseline with "
+    "metamap geo evaluate's code (metamap.geo.evaluation), variograms chosen on the validation days",
     "speedup_vs_repaint": "median wall seconds per field of the RePaint peer's 16-member ensemble divided by that "
     "of our fastest 16-member method (conditional or training-free inpainting) whose "
     "ensemble-mean RMSE on the same subset of fields is <= the peer's; the smaller of the "
