@@ -16,7 +16,10 @@ case's own branch ratings, ``base`` derives them from the base case (see
   check / repair / fallback (without ``--model`` all are solved exactly by
   HiGHS and reported as ``fallback``); writes ``D/dispatch.csv`` (``gen_<k>``
   columns, MW), ``D/scenarios.csv`` (cost EUR/h, path, worst balance /
-  generator / line violation in MW) and ``D/summary.json`` (path counts).
+  generator / line violation in MW) and ``D/summary.json`` (path counts, and
+  how many scenarios are feasible as the network gives them, as the model
+  produces them after its completion layer, after the cheap correction and
+  after the exact fallback).
   Scenarios HiGHS proves infeasible get path ``infeasible``, those it cannot
   answer (time limit, numerical failure after retries) ``unsolved``; both
   get empty values.
@@ -43,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -204,7 +208,7 @@ def _solve(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from metamap.energy.dcopf import load_case
-    from metamap.energy.feasibility import PATHS, guaranteed_dispatch, returned_paths
+    from metamap.energy.feasibility import PATHS, check, feasible_counts, guaranteed_dispatch, returned_paths
     from metamap.energy.highs import WarmDCOPF
     from metamap.energy.learned import DispatchModel
     from metamap.report import write_json
@@ -214,7 +218,7 @@ def _solve(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     for name in SOLVE_OUTPUTS:
         output_file(args.out / name, inputs=[args.loads])
-    predict, limits = None, args.line_limits or "case"
+    model, limits = None, args.line_limits or "case"
     if args.model is not None:
         model, info = DispatchModel.load(args.model, device)
         if info.get("case") != args.case:
@@ -222,9 +226,10 @@ def _solve(args: argparse.Namespace) -> int:
         trained = _line_limits_of(info)
         if args.line_limits not in (None, trained):
             raise ConfigError(f"{args.model} was trained with --line-limits {trained}, not {args.line_limits}")
-        predict, limits = model.predict, trained
+        limits = trained
     case = load_case(args.case, line_limits=limits, time_limit=args.time_limit)
     pd_ = read_loads(args.loads, case)
+    predict = None if model is None else partial(model.predict_complete, case)
     result = guaranteed_dispatch(case, pd_, predict, WarmDCOPF(case, time_limit=args.time_limit))
     returned = returned_paths(result.path)
     if not returned.any():
@@ -252,6 +257,7 @@ def _solve(args: argparse.Namespace) -> int:
         "line_limits": limits,
         "scenarios": int(len(pd_)),
         "paths": result.counts(),
+        "feasible": feasible_counts(result, None if model is None else check(case, pd_, model.predict(pd_))),
         "violations_returned": result.n_violations,
         "mean_cost": float(np.nanmean(result.cost)),
     }
