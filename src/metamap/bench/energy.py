@@ -50,6 +50,7 @@ from metamap.energy.feasibility import (
     PATHS,
     TOLERANCE_MW,
     check,
+    gap_summary,
     guaranteed_dispatch,
     optimality_gap,
     returned_paths,
@@ -184,7 +185,7 @@ def throughput(case, profiles, types, cfg, rng) -> dict[str, Any]:
         "learned_wall_s": learned_wall,
         "learned_ms_per_scenario": learned_wall / len(pd_test) * 1e3,
         "speedup": highs_total / learned_wall,
-        **_gap_summary(gap),
+        **gap_summary(gap),
         "paths": counts,
         "fallback_pct": counts["fallback"] / max(int(returned.sum()), 1) * 100,
         "n_feasible_exact": int(feasible.sum()),
@@ -207,7 +208,7 @@ def throughput(case, profiles, types, cfg, rng) -> dict[str, Any]:
             "before_fallback_frac": _share(
                 np.isin(plain.path, [PATHS.index("learned"), PATHS.index("repaired")]), feasible
             ),
-            **_gap_summary(_gaps(plain, cost_exact, feasible)),
+            **gap_summary(_gaps(plain, cost_exact, feasible)),
         },
     }
 
@@ -216,16 +217,6 @@ def _gaps(result, optimal_cost: np.ndarray, feasible: np.ndarray) -> np.ndarray:
     """Optimality gaps (fractions) of what ``result`` returns on the scenarios HiGHS solves (``feasible [N]``)."""
     both = feasible & np.isfinite(result.cost)
     return optimality_gap(result.cost[both], optimal_cost[both])
-
-
-def _gap_summary(gap: np.ndarray) -> dict[str, float]:
-    """Mean, median, p99 and worst of gaps (fractions), in %."""
-    return {
-        "gap_pct_mean": float(gap.mean() * 100),
-        "gap_pct_median": float(np.median(gap) * 100),
-        "gap_pct_p99": float(np.quantile(gap, 0.99) * 100),
-        "gap_pct_max": float(gap.max() * 100),
-    }
 
 
 def _share(passed: np.ndarray, feasible: np.ndarray) -> float:

@@ -23,10 +23,12 @@ case's own branch ratings, ``base`` derives them from the base case (see
   Scenarios HiGHS proves infeasible get path ``infeasible``, those it cannot
   answer (time limit, numerical failure after retries) ``unsolved``; both
   get empty values.
-- ``train --case C --out RUN [--loads F | --scenarios N]``: solve the
-  scenarios exactly (a loads file, or N draws from simbench's 2016 profiles)
-  and fit the dispatch model; ``RUN`` holds ``model.safetensors`` +
-  ``model.json``.
+- ``train --case C --out RUN [--loads F | --scenarios N] [--holdout 0.1]``:
+  solve the scenarios exactly (a loads file, or N draws from simbench's 2016
+  profiles) and fit the dispatch model on all but the held-out share;
+  ``RUN`` holds ``model.safetensors`` + ``model.json``, whose ``held_out``
+  reports the model on the held-out scenarios (feasible counts per stage,
+  mean / p99 / worst gap).
 - ``adapt --run RUN --loads F --out RUN2``: fine-tune a trained model on the
   (at most 50) solved scenarios of a new regime; writes a new run.
 - ``transport --costs C --supply S --demand D --out PLAN.csv [--method emd|highs]``:
@@ -56,6 +58,7 @@ from metamap.arguments import (
     add_run_folder_flags,
     add_seed_flag,
     add_steps_flag,
+    nonnegative_float,
     output_file,
     positive_float,
     positive_int,
@@ -93,6 +96,13 @@ def add_energy_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--scenarios", type=positive_int, default=2000, help="draws from simbench without --loads")
     add_out_flag(train, "run", "model.safetensors, model.json")
     add_steps_flag(train, "Adam", default=3000)
+    train.add_argument(
+        "--holdout",
+        type=_fraction,
+        default=0.1,
+        help="share of the solved scenarios kept out of training to report the model on: feasible as produced, "
+        "after correction, after fallback, mean / p99 / worst gap (default: 0.1; 0: none)",
+    )
     train.add_argument("--hidden", type=positive_int, nargs="+", default=[256, 256])
     add_seed_flag(train)
     add_run_folder_flags(train, resumable=False)
@@ -147,6 +157,14 @@ def _add_case_flags(parser: argparse.ArgumentParser, line_limits_default: str | 
         "dispatch without limits" + unset,
     )
     _add_time_limit_flag(parser)
+
+
+def _fraction(text: str) -> float:
+    """A number in [0, 1)."""
+    value = nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
 
 
 def _add_time_limit_flag(parser: argparse.ArgumentParser) -> None:
@@ -331,11 +349,40 @@ def _train_in_run(args: argparse.Namespace) -> int:
             np.random.default_rng(args.seed),
         )
     pd_, pg = _solved(case, pd_, args.time_limit)
-    model = train_dispatch(pd_, pg, hidden=tuple(args.hidden), steps=args.steps, seed=args.seed, device=device)
-    info = {"case": args.case, "line_limits": args.line_limits, "scenarios": int(len(pd_))}
+    held = np.random.default_rng(args.seed).permutation(len(pd_))[: round(args.holdout * len(pd_))]
+    fit = np.setdiff1d(np.arange(len(pd_)), held)
+    if fit.size < 2:
+        raise ConfigError(f"--holdout {args.holdout} leaves {fit.size} of {len(pd_)} solved scenarios to train on")
+    model = train_dispatch(
+        pd_[fit], pg[fit], hidden=tuple(args.hidden), steps=args.steps, seed=args.seed, device=device
+    )
+    report = held_out_report(case, model, pd_[held], case.cost(pg[held]), args.time_limit) if held.size else None
+    info = {"case": args.case, "line_limits": args.line_limits, "scenarios": int(fit.size), "held_out": report}
     model.save(args.out, {**info, "steps": args.steps, "seed": args.seed})
-    print(f"trained on {len(pd_)} solved scenarios of {args.case}; model in {args.out}")
+    print(f"trained on {fit.size} solved scenarios of {args.case}; model in {args.out}")
+    if report:
+        print(f"held out: {json.dumps(report)}")
     return 0
+
+
+def held_out_report(case, model, pd_: np.ndarray, optimal_cost: np.ndarray, time_limit: float | None) -> dict:
+    """How ``model`` does on solved scenarios it was not trained on: ``pd_ [N, n_load]`` MW with their optimal
+    costs ``[N]`` EUR/h. Feasible counts per stage (:func:`~metamap.energy.feasibility.feasible_counts`) and
+    the mean, median, p99 and worst optimality gap (%) of what the guaranteed path returns."""
+    import numpy as np
+
+    from metamap.energy.feasibility import check, feasible_counts, gap_summary, guaranteed_dispatch, optimality_gap
+    from metamap.energy.highs import WarmDCOPF
+
+    result = guaranteed_dispatch(
+        case, pd_, partial(model.predict_complete, case), WarmDCOPF(case, time_limit=time_limit)
+    )
+    answered = np.isfinite(result.cost)
+    return {
+        "scenarios": int(len(pd_)),
+        "feasible": feasible_counts(result, check(case, pd_, model.predict(pd_))),
+        **gap_summary(optimality_gap(result.cost[answered], optimal_cost[answered])),
+    }
 
 
 def _adapt(args: argparse.Namespace) -> int:

@@ -240,6 +240,18 @@ def returned_paths(path: np.ndarray) -> np.ndarray:
     return np.isin(path, [PATHS.index("infeasible"), PATHS.index("unsolved")], invert=True)
 
 
+def gap_summary(gap: np.ndarray) -> dict[str, float | None]:
+    """Mean, median, p99 and worst of gaps ``[N]`` (fractions), in % (None for no gaps)."""
+    if gap.size == 0:
+        return {"gap_pct_mean": None, "gap_pct_median": None, "gap_pct_p99": None, "gap_pct_max": None}
+    return {
+        "gap_pct_mean": float(gap.mean() * 100),
+        "gap_pct_median": float(np.median(gap) * 100),
+        "gap_pct_p99": float(np.quantile(gap, 0.99) * 100),
+        "gap_pct_max": float(gap.max() * 100),
+    }
+
+
 def optimality_gap(cost: np.ndarray, optimal: np.ndarray) -> np.ndarray:
     """Relative gap ``(cost - optimal) / |optimal|`` per scenario (>= 0 for feasible points)."""
     return (np.asarray(cost) - np.asarray(optimal)) / np.abs(np.asarray(optimal))
