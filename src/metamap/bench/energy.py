@@ -24,8 +24,8 @@ Three parts, all on one CPU thread:
    other branches out: 32 regimes; a regime with fewer than 100 scenarios
    that HiGHS finds feasible is dropped) from 50
    solved scenarios; gap on 50 query scenarios per target regime of what the
-   guaranteed path returns (check, repair, fallback; so every point is
-   feasible), with the fallback count beside it. Against: an MLP trained from scratch on the 50,
+   guaranteed path returns for each method's completed predictions (check,
+   repair, fallback; so every point is feasible), with the fallback count beside it. Against: an MLP trained from scratch on the 50,
    the single model trained on all source regimes (as is, and fine-tuned).
    Every method's adaptation settings (fine-tuning steps and rate, the
    scratch network's steps and rate, the meta-learners' steps) are chosen on
@@ -57,6 +57,7 @@ from metamap.energy.feasibility import (
     PATHS,
     TOLERANCE_MW,
     check,
+    complete,
     gap_summary,
     guaranteed_dispatch,
     optimality_gap,
@@ -299,11 +300,12 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     fallbacks: dict[str, int] = {}
 
     def gaps(pred: torch.Tensor, name: str) -> np.ndarray:
-        """Gap (%) of what the guaranteed path returns (check, repair, fallback): feasible, so >= 0."""
+        """Gap (%) of what the guaranteed path returns for the completed predictions (check, repair,
+        fallback): feasible, so >= 0."""
         out, fallback = [], 0
         for k in range(len(target)):
-            dispatch = in_mw(scalers[1], pred[k])
             net = target_cases[k]
+            dispatch = complete(net, query_pd[k], in_mw(scalers[1], pred[k]), weight=scalers[1].scale_)
             result = guaranteed_dispatch(net, query_pd[k], lambda loads: dispatch, exact[net.name])
             fallback += result.counts()["fallback"]
             out.append(optimality_gap(result.cost, query_cost[k]) * 100)
