@@ -83,8 +83,13 @@ SPECS = {
         (
             "dcopf118_speedup_vs_highs_warm",
             "dcopf118_mean_gap_pct",
+            "dcopf118_p99_gap_pct",
+            "dcopf118_max_gap_pct",
             "dcopf118_violations",
+            "dcopf118_violations_pandapower",
             "dcopf118_fallback_pct",
+            "dcopf118_feasible_as_produced_frac",
+            "dcopf118_feasible_before_fallback_frac",
             "adapt50_gap_ratio_vs_scratch",
             "transport_speedup_vs_emd",
         ),

@@ -86,6 +86,14 @@ def test_solve_train_adapt(case30, tmp_path, capsys):
     learned = pd.read_csv(tmp_path / "learned" / "scenarios.csv")
     summary = json.loads((tmp_path / "learned" / "summary.json").read_text())
     assert summary["violations_returned"] == 0 and summary["paths"]["infeasible"] == 1
+    stages = summary["feasible"]
+    assert stages["as_produced"] == summary["paths"]["learned"]
+    assert stages["after_correction"] == stages["as_produced"] + summary["paths"]["repaired"]
+    assert stages["as_produced"] <= stages["after_correction"] <= stages["after_fallback"] == 5
+    assert 0 <= stages["raw_network"] <= 5
+    held = json.loads((tmp_path / "run" / "model.json").read_text())["held_out"]
+    assert held["scenarios"] == 12 and held["feasible"]["after_fallback"] == 12  # 10% of the 120, all feasible
+    assert -1e-9 <= held["gap_pct_mean"] <= held["gap_pct_p99"] + 1e-12 <= held["gap_pct_max"] + 2e-12
     assert set(learned.path[:5]) <= {"learned", "repaired", "fallback"}
     assert (learned.cost[:5] >= exact.cost[:5] - 1e-6).all()
     assert (learned[["balance_violation_mw", "gen_violation_mw", "line_violation_mw"]][:5] <= 1e-4).all().all()

@@ -3,30 +3,16 @@
 pandapower's ``rundcopp`` fails under pandas 3 ("assignment destination is
 read-only"), so the reference is pandapower's bus / branch susceptance
 matrices: the angles solving ``Bbus theta = P - Pbusinj`` (slack angle 0)
-give the flows ``Bf theta + Pfinj``; none of the PTDF is reused.
+give the flows ``Bf theta + Pfinj`` (:func:`metamap.energy.dcopf.bdc_flows`); none of the PTDF is reused.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.sparse.linalg import spsolve
 
-from metamap.energy.dcopf import InfeasibleError, load_case
+from metamap.energy.dcopf import InfeasibleError, bdc_flows, load_case
 from metamap.energy.highs import WarmDCOPF
-
-
-def pandapower_flows(case, pg: np.ndarray, pd: np.ndarray) -> np.ndarray:
-    """Branch flows ``[n_branch]`` MW of dispatch ``pg [n_gen]`` and loads ``pd [n_load]`` by pandapower's B matrices."""
-    from pandapower.pypower.makeBdc import makeBdc
-
-    bbus, bf, pbusinj, pfinj, _ = makeBdc(case.bus, case.branch)
-    inject = np.bincount(case.gen_bus, pg, case.n_bus) - np.bincount(case.load_bus, pd, case.n_bus) + case.fixed
-    rhs = inject / case.base_mva - np.asarray(pbusinj).real
-    keep = np.setdiff1d(np.arange(case.n_bus), [case.slack])
-    theta = np.zeros(case.n_bus)
-    theta[keep] = spsolve(bbus.tocsc()[keep][:, keep], rhs[keep])
-    return (bf @ theta + np.asarray(pfinj).real) * case.base_mva
 
 
 @pytest.mark.parametrize(
@@ -49,7 +35,7 @@ def test_loaded_dispatch_flows_match_pandapower_and_respect_limits(name, limits,
             pg = solver.solve(pd).dispatch
         except InfeasibleError:
             continue
-        flows = pandapower_flows(case, pg, pd)
+        flows = bdc_flows(case, pg, pd)[0]
         np.testing.assert_allclose(case.flows(pg, pd), flows, atol=1e-6, rtol=0)
         assert (np.abs(flows) <= case.fmax + 1e-6).all()
         assert pg.sum() == pytest.approx(float(case.demand(pd)), abs=1e-6)
@@ -91,4 +77,4 @@ def test_linear_cost_optimum_matches_an_angle_formulation_on_pandapowers_model(n
     assert ref.status == 0, ref.message
     assert got.cost == pytest.approx(ref.fun + case.c0.sum(), rel=1e-6)
     # an LP can have many optimal dispatches (equal costs): only the optimum cost is unique
-    assert (np.abs(pandapower_flows(case, got.dispatch, pd)) <= case.fmax + 1e-6).all()
+    assert (np.abs(bdc_flows(case, got.dispatch, pd)[0]) <= case.fmax + 1e-6).all()

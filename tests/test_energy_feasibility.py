@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metamap.energy.dcopf import DCOPFCase, case_from_arrays, load_case
-from metamap.energy.feasibility import PATHS, TOLERANCE_MW, check, guaranteed_dispatch, optimality_gap, repair
+from metamap.energy.feasibility import (
+    PATHS,
+    TOLERANCE_MW,
+    check,
+    complete,
+    guaranteed_dispatch,
+    optimality_gap,
+    repair,
+)
 from metamap.energy.highs import WarmDCOPF
 from metamap.errors import DataError
 
@@ -171,3 +179,53 @@ def test_fallback_is_taken_when_repair_cannot_satisfy_the_lines(monkeypatch):
     result = guaranteed_dispatch(case, pd, lambda loads: lopsided, exact)
     assert result.counts() == {"learned": 0, "repaired": 0, "fallback": 1, "infeasible": 0, "unsolved": 0}
     assert result.cost[0] == pytest.approx(optimum.cost, rel=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_gen=st.integers(1, 6),
+    fraction=st.floats(0.0, 1.0),
+    scale=st.floats(0.0, 1e4),
+    weighted=st.booleans(),
+)
+def test_completion_meets_balance_and_limits_and_is_the_nearest_such_point(seed, n_gen, fraction, scale, weighted):
+    case = random_case(seed, n_gen, 3)
+    rng = np.random.default_rng(seed + 1)
+    total = case.pmin.sum() + fraction * (case.pmax.sum() - case.pmin.sum())
+    pd = (rng.dirichlet(np.ones(3)) * total)[None]
+    pg = rng.normal(0, scale, size=(1, n_gen))
+    weight = rng.uniform(1, 20, n_gen) if weighted else np.ones(n_gen)
+    done = complete(case, pd, pg, weight)
+    violations = check(case, pd, done)
+    assert violations.balance[0] < 1e-8 and violations.gen[0] == 0  # no line limits in random_case
+    # nearest in the 1/weight norm: other feasible points (the repair's, a perturbed completion) are not closer
+    distance = (((done - pg) ** 2) / weight).sum()
+    perturbed = complete(case, pd, done + rng.normal(0, 1, size=done.shape), weight)
+    for other in (repair(case, pd, pg), perturbed):
+        assert check(case, pd, other).ok.all()
+        assert distance <= (((other - pg) ** 2) / weight).sum() + 1e-6 * (1 + distance)
+
+
+def test_completion_against_a_quadratic_program():
+    """The completion equals the weighted projection solved as a QP by scipy (SLSQP) on case30's units."""
+    from scipy.optimize import minimize
+
+    case = _case30()
+    rng = np.random.default_rng(3)
+    pd = case.base_load[None] * 0.8
+    pg = rng.normal(case.pmax / 2, 30, size=(1, case.n_gen))
+    weight = rng.uniform(1, 10, case.n_gen)
+    done = complete(case, pd, pg, weight)[0]
+    demand = float(case.demand(pd)[0])
+    best = minimize(
+        lambda x: (((x - pg[0]) ** 2) / weight).sum(),
+        np.clip(pg[0], case.pmin, case.pmax),
+        bounds=list(zip(case.pmin, case.pmax)),
+        constraints=[{"type": "eq", "fun": lambda x: x.sum() - demand}],
+        method="SLSQP",
+        options={"ftol": 1e-12, "maxiter": 500},
+    )
+    assert best.success
+    np.testing.assert_allclose(done, best.x, atol=1e-4)
+    assert done.sum() == pytest.approx(demand, abs=1e-8)

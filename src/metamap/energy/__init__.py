@@ -6,7 +6,7 @@
 - :mod:`~metamap.energy.feasibility`: check, repair and fallback, with the path of every answer;
 - :mod:`~metamap.energy.learned`: the learned mapping loads -> dispatch and regime episodes;
 - :mod:`~metamap.energy.transport`: the transportation problem (``ot.emd``, HiGHS, Sinkhorn + rounding);
-- :mod:`~metamap.energy.commands`: ``metamap energy solve | train | adapt``.
+- :mod:`~metamap.energy.commands`: ``metamap energy solve | train | adapt | transport``.
 """
 
 from typing import TYPE_CHECKING

@@ -247,6 +247,32 @@ def dc_network(base_mva: float, bus: np.ndarray, branch: np.ndarray, slack: int,
     return ptdf, offset
 
 
+def bdc_flows(case: DCOPFCase, pg: np.ndarray, pd: np.ndarray) -> np.ndarray:
+    """Branch flows ``[N, n_branch]`` MW of ``pg [N, n_gen]`` and ``pd [N, n_load]`` by pandapower's DC model
+    solved directly: bus angles from ``Bbus theta = P - Pbusinj`` (slack angle 0), flows ``Bf theta + Pfinj``
+    (``makeBdc``). No PTDF is used: it checks :meth:`DCOPFCase.flows` independently. Any imbalance of the
+    injections lands on the slack bus, as in pandapower's ``rundcpp``.
+    """
+    from pandapower.pypower.makeBdc import makeBdc
+    from scipy.sparse.linalg import splu
+
+    pg, pd = np.atleast_2d(pg), np.atleast_2d(pd)
+    bbus, bf, pbusinj, pfinj, _ = makeBdc(case.bus, case.branch)
+    inject = pg @ _incidence(case.gen_bus, case.n_bus) - pd @ _incidence(case.load_bus, case.n_bus) + case.fixed
+    rhs = inject / case.base_mva - np.asarray(pbusinj).real
+    keep = np.setdiff1d(np.arange(case.n_bus), [case.slack])
+    theta = np.zeros_like(rhs)
+    theta[:, keep] = splu(bbus.tocsc()[keep][:, keep].tocsc()).solve(np.ascontiguousarray(rhs[:, keep].T)).T
+    return ((bf @ theta.T).T + np.asarray(pfinj).real) * case.base_mva
+
+
+def _incidence(bus_of: np.ndarray, n_bus: int) -> np.ndarray:
+    """``[n_element, n_bus]`` 0/1: which bus each element sits on."""
+    out = np.zeros((bus_of.shape[0], n_bus))
+    out[np.arange(bus_of.shape[0]), bus_of] = 1.0
+    return out
+
+
 def _clean(values: np.ndarray) -> np.ndarray:
     return np.where(np.abs(values) < 1e-6, 0.0, values)
 

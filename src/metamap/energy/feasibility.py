@@ -1,6 +1,9 @@
 """Feasibility of dispatches: check, repair, and the fallback to the exact solver.
 
-Every dispatch the energy module returns goes through :func:`guaranteed_dispatch`:
+A learned model's candidates come out of :func:`complete` (its last layer:
+the weighted projection onto the balance and the generator limits), so that
+they meet both as produced; only line limits can fail. Every dispatch the
+energy module returns goes through :func:`guaranteed_dispatch`:
 
 1. ``check`` the candidate (balance, generator limits, line flows, within
    ``TOLERANCE_MW``); a candidate that passes is returned as ``learned``;
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metamap.energy.dcopf import DCOPFCase, InfeasibleError, SolverError, UnboundedError
+from metamap.energy.dcopf import DCOPFCase, InfeasibleError, SolverError, UnboundedError, bdc_flows
 from metamap.energy.highs import WarmDCOPF
 from metamap.errors import ShapeError
 
@@ -45,12 +48,17 @@ class Violations:
         return (self.balance <= TOLERANCE_MW) & (self.gen <= TOLERANCE_MW) & (self.line <= TOLERANCE_MW)
 
 
-def check(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray) -> Violations:
-    """Violations of dispatches ``pg [N, n_gen]`` for loads ``pd [N, n_load]`` (MW); NaN counts as infinite."""
+def check(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray, flows: str = "ptdf") -> Violations:
+    """Violations of dispatches ``pg [N, n_gen]`` for loads ``pd [N, n_load]`` (MW); NaN counts as infinite.
+
+    ``flows``: ``"ptdf"`` (the case's PTDF, :meth:`DCOPFCase.flows`) or ``"pandapower"`` (pandapower's
+    B matrices solved for the bus angles, :func:`metamap.energy.dcopf.bdc_flows`: an independent check).
+    """
     pg = np.asarray(pg, dtype=np.float64)
     balance = np.abs(pg.sum(-1) - case.demand(pd))
     gen = np.maximum(case.pmin - pg, pg - case.pmax).max(-1).clip(min=0.0)
-    line = (np.abs(case.flows(pg, pd)) - case.fmax).max(-1).clip(min=0.0)
+    flow = case.flows(pg, pd) if flows == "ptdf" else bdc_flows(case, np.nan_to_num(pg), pd)
+    line = (np.abs(flow) - case.fmax).max(-1).clip(min=0.0)
     nan = ~np.isfinite(pg).all(-1)
     return Violations(*(np.where(nan, np.inf, v) for v in (balance, gen, line)))
 
@@ -68,6 +76,40 @@ def repair(case: DCOPFCase, pd: np.ndarray, pg: np.ndarray) -> np.ndarray:
     room = np.where(mismatch > 0, case.pmax - pg, pg - case.pmin)
     share = room / np.maximum(room.sum(-1, keepdims=True), 1e-12)
     return np.clip(pg + mismatch * share, case.pmin, case.pmax)
+
+
+def complete(
+    case: DCOPFCase, pd: np.ndarray, pg: np.ndarray, weight: np.ndarray | None = None, iterations: int = 80
+) -> np.ndarray:
+    """The completion layer: the weighted projection of ``pg [N, n_gen]`` onto balance and generator limits (MW).
+
+    Returns ``clip(pg + lam * weight, pmin, pmax)`` with, per scenario, the
+    shift ``lam`` (found by bisection, ``iterations`` halvings) at which the
+    units supply exactly ``case.demand(pd)``: the point of the set ``{sum pg =
+    demand, pmin <= pg <= pmax}`` nearest to ``pg`` in the norm weighted by
+    ``1 / weight [n_gen]`` (MW, > 0; default 1: units that vary more take
+    more of the mismatch). It meets the balance (to ~1e-9 MW) and the
+    generator limits whenever the demand lies in ``[sum pmin, sum pmax]``;
+    line flows are not touched (``check`` them). NaN entries count as 0.
+    """
+    pg = np.nan_to_num(np.asarray(pg, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    weight = np.ones(case.n_gen) if weight is None else np.asarray(weight, dtype=np.float64)
+    if weight.shape != (case.n_gen,) or not (weight > 0).all():
+        raise ShapeError(f"complete: expected weights [{case.n_gen}] > 0, got {weight.shape} {weight.min():.3g}")
+    demand = case.demand(pd)
+    # below lo every unit sits at pmin, above hi every unit at pmax: the balancing shift lies in between
+    # (a unit without a limit is bounded by a shift that alone covers any mismatch)
+    finite = np.abs(np.where(np.isfinite(case.pmin), case.pmin, 0)) + np.abs(
+        np.where(np.isfinite(case.pmax), case.pmax, 0)
+    )
+    span = (np.abs(demand) + np.abs(pg).sum(-1) + finite.sum()) / weight.min()
+    lo = np.maximum(((case.pmin - pg) / weight).min(-1), -span)
+    hi = np.minimum(((case.pmax - pg) / weight).max(-1), span)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        short = np.clip(pg + mid[:, None] * weight, case.pmin, case.pmax).sum(-1) < demand
+        lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
+    return np.clip(pg + ((lo + hi) / 2)[:, None] * weight, case.pmin, case.pmax)
 
 
 def repair_lines(
@@ -176,9 +218,38 @@ def guaranteed_dispatch(
     return GuaranteedDispatch(candidate, cost, path, check(case, pd, candidate))
 
 
+def feasible_counts(result: GuaranteedDispatch, raw: Violations | None = None) -> dict[str, int]:
+    """Scenarios with a feasible dispatch at each stage of :func:`guaranteed_dispatch`.
+
+    ``raw_network``: the network's own output passes (``raw``: its ``check``, before the completion
+    layer; omitted without it); ``as_produced``: the candidate passes as it came (path ``learned``);
+    ``after_correction``: also the repaired ones; ``after_fallback``: every scenario that got a dispatch.
+    """
+    counts = result.counts()
+    stages = {} if raw is None else {"raw_network": int(raw.ok.sum())}
+    return {
+        **stages,
+        "as_produced": counts["learned"],
+        "after_correction": counts["learned"] + counts["repaired"],
+        "after_fallback": int(returned_paths(result.path).sum()),
+    }
+
+
 def returned_paths(path: np.ndarray) -> np.ndarray:
     """``[N]`` bool: the scenarios of ``path [N]`` that got a dispatch (not ``infeasible`` / ``unsolved``)."""
     return np.isin(path, [PATHS.index("infeasible"), PATHS.index("unsolved")], invert=True)
+
+
+def gap_summary(gap: np.ndarray) -> dict[str, float | None]:
+    """Mean, median, p99 and worst of gaps ``[N]`` (fractions), in % (None for no gaps)."""
+    if gap.size == 0:
+        return {"gap_pct_mean": None, "gap_pct_median": None, "gap_pct_p99": None, "gap_pct_max": None}
+    return {
+        "gap_pct_mean": float(gap.mean() * 100),
+        "gap_pct_median": float(np.median(gap) * 100),
+        "gap_pct_p99": float(np.quantile(gap, 0.99) * 100),
+        "gap_pct_max": float(gap.max() * 100),
+    }
 
 
 def optimality_gap(cost: np.ndarray, optimal: np.ndarray) -> np.ndarray:

@@ -2,9 +2,13 @@
 
 :class:`DispatchModel` is an MLP on standardized loads that outputs
 standardized dispatches; the standardization (per load and per generator mean
-and spread) comes from its training scenarios only. Its predictions are never
-returned as they are: :func:`metamap.energy.feasibility.guaranteed_dispatch`
-checks, repairs or replaces them.
+and spread) comes from its training scenarios only. Its last layer on a case
+(:meth:`DispatchModel.predict_complete`) is the completion
+:func:`metamap.energy.feasibility.complete`: the network's dispatch projected
+onto the power balance and the generator limits, each unit weighted by its
+training spread. What it produces still goes through
+:func:`metamap.energy.feasibility.guaranteed_dispatch`, which checks the line
+limits and repairs or replaces what fails.
 
 A *regime* (a season and time-of-day window of the load profiles, and
 optionally a branch out of service) is a task; its solved scenarios are the
@@ -27,6 +31,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from metamap.energy.dcopf import DCOPFCase
+from metamap.energy.feasibility import complete
 from metamap.errors import CheckpointError, DataError
 from metamap.experiment import Choice, Diverged, Settings, ValidationTask, choose_on_validation
 from metamap.nn import MLP
@@ -82,6 +88,11 @@ class DispatchModel:
         with torch.no_grad():
             inputs = standardized(self.loads_scaler, pd).to(module_device(self.network))
             return in_mw(self.dispatch_scaler, self.network(inputs))
+
+    def predict_complete(self, case: DCOPFCase, pd: np.ndarray) -> np.ndarray:
+        """:meth:`predict` followed by the completion layer on ``case``: dispatches ``[N, n_gen]`` MW that meet
+        the balance and the generator limits for loads ``pd [N, n_load]`` whose demand the units can supply."""
+        return complete(case, pd, self.predict(pd), weight=self.dispatch_scaler.scale_)
 
     def save(self, folder: Path, meta: dict) -> None:
         """``model.safetensors`` (weights and standardization) + ``model.json`` (``meta``, the widths)."""

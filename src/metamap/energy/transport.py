@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metamap.energy.dcopf import InfeasibleError
+from metamap.energy.dcopf import InfeasibleError, SolverError
 from metamap.errors import DataError
 
 TOLERANCE = 1e-6
@@ -69,21 +69,36 @@ class TransportProblem:
         )
 
 
-def solve_emd(problem: TransportProblem) -> np.ndarray:
-    """Optimal plan ``[n, m]`` by network simplex (``ot.emd``), with a dummy demand point for slack supply."""
+def solve_emd(problem: TransportProblem, max_iterations: int = 10_000_000) -> np.ndarray:
+    """Optimal plan ``[n, m]`` by network simplex (``ot.emd``), with a dummy demand point for slack supply.
+
+    SolverError when the simplex stops after ``max_iterations`` pivots without proving optimality.
+    """
+    import warnings
+
     import ot
 
+    if problem.demand.sum() == 0:
+        return np.zeros_like(problem.cost)
     slack = max(problem.supply.sum() - problem.demand.sum(), 0.0)
     demand = np.append(problem.demand, slack)
     cost = np.vstack([problem.cost, np.zeros((1, problem.cost.shape[1]))])
     # ot.emd wants equal totals to machine precision.
-    supply = problem.supply * (demand.sum() / problem.supply.sum()) if problem.supply.sum() > 0 else problem.supply
-    plan = ot.emd(demand, supply, cost, numItermax=10_000_000)
+    supply = problem.supply * (demand.sum() / problem.supply.sum())
+    with warnings.catch_warnings():  # its warning says what the log says; the error below says it once
+        warnings.simplefilter("ignore", UserWarning)
+        plan, log = ot.emd(demand, supply, cost, numItermax=max_iterations, log=True)
+    if log["result_code"] != 1:
+        raise SolverError(f"transport: ot.emd stopped without an optimal plan ({log['warning']})")
     return np.asarray(plan)[:-1]
 
 
 def solve_highs(problem: TransportProblem) -> np.ndarray:
-    """Optimal plan ``[n, m]`` by HiGHS (dual simplex on the LP above)."""
+    """Optimal plan ``[n, m]`` by HiGHS (dual simplex on the LP above).
+
+    The instance is feasible and bounded (checked on creation), so any other status than optimal is
+    a SolverError, never a proof of infeasibility.
+    """
     import highspy
 
     n, m = problem.cost.shape
@@ -104,7 +119,7 @@ def solve_highs(problem: TransportProblem) -> np.ndarray:
     h.passModel(lp)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise InfeasibleError(f"transport: HiGHS says {h.modelStatusToString(h.getModelStatus())}")
+        raise SolverError(f"transport: HiGHS gave no optimal plan ({h.modelStatusToString(h.getModelStatus())})")
     return np.asarray(h.getSolution().col_value).reshape(n, m)
 
 
