@@ -57,26 +57,10 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
     print("[astro] photo-z PDF and out-of-distribution flag")
     probabilistic, _ = run_probabilistic(cat, all_data, quick=quick)
     print(f"[astro] photo-z, new sky cells, K = {SHOTS}")
-    fewshot = run_fewshot(
-        cat,
-        shots=SHOTS,
-        steps=settings["steps"],
-        episodes=settings["episodes"],
-        other_episodes=settings["other_episodes"],
-        val_episodes=settings["val_episodes"],
-        quick=quick,
-    )
+    fewshot_settings = {key: settings[key] for key in ("steps", "episodes", "other_episodes", "val_episodes")}
+    fewshot = run_fewshot(cat, shots=SHOTS, quick=quick, **fewshot_settings)
     print(f"[astro] photo-z, bright to faint magnitude bins, K = {SHOTS}")
-    faint = run_fewshot(
-        cat,
-        shots=SHOTS,
-        steps=settings["steps"],
-        episodes=settings["episodes"],
-        other_episodes=settings["other_episodes"],
-        val_episodes=settings["val_episodes"],
-        quick=quick,
-        group_by="faint",
-    )
+    faint = run_fewshot(cat, shots=SHOTS, quick=quick, group_by="faint", **fewshot_settings)
     print("[astro] star / galaxy / QSO, 3-way K-shot")
     classes = run_classification(cat, steps=settings["classify_steps"], episodes=settings["classify_episodes"])
     best = fewshot["best_meta_learner_on_val"]
