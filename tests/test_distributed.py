@@ -54,7 +54,6 @@ def test_two_processes_equal_one(tmp_path):
     for key, value in one.learner_state.items():
         torch.testing.assert_close(two.learner_state[key], value, rtol=1e-5, atol=1e-5, msg=key)
     # the runs trained: weights differ from the seed's initial weights by far more than the tolerance
-    start = torch.nn.Linear(1, 16)
     torch.manual_seed(5)
     start = torch.nn.Linear(1, 16)
     assert (one.learner_state["model.0.weight"] - start.weight).abs().max() > 1e-3
