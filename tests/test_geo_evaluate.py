@@ -21,6 +21,7 @@ BASELINES = (
     "linear_anomaly",
     "kriging",
     "kriging_anomaly",
+    "kriging_local_anomaly",
 )
 
 

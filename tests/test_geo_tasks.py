@@ -10,7 +10,7 @@ import xarray as xr
 
 from metamap.diffusion.objective import diffusion_loss
 from metamap.diffusion.schedules import NoiseSchedule
-from metamap.errors import DataError
+from metamap.errors import CheckpointError, DataError
 from metamap.geo.anomaly import FieldScaler, anomaly_standardizer, field_fraction
 from metamap.geo.climatology import SeasonalClimatology
 from metamap.geo.data import PatchSource, scan_training, static_channels
@@ -24,6 +24,7 @@ from metamap.geo.forecast import (
 )
 from metamap.geo.generate import GENERATE_COND_CHANNELS, autocorrelation, generate, power_spectrum, wasserstein1
 from metamap.geo.io import open_field
+from metamap.geo.kriging import Variogram, krige
 from metamap.geo.models import build_network, wrap
 from metamap.geo.transforms import ValueTransform
 from metamap.preprocessing import Standardizer
@@ -82,7 +83,7 @@ def test_fill_batches_keep_nan_away_from_the_loss(tmp_path):
     field, _ = _field(tmp_path)
     scaler, _ = scan_training(field, np.arange(20), ValueTransform())
     source = PatchSource(field, scaler, np.arange(20), (8, 8), seed=1)
-    batch = fill_batches(source, 4, seed=2)()
+    batch = fill_batches(source, 4, Variogram(0.0, 1.0, 3.0, 1.0), seed=2)()
     assert batch["x0"].shape == (4, 1, 8, 8) and batch["cond"].shape == (4, FILL_COND_CHANNELS, 8, 8)
     assert torch.isfinite(batch["x0"]).all() and torch.isfinite(batch["cond"]).all()
     assert not batch["valid"].all()
@@ -110,9 +111,8 @@ def test_fills_keep_known_pixels_exactly_and_nature_nan(tmp_path):
     values[rng.random((H, W)) < 0.5] = np.nan
     known = np.isfinite(values)
     static = static_channels(np.linspace(55, 50, H), np.linspace(-5, 1, W), (50, 55), (-5, 1))
-    conditional = conditional_fill(
-        _model(FILL_COND_CHANNELS), values, static, members=3, steps=3, never_valid=never_valid
-    )
+    fill_model = _model(FILL_COND_CHANNELS, {"variogram": Variogram(0.0, 1.0, 3.0, 1.0).to_json()})
+    conditional = conditional_fill(fill_model, values, static, members=3, steps=3, never_valid=never_valid)
     inpainted = inpaint_fill(
         _model(GENERATE_COND_CHANNELS), values, static, members=3, steps=3, resample=2, never_valid=never_valid
     )
@@ -121,10 +121,12 @@ def test_fills_keep_known_pixels_exactly_and_nature_nan(tmp_path):
         np.testing.assert_array_equal(ensemble[:, known], np.broadcast_to(values[known], (3, known.sum())))
         assert np.isnan(ensemble[:, never_valid]).all()
         assert np.isfinite(ensemble[:, ~known & ~never_valid]).all()
-    again = conditional_fill(_model(FILL_COND_CHANNELS), values, static, members=3, steps=3, never_valid=never_valid)
+    again = conditional_fill(fill_model, values, static, members=3, steps=3, never_valid=never_valid)
     np.testing.assert_array_equal(again, conditional)
     with pytest.raises(DataError, match="no observed"):
-        conditional_fill(_model(FILL_COND_CHANNELS), np.full((H, W), np.nan, np.float32), static)
+        conditional_fill(fill_model, np.full((H, W), np.nan, np.float32), static)
+    with pytest.raises(CheckpointError, match="variogram"):
+        conditional_fill(_model(FILL_COND_CHANNELS), values, static, members=3, steps=3)
 
 
 def test_forecast_batches_are_scaled_changes_and_models_forecast_every_lead(tmp_path):
@@ -190,16 +192,53 @@ def test_patches_stream_lazily_from_a_zarr_store(tmp_path):
     assert result["steps"] == 2 and result["peak_rss_mb"] > 0
 
 
-def test_the_classical_estimate_keeps_observations_and_interpolates_a_smooth_field():
-    from metamap.geo.fill import classical_estimate
-
+def test_kriging_keeps_observations_and_interpolates_a_smooth_field():
     rng = np.random.default_rng(4)
     yy, xx = np.meshgrid(np.arange(30), np.arange(40), indexing="ij")
     smooth = np.sin(yy / 6.0) + np.cos(xx / 8.0)
     observed = rng.random(smooth.shape) < 0.1
-    estimate = classical_estimate(np.where(observed, smooth, np.nan), observed)
+    variogram = Variogram.fit(smooth[None], aspect=1.0)
+    estimate, std = krige(np.where(observed, smooth, np.nan), observed, variogram)
     np.testing.assert_allclose(estimate[observed], smooth[observed], rtol=1e-6)
+    assert np.all(std[observed] == 0) and np.all(std[~observed] > 0)
     gap_error = np.sqrt(np.mean((estimate - smooth)[~observed] ** 2))
     assert gap_error < 0.25 * smooth[~observed].std()  # far better than the field mean
-    np.testing.assert_allclose(classical_estimate(np.full((5, 6), 2.0), np.eye(5, 6, dtype=bool)), 2.0)
-    assert np.all(classical_estimate(np.zeros((4, 4)), np.zeros((4, 4), bool)) == 0)
+    ordinary = Variogram(nugget=0.0, sill=1.0, length=5.0, aspect=1.0)
+    np.testing.assert_allclose(krige(np.full((5, 6), 2.0), np.eye(5, 6, dtype=bool), ordinary)[0], 2.0, rtol=1e-6)
+    empty_estimate, empty_std = krige(np.zeros((4, 4)), np.zeros((4, 4), bool), ordinary)
+    assert np.all(empty_estimate == 0) and np.allclose(empty_std, 1.0)
+
+
+def test_kriging_with_every_observation_as_neighbour_is_the_full_ordinary_kriging_system():
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal((6, 7))
+    observed = rng.random((6, 7)) < 0.3
+    variogram = Variogram(nugget=0.1, sill=2.0, length=3.0, aspect=1.5)
+    estimate, std = krige(values, observed, variogram, neighbours=int(observed.sum()))
+    rows, columns = np.indices(values.shape)
+    points = np.stack([rows.ravel(), columns.ravel() * 1.5], axis=1).astype(float)
+    known = points[observed.ravel()]
+    n = len(known)
+    system = np.ones((n + 1, n + 1))
+    system[:n, :n] = variogram.covariance(np.linalg.norm(known[:, None] - known[None], axis=-1))
+    system[n, n] = 0
+    for pixel in np.flatnonzero(~observed.ravel())[:5]:
+        right = np.append(variogram.covariance(np.linalg.norm(known - points[pixel], axis=1)), 1.0)
+        solution = np.linalg.solve(system, right)
+        i, j = np.unravel_index(pixel, values.shape)
+        assert estimate[i, j] == pytest.approx(solution[:n] @ values[observed], rel=1e-5)
+        assert std[i, j] ** 2 == pytest.approx(variogram.total - solution[:n] @ right[:n] - solution[n], rel=1e-4)
+
+
+def test_the_variogram_is_fitted_from_fields_whose_covariance_is_known():
+    rng = np.random.default_rng(6)
+    rows, columns = np.indices((24, 24))
+    points = np.stack([rows.ravel(), columns.ravel()], axis=1).astype(float)
+    truth = Variogram(nugget=0.05, sill=1.0, length=4.0, aspect=1.0)
+    cholesky = np.linalg.cholesky(truth.covariance(np.linalg.norm(points[:, None] - points[None], axis=-1)))
+    fields = (cholesky @ rng.standard_normal((len(points), 40))).T.reshape(40, 24, 24)
+    fitted = Variogram.fit(fields, aspect=1.0)
+    assert fitted.total == pytest.approx(truth.total, rel=0.25)
+    assert 2.0 < fitted.length < 8.0 and fitted.nugget < 0.2
+    with pytest.raises(CheckpointError, match="no valid kriging variogram"):
+        Variogram.from_json({"nugget": 0.1}, "run")

@@ -12,6 +12,10 @@ pixels are the hidden ones where the truth is finite. Methods:
   linear and cubic interpolation (raw; linear also on the anomaly), ordinary
   kriging on the raw field and on the anomaly, each with the variogram model
   chosen on tuning fields (:func:`choose_variogram`);
+- ``kriging_local_anomaly``: the estimate the run's residual stands on, kriging
+  of the model-space anomaly from the nearest observed pixels with the
+  variogram fitted at training (:mod:`metamap.geo.kriging`), so that a table
+  shows what the network adds to its own input;
 - the run (:func:`evaluate_fill`): the residual diffusion ensemble, raw and
   with the spread scale of :mod:`metamap.geo.calibration` fitted on the same
   tuning fields (tuning never sees the evaluated times).
@@ -37,8 +41,9 @@ from metamap.geo import baselines, metrics
 from metamap.geo.anomaly import field_fraction
 from metamap.geo.calibration import apply_spread_scale, fit_spread_scale
 from metamap.geo.data import static_channels
-from metamap.geo.fill import conditional_fill
+from metamap.geo.fill import conditional_fill, run_variogram
 from metamap.geo.io import GeoField
+from metamap.geo.kriging import krige
 from metamap.geo.masks import make_mask
 from metamap.geo.models import GeoModel
 from metamap.geo.transforms import dry_accuracy, fraction_negative
@@ -220,7 +225,7 @@ def evaluate_fill(
             f"expected at least one time to evaluate and one other to tune on; got {len(times)} and "
             f"{len(tune_times)}, {len(overlap)} in both"
         )
-    scaler, lat, lon = model.scaler, field.lat, field.lon
+    scaler, lat, lon, variogram = model.scaler, field.lat, field.lon, run_variogram(model)
     nonnegative = scaler.transform.nonnegative
     fraction = field_fraction(field)
     static = static_channels(lat, lon, tuple(model.meta["lat_range"]), tuple(model.meta["lon_range"]))
@@ -234,6 +239,11 @@ def evaluate_fill(
         """The model-space ensemble ``[M, H, W]``."""
         z = scaler.to_model(c.hidden[None], fraction[index : index + 1])[0]
         return conditional_fill(model, z, static, members, steps, sampler, seed, never_valid=model.never_valid)
+
+    def estimate(c: Case, index: int) -> np.ndarray:
+        """The kriging the run stands on (its variogram, in model space), in the file unit ``[H, W]``."""
+        z = scaler.to_model(c.hidden[None], fraction[index : index + 1])[0]
+        return to_file(krige(z, np.isfinite(z), variogram)[0][None], c, index)[0]
 
     def to_file(z: np.ndarray, c: Case, index: int) -> np.ndarray:
         ensemble = scaler.from_model(z[:, None], fraction[index : index + 1])[:, 0]
@@ -259,6 +269,8 @@ def evaluate_fill(
     for number, index in enumerate(progress_bar(list(map(int, times)), desc=desc, enabled=progress)):
         c = case(index, TEST_SEED + number)
         found = baseline_scores(c, lat, lon, variograms, nonnegative)
+        local, took = timed(estimate, c, index)
+        found["kriging_local_anomaly"] = (point_scores(local, c.truth, c.gaps, lat), took, local)
         z, took = timed(fill, c, index, TEST_SEED + number)
         raw, ensemble = to_file(z, c, index), to_file(apply_spread_scale(z, scale), c, index)
         found["diffusion_residual_uncalibrated"] = (ensemble_scores(raw, c.truth, c.gaps, lat), took, raw)

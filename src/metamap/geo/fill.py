@@ -3,11 +3,11 @@
 Two ways, both in standardized units on a field ``[H, W]`` whose NaN pixels
 are missing:
 
-- :func:`conditional_fill`: residual diffusion on a classical estimate. The
-  estimate is a fast Gaussian interpolation of the observed model-space values
-  (:func:`classical_estimate`); the model learns the distribution of
-  ``field - estimate`` given ``(observed mask, observed values with the
-  missing set to 0, estimate, latitude, longitude)``, trained with random
+- :func:`conditional_fill`: residual diffusion on kriging. The estimate is
+  ordinary kriging of the observed model-space values with a variogram fitted
+  on the training fields (:mod:`metamap.geo.kriging`); the model learns the
+  distribution of ``field - estimate`` given ``(observed mask, observed values
+  with the missing set to 0, estimate, kriging std, latitude, longitude)``, trained with random
   masks of the three kinds of :mod:`metamap.geo.masks` (:func:`fill_batches`)
   and sampled with a fast solver; a fill is estimate + residual sample;
 - :func:`inpaint_fill`: training-free, with a model trained only to generate
@@ -28,54 +28,50 @@ import torch
 
 from metamap.errors import DataError, ShapeError, describe
 from metamap.geo.data import PatchSource
+from metamap.geo.kriging import Variogram, grid_aspect, krige
 from metamap.geo.masks import random_training_mask
 from metamap.geo.models import GeoModel, sample_ensemble
 
-FILL_COND_CHANNELS = 5  # observed mask, observed values (0 where missing), estimate, latitude, longitude
+FILL_COND_CHANNELS = 6  # observed mask, observed values (0 where missing), kriging estimate and std, lat, lon
 
 
-def classical_estimate(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """A fast interpolation ``[H, W]`` float32 of ``values [H, W]`` (model space) from the ``observed`` pixels:
-    the observed values where observed, elsewhere a Gaussian normalized convolution
-    ``G * (o v) / G * o`` with the smallest width (in pixels, from the mean station spacing
-    ``sqrt(HW / n)`` / 2, doubled as needed) whose weight reaches the pixel; 0 with no observed pixel.
-    Milliseconds per field, so that training can condition on it; kriging (seconds) is the benchmark's
-    reference."""
-    from scipy.ndimage import gaussian_filter
+def fit_variogram(source: PatchSource, fields: int = 64) -> Variogram:
+    """The fill's kriging variogram, fitted on ``fields`` random training patches of ``source`` (model space)."""
+    patches = source.sample(fields)
+    return Variogram.fit(patches.values[:, 0].numpy(), grid_aspect(source.lat, source.lon))
 
-    values, observed = np.asarray(values, np.float64), np.asarray(observed, bool) & np.isfinite(values)
-    estimate = np.where(observed, values, np.nan)
-    if not observed.any():
-        return np.zeros(values.shape, np.float32)
-    weight_in = observed.astype(np.float64)
-    signal = np.where(observed, values, 0.0)
-    sigma = 0.5 * np.sqrt(values.size / observed.sum())
-    while np.isnan(estimate).any():
-        weight = gaussian_filter(weight_in, sigma, mode="nearest", truncate=3.0)
-        smooth = gaussian_filter(signal, sigma, mode="nearest", truncate=3.0)
-        reached = np.isnan(estimate) & (weight > 1e-3)
-        estimate[reached] = smooth[reached] / weight[reached]
-        if sigma > 4 * max(values.shape):
-            estimate[np.isnan(estimate)] = values[observed].mean()
-        sigma *= 2
-    return estimate.astype(np.float32)
+
+def run_variogram(model: GeoModel) -> Variogram:
+    """The kriging variogram a fill run was trained with (CheckpointError for a run without one)."""
+    return Variogram.from_json(model.meta.get("variogram"), "this fill run")
+
+
+def kriged(values: np.ndarray, observed: np.ndarray, variogram: Variogram) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kriging of model-space ``values [B, H, W]`` from ``observed [B, H, W]``: ``(estimate, std)``, each
+    ``[B, H, W]``, the std in units of the variogram's total standard deviation (0 to about 1)."""
+    pairs = [krige(v, o, variogram) for v, o in zip(values, observed, strict=True)]
+    std = np.stack([s for _, s in pairs]) / np.float32(np.sqrt(variogram.total))
+    return torch.from_numpy(np.stack([e for e, _ in pairs])), torch.from_numpy(std.astype(np.float32))
 
 
 def fill_condition(
-    values: torch.Tensor, observed: torch.Tensor, estimate: torch.Tensor, static: torch.Tensor
+    values: torch.Tensor, observed: torch.Tensor, estimate: torch.Tensor, std: torch.Tensor, static: torch.Tensor
 ) -> torch.Tensor:
-    """Conditioning ``[B, 5, H, W]`` from model-space ``values [B, H, W]`` (NaN allowed where not observed),
-    ``observed [B, H, W]`` bool, the classical ``estimate [B, H, W]`` and ``static [B, 2, H, W]``."""
+    """Conditioning ``[B, 6, H, W]`` from model-space ``values [B, H, W]`` (NaN allowed where not observed),
+    ``observed [B, H, W]`` bool, the kriging ``estimate`` and ``std [B, H, W]`` of :func:`kriged` and
+    ``static [B, 2, H, W]``."""
     known = torch.where(observed, torch.nan_to_num(values), torch.zeros_like(values))
-    return torch.cat([observed.float()[:, None], known[:, None], estimate[:, None], static], dim=1)
+    return torch.cat([observed.float()[:, None], known[:, None], estimate[:, None], std[:, None], static], dim=1)
 
 
-def fill_batches(source: PatchSource, batch: int, seed: int = 0) -> Callable[[], dict[str, torch.Tensor]]:
+def fill_batches(
+    source: PatchSource, batch: int, variogram: Variogram, seed: int = 0
+) -> Callable[[], dict[str, torch.Tensor]]:
     """A batch maker for :func:`metamap.training.diffusion.train_diffusion`: ``{"x0", "cond", "valid"}``.
 
     Each patch gets a random mask (kind and missing fraction drawn as in
     :func:`metamap.geo.masks.random_training_mask`); the target is the whole
-    patch minus its :func:`classical_estimate`, NaN pixels excluded through ``valid``.
+    patch minus its kriging estimate (:func:`kriged` with ``variogram``), NaN pixels excluded through ``valid``.
     """
     rng = np.random.default_rng(seed)
 
@@ -85,12 +81,10 @@ def fill_batches(source: PatchSource, batch: int, seed: int = 0) -> Callable[[],
         valid = torch.isfinite(values)
         masks = np.stack([random_training_mask(tuple(values.shape[-2:]), rng) for _ in range(batch)])
         observed = torch.from_numpy(masks) & valid
-        estimate = torch.from_numpy(
-            np.stack([classical_estimate(v, o) for v, o in zip(values.numpy(), observed.numpy(), strict=True)])
-        )
+        estimate, std = kriged(values.numpy(), observed.numpy(), variogram)
         return {
             "x0": torch.nan_to_num(values - estimate)[:, None],
-            "cond": fill_condition(values, observed, estimate, patches.static),
+            "cond": fill_condition(values, observed, estimate, std, patches.static),
             "valid": valid[:, None],
         }
 
@@ -127,13 +121,13 @@ def conditional_fill(
     seed: int = 0,
     never_valid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Ensemble ``[M, H, W]`` (model space) filling the NaN pixels of ``values [H, W]``: the classical estimate
-    plus residuals sampled from the conditional model."""
+    """Ensemble ``[M, H, W]`` (model space) filling the NaN pixels of ``values [H, W]``: the kriging estimate
+    with the run's variogram plus residuals sampled from the conditional model."""
     field, observed = _check_field(values, static)
-    estimate = torch.from_numpy(classical_estimate(values, observed.numpy()))
-    cond = fill_condition(field[None], observed[None], estimate[None], torch.from_numpy(static)[None])
+    estimate, std = kriged(field[None].numpy(), observed[None].numpy(), run_variogram(model))
+    cond = fill_condition(field[None], observed[None], estimate, std, torch.from_numpy(static)[None])
     samples = sample_ensemble(model, cond.expand(members, -1, -1, -1), members, steps=steps, sampler=sampler, seed=seed)
-    return _finish(samples + estimate, field, observed, never_valid)
+    return _finish(samples + estimate[0], field, observed, never_valid)
 
 
 def inpaint_fill(

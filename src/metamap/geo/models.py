@@ -130,13 +130,19 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
 
 
 def check_design(meta: dict[str, Any], run_label: str) -> None:
-    """Refuse a run written before the seasonal model space and the residual fill (no ``design`` key):
-    its inputs cannot be rebuilt (:class:`CheckpointError`)."""
+    """Refuse a run written before the seasonal model space and the residual fill (no ``design`` key), or a
+    fill run without the kriging variogram its conditioning is built with: its inputs cannot be rebuilt
+    (:class:`CheckpointError`)."""
     if meta.get("design") != DESIGN:
-        raise CheckpointError(
-            f"{run_label} was trained with an older geo design ({meta.get('design', 'per-pixel mean')}; "
-            f"this metamap needs {DESIGN}); train it again into a new run folder"
-        )
+        older = meta.get("design", "per-pixel mean")
+    elif meta.get("task") == "fill" and "variogram" not in meta:
+        older = "fill on a Gaussian interpolation"
+    else:
+        return
+    raise CheckpointError(
+        f"{run_label} was trained with an older geo design ({older}; this metamap needs {DESIGN} and, "
+        f"for a fill, a kriging variogram); train it again into a new run folder"
+    )
 
 
 def check_applies(meta: dict[str, Any], field: GeoField, data_label: str, run_label: str) -> None:

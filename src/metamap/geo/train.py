@@ -10,7 +10,7 @@ import torch
 
 from metamap.errors import CheckpointError, ConfigError
 from metamap.geo.data import PatchSource, check_patch, grid_ranges, scan_training
-from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches
+from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches, fit_variogram
 from metamap.geo.forecast import MAX_LEAD, forecast_batches, forecast_cond_channels, increment_scales
 from metamap.geo.generate import GENERATE_COND_CHANNELS, generation_batches
 from metamap.geo.io import GeoField
@@ -103,7 +103,9 @@ def train_task(
             "train_days": train_days,
         }
         if task == "fill":
-            batches, channels = fill_batches(source, batch, seed), FILL_COND_CHANNELS
+            variogram = fit_variogram(source)
+            meta["variogram"] = variogram.to_json()
+            batches, channels = fill_batches(source, batch, variogram, seed), FILL_COND_CHANNELS
         elif task == "forecast":
             meta["increment_std"] = increment_scales(source, k)
             batches = forecast_batches(source, batch, k, meta["increment_std"], seed)
