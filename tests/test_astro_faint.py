@@ -96,7 +96,7 @@ def test_a_task_whose_adaptation_diverges_falls_back_to_the_unadapted_network():
     method, unadapted = LearnerMethod(data, learner), LearnerMethod(data, learner)
     method.adapt(episode, steps=10)
     unadapted.adapt(episode, steps=0)
-    assert method.kept.tolist() == [True, False] and method.fallbacks == 1
+    assert method.guarded.kept.tolist() == [True, False] and method.fallbacks == 1
     z, z0 = method.predict(episode), unadapted.predict(episode)
     assert np.isfinite(z).all() and np.allclose(z[1], z0[1]) and not np.allclose(z[0], z0[0])
 

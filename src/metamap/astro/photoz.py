@@ -44,6 +44,7 @@ from metamap.astro.predictor import OOD_NEIGHBOURS, PhotozPredictor, fit_predict
 from metamap.astro.tasks import GroupedRegression, magnitude_bins, sky_cells, split_groups, split_ordered_groups
 from metamap.errors import ConfigError, DataError, ShapeError, describe
 from metamap.experiment import Choice, Method, Settings, ValidationTask, choose_on_validation
+from metamap.experiment.guard import guard
 from metamap.learners import make_learner
 from metamap.learners.base import Adapted, AdaptOptions, MetaLearner
 from metamap.learners.finetune import fit_per_task
@@ -340,24 +341,16 @@ class LearnerMethod:
 
     def keep(self, support: Episode, adapted: Adapted) -> None:
         """Use ``adapted`` for the tasks of ``support`` where its support MSE is finite and no larger than
-        the unadapted network's, the unadapted network elsewhere."""
-        self.adapted = adapted
-        self.unadapted = self.learner.adapt(support.x_support, support.y_support, options=AdaptOptions(steps=0))
-        with torch.no_grad():
-            before, after = (
-                (model.predict(support.x_support) - support.y_support).square().mean(dim=(1, 2))
-                for model in (self.unadapted, adapted)
-            )
-        self.kept = torch.isfinite(after) & (after <= before)
-        self.fallbacks += int((~self.kept).sum())
+        the unadapted network's, the unadapted network elsewhere (:func:`metamap.experiment.guard.guard`)."""
+        start = self.learner.adapt(support.x_support, support.y_support, options=AdaptOptions(steps=0))
+        self.guarded = guard(start, adapted, support.x_support, support.y_support)
+        self.fallbacks += self.guarded.fallbacks
 
     def predict(self, x: Episode) -> np.ndarray:
         """z_phot ``[T, Q]``; the network runs where the learner lives (the episode is moved there)."""
         x_query = x.x_query.to(module_device(self.learner))
         with torch.no_grad():
-            z_scaled = torch.where(
-                self.kept[:, None], self.adapted.predict(x_query)[..., 0], self.unadapted.predict(x_query)[..., 0]
-            )
+            z_scaled = self.guarded.predict(x_query)[..., 0]
         return self.data.unscale(z_scaled.cpu().numpy())
 
 

@@ -36,6 +36,7 @@ import torch
 
 from metamap.errors import ConfigError
 from metamap.experiment import Choice, Method, ResultTable, Settings, ValidationTask, choose_on_validation
+from metamap.experiment.guard import guard
 from metamap.learners import AdaptOptions, make_learner
 from metamap.learners.finetune import fit_per_task
 from metamap.nn import MLP
@@ -178,6 +179,7 @@ class MethodResult:
     train_seconds: float = 0.0
     options: Settings = field(default_factory=dict)
     validation: Choice | None = None  # how ``options`` were chosen, when chosen here
+    fallbacks: int = 0  # sensors the adaptation guard forecast from the unadapted network
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -187,6 +189,7 @@ class MethodResult:
             "train_seconds": self.train_seconds,
             "options": self.options,
             "validation": None if self.validation is None else self.validation.to_json(),
+            "fallbacks": self.fallbacks,
         }
 
 
@@ -293,6 +296,7 @@ def score(
         train_seconds,
         options,
         validation,
+        method.fallbacks if isinstance(method, Adapted) else 0,
     )
 
 
@@ -368,12 +372,15 @@ class Adapted:
     """A trained learner adapted to the support windows: meta-learners by their inner ``steps``,
     ``fine_tune`` learners by a per-sensor Adam fit (``steps`` at rate ``lr``) from the learner's weights.
 
-    ``fit`` is done by :func:`train_methods` (the meta-training of every learner at once).
+    Guarded (:mod:`metamap.experiment.guard`): a sensor whose adapted network fits its support worse than
+    the unadapted one, or not at all, is forecast by the unadapted network; ``fallbacks`` counts them at the
+    latest adaptation. ``fit`` is done by :func:`train_methods` (the meta-training of every learner at once).
     """
 
     def __init__(self, learner: Any, fine_tune: bool = False) -> None:
         self.learner = learner
         self.fine_tune = fine_tune
+        self.fallbacks = 0
 
     def fit(self, source: Any) -> None:
         """Trained beforehand by :func:`train_methods`."""
@@ -384,9 +391,12 @@ class Adapted:
         if self.fine_tune:
             if lr is None:
                 raise ConfigError("fine-tuning needs a learning rate (lr)")
-            self.adapted = fit_per_task(self.learner, self.learner.meta_params(), *support_set, steps=steps, lr=lr)
+            adapted = fit_per_task(self.learner, self.learner.meta_params(), *support_set, steps=steps, lr=lr)
         else:
-            self.adapted = self.learner.adapt(*support_set, options=AdaptOptions(steps=steps))
+            adapted = self.learner.adapt(*support_set, options=AdaptOptions(steps=steps))
+        start = self.learner.adapt(*support_set, options=AdaptOptions(steps=0))
+        self.adapted = guard(start, adapted, *support_set)
+        self.fallbacks = self.adapted.fallbacks
 
     def predict(self, x: Target) -> torch.Tensor:
         """Forecasts in the file's unit ``[n, W, horizon]`` on the CPU; the network runs where the learner lives."""
