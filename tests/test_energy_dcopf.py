@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from energy_cases import tiny_case
 from metamap.energy.dcopf import (
-    DCOPFCase,
     InfeasibleError,
-    case_from_arrays,
     case_from_net,
     case_names,
     load_case,
@@ -18,24 +17,6 @@ from metamap.energy.dcopf import (
 )
 from metamap.energy.highs import WarmDCOPF
 from metamap.errors import ConfigError, DataError
-
-
-def tiny_case(fmax=np.inf, c1=(0.0, 2.0), c2=(1.0, 1.0)) -> DCOPFCase:
-    """Three buses in a triangle of equal reactances; gen 0 at bus 0 (slack), gen 1 at bus 1, the load at bus 2."""
-    return case_from_arrays(
-        "tiny",
-        gen_bus=np.array([0, 1]),
-        pmin=np.zeros(2),
-        pmax=np.array([20.0, 20.0]),
-        c1=np.array(c1),
-        c2=np.array(c2),
-        load_bus=np.array([2]),
-        base_load=np.array([10.0]),
-        branch_from=np.array([0, 1, 0]),
-        branch_to=np.array([1, 2, 2]),
-        branch_x=np.array([0.1, 0.1, 0.1]),
-        fmax=fmax,
-    )
 
 
 def test_ptdf_of_a_triangle_by_hand():

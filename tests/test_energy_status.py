@@ -5,26 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metamap.energy.dcopf import InfeasibleError, SolverError, case_from_arrays
+from energy_cases import tiny_case
+from metamap.energy.dcopf import InfeasibleError, SolverError
 from metamap.energy.highs import RETRIES, WarmDCOPF
-
-
-def triangle(fmax=np.inf):
-    """Three buses, equal reactances; gens at buses 0 and 1 (quadratic costs), a 10 MW load at bus 2."""
-    return case_from_arrays(
-        "tri",
-        gen_bus=np.array([0, 1]),
-        pmin=np.zeros(2),
-        pmax=np.array([20.0, 20.0]),
-        c1=np.array([0.0, 2.0]),
-        c2=np.array([1.0, 1.0]),
-        load_bus=np.array([2]),
-        base_load=np.array([10.0]),
-        branch_from=np.array([0, 1, 0]),
-        branch_to=np.array([1, 2, 2]),
-        branch_x=np.array([0.1, 0.1, 0.1]),
-        fmax=fmax,
-    )
 
 
 def failing_first(monkeypatch, solver: WarmDCOPF, failures: int) -> list[bool]:
@@ -42,7 +25,7 @@ def failing_first(monkeypatch, solver: WarmDCOPF, failures: int) -> list[bool]:
 
 
 def test_a_failed_warm_run_is_retried_cold_and_answers(monkeypatch):
-    case = triangle()
+    case = tiny_case()
     expected = WarmDCOPF(case).solve(np.array([10.0]))
     solver = WarmDCOPF(case)
     calls = failing_first(monkeypatch, solver, failures=1)
@@ -54,7 +37,7 @@ def test_a_failed_warm_run_is_retried_cold_and_answers(monkeypatch):
 
 
 def test_a_failure_on_every_run_is_a_solver_error_not_infeasible(monkeypatch):
-    solver = WarmDCOPF(triangle())
+    solver = WarmDCOPF(tiny_case())
     calls = failing_first(monkeypatch, solver, failures=100)
     with pytest.raises(SolverError, match="nothing is proved") as info:
         solver.solve(np.array([10.0]))
@@ -63,7 +46,7 @@ def test_a_failure_on_every_run_is_a_solver_error_not_infeasible(monkeypatch):
 
 
 def test_solve_many_reports_failed_and_infeasible_apart(monkeypatch):
-    solver = WarmDCOPF(triangle(fmax=np.array([6.0, 6.0, 6.0])))
+    solver = WarmDCOPF(tiny_case(fmax=np.array([6.0, 6.0, 6.0])))
     loads = np.array([[10.0], [10.0], [100.0]])  # 100 MW breaks the limits: proved infeasible
     failing_first(monkeypatch, solver, failures=1 + sum(1 for r in RETRIES if not r[2]))
     dispatch, cost, _, status = solver.solve_many(loads)
