@@ -338,8 +338,14 @@ def run_system(
 
 
 def tuning_record(choice: Choice) -> dict[str, Any]:
-    """``{"grid": {key: values}, "chosen": settings, "at_edge": [keys]}``: a chosen value at an edge of its grid."""
-    return {"grid": choice.grid, "chosen": choice.settings, "at_edge": list(choice.at_edge)}
+    """``{"grid": {key: values}, "chosen": settings, "at_edge": [keys], "scores": [[settings, score], ...]}``:
+    the grid, the choice, the keys whose chosen value sits at an edge, and every candidate's validation score."""
+    return {
+        "grid": choice.grid,
+        "chosen": choice.settings,
+        "at_edge": list(choice.at_edge),
+        "scores": [[settings, score] for settings, score in choice.tried],
+    }
 
 
 @dataclass
