@@ -95,8 +95,18 @@ def test_evaluate_scores_every_method_and_draws_the_maps(smooth, capsys):
     # a smooth field: interpolation and kriging find the gradient and the wave, the field mean cannot
     assert methods["kriging"]["rmse"] < 0.6 * methods["field_mean"]["rmse"]
     assert methods["linear"]["rmse"] < 0.6 * methods["field_mean"]["rmse"]
-    # calibration rescales the spread about an unchanged mean
-    assert methods["diffusion_residual"]["rmse"] == pytest.approx(methods["diffusion_residual_uncalibrated"]["rmse"])
+    # calibration keeps a share of the network's mean correction (all of it: the uncalibrated mean; none: the
+    # kriging the run stands on) and rescales the spread
+    weight = result["calibration"]["mean_weight"]
+    assert weight in (0.0, 0.25, 0.5, 0.75, 1.0) and result["calibration"]["spread"] > 0
+    ends = [methods[name]["rmse"] for name in ("diffusion_residual_uncalibrated", "kriging_local_anomaly")]
+    assert methods["diffusion_residual"]["rmse"] <= max(ends) * (1 + 1e-6)  # a norm of a convex combination
+    if weight == 1.0:
+        assert methods["diffusion_residual"]["rmse"] == pytest.approx(
+            methods["diffusion_residual_uncalibrated"]["rmse"]
+        )
+    if weight == 0.0:
+        assert methods["diffusion_residual"]["rmse"] == pytest.approx(methods["kriging_local_anomaly"]["rmse"])
     assert result["kriging_reference"] in ("kriging", "kriging_anomaly")
     reference = methods[result["kriging_reference"]]["rmse"]
     assert result["rmse_ratio_vs_kriging"] == pytest.approx(methods["diffusion_residual"]["rmse"] / reference)

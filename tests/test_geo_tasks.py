@@ -242,3 +242,20 @@ def test_the_variogram_is_fitted_from_fields_whose_covariance_is_known():
     assert 2.0 < fitted.length < 8.0 and fitted.nugget < 0.2
     with pytest.raises(CheckpointError, match="no valid kriging variogram"):
         Variogram.from_json({"nugget": 0.1}, "run")
+
+
+def test_a_pixel_inside_a_large_gap_is_kriged_from_every_side():
+    from scipy.spatial import cKDTree
+
+    from metamap.geo.kriging import octant_neighbours
+
+    rows, columns = np.indices((21, 21))
+    observed = (columns <= 3) | ((rows == 10) & (columns == 20))  # a dense edge on the left, one pixel on the right
+    known = np.stack([rows[observed], columns[observed]], axis=1).astype(float)
+    right = int(np.flatnonzero((known[:, 0] == 10) & (known[:, 1] == 20))[0])
+    centre = np.array([[10.0, 10.0]])
+    _, nearest = cKDTree(known).query(centre, k=16)
+    assert right not in nearest[0]  # the 16 nearest all lie on the left edge
+    distance, index = octant_neighbours(cKDTree(known), known, centre, 16)
+    assert right in index[0] and index.shape == (1, 16) and len(set(index[0].tolist())) == 16
+    np.testing.assert_allclose(distance[0], np.linalg.norm(known[index[0]] - centre, axis=1))

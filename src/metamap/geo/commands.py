@@ -130,7 +130,7 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         nargs="+",
         default=None,
-        help="other time indices that choose the variograms and fit the spread scale (default: 4 of the rest)",
+        help="other time indices that choose the variograms and fit the calibration (default: 4 of the rest)",
     )
     add_device_flag(evaluate)
     add_progress_flag(evaluate)

@@ -17,7 +17,8 @@ pixels are the hidden ones where the truth is finite. Methods:
   variogram fitted at training (:mod:`metamap.geo.kriging`), so that a table
   shows what the network adds to its own input;
 - the run (:func:`evaluate_fill`): the residual diffusion ensemble, raw and
-  with the spread scale of :mod:`metamap.geo.calibration` fitted on the same
+  with the calibration of :mod:`metamap.geo.calibration` (mean weight on the
+  kriging it stands on, spread factor) fitted on the same
   tuning fields (tuning never sees the evaluated times).
 
 Scores (file unit, cos-latitude weighted, on the scored pixels): RMSE (of
@@ -39,7 +40,7 @@ import numpy as np
 from metamap.errors import ConfigError
 from metamap.geo import baselines, metrics
 from metamap.geo.anomaly import field_fraction
-from metamap.geo.calibration import apply_spread_scale, fit_spread_scale
+from metamap.geo.calibration import fit_calibration
 from metamap.geo.data import static_channels
 from metamap.geo.fill import conditional_fill, run_variogram
 from metamap.geo.io import GeoField
@@ -212,7 +213,7 @@ def evaluate_fill(
     variable on its grid), each with the mask ``masks(TEST_SEED + n, shape)``.
 
     The ``tune_times`` (at least one, none of ``times``; masks ``masks(TUNE_SEED + n, shape)``) choose the
-    kriging variograms and fit the ensemble's spread scale. Raises ConfigError for a run of another task or
+    kriging variograms and fit the ensemble's calibration. Raises ConfigError for a run of another task or
     tuning times that overlap the evaluated ones.
     """
     from metamap.progress import progress_bar
@@ -241,9 +242,9 @@ def evaluate_fill(
         return conditional_fill(model, z, static, members, steps, sampler, seed, never_valid=model.never_valid)
 
     def estimate(c: Case, index: int) -> np.ndarray:
-        """The kriging the run stands on (its variogram, in model space), in the file unit ``[H, W]``."""
+        """The kriging the run stands on (its variogram), in model space ``[H, W]``."""
         z = scaler.to_model(c.hidden[None], fraction[index : index + 1])[0]
-        return to_file(krige(z, np.isfinite(z), variogram)[0][None], c, index)[0]
+        return krige(z, np.isfinite(z), variogram)[0]
 
     def to_file(z: np.ndarray, c: Case, index: int) -> np.ndarray:
         ensemble = scaler.from_model(z[:, None], fraction[index : index + 1])[:, 0]
@@ -255,8 +256,9 @@ def evaluate_fill(
         name: choose_variogram([c for c, _ in tuning], lat, lon, name == "kriging_anomaly", nonnegative)
         for name in KRIGING
     }
-    scale = fit_spread_scale(
+    calibration = fit_calibration(
         [fill(c, i, TUNE_SEED + n) for n, (c, i) in enumerate(tuning)],
+        [estimate(c, i) for c, i in tuning],
         [scaler.to_model(c.truth[None], fraction[i : i + 1])[0] for c, i in tuning],
         [c.gaps for c, _ in tuning],
     )
@@ -269,10 +271,11 @@ def evaluate_fill(
     for number, index in enumerate(progress_bar(list(map(int, times)), desc=desc, enabled=progress)):
         c = case(index, TEST_SEED + number)
         found = baseline_scores(c, lat, lon, variograms, nonnegative)
-        local, took = timed(estimate, c, index)
+        z_estimate, took = timed(estimate, c, index)
+        local = to_file(z_estimate[None], c, index)[0]
         found["kriging_local_anomaly"] = (point_scores(local, c.truth, c.gaps, lat), took, local)
         z, took = timed(fill, c, index, TEST_SEED + number)
-        raw, ensemble = to_file(z, c, index), to_file(apply_spread_scale(z, scale), c, index)
+        raw, ensemble = to_file(z, c, index), to_file(calibration.apply(z, z_estimate), c, index)
         found["diffusion_residual_uncalibrated"] = (ensemble_scores(raw, c.truth, c.gaps, lat), took, raw)
         found["diffusion_residual"] = (ensemble_scores(ensemble, c.truth, c.gaps, lat), took, ensemble)
         for name, (scores, spent, _) in found.items():
@@ -290,7 +293,7 @@ def evaluate_fill(
         "times": list(map(int, times)),
         "tune_times": list(map(int, tune_times)),
         "variograms": variograms,
-        "spread_scale": scale,
+        "calibration": calibration.to_json(),
         "methods": methods,
         "kriging_reference": reference,
         "rmse_ratio_vs_kriging": ours["rmse"] / methods[reference]["rmse"],

@@ -21,7 +21,9 @@ surface temperature over land).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -49,7 +51,8 @@ def run_variogram(model: GeoModel) -> Variogram:
 def kriged(values: np.ndarray, observed: np.ndarray, variogram: Variogram) -> tuple[torch.Tensor, torch.Tensor]:
     """Kriging of model-space ``values [B, H, W]`` from ``observed [B, H, W]``: ``(estimate, std)``, each
     ``[B, H, W]``, the std in units of the variogram's total standard deviation (0 to about 1)."""
-    pairs = [krige(v, o, variogram) for v, o in zip(values, observed, strict=True)]
+    with ThreadPoolExecutor(max_workers=min(len(values), os.cpu_count() or 1)) as threads:  # numpy frees the GIL
+        pairs = list(threads.map(lambda pair: krige(*pair, variogram), zip(values, observed, strict=True)))
     std = np.stack([s for _, s in pairs]) / np.float32(np.sqrt(variogram.total))
     return torch.from_numpy(np.stack([e for e, _ in pairs])), torch.from_numpy(std.astype(np.float32))
 

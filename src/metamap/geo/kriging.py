@@ -4,9 +4,11 @@ PyKrige (:mod:`metamap.geo.baselines`) fits a variogram to every field and
 solves one system over all observed pixels: seconds per field, too slow to
 run for every training batch. Here the variogram is fitted once, on
 model-space training fields (:meth:`Variogram.fit`), and every missing pixel
-is kriged from its ``neighbours`` nearest observed pixels (moving-neighbourhood
-ordinary kriging): milliseconds per field, so that training can condition on
-the same estimate and standard deviation as a fill.
+is kriged from ``neighbours`` nearby observed pixels (moving-neighbourhood
+ordinary kriging with an octant search: the nearest in each of eight
+directions first, so that a pixel inside a large gap is kriged from all its
+sides, not only from the nearest edge): milliseconds per field, so that
+training can condition on the same estimate and standard deviation as a fill.
 
 Distances are in grid rows: a column step counts ``aspect`` rows (its ground
 length over a row's, from the grid spacing and the cosine of the mean
@@ -23,6 +25,8 @@ import numpy as np
 from metamap.errors import CheckpointError, DataError
 
 NEIGHBOURS = 16
+SECTORS = 8  # octants of the search around each missing pixel (by the signs of the offsets and which is larger)
+CANDIDATES = 4  # nearest observed pixels looked at per neighbour kept, to find the octants' nearest
 CHUNK = 8192  # missing pixels solved at once: bounds memory on large grids
 
 
@@ -88,10 +92,11 @@ class Variogram:
                     counts.append(finite.sum())
         if len(lags) < 2:
             raise DataError("too few finite neighbouring pixels in the training fields to fit a variogram")
-        lag, gamma, weight = np.array(lags), np.array(gammas), np.sqrt(np.array(counts, np.float64))
+        distance, gamma = np.array(lags), np.array(gammas)
+        weight = np.sqrt(np.array(counts, np.float64))
         best: tuple[float, float, float, float] | None = None
-        for length in np.geomspace(0.1, 50 * lag.max(), 80):
-            design = np.stack([np.ones_like(lag), 1 - np.exp(-lag / length)], axis=1) * weight[:, None]
+        for length in np.geomspace(0.1, 50 * distance.max(), 80):
+            design = np.stack([np.ones_like(distance), 1 - np.exp(-distance / length)], axis=1) * weight[:, None]
             (nugget, sill), residual = nnls(design, gamma * weight)
             if best is None or residual < best[0]:
                 best = (residual, nugget, sill, length)
@@ -113,7 +118,7 @@ def krige(
     values: np.ndarray, observed: np.ndarray, variogram: Variogram, neighbours: int = NEIGHBOURS
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ordinary kriging of model-space ``values [H, W]`` from the ``observed [H, W]`` pixels (finite ones),
-    each other pixel from its ``neighbours`` nearest observed pixels.
+    each other pixel from ``neighbours`` observed pixels (:func:`octant_neighbours`).
 
     Returns ``(estimate, std)``, both ``[H, W]`` float32: the observed values with std 0 where observed;
     elsewhere the kriged value and kriging standard deviation. No observed pixel: estimate 0 (the
@@ -135,8 +140,7 @@ def krige(
     tree = cKDTree(known)
     for start in range(0, len(wanted), CHUNK):
         targets = wanted[start : start + CHUNK]
-        distance, index = tree.query(points[targets], k=k)
-        distance, index = distance.reshape(len(targets), k), index.reshape(len(targets), k)
+        distance, index = octant_neighbours(tree, known, points[targets], k)
         near = known[index]  # [m, k, 2]
         system = np.ones((len(targets), k + 1, k + 1))
         gap = near[:, :, None] - near[:, None]
@@ -151,3 +155,26 @@ def krige(
         variance = variogram.total - (weights * right[:, :k]).sum(axis=1) - multiplier
         std[flat] = np.sqrt(np.maximum(variance, 0.0))
     return estimate.astype(np.float32), std.astype(np.float32)
+
+
+def octant_neighbours(tree: Any, known: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(distance, index)``, each ``[m, k]``: for each of the ``targets [m, 2]``, ``k`` of the ``known [n, 2]``
+    points (in ``tree``, a ``cKDTree`` of them): among its ``CANDIDATES * k`` nearest, the ``k // SECTORS``
+    nearest in each octant first, then the nearest of the rest."""
+    pool = min(CANDIDATES * k, len(known))
+    distance, index = tree.query(targets, k=pool)
+    distance, index = distance.reshape(len(targets), pool), index.reshape(len(targets), pool)
+    offset = known[index] - targets[:, None]  # [m, pool, 2]
+    dy, dx = offset[..., 0], offset[..., 1]
+    sector = 4 * (dy < 0) + 2 * (dx < 0) + (np.abs(dy) > np.abs(dx))  # the octant, 0..7
+    # rank of each candidate among the nearer ones of its octant: sort by (octant, distance), count from each
+    # octant's first place
+    by_sector = np.argsort(sector * pool + np.arange(pool), axis=1)
+    grouped = np.take_along_axis(sector, by_sector, axis=1)
+    place = np.broadcast_to(np.arange(pool), grouped.shape)
+    changes = np.concatenate([np.ones((len(grouped), 1), bool), grouped[:, 1:] != grouped[:, :-1]], axis=1)
+    rank_sorted = place - np.maximum.accumulate(np.where(changes, place, 0), axis=1)
+    first = np.empty_like(changes)
+    np.put_along_axis(first, by_sector, rank_sorted < max(k // SECTORS, 1), axis=1)
+    order = np.argsort(np.where(first, 0, pool) + np.arange(pool), axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(distance, order, axis=1), np.take_along_axis(index, order, axis=1)

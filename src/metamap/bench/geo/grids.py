@@ -4,7 +4,7 @@ Grids: ERA5 t2m (hourly, March 2019), CMIP daily precipitation (365-day
 calendar) and CMIP daily minimum temperature (360-day calendar). Each grid:
 train on the days of the month 1..20 (model space, climatology and model
 fitted there only), tune on days 21..24 (kriging's variograms and the spread
-scale of :mod:`metamap.geo.calibration`, per scenario), test on the days
+calibration of :mod:`metamap.geo.calibration`, per scenario), test on the days
 after; a fill model per grid with the same short budget; both scenarios on
 ``grid_fields`` test fields. The scoring is ``metamap geo evaluate``'s
 (:func:`metamap.geo.evaluation.evaluate_fill`): every baseline, the raw and
@@ -43,7 +43,7 @@ def grid_benchmark(name: str, settings: Settings, runs: Path) -> dict[str, Any]:
     test_times = np.flatnonzero(days > TRAIN_DAYS)
     model = train_model(field, "fill", train_times, settings.grid_budget, settings, runs / name)
     picks = np.sort(np.random.default_rng(0).choice(test_times, size=settings.grid_fields, replace=False))
-    val_picks = np.sort(np.random.default_rng(1).choice(val_times, size=settings.grid_fields // 2, replace=False))
+    val_picks = np.sort(np.random.default_rng(1).choice(val_times, size=settings.grid_fields, replace=False))
     out: dict[str, Any] = {"training": {"steps": model.trained.step, "seconds": model.trained.seconds}}
     for scenario in SCENARIOS:
         evaluation = evaluate_fill(
