@@ -12,7 +12,7 @@ from torch import nn
 
 from metamap.diffusion.objective import diffusion_loss, variational_bound
 from metamap.diffusion.schedules import NoiseSchedule
-from metamap.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
+from metamap.errors import CheckpointError, ConfigError, DataError, ShapeError, TrainingInterrupted
 from metamap.nn.unet import UNet2d
 from metamap.training.diffusion import TrainedDiffusion, train_diffusion
 
@@ -234,6 +234,42 @@ def test_repaint_peer_matches_the_parameter_count_and_keeps_known_pixels(base):
     assert torch.equal(out[mask], known[mask])
 
 
+def test_a_conditional_peer_reads_its_conditioning_channels():
+    """The peer with conditioning channels: trained on batches with "cond", its samples depend on cond, and a
+    cond with the wrong channel count is refused."""
+    pytest.importorskip("diffusers")
+    from metamap.bench.repaint_peer import train_repaint_peer
+
+    gen = torch.Generator().manual_seed(0)
+
+    def batches():
+        cond = torch.randn(4, 3, 12, 12, generator=gen)
+        return {"x0": cond[:, :1] + 0.1 * torch.randn(4, 1, 12, 12, generator=gen), "cond": cond}
+
+    reference = UNet2d(1, cond_channels=3, base=16).n_parameters()
+    peer = train_repaint_peer(
+        batches,
+        channels=1,
+        reference_parameters=reference,
+        cond_channels=3,
+        schedule=NoiseSchedule.cosine(100),
+        steps=3,
+        progress=False,
+    )
+    assert abs(peer.n_parameters - reference) <= 0.2 * reference
+    known, mask = torch.zeros(2, 1, 12, 12), torch.zeros(2, 1, 12, 12, dtype=torch.bool)
+    mask[:, :, ::3, ::3] = True
+    options = dict(steps=6, jump_length=2, jump_n_sample=2)
+    cond = torch.randn(2, 3, 12, 12, generator=gen)
+    first = peer.inpaint(known, mask, cond, generator=torch.Generator().manual_seed(1), **options)
+    other = peer.inpaint(known, mask, -cond, generator=torch.Generator().manual_seed(1), **options)
+    assert torch.equal(first[mask], known[mask]) and not torch.allclose(first, other)
+    with pytest.raises(ShapeError, match="3 conditioning channels"):
+        peer.inpaint(known, mask, cond[:, :2], **options)
+    with pytest.raises(ShapeError, match="3 conditioning channels"):
+        peer.inpaint(known, mask, **options)
+
+
 def test_repaint_loop_with_the_exact_gaussian_denoiser():
     """The peer's RePaint loop on independent N(mu, sigma^2) pixels: unknown pixels keep the data law."""
     pytest.importorskip("diffusers")
@@ -247,6 +283,9 @@ def test_repaint_loop_with_the_exact_gaussian_denoiser():
             return self(x, timestep / schedule.n_steps)
 
         def pad(self, x):
+            return x
+
+        def inputs(self, x, cond):
             return x
 
     mu, sigma = 1.5, 0.5

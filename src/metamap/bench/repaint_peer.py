@@ -6,7 +6,8 @@ of our :class:`metamap.nn.unet.UNet2d` (widths ``(c, 2c, 2c)``, one residual
 block per level, no attention, ``c`` the multiple of 4 whose count is
 nearest; GroupNorm with 8 groups, or 4 where ``c`` is not a multiple of 8),
 trained with our :func:`metamap.training.diffusion.train_diffusion`
-on the same batches, steps, schedule and prediction kind as our model, then
+on the same batches (conditioning channels included, as extra input
+channels), steps, schedule and prediction kind as our model, then
 sampled with RePaint (Lugmayr et al. 2022, "RePaint: Inpainting using
 Denoising Diffusion Probabilistic Models") through ``RePaintScheduler`` with
 ``clip_sample=False`` (fields are standardized, not images). The scheduler
@@ -53,17 +54,21 @@ def _diffusers() -> Any:
 
 
 class PaddedUNet2DModel(nn.Module):
-    """``diffusers.UNet2DModel`` behind our network interface: ``(x [B, C, H, W], t [B] in [0, 1]) -> eps``.
+    """``diffusers.UNet2DModel`` behind our network interface:
+    ``(x [B, C, H, W], t [B] in [0, 1], cond [B, cond_channels, H, W] or None) -> output [B, C, H, W]``.
 
-    Pads ``x`` by reflection to sides divisible by ``2 ** (LEVELS - 1)``,
-    feeds the discrete timestep ``t * n_steps`` and crops the output back.
+    The conditioning (when ``cond_channels > 0``) is concatenated to ``x`` as
+    input channels, as in our :class:`metamap.nn.unet.UNet2d`. Pads by
+    reflection to sides divisible by ``2 ** (LEVELS - 1)``, feeds the discrete
+    timestep ``t * n_steps`` and crops the output back.
     """
 
-    def __init__(self, channels: int, width: int, n_steps: int) -> None:
+    def __init__(self, channels: int, width: int, n_steps: int, cond_channels: int = 0) -> None:
         super().__init__()
         diffusers = _diffusers()
+        self.cond_channels = cond_channels
         self.unet = diffusers.UNet2DModel(
-            in_channels=channels,
+            in_channels=channels + cond_channels,
             out_channels=channels,
             layers_per_block=1,
             block_out_channels=(width, 2 * width, 2 * width),
@@ -84,24 +89,33 @@ class PaddedUNet2DModel(nn.Module):
         pad_h, pad_w = -x.shape[-2] % self.factor, -x.shape[-1] % self.factor
         return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
 
-    def forward_padded(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        """The UNet's noise prediction on an already padded ``x`` at integer ``timestep [B]``."""
-        noise: torch.Tensor = self.unet(x, timestep).sample
-        return noise
+    def forward_padded(self, inputs: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        """The UNet's output on already padded ``inputs`` (the noisy field, then the conditioning channels)
+        at integer ``timestep [B]``."""
+        output: torch.Tensor = self.unet(inputs, timestep).sample
+        return output
+
+    def inputs(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """``x`` with the conditioning channels appended (ShapeError when they do not match the network)."""
+        given = 0 if cond is None else cond.shape[1]
+        if given != self.cond_channels or (cond is not None and cond.shape[-2:] != x.shape[-2:]):
+            raise ShapeError(
+                f"the RePaint peer takes {self.cond_channels} conditioning channels of x's size {tuple(x.shape[-2:])}; "
+                f"got {describe(cond)}"
+            )
+        return x if cond is None else torch.cat([x, cond], dim=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        if cond is not None:
-            raise ShapeError(f"the RePaint peer is unconditional; got cond {describe(cond)}")
         height, width = x.shape[-2:]
-        return self.forward_padded(self.pad(x), t * self.n_steps)[..., :height, :width]
+        return self.forward_padded(self.pad(self.inputs(x, cond)), t * self.n_steps)[..., :height, :width]
 
 
-def matched_width(channels: int, reference_parameters: int) -> tuple[int, int]:
+def matched_width(channels: int, reference_parameters: int, cond_channels: int = 0) -> tuple[int, int]:
     """The width ``c`` (a multiple of 4) whose peer has the parameter count nearest ``reference_parameters``,
     and that count."""
     best: tuple[int, int] | None = None
     for width in range(4, 257, 4):
-        count = PaddedUNet2DModel(channels, width, 1000).n_parameters()
+        count = PaddedUNet2DModel(channels, width, 1000, cond_channels).n_parameters()
         if best is None or abs(count - reference_parameters) < abs(best[1] - reference_parameters):
             best = (width, count)
         if count > reference_parameters:
@@ -117,9 +131,10 @@ class RepaintPeer:
     network: PaddedUNet2DModel
     trained: TrainedDiffusion
 
-    def _eps(self, x: torch.Tensor, timestep: int) -> torch.Tensor:
+    def _eps(self, x: torch.Tensor, timestep: int, cond: torch.Tensor | None) -> torch.Tensor:
+        """The noise prediction at padded ``x`` (``cond``: the padded conditioning channels, or None)."""
         t_index = torch.full((x.shape[0],), timestep, dtype=torch.long, device=x.device)
-        output = self.network.forward_padded(x, t_index)
+        output = self.network.forward_padded(x if cond is None else torch.cat([x, cond], dim=1), t_index)
         return self.trained.schedule.predict_eps(x, t_index, output, self.trained.prediction)
 
     @property
@@ -131,6 +146,7 @@ class RepaintPeer:
         self,
         known: torch.Tensor,
         known_mask: torch.Tensor,
+        cond: torch.Tensor | None = None,
         *,
         steps: int = 250,
         jump_length: int = 10,
@@ -142,8 +158,10 @@ class RepaintPeer:
 
         ``steps``, ``jump_length``, ``jump_n_sample`` and ``eta`` are
         ``RePaintScheduler``'s (the defaults are the RePaint pipeline's).
-        ``known`` may hold NaN where the mask is False. An ensemble of M
-        members is a batch of M. ``known`` and ``known_mask`` are moved to the
+        ``known`` may hold NaN where the mask is False; ``cond [B, cond_channels,
+        H, W]`` is the conditioning of a conditional peer (None for an
+        unconditional one). An ensemble of M members is a batch of M. ``known``,
+        ``known_mask`` and ``cond`` are moved to the
         network's device, where ``generator`` must live; the samples come back
         on it.
         """
@@ -157,6 +175,8 @@ class RepaintPeer:
         device = module_device(self.network)
         check_generator(generator, device)
         known, known_mask = known.to(device), known_mask.to(device)
+        self.network.inputs(known, cond)  # checks the conditioning against the network
+        padded_cond = None if cond is None else self.network.pad(cond.to(device))
         schedule = self.trained.schedule
         scheduler = _diffusers().RePaintScheduler(
             num_train_timesteps=schedule.n_steps,
@@ -172,7 +192,9 @@ class RepaintPeer:
         t_last = int(scheduler.timesteps[0]) + 1
         for t in scheduler.timesteps.tolist():
             if t < t_last:
-                x = scheduler.step(self._eps(x, t), t, x, image_known, mask, generator=generator).prev_sample
+                x = scheduler.step(
+                    self._eps(x, t, padded_cond), t, x, image_known, mask, generator=generator
+                ).prev_sample
             else:
                 x = scheduler.undo_step(x, t_last, generator=generator)
             t_last = t
@@ -185,6 +207,7 @@ def train_repaint_peer(
     *,
     channels: int,
     reference_parameters: int,
+    cond_channels: int = 0,
     schedule: NoiseSchedule,
     steps: int,
     lr: float = 2e-4,
@@ -195,15 +218,16 @@ def train_repaint_peer(
     max_seconds: float | None = None,
     **options: Any,
 ) -> RepaintPeer:
-    """Train the peer on ``batches`` (dicts with ``"x0"``, optional ``"valid"``; no ``"cond"``).
+    """Train the peer on ``batches`` (dicts with ``"x0"``, optional ``"valid"``, and ``"cond"`` with
+    ``cond_channels`` channels when that is not 0).
 
     ``reference_parameters`` is our UNet's count (``UNet2d.n_parameters()``);
     the rest are :func:`train_diffusion`'s arguments (use the same as for
     our model). The network's weights are drawn from ``seed``.
     """
-    width, _ = matched_width(channels, reference_parameters)
+    width, _ = matched_width(channels, reference_parameters, cond_channels)
     with seeded(seed):
-        network = PaddedUNet2DModel(channels, width, schedule.n_steps)
+        network = PaddedUNet2DModel(channels, width, schedule.n_steps, cond_channels)
     trained = train_diffusion(
         network,
         schedule,

@@ -10,7 +10,9 @@ degrees). Train on days 1-24 (the standardization too), test on days 25-31.
   on the raw field and on the anomaly from the training climatology, the
   better of the two is the reference), our conditional diffusion model and
   our training-free inpainting (both 16 members), and the RePaint peer
-  (:mod:`metamap.bench.repaint_peer`). Scores on the missing pixels: RMSE
+  (:mod:`metamap.bench.repaint_peer`), given our conditional model's
+  channels and residual target, so that the two differ in the network and
+  the sampler only. Scores on the missing pixels: RMSE
   (ensemble mean), fair CRPS (kriging: closed-form Gaussian CRPS), spread/skill.
 - Forecast: one conditional diffusion model for leads 1..6 h given the
   previous 3 fields (the lead is a conditioning channel), 16 members; against

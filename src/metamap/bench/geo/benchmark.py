@@ -54,9 +54,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         max_seconds=settings.deterministic_budget[1],
         run_dir=runs / "deterministic",
     )
-    peer_fill, peer_info = train_peer(
-        settings, field, setup, train_times, runs, models["generate"].network.n_parameters()
-    )
+    peer_fill, peer_info = train_peer(settings, field, setup, train_times, runs, models["fill"])
 
     fill, histograms, example = fill_benchmark(settings, setup, models, peer_fill)
     forecast, forecast_hist = forecast_benchmark(settings, setup, models["forecast"], deterministic)

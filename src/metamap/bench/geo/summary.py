@@ -100,16 +100,16 @@ def print_tables(result: dict[str, Any]) -> None:
 NOTES = {
     "split": "train (and standardize) on 2019-03-01..24, test on 03-25..31; no test data used for any choice",
     "training_budget": "each model has a wall-clock cap (settings.*_budget = (max steps, max seconds)); full run: "
-    "fill 11 min, generate 7 min, RePaint peer 7 min (the same batches, schedule, lr and "
-    "wall time as "
-    "'generate', without the latitude/longitude channels: diffusers' UNet2DModel takes none), "
+    "fill 11 min, generate 7 min, RePaint peer 7 min (the fill model's batches: the same conditioning "
+    "channels as extra input channels and the same residual target, schedule and lr), "
     "forecast 7 min, deterministic UNet <= 4 min and at most the forecast model's steps: "
     "36 min of training in all, on one CPU core shared with other jobs (2 cores, 4 users); "
     "'training' and 'peer' give the steps done",
     "models": "UNet2d base 16 (168k parameters; base 32 trained too few steps in the wall budget on the shared "
     "CPU), mults (1, 2, 2), GroupNorm; cosine schedule, 1000 steps, v-prediction, Adam 5e-4, "
     "EMA 0.995, batch 16 whole fields (33 x 49); conditioning: fill = observed mask, observed values "
-    "(0 where missing), normalized latitude and longitude; forecast = previous 3 fields, lead/6, "
+    "(0 where missing), kriging estimate and std, normalized latitude and longitude (target: the residual "
+    "from the kriging estimate); forecast = previous 3 fields, lead/6, "
     "latitude, longitude (one model for all leads); generate = latitude and longitude only. The ERA5 "
     "file has no land-sea mask, so none is used.",
     "fill_metrics": "on the missing pixels, cos-latitude weighted, mean over test fields (95% CI in *_ci95); "

@@ -12,7 +12,7 @@ import torch
 from metamap.bench.geo.settings import LR, MEMBERS, K, Settings
 from metamap.geo.anomaly import FieldScaler, field_fraction
 from metamap.geo.data import PatchSource, static_channels
-from metamap.geo.generate import generation_batches
+from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches, fill_condition, kriged, run_variogram
 from metamap.geo.io import GeoField
 from metamap.geo.models import GeoModel
 from metamap.geo.train import train_task
@@ -82,23 +82,25 @@ def train_model(
     )
 
 
-def train_peer(
-    settings: Settings, field: GeoField, setup: Setup, train_times: np.ndarray, runs: Path, reference_parameters: int
-):
-    """Train (or resume) the RePaint peer on the generation model's batches without the static channels.
+def train_peer(settings: Settings, field: GeoField, setup: Setup, train_times: np.ndarray, runs: Path, fill: GeoModel):
+    """Train (or resume) the RePaint peer as a conditional residual model: on our ``fill`` model's batches
+    (residual from the kriging estimate, with the same conditioning channels and variogram).
 
-    Returns ``(fill(values [H, W] standardized with NaN, seed) -> [M, H, W], info)``.
+    Returns ``(fill(values [H, W] in model space with NaN, seed) -> [M, H, W], info)``: kriging estimate plus
+    residuals sampled by ``RePaintScheduler``.
     """
     from metamap.bench.repaint_peer import train_repaint_peer
     from metamap.diffusion.schedules import NoiseSchedule
 
     steps, seconds = settings.peer_budget
+    variogram = run_variogram(fill)
+    reference_parameters = sum(p.numel() for p in fill.network.parameters())
     source = PatchSource(field, setup.scaler, train_times, (64, 64), seed=0)
-    make = generation_batches(source, settings.batch)
     peer = train_repaint_peer(
-        lambda: {k: v for k, v in make().items() if k != "cond"},
+        fill_batches(source, settings.batch, variogram, seed=0),
         channels=1,
         reference_parameters=reference_parameters,
+        cond_channels=FILL_COND_CHANNELS,
         schedule=NoiseSchedule.cosine(1000),
         steps=steps,
         lr=LR,
@@ -106,21 +108,25 @@ def train_peer(
         run_dir=runs / "peer",
         max_seconds=seconds,
     )
+    static = torch.from_numpy(setup.static)[None]
 
-    def fill(values: np.ndarray, seed: int) -> np.ndarray:
+    def fill_field(values: np.ndarray, seed: int) -> np.ndarray:
         field_t = torch.from_numpy(values)
         observed = torch.isfinite(field_t)
-        known = torch.nan_to_num(field_t)[None, None].expand(MEMBERS, 1, -1, -1)
+        estimate, std = kriged(values[None], observed[None].numpy(), variogram)
+        cond = fill_condition(field_t[None], observed[None], estimate, std, static).expand(MEMBERS, -1, -1, -1)
+        known = torch.zeros(MEMBERS, 1, *values.shape)  # the residual at an observed pixel: kriging is exact there
         mask = observed[None, None].expand(MEMBERS, 1, -1, -1)
         out = peer.inpaint(
             known,
             mask,
+            cond,
             steps=settings.repaint_steps,
             jump_length=settings.repaint_jump,
             jump_n_sample=settings.repaint_jump_n_sample,
             generator=torch.Generator().manual_seed(seed),
         )
-        return out[:, 0].numpy()
+        return torch.where(observed, field_t, out[:, 0] + estimate[0]).numpy()
 
     info = {
         "steps": peer.trained.step,
@@ -128,7 +134,7 @@ def train_peer(
         "n_parameters": peer.n_parameters,
         "ours_n_parameters": reference_parameters,
     }
-    return fill, info
+    return fill_field, info
 
 
 def training_info(model: GeoModel) -> dict[str, Any]:
