@@ -55,3 +55,25 @@ def test_a_traffic_sensor_whose_adaptation_blows_up_is_forecast_by_the_unadapted
     assert torch.isfinite(forecasts).all()
     torch.testing.assert_close(forecasts[1], start[1])
     assert not torch.allclose(forecasts[0], start[0])
+
+
+def test_a_learner_behind_the_method_protocol_falls_back_per_task_and_metric_learners_pass_through():
+    from metamap.experiment import AdaptedLearner
+
+    torch.manual_seed(0)
+    learner = make_learner("maml", MLP(6, [8], 3), inner_steps=1, inner_lr=0.05)
+    x, y = torch.randn(2, 10, 6), torch.randn(2, 10, 3)
+    x[1, 0] = 1e5  # one wild support point on task 1
+    method, unadapted = AdaptedLearner(learner), AdaptedLearner(learner)
+    method.adapt((x, y), steps=10)
+    unadapted.adapt((x, y), steps=0)
+    assert method.fallbacks == 1 and unadapted.fallbacks == 0
+    forecasts, start = method.predict(x), unadapted.predict(x)
+    assert torch.isfinite(forecasts).all()
+    torch.testing.assert_close(forecasts[1], start[1])
+    assert not torch.allclose(forecasts[0], start[0])
+
+    protonet = AdaptedLearner(make_learner("protonet", MLP(6, [8], 4)))
+    labels = torch.arange(2).repeat(5).view(1, 10).expand(2, 10)
+    protonet.adapt((x, labels))
+    assert protonet.fallbacks == 0 and protonet.predict(x).shape[:2] == (2, 10)

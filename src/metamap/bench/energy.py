@@ -28,10 +28,11 @@ Three parts, all on one CPU thread:
    repair, fallback; so every point is feasible), with the fallback count beside it. Against: an MLP trained from scratch on the 50,
    the single model trained on all source regimes (as is, and fine-tuned).
    Every method's adaptation settings (fine-tuning steps and rate, the
-   scratch network's steps and rate, the meta-learners' steps) are chosen on
-   validation regimes: fresh scenarios of the training case's own regimes (no
-   outage), never the targets (``adaptation_chosen_on_val`` lists every
-   candidate's validation MSE). The gated optimizer (Adam base) is meta-trained on the source regimes from
+   scratch network's steps and rate, the meta-learners' steps, 0 included)
+   are chosen on validation regimes: a third branch out, neither a source nor
+   a target outage, never the targets (``adaptation_chosen_on_val`` lists
+   every candidate's validation MSE). The meta-learners' adaptation is
+   guarded (:mod:`metamap.experiment.guard`; ``adaptation_guard_fallbacks``). The gated optimizer (Adam base) is meta-trained on the source regimes from
    the single model's weights and compared with Adam, SGD (same init) and
    Meta-SGD (its own meta-learned init and rates): steps to the loss Adam
    reaches after half the steps.
@@ -108,6 +109,7 @@ FULL = dict(
     repeats=3,
     source_outages=(None, 0, 1, 2, 3, 4),
     target_outages=(5, 6),
+    validation_outage=7,
     support=50,
     query=50,
     scratch_steps=1000,
@@ -126,6 +128,7 @@ QUICK = dict(
     repeats=1,
     source_outages=(None, 0),
     target_outages=(1,),
+    validation_outage=2,
     support=8,
     query=8,
     scratch_steps=20,
@@ -140,7 +143,7 @@ ADAPT_STEPS = 50  # length of the gated optimizer's adaptation curves
 INNER_LR = 0.03
 VALIDATION_SEED = 2
 # Adaptation settings chosen on the validation regimes (cheapest first); scratch's depend on cfg["scratch_steps"].
-META_CANDIDATES: list[Settings] = [{"steps": s} for s in (1, 5, 10, 25, 50)]
+META_CANDIDATES: list[Settings] = [{"steps": s} for s in (0, 1, 5, 10, 25, 50)]
 
 
 def _solved(
@@ -273,7 +276,7 @@ def regimes(case, profiles, types, outage, cfg, rng) -> list[RegimeData]:
 def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     """Part 2: source/target regimes, every method's gap on the targets, and the gated optimizer."""
     n_support, n_query = cfg["support"], cfg["query"]
-    candidates = _outage_candidates(case, max(cfg["target_outages"]) + 1)
+    candidates = _outage_candidates(case, max(*cfg["target_outages"], cfg["validation_outage"]) + 1)
     source = [
         r
         for o in cfg["source_outages"]
@@ -313,8 +316,9 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         return np.concatenate(out)
 
     results: dict[str, Any] = {}
-    validation = validation_tasks(case, profiles, types, scalers, cfg)
+    validation = validation_tasks(case, profiles, types, scalers, candidates[cfg["validation_outage"]], cfg)
     chosen: dict[str, Choice] = {}
+    guard_fallbacks: dict[str, int] = {}
 
     def tuned(name: str, method: Method[Any, torch.Tensor, torch.Tensor], candidates: list[Settings]) -> None:
         """Choose ``method``'s settings on the validation regimes, then adapt it to the targets and score it."""
@@ -337,7 +341,9 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         # meta-training starts from the single model's weights (pretrain, then meta-train)
         learner = make_learner(name, copy.deepcopy(pooled), inner_steps=5, inner_lr=INNER_LR)
         _meta_train(learner, source, scalers, cfg, rng)
-        tuned(name, AdaptedLearner(learner), META_CANDIDATES)
+        method = AdaptedLearner(learner)
+        tuned(name, method, META_CANDIDATES)
+        guard_fallbacks[name] = method.fallbacks
         learners[name] = learner
     table = {name: dict(zip(("mean", "ci95"), mean_ci95(values))) for name, values in results.items()}
     best = min(("maml", "metasgd", "reptile"), key=lambda n: table[n]["mean"])
@@ -346,6 +352,7 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         "outage_candidates": candidates,
         "source_outages": [None if o is None else candidates[o] for o in cfg["source_outages"]],
         "target_outages": [candidates[o] for o in cfg["target_outages"]],
+        "validation_outage": candidates[cfg["validation_outage"]],
         "n_source_regimes": len(source),
         "n_target_regimes": len(target),
         "gap_pct": table,
@@ -353,19 +360,23 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
         "best_meta": best,
         "n_query": len(target) * n_query,
         "fallbacks": fallbacks,
+        "adaptation_guard_fallbacks": guard_fallbacks,
         "ratio_vs_scratch": table[best]["mean"] / table["scratch"]["mean"],
         "gated": gated,
     }
 
 
-def validation_tasks(case, profiles, types, scalers: tuple[Standardizer, Standardizer], cfg) -> list[ValidationTask]:
-    """Fresh solved scenarios of the training case's own regimes (no outage), to choose adaptation settings on.
+def validation_tasks(
+    case, profiles, types, scalers: tuple[Standardizer, Standardizer], outage: int, cfg
+) -> list[ValidationTask]:
+    """Solved scenarios of the regimes with branch ``outage`` out, to choose adaptation settings on.
 
-    Drawn from their own seed, so the other draws of the benchmark are those it makes without them;
-    the target regimes (other outages) are never seen here.
+    Every target regime has a branch out that meta-training never saw; so has this one (neither a source nor
+    a target outage), which makes it the closest proxy for the targets that never touches them. Drawn from
+    their own seed, so the other draws of the benchmark are those it makes without them.
     """
     rng = np.random.default_rng(VALIDATION_SEED)
-    kept = [r for r in regimes(case, profiles, types, None, cfg, rng) if len(r.pd) >= cfg["support"] + cfg["query"]]
+    kept = [r for r in regimes(case, profiles, types, outage, cfg, rng) if len(r.pd) >= cfg["support"] + cfg["query"]]
     episode = regime_episode(kept, scalers, cfg["support"], cfg["query"], rng)
     return [ValidationTask((episode.x_support, episode.y_support), episode.x_query, episode.y_query)]
 
@@ -557,7 +568,8 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             f"5 inner SGD steps of {INNER_LR}, MLP 128x128); "
             f"gated optimizer {cfg['gated_steps']} meta-steps (4 regimes, 10 unrolled Adam steps); "
             f"scratch: full-batch Adam on the {cfg['support']}; adaptation steps (and rates) of every method "
-            "chosen on validation regimes of the unoutaged case (adaptation_chosen_on_val). One CPU thread."
+            "chosen on validation regimes with a third branch out, neither source nor target "
+            "(adaptation_chosen_on_val). One CPU thread."
         ),
     }
     write_json(json_path, payload)

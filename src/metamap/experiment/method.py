@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
+from metamap.experiment.guard import guard
 from metamap.learners.base import AdaptOptions, MetaLearner
 from metamap.nn.devices import module_device
 
@@ -56,13 +57,18 @@ class AdaptedLearner:
 
     ``adapt((x_support [T, S, ...], y_support [T, S, ...]), **options)`` runs
     the learner's own adaptation (options: the fields of :class:`AdaptOptions`,
-    e.g. ``steps=...``); ``predict(x [T, Q, ...])`` returns the adapted
-    predictions on the CPU, without gradients. The network runs where the
-    learner lives; the tensors are moved there.
+    e.g. ``steps=...``), guarded (:mod:`metamap.experiment.guard`) where the
+    learner has an inner loop: a task whose adapted network fits its support
+    worse than the meta-learned start is predicted from the start, and
+    ``fallbacks`` counts those tasks.
+    ``predict(x [T, Q, ...])`` returns the adapted predictions on the CPU,
+    without gradients. The network runs where the learner lives; the tensors
+    are moved there.
     """
 
     def __init__(self, learner: MetaLearner) -> None:
         self.learner = learner
+        self.fallbacks = 0
 
     def fit(self, source: Any) -> None:
         """Meta-trained beforehand (by :func:`metamap.training.meta_train` or the domain's loop)."""
@@ -70,7 +76,14 @@ class AdaptedLearner:
     def adapt(self, support: tuple[torch.Tensor, torch.Tensor], **options: Any) -> None:
         device = module_device(self.learner)
         x_support, y_support = (tensor.to(device) for tensor in support)
-        self.adapted = self.learner.adapt(x_support, y_support, options=AdaptOptions.from_mapping(options))
+        settings = AdaptOptions.from_mapping(options)
+        adapted = self.learner.adapt(x_support, y_support, options=settings)
+        if "steps" not in self.learner.adapt_options:  # no inner loop (a metric learner): nothing to guard
+            self.adapted, self.fallbacks = adapted, 0
+            return
+        start = self.learner.adapt(x_support, y_support, options=replace(settings, steps=0))
+        guarded = guard(start, adapted, x_support, y_support)
+        self.adapted, self.fallbacks = guarded, guarded.fallbacks
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
