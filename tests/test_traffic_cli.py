@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ def city(tmp_path_factory):
     negative = speed.copy()
     negative[3, 2] = negative[7, 4] = -1
     np.savez(folder / "negative.npz", data=negative)
+    np.savez(folder / "daily.npz", data=_speeds(n_pems, 2, 2)[:400])  # 400 days of daily readings
     return folder
 
 
@@ -286,6 +288,10 @@ def test_graph_model_on_an_npz_city_with_its_distance_csv(city, tmp_path, capsys
     ("argv", "message"),
     [
         (["traffic", "train", "--data", "{city}/absent.h5", "--out", "{tmp}/run"], "absent.h5"),
+        (
+            ["traffic", "train", "--data", "{city}/daily.npz", "--step", "1d", "--out", "{tmp}/run"],
+            "a support block of 1 steps holds no window of 12 steps of history and 12 ahead",
+        ),
         (["traffic", "train", "--data", "{city}/city.h5", "--model", "graph", "--out", "{tmp}/run"], "--adj"),
         (
             ["traffic", "train", "--data", "{city}/city.h5", "--method", "mamll", "--out", "{tmp}/run"],
@@ -538,3 +544,17 @@ def test_predict_forecasts_every_sensor_after_the_end_of_the_file(city, tmp_path
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("metamap: error:") and message in err and err.count("\n") == 1
+
+
+def test_readings_are_called_mph_only_when_they_are_speeds():
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from metamap.traffic.commands import _unit
+
+    speeds, counts = SimpleNamespace(holds_counts=False), SimpleNamespace(holds_counts=True)
+    h5 = Namespace(units=None, data=Path("city.h5"), channel="speed")
+    assert _unit(h5, speeds) == "mph"
+    assert _unit(h5, counts) == "the file's unit"  # pedestrian counts converted to the METR-LA layout
+    assert _unit(Namespace(units=None, data=Path("pems.npz"), channel="flow"), speeds) == "the file's unit"
+    assert _unit(Namespace(units="km/h", data=Path("city.h5"), channel="speed"), counts) == "km/h"

@@ -246,6 +246,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             {name: c["mae_by_step"] for name, c in scored.items() if name.startswith("graph/")},
             json_path.with_name(f"{json_path.stem}_{key.replace('/', '_')}.png"),
             title=f"{key} (graph model)",
+            step_minutes=STEP_MINUTES[key.split("/")[0]],
         )
     print("\n" + "\n".join(f"{k}: {v}" for k, v in headline.items()))
     result = {

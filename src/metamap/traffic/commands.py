@@ -652,11 +652,11 @@ def _adapt(args: argparse.Namespace) -> int:
         {"target": results},
         f"{args.data.name}: adapted on the first {support}",
         main_prediction=method,
-        units=_unit(args),
+        units=_unit(args, data),
     )
     print(
         f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on the first {support}; "
-        f"forecasting {len(target.test_origins)} windows; masked errors ({_unit(args)})"
+        f"forecasting {len(target.test_origins)} windows; masked errors ({_unit(args, data)})"
     )
     print(results_table(results, f"{config.model}/").to_text())
     print(f"wrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
@@ -718,7 +718,7 @@ def _predict(args: argparse.Namespace) -> int:
         valid,
         np.sort(shown.numpy()),
         plot_path,
-        units=_unit(args),
+        units=_unit(args, data),
     )
     print(
         f"{method} adapted to {data.n_sensors} sensors of {args.data.name} on the last {duration_label(args.support)}; "
@@ -728,11 +728,13 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unit(args: argparse.Namespace) -> str:
-    """``--units``, else mph for speed readings (a pandas ``.h5`` or the npz speed channel), else none named."""
+def _unit(args: argparse.Namespace, data: TrafficData) -> str:
+    """``--units``, else mph for speed readings (a pandas ``.h5`` or the npz speed channel, not all whole
+    numbers: whole non-negative readings are counts or flows), else none named."""
     if args.units:
         return args.units
-    return "mph" if args.data.suffix.lower() != ".npz" or args.channel == "speed" else "the file's unit"
+    speed = args.data.suffix.lower() != ".npz" or args.channel == "speed"
+    return "mph" if speed and not data.holds_counts else "the file's unit"
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -750,8 +752,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     setup, config = plan.setup, plan.setup.config  # the base forecast chosen
     trained = train_methods(setup.family, config, progress=not args.no_progress, device=device)
     results = compare(trained, setup.targets, setup.validations, config, device)
-    _print_evaluation(args, plan, results)
-    _write_evaluation(args, plan, results)
+    units = _unit(args, next(iter(setup.targets.values())).features.data)
+    _print_evaluation(args, plan, results, units)
+    _write_evaluation(args, plan, results, units)
     return 0
 
 
@@ -842,7 +845,9 @@ def _new_sensors(args: argparse.Namespace, data: TrafficData, methods: tuple[str
     )
 
 
-def _print_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict[str, dict[str, MethodResult]]) -> None:
+def _print_evaluation(
+    args: argparse.Namespace, plan: _Evaluation, results: dict[str, dict[str, MethodResult]], units: str
+) -> None:
     """One table per target (``results``: target name -> method -> its result), best MAE at 60 min first."""
     from metamap.traffic.experiment import results_table
 
@@ -850,11 +855,13 @@ def _print_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
     print(f"\nthe networks correct {base}, chosen on the validation sensors" if plan.setup.base_choice else "")
     for name, methods_results in results.items():
         longest = list(next(iter(methods_results.values())).errors)[-1]
-        print(f"\n{plan.described}; target {name!r}: masked errors ({_unit(args)}), sorted by MAE at {longest}")
+        print(f"\n{plan.described}; target {name!r}: masked errors ({units}), sorted by MAE at {longest}")
         print(results_table(methods_results, f"{plan.config.model}/").to_text())
 
 
-def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict[str, dict[str, MethodResult]]) -> None:
+def _write_evaluation(
+    args: argparse.Namespace, plan: _Evaluation, results: dict[str, dict[str, MethodResult]], units: str
+) -> None:
     """``metrics.json`` (protocol, settings, per-target summaries), predictions and plots into ``--out``."""
     from metamap.report import write_json
 
@@ -872,7 +879,7 @@ def _write_evaluation(args: argparse.Namespace, plan: _Evaluation, results: dict
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", payload)
     title = f"{plan.protocol} ({plan.config.model} model)"
-    _write_outputs(args.out, plan.setup.targets, results, title, units=_unit(args))
+    _write_outputs(args.out, plan.setup.targets, results, title, units=units)
     print(f"\nwrote {args.out}/metrics.json, predictions.npz, forecasts.png, error_by_horizon.png")
 
 

@@ -53,6 +53,12 @@ class SensorTasks:
         self.n_query = n_query
         self.split_name = check_split(split_name)
         for city, (start, stop) in zip(self.sources, self.periods):
+            if len(city.origins(0, support_steps)) == 0:
+                raise DataError(
+                    f"{city.data.name}: a support block of {support_steps} steps holds no window of "
+                    f"{city.history} steps of history and {city.horizon} ahead; give a longer --support or a "
+                    "shorter --history / --horizons"
+                )
             if stop - start < support_steps + 2 * (city.history + city.horizon):
                 raise DataError(
                     f"{city.data.name}: the training period has {stop - start} steps; a task needs a "

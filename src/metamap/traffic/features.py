@@ -220,7 +220,7 @@ class SeriesFeatures:
         early in a test period sees the preceding readings).
         """
         first = start + self.history - 1 if inputs_inside else max(start - 1, self.history - 1)
-        return torch.arange(first, stop - self.horizon)
+        return torch.arange(first, max(first, stop - self.horizon))  # empty where no window fits
 
     def windows(self, nodes: torch.Tensor, origins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Windows of ``nodes [n]`` at ``origins [n, W]`` (or ``[W]`` for all nodes).
