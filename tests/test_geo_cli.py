@@ -86,7 +86,8 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
     assert filled["sst"].attrs["standard_name"] == "sea_surface_temperature"
     assert filled.attrs["institution"] == "a test"
     history = filled.attrs["history"]  # the command with its inputs and options, and the run
-    for part in ("metamap geo fill", f"--data {path}", "--var sst", "--members 3", "--times 28 29", "(fill run"):
+    fill_parts = ("metamap geo fill", f"--data {path}", "--var sst", "--members 3", "--times 28 29", "--sampler dpmpp")
+    for part in (*fill_parts, "(fill run"):
         assert part in history, part
     last = filled["sst"].values[:, 1]
     known = np.isfinite(values[-1])
@@ -104,11 +105,14 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
         == 0
     )
     with xr.open_dataset(out) as inpainted:
+        assert "--sampler ddpm" in inpainted.attrs["history"]  # training-free inpainting's own default
         np.testing.assert_array_equal(
             inpainted["sst"].values[:, 0][:, known], np.broadcast_to(values[-1][known], (3, known.sum()))
         )
     out = tmp_path / "samples.nc"
+    capsys.readouterr()
     assert main(["geo", "sample", "--run", str(generate_run), "--out", str(out), *common]) == 0
+    assert "sampling: 2/2" in capsys.readouterr().err  # progress over the sampler's steps
     with xr.open_dataset(out) as samples:
         assert samples["sst"].shape == (3, 1, H, W)
 
@@ -133,6 +137,7 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
         )
         == 0
     )
+    assert "forecast leads: 2/2" in capsys.readouterr().err
     with xr.open_dataset(out) as forecast:
         assert forecast["sst"].shape == (3, 2, H, W)
         np.testing.assert_array_equal(

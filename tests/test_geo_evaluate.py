@@ -133,6 +133,14 @@ def test_evaluate_with_the_users_mask_file_on_the_days_the_run_left_out(smooth):
     assert sum(result["rank_histogram"]) == 8 * int((~observed).sum())
 
 
+def test_test_days_score_the_days_after_them_and_tune_on_the_days_between(smooth, tmp_path):
+    _, data, run = smooth
+    assert _evaluate(data, run, tmp_path / "late", "--mask", "sparse90", "--test-days", "25", times=()) == 0
+    result = json.loads((tmp_path / "late" / "evaluation.json").read_text())
+    assert result["times"] == [25, 26, 27, 28, 29]  # March 26-30; the run trained on March 1-20
+    assert result["tune_times"] == [20, 21, 23, 24]  # 4 of March 21-25, spread
+
+
 def test_evaluate_refuses_bad_input_in_one_line(smooth, tmp_path, capsys):
     folder, data, run = smooth
     wrong_mask = tmp_path / "wrong.npy"
@@ -145,6 +153,8 @@ def test_evaluate_refuses_bad_input_in_one_line(smooth, tmp_path, capsys):
         ((data, run, tmp_path / "c", "--mask", "clouds"), {}, "expected sparse90, blobs40, swath"),
         ((other_grid, run, tmp_path / "d", "--mask", "sparse90"), {}, "was trained on"),
         ((other_var, run, tmp_path / "e", "--mask", "sparse90"), {"var": "tas"}, "t2m"),
+        ((data, run, tmp_path / "f", "--mask", "sparse90", "--test-days", "10"), {"times": ()}, "training days"),
+        ((data, run, tmp_path / "g", "--mask", "sparse90", "--test-days", "31"), {"times": ()}, "no day after 31"),
     ]
     for args, options, expected in cases:
         assert _evaluate(*args, **options) == 2

@@ -41,6 +41,11 @@ from metamap.arguments import (
 )
 from metamap.errors import ConfigError
 
+# (sampler, steps) by default: the fast solver for conditional fills, forecasts and samples; DDPM with
+# RePaint-style resampling for training-free inpainting (the benchmarked setting; the fast solver fills poorly)
+FAST = ("dpmpp", 20)
+INPAINTING = ("ddpm", 25)
+
 
 def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``metamap geo {train,fill,forecast,sample,evaluate}``."""
@@ -123,7 +128,14 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         nargs="+",
         default=None,
-        help="time indices to score (default: 8 spread over the days after the run's --train-days, else the file)",
+        help="time indices to score (default: 8 spread over the days after --test-days, else the file)",
+    )
+    evaluate.add_argument(
+        "--test-days",
+        type=positive_int,
+        default=None,
+        help="score the days after N of each month, on any calendar (default: the run's --train-days; "
+        "not fewer: those are training days)",
     )
     evaluate.add_argument(
         "--tune-times",
@@ -151,8 +163,14 @@ def _sample_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by metamap geo train")
     add_out_flag(parser, "file", "netCDF")
     parser.add_argument("--members", type=positive_int, default=16, help="ensemble members (sample: number of fields)")
-    add_steps_flag(parser, "sampler", default=20)
-    parser.add_argument("--sampler", default="dpmpp", help="dpmpp | ddim | ddpm")
+    add_steps_flag(
+        parser, "sampler", default=None, unset=f"{FAST[1]}; {INPAINTING[1]} when filling with a generate run"
+    )
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        help=f"dpmpp | ddim | ddpm (default {FAST[0]}; {INPAINTING[0]} when filling with a generate run)",
+    )
     add_seed_flag(parser)
     add_device_flag(parser)
     add_progress_flag(parser)
@@ -221,6 +239,8 @@ def _load_checked(args: argparse.Namespace, task: str | tuple[str, ...]):
         raise ConfigError(f"{args.run} is a {model.meta['task']} run; this command needs a {' or '.join(tasks)} run")
     field = open_field(args.data, args.var)
     check_applies(model.meta, field, f"--data {args.data}", f"the run {args.run}")
+    sampler, steps = INPAINTING if args.geo_command == "fill" and model.meta["task"] == "generate" else FAST
+    args.sampler, args.steps = args.sampler or sampler, args.steps or steps  # what runs is what history records
     static = static_channels(field.lat, field.lon, tuple(model.meta["lat_range"]), tuple(model.meta["lon_range"]))
     return model, field, static
 
@@ -308,6 +328,7 @@ def _forecast(args: argparse.Namespace) -> int:
         steps=args.steps,
         sampler=args.sampler,
         seed=args.seed,
+        progress=not args.no_progress,
     )
     times = field.times
     step = times[start] - times[start - 1] if start >= 1 else 1
@@ -342,7 +363,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, field, _ = _load_checked(args, "fill")
     n_times = field.shape[0]
     held_out = _held_out_times(model.meta, field)
-    times = _time_indices(args.times, _spread(held_out, 8), n_times, "--times")
+    scored = held_out if args.test_days is None else _test_times(args.test_days, model.meta, field)
+    times = _time_indices(args.times, _spread(scored, 8), n_times, "--times")
     tune = _time_indices(args.tune_times, _spread(np.setdiff1d(held_out, times), 4), n_times, "--tune-times")
     if not len(tune):
         raise ConfigError(
@@ -424,6 +446,20 @@ def _held_out_times(meta: dict, field):
     return every[field.day_of_month() > int(train_days)]
 
 
+def _test_times(test_days: int, meta: dict, field):
+    """The time indices on the days after ``test_days`` of each month (ConfigError before the run's
+    ``train_days`` or where no such day is in the file)."""
+    import numpy as np
+
+    train_days = meta.get("train_days")
+    if train_days is not None and test_days < int(train_days):
+        raise ConfigError(f"--test-days {test_days} would score training days: the run trained on days 1..{train_days}")
+    times = np.flatnonzero(field.day_of_month() > test_days)
+    if not len(times):
+        raise ConfigError(f"--test-days {test_days}: the file has no day after {test_days} in any month")
+    return times
+
+
 def _spread(indices, n: int):
     """At most ``n`` of ``indices`` evenly spread over them."""
     import numpy as np
@@ -451,7 +487,14 @@ def _sample(args: argparse.Namespace) -> int:
 
     model, field, static = _load(args, "generate")
     fields = generate(
-        model, static, args.members, steps=args.steps, sampler=args.sampler, seed=args.seed, never_valid=None
+        model,
+        static,
+        args.members,
+        steps=args.steps,
+        sampler=args.sampler,
+        seed=args.seed,
+        never_valid=None,
+        progress=not args.no_progress,
     )
     members = model.scaler.from_model(fields[:, None], field_fraction(field)[:1])
     members[:, :, model.never_valid] = np.nan

@@ -94,13 +94,17 @@ def diffusion_forecast(
     steps: int = 20,
     sampler: str = "dpmpp",
     seed: int = 0,
+    progress: bool = False,
 ) -> np.ndarray:
-    """Ensemble forecasts ``[L, M, H, W]`` (standardized) for each lead in ``leads`` from ``history [k, H, W]``."""
+    """Ensemble forecasts ``[L, M, H, W]`` (standardized) for each lead in ``leads`` from ``history [k, H, W]``
+    (``progress``: a bar over the leads)."""
+    from metamap.progress import progress_bar
+
     history_t = torch.from_numpy(np.asarray(history, np.float32))[None].expand(members, -1, -1, -1)
     static_t = torch.from_numpy(static)[None].expand(members, -1, -1, -1)
     scales = model.meta["increment_std"]
     out = []
-    for index, lead in enumerate(leads):
+    for index, lead in enumerate(progress_bar(leads, desc="forecast leads", enabled=progress)):
         cond = forecast_condition(history_t, torch.full((members,), lead), static_t)
         change = sample_ensemble(model, cond, members, steps=steps, sampler=sampler, seed=seed + index)[:, 0]
         out.append(history_t[:, -1] + scales[lead - 1] * change)

@@ -39,10 +39,12 @@ def generate(
     sampler: str = "dpmpp",
     seed: int = 0,
     never_valid: np.ndarray | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
-    """``n`` new fields ``[N, H, W]`` (standardized) on the grid of ``static [2, H, W]``."""
+    """``n`` new fields ``[N, H, W]`` (standardized) on the grid of ``static [2, H, W]`` (``progress``: a bar
+    over the sampler's steps)."""
     cond = torch.from_numpy(np.asarray(static, np.float32))[None].expand(n, -1, -1, -1)
-    out = sample_ensemble(model, cond, n, steps=steps, sampler=sampler, seed=seed)[:, 0].numpy()
+    out = sample_ensemble(model, cond, n, steps=steps, sampler=sampler, seed=seed, progress=progress)[:, 0].numpy()
     if never_valid is not None:
         out[:, np.asarray(never_valid, bool)] = np.nan
     return out

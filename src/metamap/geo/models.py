@@ -280,9 +280,11 @@ def sample_ensemble(
     known_mask: torch.Tensor | None = None,
     resample: int = 1,
     shape: tuple[int, int] | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     """``members`` samples ``[M, 1, H, W]`` (standardized, on the CPU); ``cond [M, C, H, W]`` already repeated
-    per member. The noise is drawn on the network's device from a generator seeded with ``seed``."""
+    per member. The noise is drawn on the network's device from a generator seeded with ``seed``; ``progress``
+    shows a bar over the sampler's steps."""
     from metamap.diffusion.samplers import sample
 
     height, width = shape if shape is not None else tuple(cond.shape[-2:])
@@ -301,4 +303,5 @@ def sample_ensemble(
             known=known,
             known_mask=known_mask,
             resample=resample,
+            progress=progress,
         ).cpu()
