@@ -106,6 +106,12 @@ SPECS = {
             "rmse_ratio_vs_kriging_blobs40",
             "forecast_crps_ratio_vs_persistence_1h",
             "forecast_crps_ratio_vs_persistence_6h",
+            *(
+                f"{grid}_{key}"
+                for grid in ("era5_t2m", "cmip_pr", "cmip_tasmin")
+                for key in ("rmse_ratio_vs_kriging_sparse90", "rmse_ratio_vs_kriging_blobs40", "spread_skill_sparse90")
+            ),
+            "worst_rmse_ratio_vs_kriging",
         ),
         ("{stem}.png", "{stem}_fill.png", "{stem}_forecast.png", "{stem}_generation.png"),
         goals="goals",

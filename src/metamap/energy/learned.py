@@ -46,7 +46,9 @@ from metamap.training.trainer import Trainer
 FLOOR_MW = 1.0  # the smallest spread of a load or a dispatch column
 SCALER_TENSORS = {"x": "loads", "y": "dispatches"}  # safetensors prefix -> what the scaler standardizes
 # Fine-tuning settings a trained model is adapted with, chosen on held-out scenarios of the new regime.
-FINETUNE_CANDIDATES: list[Settings] = [{"steps": s, "lr": lr} for s in (10, 25, 50, 100) for lr in (1e-4, 1e-3, 3e-3)]
+FINETUNE_CANDIDATES: list[Settings] = [
+    {"steps": s, "lr": lr} for s in (10, 25, 50, 100, 200, 400) for lr in (1e-4, 1e-3, 3e-3, 1e-2)
+]
 MIN_TO_CHOOSE = 5  # scenarios needed to hold some out for choosing the fine-tuning settings
 
 

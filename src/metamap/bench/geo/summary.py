@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from metamap.bench.geo.grids import GRIDS
 from metamap.bench.geo.settings import FORECAST_LEADS, SCENARIOS
 from metamap.report import format_table
 
@@ -75,7 +76,23 @@ def check_goals(headline: dict[str, Any]) -> dict[str, bool | None]:
         else bool(headline["speedup_vs_repaint"] >= 5),
         "forecast_crps_1h_below_persistence": below("forecast_crps_ratio_vs_persistence_1h", 1.0 - 1e-12),
         "forecast_crps_6h_below_persistence": below("forecast_crps_ratio_vs_persistence_6h", 1.0 - 1e-12),
+        **grid_goals(headline),
     }
+
+
+def grid_goals(headline: dict[str, Any]) -> dict[str, bool | None]:
+    """Per grid of :data:`~metamap.bench.geo.grids.GRIDS`: RMSE <= 0.8x the better kriging in both scenarios,
+    spread/skill in 0.9-1.1 at sparse90; on every grid never worse than kriging."""
+    out: dict[str, bool | None] = {}
+    for grid in GRIDS:
+        for scenario in SCENARIOS:
+            ratio = headline.get(f"{grid}_rmse_ratio_vs_kriging_{scenario}")
+            out[f"{grid}_rmse_{scenario}_le_0.8x_kriging"] = None if ratio is None else bool(ratio <= 0.8)
+        spread = headline.get(f"{grid}_spread_skill_sparse90")
+        out[f"{grid}_spread_skill_sparse90_in_0.9_1.1"] = None if spread is None else bool(0.9 <= spread <= 1.1)
+    worst = headline.get("worst_rmse_ratio_vs_kriging")
+    out["never_worse_than_kriging"] = None if worst is None else bool(worst <= 1.0)
+    return out
 
 
 def print_tables(result: dict[str, Any]) -> None:
