@@ -143,7 +143,7 @@ ADAPT_STEPS = 50  # length of the gated optimizer's adaptation curves
 INNER_LR = 0.03
 VALIDATION_SEED = 2
 # Adaptation settings chosen on the validation regimes (cheapest first); scratch's depend on cfg["scratch_steps"].
-META_CANDIDATES: list[Settings] = [{"steps": s} for s in (0, 1, 5, 10, 25, 50, 100, 200, 400)]
+META_CANDIDATES: list[Settings] = [{"steps": s} for s in (0, 1, 5, 10, 25, 50, 100, 200, 400, 800, 1600)]
 
 
 def _solved(
@@ -334,8 +334,8 @@ def adaptation(case, profiles, types, cfg, rng) -> dict[str, Any]:
     tuned("pooled_finetune", RegimeFit(lambda k: copy.deepcopy(pooled)), FINETUNE_CANDIDATES)
     scratch_candidates = [
         {"steps": s, "lr": lr}
-        for s in (cfg["scratch_steps"] // 4, cfg["scratch_steps"] // 2, cfg["scratch_steps"])
-        for lr in (3e-4, 1e-3, 3e-3)
+        for s in (cfg["scratch_steps"] // 8, cfg["scratch_steps"] // 4, cfg["scratch_steps"] // 2, cfg["scratch_steps"])
+        for lr in (3e-4, 1e-3, 3e-3, 1e-2)
     ]
     tuned("scratch", RegimeFit(lambda k: make_network(n_load, n_gen, hidden, seed=k)), scratch_candidates)
     learners = {}
