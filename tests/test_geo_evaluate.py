@@ -160,3 +160,60 @@ def test_evaluate_refuses_bad_input_in_one_line(smooth, tmp_path, capsys):
         assert _evaluate(*args, **options) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("metamap: error:") and expected in err[0], err
+
+
+def test_fill_applies_the_calibration_that_evaluate_fitted_for_its_run(smooth, tmp_path, capsys):
+    folder, data, run = smooth
+    assert _evaluate(data, run, tmp_path / "fitted", "--mask", "sparse90") == 0
+    fitted = json.loads((tmp_path / "fitted" / "evaluation.json").read_text())
+    values = xr.open_dataset(data)["t2m"].values
+    gappy = values.copy()
+    gappy[:, 3:9, 4:10] = np.nan  # a cloud over the middle of every field
+    gappy_file = _write(tmp_path / "gappy.nc", gappy)
+
+    def fill(name, calibration=None, seed="0"):
+        path = tmp_path / f"{name}.json"
+        if calibration is not None:
+            path.write_text(json.dumps({**fitted, "calibration": calibration}))
+        argv = ["geo", "fill", "--run", str(run), "--data", str(gappy_file), "--var", "t2m", "--times", "25"]
+        argv += [
+            "--members",
+            "4",
+            "--steps",
+            "2",
+            "--seed",
+            seed,
+            "--no-progress",
+            "--out",
+            str(tmp_path / f"{name}.nc"),
+        ]
+        assert main([*argv, *(["--calibration", str(path)] if calibration is not None else [])]) == 0
+        with xr.open_dataset(tmp_path / f"{name}.nc") as filled:
+            return filled["t2m"].values[:, 0]
+
+    raw, doubled = fill("raw"), fill("doubled", {"mean_weight": 1.0, "spread": 2.0})
+    gap = np.isnan(gappy[25])
+    np.testing.assert_allclose(doubled[:, ~gap], raw[:, ~gap])  # the observed pixels stay exact
+    np.testing.assert_allclose(
+        (doubled - doubled.mean(0))[:, gap], 2 * (raw - raw.mean(0))[:, gap], rtol=1e-4, atol=1e-4
+    )
+    # mean weight 0: the ensemble is centred on the kriging estimate, whatever the network's draws
+    kriged = [fill(f"kriged{seed}", {"mean_weight": 0.0, "spread": 1.0}, seed) for seed in ("0", "1")]
+    np.testing.assert_allclose(kriged[0].mean(0), kriged[1].mean(0), rtol=1e-5)
+    assert not np.allclose(raw.mean(0)[gap], fill("raw1", seed="1").mean(0)[gap])
+
+    (tmp_path / "broken.json").write_text("{not json")
+    other = {**fitted, "run": str(tmp_path / "another_run")}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    bad = {**fitted, "calibration": {"mean_weight": 1.5, "spread": 1.0}}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    base = ["geo", "fill", "--run", str(run), "--data", str(gappy_file), "--var", "t2m", "--times", "25"]
+    base += ["--members", "2", "--steps", "1", "--no-progress", "--out", str(tmp_path / "refused.nc")]
+    for name, expected in (
+        ("broken", "expected the evaluation.json"),
+        ("other", "was fitted for the run"),
+        ("bad", "mean_weight in [0, 1]"),
+    ):
+        assert main([*base, "--calibration", str(tmp_path / f"{name}.json")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err

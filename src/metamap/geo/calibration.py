@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from metamap.errors import DataError, ShapeError, describe
+from metamap.errors import ConfigError, DataError, ShapeError, describe
 
 MEAN_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -45,6 +45,20 @@ class Calibration:
 
     def to_json(self) -> dict[str, float]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: object, what: str) -> Calibration:
+        """The calibration ``record`` (``{"mean_weight", "spread"}``, as :meth:`to_json` writes it) read from
+        ``what``; ConfigError naming what was expected where a value is missing or out of range."""
+        if not isinstance(record, dict) or set(record) != {"mean_weight", "spread"}:
+            raise ConfigError(f"{what}: expected a calibration {{mean_weight, spread}}, got {record!r:.80}")
+        weight, spread = record["mean_weight"], record["spread"]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (weight, spread))
+        if not numbers or not 0.0 <= weight <= 1.0 or not (np.isfinite(spread) and spread > 0):
+            raise ConfigError(
+                f"{what}: expected mean_weight in [0, 1] and a finite spread > 0, got {weight!r} and {spread!r}"
+            )
+        return cls(mean_weight=float(weight), spread=float(spread))
 
 
 def fit_calibration(

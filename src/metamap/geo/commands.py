@@ -95,6 +95,13 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     _sample_flags(fill)
     fill.add_argument("--times", type=int, nargs="+", default=None, help="time indices to fill (default all)")
     fill.add_argument("--resample", type=positive_int, default=4, help="generate runs: RePaint resampling per step")
+    fill.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="fill runs: the evaluation.json that 'metamap geo evaluate' wrote for this run; its calibration "
+        "(mean weight toward kriging, spread factor) is applied to every ensemble",
+    )
     fill.set_defaults(handler=_fill)
 
     forecast = commands.add_parser("forecast", help="ensemble forecast of the next 1..6 steps")
@@ -272,6 +279,7 @@ def _fill(args: argparse.Namespace) -> int:
     from metamap.progress import progress_bar
 
     model, field, static = _load(args, ("fill", "generate"))
+    calibration = None if args.calibration is None else _read_calibration(args.calibration, args.run, model.meta)
     scaler, never_valid = model.scaler, model.never_valid
     indices = _time_indices(args.times, np.arange(field.shape[0]), field.shape[0], "--times")
     values = field.values(indices)
@@ -284,6 +292,8 @@ def _fill(args: argparse.Namespace) -> int:
         filler = conditional_fill if model.meta["task"] == "fill" else inpaint_fill
         if model.meta["task"] == "generate":
             options["resample"] = args.resample
+        elif calibration is not None:
+            options["calibration"] = calibration
         out.append(filler(model, scaler.to_model(raw[None], fraction[i : i + 1])[0], static, **options))
     members = scaler.from_model(np.stack(out, axis=1), fraction)
     members[:, :, never_valid] = np.nan
@@ -432,6 +442,27 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"wrote {args.out / 'evaluation.json'}, maps.png, rank_histogram.png"
     )
     return 0
+
+
+def _read_calibration(path: Path, run: Path, meta: dict):
+    """The calibration in ``path`` (an ``evaluation.json`` of ``geo evaluate``) for the fill ``run``; ConfigError
+    for a generate run, an unreadable file or an evaluation of another run."""
+    import json
+
+    from metamap.geo.calibration import Calibration
+
+    if meta["task"] != "fill":
+        raise ConfigError(f"--calibration applies to fill runs; {run} is a {meta['task']} run")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--calibration {path}: expected the evaluation.json of geo evaluate ({exc})") from exc
+    if not isinstance(record, dict) or record.get("command") != "metamap geo evaluate":
+        raise ConfigError(f"--calibration {path}: not an evaluation.json written by metamap geo evaluate")
+    evaluated = Path(str(record.get("run")))
+    if evaluated.resolve() != run.resolve():
+        raise ConfigError(f"--calibration {path} was fitted for the run {evaluated}, not {run}")
+    return Calibration.from_json(record.get("calibration"), f"--calibration {path}")
 
 
 def _held_out_times(meta: dict, field):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from metamap.errors import DataError, ShapeError, describe
+from metamap.geo.calibration import Calibration
 from metamap.geo.data import PatchSource
 from metamap.geo.kriging import Variogram, grid_aspect, krige
 from metamap.geo.masks import random_training_mask
@@ -123,14 +124,19 @@ def conditional_fill(
     sampler: str = "dpmpp",
     seed: int = 0,
     never_valid: np.ndarray | None = None,
+    calibration: Calibration | None = None,
 ) -> np.ndarray:
     """Ensemble ``[M, H, W]`` (model space) filling the NaN pixels of ``values [H, W]``: the kriging estimate
-    with the run's variogram plus residuals sampled from the conditional model."""
+    with the run's variogram plus residuals sampled from the conditional model; with ``calibration`` (fitted
+    by ``metamap geo evaluate``) the members are calibrated around that estimate."""
     field, observed = _check_field(values, static)
     estimate, std = kriged(field[None].numpy(), observed[None].numpy(), run_variogram(model))
     cond = fill_condition(field[None], observed[None], estimate, std, torch.from_numpy(static)[None])
     samples = sample_ensemble(model, cond.expand(members, -1, -1, -1), members, steps=steps, sampler=sampler, seed=seed)
-    return _finish(samples + estimate[0], field, observed, never_valid)
+    filled = samples + estimate[0]
+    if calibration is not None:
+        filled = torch.from_numpy(calibration.apply(filled[:, 0].numpy(), estimate[0].numpy()))[:, None]
+    return _finish(filled, field, observed, never_valid)
 
 
 def inpaint_fill(
