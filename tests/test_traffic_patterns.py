@@ -333,6 +333,30 @@ def test_run_patterns_on_hourly_counts_uses_clusters(tmp_path):
     assert (tmp_path / "prototypes.png").stat().st_size > 0
 
 
+class PeakHalf:
+    """A user's own rule: whether a day's busiest hour is before or after noon."""
+
+    names = ("morning_busiest", "afternoon_busiest")
+    profile_axis = "count"
+    threshold = None
+
+    def label(self, profiles):
+        filled = np.where(np.isnan(profiles), -np.inf, profiles)
+        return (filled.argmax(axis=1) >= profiles.shape[1] // 2).astype(np.int64)
+
+    def summary(self):
+        return {"kind": "peak half", "names": list(self.names)}
+
+
+def test_run_patterns_takes_a_users_own_rule(tmp_path):
+    source, _ = counting_city(20, 10, seed=3)
+    target, _ = counting_city(8, 7, seed=4)
+    result = run_patterns(source, target, tmp_path, steps=5, draws=3, shots=(1,), labels=PeakHalf())
+    assert result["labels"] == PeakHalf().summary()
+    assert set(result["class_counts"]["target"]) <= set(PeakHalf.names)
+    assert sum(result["class_counts"]["target"].values()) == 8 * 7
+
+
 def test_profile_bins_must_resolve_hours():
     daily = TrafficData(
         values=np.ones((30, 2), dtype=np.float32),

@@ -34,7 +34,7 @@ def run_patterns(
     steps: int = 500,
     shots: Sequence[int] = (1, 5),
     draws: int = 100,
-    labels: str = "auto",
+    labels: str | Labelling = "auto",
     bin_minutes: int | None = None,
     progress: bool = False,
     device: torch.device | str = "cpu",
@@ -47,9 +47,10 @@ def run_patterns(
     and 95% interval over ``draws``), each target sensor's majority pattern,
     plot paths, notes and seconds. See the module docstring for the protocol.
 
-    ``labels`` (one of :data:`LABELS`) picks the weak labels: the speed rule, clusters of the source's
+    ``labels`` picks the weak labels: one of :data:`LABELS` (the speed rule, clusters of the source's
     profiles, or ``auto``: clusters where either city's readings are counts (non-negative integers),
-    the speed rule otherwise. ``bin_minutes``: the profile bin (default 15 min, or the data's step).
+    the speed rule otherwise), or a user's own rule, any object of the
+    :class:`~metamap.traffic.patterns.labels.Labelling` protocol. ``bin_minutes``: the profile bin (default 15 min, or the data's step).
 
     With K labelled days, the patterns scored are those with ``K + MIN_QUERY``
     target days (so a larger K may score fewer patterns). The prototype plot
@@ -60,7 +61,7 @@ def run_patterns(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if labels not in LABELS:
+    if isinstance(labels, str) and labels not in LABELS:
         raise ConfigError(f"--labels: expected one of {', '.join(LABELS)}, got {labels!r}")
     if bin_minutes is None:  # one bin for both cities, so that their profiles have the same length
         bin_minutes = max(default_bin_minutes(source.step_minutes), default_bin_minutes(target.step_minutes))
@@ -123,8 +124,12 @@ def _assign_all(
     return np.asarray(classes, dtype=np.int64)[position.numpy()]
 
 
-def _labelling(kind: str, source: TrafficData, target: TrafficData, days: SensorDays, seed: int) -> Labelling:
+def _labelling(
+    kind: str | Labelling, source: TrafficData, target: TrafficData, days: SensorDays, seed: int
+) -> Labelling:
     """The weak labels of ``kind`` (see :func:`run_patterns`); clusters are fitted on the source's ``days``."""
+    if not isinstance(kind, str):
+        return kind
     if kind == "auto":
         kind = "clusters" if source.holds_counts or target.holds_counts else "rule"
     return SpeedRule() if kind == "rule" else ProfileClusters.fit(days.filled(), seed=seed)
