@@ -94,13 +94,13 @@ def latest_forecasts(
     path: Path,
     units: str = "",
 ) -> Path:
-    """The last readings of the sensors ``shown`` (indices) and the forecasts after them: a day, or six
-    times the forecast's length where that is longer, so that the forecast stays visible.
+    """The last readings of the sensors ``shown`` (indices) and the forecasts after them: three days (the
+    daily rhythm the forecast continues), or six times the forecast's length where that is longer.
 
     ``forecasts``: ``{method: [N, H]}`` for every sensor, at the times ``valid [H]`` after the file's end.
     """
     plt = pyplot()
-    recent = slice(max(0, data.n_steps - max(data.steps_per_day, 6 * len(valid))), data.n_steps)
+    recent = slice(max(0, data.n_steps - max(3 * data.steps_per_day, 6 * len(valid))), data.n_steps)
     fig, axes = plt.subplots(len(shown), 1, figsize=(9, 2.4 * len(shown)), sharex=True, squeeze=False)
     for ax, sensor in zip(axes[:, 0], shown):
         readings = np.where(data.mask[recent, sensor], data.values[recent, sensor], np.nan)
