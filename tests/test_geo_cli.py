@@ -95,6 +95,7 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
     assert np.isfinite(last[:, 4:7, 5:9]).all()
     assert np.isnan(last[:, 0, :3]).all()
     filled.close()
+    assert (tmp_path / "filled.png").stat().st_size > 0  # observed, mean, a member, spread
 
     generate_run = _train(path, tmp_path, "generate")
     out = tmp_path / "inpainted.nc"
@@ -113,6 +114,7 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["geo", "sample", "--run", str(generate_run), "--out", str(out), *common]) == 0
     assert "sampling: 2/2" in capsys.readouterr().err  # progress over the sampler's steps
+    assert (tmp_path / "samples.png").stat().st_size > 0
     with xr.open_dataset(out) as samples:
         assert samples["sst"].shape == (3, 1, H, W)
 
@@ -138,6 +140,7 @@ def test_train_fill_forecast_sample_end_to_end(data_file, tmp_path, capsys):
         == 0
     )
     assert "forecast leads: 2/2" in capsys.readouterr().err
+    assert (tmp_path / "forecast.png").stat().st_size > 0
     with xr.open_dataset(out) as forecast:
         assert forecast["sst"].shape == (3, 2, H, W)
         np.testing.assert_array_equal(

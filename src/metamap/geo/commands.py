@@ -14,7 +14,9 @@
 
 Outputs are netCDF with dims ``member, time, lat, lon`` (the input's own axis
 names and latitude order), the variable's CF attributes and the input's
-global attributes; ``fill`` adds ``ensemble_mean`` and ``observed``.
+global attributes; ``fill`` adds ``ensemble_mean`` and ``observed``. ``fill``,
+``forecast`` and ``sample`` also draw ``<out stem>.png`` beside the netCDF (the
+first field: input, ensemble mean, a member or a later lead, ensemble spread).
 
 Every ``--out`` is checked before any work (a folder for ``train``; a new or
 writable regular file other than ``--data`` for the others), and a run is
@@ -305,9 +307,16 @@ def _fill(args: argparse.Namespace) -> int:
         _history(model.meta["task"], args, args.run),
         extra={"ensemble_mean": members.mean(axis=0), "observed": np.isfinite(values)},
     )
+    first = members[:, 0]
+    picture = _preview(
+        args.out,
+        field,
+        [("observed (first time)", values[0]), ("ensemble mean", first.mean(0)), ("member 1", first[0])],
+        ("ensemble std", first.std(0)),
+    )
     print(
         f"filled {len(indices)} fields ({int((~np.isfinite(values)).sum())} missing pixels) "
-        f"with {args.members} members; wrote {args.out}"
+        f"with {args.members} members; wrote {args.out} and {picture.name}"
     )
     return 0
 
@@ -355,7 +364,21 @@ def _forecast(args: argparse.Namespace) -> int:
         _history("forecast", args, args.run),
         extra={"ensemble_mean": members.mean(axis=0)},
     )
-    print(f"forecast leads {args.leads} after {times[start]} with {args.members} members; wrote {args.out}")
+    last = len(args.leads) - 1
+    picture = _preview(
+        args.out,
+        field,
+        [
+            ("last field", field.values(slice(start, start + 1))[0]),
+            (f"mean, lead {args.leads[0]}", members[:, 0].mean(0)),
+            (f"mean, lead {args.leads[last]}", members[:, last].mean(0)),
+        ],
+        (f"std, lead {args.leads[last]}", members[:, last].std(0)),
+    )
+    print(
+        f"forecast leads {args.leads} after {times[start]} with {args.members} members; "
+        f"wrote {args.out} and {picture.name}"
+    )
     return 0
 
 
@@ -465,6 +488,16 @@ def _read_calibration(path: Path, run: Path, meta: dict):
     return Calibration.from_json(record.get("calibration"), f"--calibration {path}")
 
 
+def _preview(out: Path, field, panels: list, spread: tuple) -> Path:
+    """``<out stem>.png`` beside the netCDF ``out``: the ``panels`` ``(title, [H, W])`` on one colour scale,
+    then ``spread`` ``(title, [H, W])`` on its own."""
+    from metamap.geo import plots
+
+    return plots.fields(
+        panels, out.with_suffix(".png"), field.lat, field.lon, field.units, own_scale=[(*spread, "viridis")]
+    )
+
+
 def _held_out_times(meta: dict, field):
     """The time indices of ``field`` a run never trained on: the days after its ``train_days`` of each month
     when it records them (``geo train --train-days``); else every time index."""
@@ -530,5 +563,11 @@ def _sample(args: argparse.Namespace) -> int:
     members = model.scaler.from_model(fields[:, None], field_fraction(field)[:1])
     members[:, :, model.never_valid] = np.nan
     write_ensemble(args.out, members, field, field.times[:1], _history("generate", args, args.run))
-    print(f"drew {args.members} fields on the {field.shape[1]} x {field.shape[2]} grid; wrote {args.out}")
+    drawn = members[:, 0]
+    picture = _preview(
+        args.out, field, [(f"sample {i + 1}", drawn[i]) for i in range(min(3, len(drawn)))], ("std", drawn.std(0))
+    )
+    print(
+        f"drew {args.members} fields on the {field.shape[1]} x {field.shape[2]} grid; wrote {args.out} and {picture.name}"
+    )
     return 0
