@@ -83,7 +83,8 @@ def test_defaults_stay_per_command():
     assert _flags(COMMANDS["evaluate"])["--seed"].default == 1234
     assert _flags(COMMANDS["train"])["--seed"].default == 0
     assert _flags(COMMANDS["train"])["--steps"].default == 1000
-    assert _flags(COMMANDS["geo fill"])["--steps"].default == 20
+    assert _flags(COMMANDS["geo fill"])["--steps"].default is None  # 20 or 25: chosen by the run's task
+    assert _flags(COMMANDS["geo evaluate"])["--steps"].default == 20
     assert _flags(COMMANDS["traffic adapt"])["--steps"].default is None
     assert _flags(COMMANDS["bench"])["--json"].required
     assert not _flags(COMMANDS["evaluate"])["--json"].required

@@ -63,12 +63,14 @@ from metamap.training.retry import meta_train_lowering_inner_lr
 META_LEARNERS = ("maml", "metasgd")
 # Grids wide enough that the chosen value can be interior (0 steps: the meta-learned network as it is);
 # each run records which chosen values still sit at an edge (``tuning_on_val``).
-META_CANDIDATES: list[Settings] = [{"steps": s} for s in (0, 1, 5, 25, 100, 300, 1000)]  # SGD at the inner rate
+META_CANDIDATES: list[Settings] = [{"steps": s} for s in (0, 1, 5, 25, 100, 300, 1000, 3000)]  # SGD, inner rate
 ADAM_SETTINGS: dict[str, list[Settings]] = {  # per-task Adam fits
     "pretrain_finetune": [
-        {"steps": steps, "lr": lr} for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for steps in (10, 50, 200, 1000)
+        {"steps": steps, "lr": lr} for lr in (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for steps in (10, 50, 200, 1000, 3000)
     ],
-    "scratch": [{"steps": steps, "lr": lr} for lr in (3e-3, 1e-2, 3e-2) for steps in (30, 100, 300, 1000, 3000)],
+    "scratch": [
+        {"steps": steps, "lr": lr} for lr in (1e-3, 3e-3, 1e-2, 3e-2) for steps in (30, 100, 300, 1000, 3000, 10000)
+    ],
 }
 N_PROBES = 50
 
