@@ -81,8 +81,8 @@ def test_run_end_to_end_on_a_tiny_budget(tmp_path):
     tuning = metrics["tuning_on_val"]  # every network method's grid, its chosen setting, the keys at an edge
     assert set(tuning) == {"maml", "metasgd", "pretrain_finetune", "scratch"}
     assert tuning["pretrain_finetune"]["grid"] == {
-        "steps": [10, 50, 200, 1000, 3000],
-        "lr": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+        "steps": [10, 50, 200, 1000],
+        "lr": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
     }
     for record in tuning.values():
         edges = [k for k, values in record["grid"].items() if record["chosen"][k] in (values[0], values[-1])]

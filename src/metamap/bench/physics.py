@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from metamap.experiment import ResultTable
-from metamap.physics.experiment import run_system
+from metamap.physics.experiment import GRIDS, WIDE_GRIDS, run_system
 from metamap.physics.plots import trajectory_figure
 from metamap.physics.residual import run_misspecified
 from metamap.physics.systems import SYSTEMS
@@ -48,11 +48,12 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         if quick
         else {"steps": 600, "test_tasks": 40, "val_tasks": 30, "head_tasks": 400, "n_systems": 500, "ls_starts": 3}
     )
+    grids = GRIDS if quick else WIDE_GRIDS  # the quick run checks the plumbing, not the tuning
     results = {}
     systems = {n: SYSTEMS[n] for n in QUICK_SYSTEMS} if quick else SYSTEMS
     for name, system in systems.items():
         print(f"[physics] {name}")
-        results[name] = run_system(system, k_shot=K_SHOT, **settings)
+        results[name] = run_system(system, k_shot=K_SHOT, grids=grids, **settings)
     print("[physics] misspecified: pendulum data, small-angle equation")
     misspecified = run_misspecified(
         k_shot=K_SHOT,
@@ -61,6 +62,7 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
         val_tasks=settings["val_tasks"],
         test_tasks=settings["test_tasks"],
         ls_starts=settings["ls_starts"],
+        grids=grids,
     )
     ratios = {
         n: r["mse"][r["best_meta_learner_on_val"]]["mean"] / r["mse"]["pretrain_finetune"]["mean"]

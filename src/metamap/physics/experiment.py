@@ -25,7 +25,7 @@ Methods, all with the same MLP (n_in-64-64-n_out, ReLU):
   time are recorded for it and for ``least_squares``.
 
 Adaptation settings (all network methods) are chosen on the meta-val systems
-from the grids ``META_CANDIDATES`` and ``ADAM_SETTINGS``; the result records
+from :data:`GRIDS` (the benchmark: :data:`WIDE_GRIDS`); the result records
 each grid, the chosen setting and the keys whose chosen value lies at an edge.
 """
 
@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -61,17 +61,43 @@ from metamap.training import TrainConfig
 from metamap.training.retry import meta_train_lowering_inner_lr
 
 META_LEARNERS = ("maml", "metasgd")
-# Grids wide enough that the chosen value can be interior (0 steps: the meta-learned network as it is);
-# each run records which chosen values still sit at an edge (``tuning_on_val``).
-META_CANDIDATES: list[Settings] = [{"steps": s} for s in (0, 1, 5, 25, 100, 300, 1000, 3000)]  # SGD, inner rate
-ADAM_SETTINGS: dict[str, list[Settings]] = {  # per-task Adam fits
-    "pretrain_finetune": [
-        {"steps": steps, "lr": lr} for lr in (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for steps in (10, 50, 200, 1000, 3000)
-    ],
-    "scratch": [
-        {"steps": steps, "lr": lr} for lr in (1e-3, 3e-3, 1e-2, 3e-2) for steps in (30, 100, 300, 1000, 3000, 10000)
-    ],
-}
+
+
+class TuningGrids(NamedTuple):
+    """The candidate adaptation settings chosen from on meta-val: the meta-learners' SGD steps (at their inner
+    rate; 0: the meta-learned network as it is) and the per-task Adam fits' steps and rates."""
+
+    meta: list[Settings]
+    adam: dict[str, list[Settings]]
+
+
+# what `metamap physics run` tries; each run records which chosen values sit at an edge (``tuning_on_val``)
+GRIDS = TuningGrids(
+    meta=[{"steps": s} for s in (0, 1, 5, 25, 100, 300, 1000)],
+    adam={
+        "pretrain_finetune": [
+            {"steps": steps, "lr": lr} for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2) for steps in (10, 50, 200, 1000)
+        ],
+        "scratch": [{"steps": steps, "lr": lr} for lr in (3e-3, 1e-2, 3e-2) for steps in (30, 100, 300, 1000, 3000)],
+    },
+)
+# the benchmark's, widened until (nearly) every choice is interior: the baselines improve up to 3000 Adam steps
+WIDE_GRIDS = TuningGrids(
+    meta=[{"steps": s} for s in (0, 1, 5, 25, 100, 300, 1000, 3000, 10000)],
+    adam={
+        "pretrain_finetune": [
+            {"steps": steps, "lr": lr}
+            for lr in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+            for steps in (10, 50, 200, 1000, 3000, 10000)
+        ],
+        "scratch": [
+            {"steps": steps, "lr": lr}
+            for lr in (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+            for steps in (30, 100, 300, 1000, 3000, 10000, 30000)
+        ],
+    },
+)
+ADAM_METHODS = ("pretrain_finetune", "scratch")  # fitted per task by Adam from the pretrained or a fresh network
 N_PROBES = 50
 
 
@@ -121,7 +147,7 @@ class NetworkMethod:
     def adapt(self, support: tuple[torch.Tensor, torch.Tensor], *, steps: int, lr: float | None = None) -> None:
         device = module_device(self.learners["pretrain"])
         x_support, y_support = (tensor.to(device) for tensor in support)
-        if self.name not in ADAM_SETTINGS:
+        if self.name not in ADAM_METHODS:
             self.adapted = self.learners[self.name].adapt(x_support, y_support, options=AdaptOptions(steps=steps))
             return
         if lr is None:
@@ -158,14 +184,16 @@ def choose_steps(
     n_tasks: int,
     seed: int,
     methods: Sequence[str] | None = None,
+    grids: TuningGrids = GRIDS,
 ) -> dict[str, Choice]:
     """Adaptation settings per network method, by mean dense MSE on meta-val systems, with every candidate's MSE.
 
-    ``methods``: only these (default: every meta-learner of ``learners``, ``pretrain_finetune`` and ``scratch``).
+    ``methods``: only these (default: every meta-learner of ``learners``, ``pretrain_finetune`` and ``scratch``);
+    ``grids``: the candidates.
     """
     episode = family.split("val").sample(n_tasks, make_generator(seed))
-    candidates: dict[str, list[Settings]] = {name: META_CANDIDATES for name in learners if name != "pretrain"}
-    candidates.update(ADAM_SETTINGS)
+    candidates: dict[str, list[Settings]] = {name: grids.meta for name in learners if name != "pretrain"}
+    candidates.update(grids.adam)
     if methods is not None:
         candidates = {name: candidates[name] for name in methods}
     validation = [ValidationTask((episode.x_support, episode.y_support), episode.x_query, episode.y_query)]
@@ -260,9 +288,10 @@ def run_system(
     learner_names: Sequence[str] = META_LEARNERS,
     progress: bool = True,
     device: torch.device | str = "cpu",
+    grids: TuningGrids = GRIDS,
 ) -> dict[str, Any]:
-    """The full comparison on one system, the networks on ``device``; returns a JSON-able result (and
-    ``"examples"`` for plots)."""
+    """The full comparison on one system, the networks on ``device``, every adaptation setting chosen from
+    ``grids`` on meta-val; returns a JSON-able result (and ``"examples"`` for plots)."""
     family = SystemFamily(
         system,
         k_shot=k_shot,
@@ -273,7 +302,7 @@ def run_system(
     )
     learners = train_learners(family, learner_names, steps, seed, device)
     dense = replace(family, dense=True)  # same banks; queries = the whole noise-free grid
-    chosen = choose_steps(dense, learners, val_tasks, seed + 1)
+    chosen = choose_steps(dense, learners, val_tasks, seed + 1, grids=grids)
     choices = {name: choice.settings for name, choice in chosen.items()}
     val_mse = {name: choice.score for name, choice in chosen.items()}
     best = min(learner_names, key=val_mse.__getitem__)

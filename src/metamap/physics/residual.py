@@ -25,9 +25,11 @@ import numpy as np
 import torch
 
 from metamap.physics.experiment import (
+    GRIDS,
     META_LEARNERS,
     NetworkMethod,
     TaskFits,
+    TuningGrids,
     choose_steps,
     dense_mse,
     least_squares_tasks,
@@ -92,8 +94,10 @@ def run_misspecified(
     learner_names: Sequence[str] = META_LEARNERS,
     progress: bool = True,
     device: torch.device | str = "cpu",
+    grids: TuningGrids = GRIDS,
 ) -> dict[str, Any]:
-    """Pendulum data, small-angle equation: misspecified fit, residual hybrid, correct-equation fit."""
+    """Pendulum data, small-angle equation: misspecified fit, residual hybrid, correct-equation fit (the
+    correction's steps chosen from ``grids.meta`` on meta-val)."""
     system = SYSTEMS["pendulum"]
     n_systems = {"train": train_tasks, "val": val_tasks, "test": test_tasks}
     family = SystemFamily(system, k_shot=k_shot, noise=noise, seed=seed, n_systems=n_systems, dense=True)
@@ -103,7 +107,7 @@ def run_misspecified(
     }
     residuals = ResidualFamily(system, {split: residual_episode(*pair) for split, pair in fitted.items()})
     learners = train_learners(residuals, learner_names, steps, seed, device)
-    chosen = choose_steps(residuals, learners, val_tasks, seed + 1, methods=learner_names)
+    chosen = choose_steps(residuals, learners, val_tasks, seed + 1, methods=learner_names, grids=grids)
     best = min(learner_names, key=lambda name: chosen[name].score)
     # choose_steps scores the corrected fit's dense MSE on these meta-val tasks (the same draw); the fit
     # alone scores the mean squared residual itself
