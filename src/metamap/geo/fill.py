@@ -115,6 +115,21 @@ def _finish(
     return out
 
 
+def residual_inputs(
+    values: np.ndarray, static: np.ndarray, variogram: Variogram
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a residual fill of ``values [H, W]`` (NaN = missing) starts from: the field and its observed mask
+    ``[H, W]``, the kriging estimate ``[1, H, W]`` and the conditioning ``[1, 6, H, W]``."""
+    field, observed = _check_field(values, static)
+    estimate, std = kriged(field[None].numpy(), observed[None].numpy(), variogram)
+    return (
+        field,
+        observed,
+        estimate,
+        fill_condition(field[None], observed[None], estimate, std, torch.from_numpy(static)[None]),
+    )
+
+
 def conditional_fill(
     model: GeoModel,
     values: np.ndarray,
@@ -129,9 +144,7 @@ def conditional_fill(
     """Ensemble ``[M, H, W]`` (model space) filling the NaN pixels of ``values [H, W]``: the kriging estimate
     with the run's variogram plus residuals sampled from the conditional model; with ``calibration`` (fitted
     by ``metamap geo evaluate``) the members are calibrated around that estimate."""
-    field, observed = _check_field(values, static)
-    estimate, std = kriged(field[None].numpy(), observed[None].numpy(), run_variogram(model))
-    cond = fill_condition(field[None], observed[None], estimate, std, torch.from_numpy(static)[None])
+    field, observed, estimate, cond = residual_inputs(values, static, run_variogram(model))
     samples = sample_ensemble(model, cond.expand(members, -1, -1, -1), members, steps=steps, sampler=sampler, seed=seed)
     filled = samples + estimate[0]
     if calibration is not None:

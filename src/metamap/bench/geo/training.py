@@ -12,7 +12,7 @@ import torch
 from metamap.bench.geo.settings import LR, MEMBERS, K, Settings
 from metamap.geo.anomaly import FieldScaler, field_fraction
 from metamap.geo.data import PatchSource, static_channels
-from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches, fill_condition, kriged, run_variogram
+from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches, residual_inputs, run_variogram
 from metamap.geo.io import GeoField
 from metamap.geo.models import GeoModel
 from metamap.geo.train import train_task
@@ -108,13 +108,10 @@ def train_peer(settings: Settings, field: GeoField, setup: Setup, train_times: n
         run_dir=runs / "peer",
         max_seconds=seconds,
     )
-    static = torch.from_numpy(setup.static)[None]
 
     def fill_field(values: np.ndarray, seed: int) -> np.ndarray:
-        field_t = torch.from_numpy(values)
-        observed = torch.isfinite(field_t)
-        estimate, std = kriged(values[None], observed[None].numpy(), variogram)
-        cond = fill_condition(field_t[None], observed[None], estimate, std, static).expand(MEMBERS, -1, -1, -1)
+        field_t, observed, estimate, cond = residual_inputs(values, setup.static, variogram)
+        cond = cond.expand(MEMBERS, -1, -1, -1)
         known = torch.zeros(MEMBERS, 1, *values.shape)  # the residual at an observed pixel: kriging is exact there
         mask = observed[None, None].expand(MEMBERS, 1, -1, -1)
         out = peer.inpaint(
