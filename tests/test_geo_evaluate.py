@@ -141,6 +141,23 @@ def test_test_days_score_the_days_after_them_and_tune_on_the_days_between(smooth
     assert result["tune_times"] == [20, 21, 23, 24]  # 4 of March 21-25, spread
 
 
+def test_the_runs_kriging_baseline_is_the_estimate_its_fill_stands_on_kriged_once(smooth, tmp_path, monkeypatch):
+    calls = []
+
+    def climatology(values, observed, variogram):  # the fill's kriging replaced by estimate 0: the climatology
+        calls.append(values.shape)
+        return np.zeros_like(values), np.full_like(values, np.sqrt(variogram.total))
+
+    monkeypatch.setattr("metamap.geo.fill.krige", climatology)
+    _, data, run = smooth
+    assert _evaluate(data, run, tmp_path / "once", "--mask", "sparse90") == 0
+    methods = json.loads((tmp_path / "once" / "evaluation.json").read_text())["methods"]
+    assert calls == [(H, W)] * 3  # the 2 evaluated fields and the tuning one, each kriged once
+    np.testing.assert_allclose(
+        methods["kriging_local_anomaly"]["rmse_per_field"], methods["climatology"]["rmse_per_field"], rtol=1e-6
+    )
+
+
 def test_evaluate_refuses_bad_input_in_one_line(smooth, tmp_path, capsys):
     folder, data, run = smooth
     wrong_mask = tmp_path / "wrong.npy"

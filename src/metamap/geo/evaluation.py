@@ -15,7 +15,8 @@ pixels are the hidden ones where the truth is finite. Methods:
 - ``kriging_local_anomaly``: the estimate the run's residual stands on, kriging
   of the model-space anomaly from the nearest observed pixels with the
   variogram fitted at training (:mod:`metamap.geo.kriging`), so that a table
-  shows what the network adds to its own input;
+  shows what the network adds to its own input (the fill's own estimate,
+  :func:`metamap.geo.fill.residual_inputs`, kriged once for both);
 - the run (:func:`evaluate_fill`): the residual diffusion ensemble, raw and
   with the calibration of :mod:`metamap.geo.calibration` (mean weight on the
   kriging it stands on, spread factor) fitted on the same
@@ -42,9 +43,8 @@ from metamap.geo import baselines, metrics
 from metamap.geo.anomaly import field_fraction
 from metamap.geo.calibration import fit_calibration
 from metamap.geo.data import static_channels
-from metamap.geo.fill import conditional_fill, run_variogram
+from metamap.geo.fill import ResidualInputs, residual_fill, residual_inputs, run_variogram
 from metamap.geo.io import GeoField
-from metamap.geo.kriging import krige
 from metamap.geo.masks import make_mask
 from metamap.geo.models import GeoModel
 from metamap.geo.transforms import dry_accuracy, fraction_negative
@@ -236,15 +236,14 @@ def evaluate_fill(
         observed = np.asarray(masks(number, truth.shape), bool) & np.isfinite(truth)
         return Case(truth, observed, scaler.climatology_field(fraction[index : index + 1])[0])
 
-    def fill(c: Case, index: int, seed: int) -> np.ndarray:
-        """The model-space ensemble ``[M, H, W]``."""
+    def kriging(c: Case, index: int) -> ResidualInputs:
+        """The run's inputs for ``c`` in model space: the kriging it stands on (its variogram) and the rest."""
         z = scaler.to_model(c.hidden[None], fraction[index : index + 1])[0]
-        return conditional_fill(model, z, static, members, steps, sampler, seed, never_valid=model.never_valid)
+        return residual_inputs(z, static, variogram)
 
-    def estimate(c: Case, index: int) -> np.ndarray:
-        """The kriging the run stands on (its variogram), in model space ``[H, W]``."""
-        z = scaler.to_model(c.hidden[None], fraction[index : index + 1])[0]
-        return krige(z, np.isfinite(z), variogram)[0]
+    def fill(inputs: ResidualInputs, seed: int) -> np.ndarray:
+        """The model-space ensemble ``[M, H, W]``."""
+        return residual_fill(model, inputs, members, steps, sampler, seed, never_valid=model.never_valid)
 
     def to_file(z: np.ndarray, c: Case, index: int) -> np.ndarray:
         ensemble = scaler.from_model(z[:, None], fraction[index : index + 1])[:, 0]
@@ -252,13 +251,14 @@ def evaluate_fill(
         return ensemble
 
     tuning = [(case(int(i), TUNE_SEED + n), int(i)) for n, i in enumerate(tune_times)]
+    tuning_inputs = [kriging(c, i) for c, i in tuning]
     variograms = {
         name: choose_variogram([c for c, _ in tuning], lat, lon, name == "kriging_anomaly", nonnegative)
         for name in KRIGING
     }
     calibration = fit_calibration(
-        [fill(c, i, TUNE_SEED + n) for n, (c, i) in enumerate(tuning)],
-        [estimate(c, i) for c, i in tuning],
+        [fill(inputs, TUNE_SEED + n) for n, inputs in enumerate(tuning_inputs)],
+        [inputs.estimate[0].numpy() for inputs in tuning_inputs],
         [scaler.to_model(c.truth[None], fraction[i : i + 1])[0] for c, i in tuning],
         [c.gaps for c, _ in tuning],
     )
@@ -271,10 +271,12 @@ def evaluate_fill(
     for number, index in enumerate(progress_bar(list(map(int, times)), desc=desc, enabled=progress)):
         c = case(index, TEST_SEED + number)
         found = baseline_scores(c, lat, lon, variograms, nonnegative)
-        z_estimate, took = timed(estimate, c, index)
+        inputs, kriging_took = timed(kriging, c, index)
+        z_estimate = inputs.estimate[0].numpy()
         local = to_file(z_estimate[None], c, index)[0]
-        found["kriging_local_anomaly"] = (point_scores(local, c.truth, c.gaps, lat), took, local)
-        z, took = timed(fill, c, index, TEST_SEED + number)
+        found["kriging_local_anomaly"] = (point_scores(local, c.truth, c.gaps, lat), kriging_took, local)
+        z, sampling_took = timed(fill, inputs, TEST_SEED + number)
+        took = kriging_took + sampling_took  # the run's time includes the kriging it stands on
         raw, ensemble = to_file(z, c, index), to_file(calibration.apply(z, z_estimate), c, index)
         found["diffusion_residual_uncalibrated"] = (ensemble_scores(raw, c.truth, c.gaps, lat), took, raw)
         found["diffusion_residual"] = (ensemble_scores(ensemble, c.truth, c.gaps, lat), took, ensemble)

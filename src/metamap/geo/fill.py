@@ -9,7 +9,9 @@ are missing:
   distribution of ``field - estimate`` given ``(observed mask, observed values
   with the missing set to 0, estimate, kriging std, latitude, longitude)``, trained with random
   masks of the three kinds of :mod:`metamap.geo.masks` (:func:`fill_batches`)
-  and sampled with a fast solver; a fill is estimate + residual sample;
+  and sampled with a fast solver; a fill is estimate + residual sample. A
+  caller that also wants the estimate runs the two halves itself:
+  :func:`residual_inputs` (the kriging), then :func:`residual_fill`;
 - :func:`inpaint_fill`: training-free, with a model trained only to generate
   fields (conditioned on latitude and longitude only), via the sampler's
   RePaint-style resampling with the known pixels re-noised at every step.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -115,19 +118,46 @@ def _finish(
     return out
 
 
-def residual_inputs(
-    values: np.ndarray, static: np.ndarray, variogram: Variogram
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What a residual fill of ``values [H, W]`` (NaN = missing) starts from: the field and its observed mask
-    ``[H, W]``, the kriging estimate ``[1, H, W]`` and the conditioning ``[1, 6, H, W]``."""
+class ResidualInputs(NamedTuple):
+    """What a residual fill of a field ``[H, W]`` starts from (:func:`residual_inputs`)."""
+
+    field: torch.Tensor  # the field [H, W], NaN = missing
+    observed: torch.Tensor  # its observed mask [H, W] bool
+    estimate: torch.Tensor  # the kriging estimate [1, H, W]
+    cond: torch.Tensor  # the conditioning [1, 6, H, W] (the kriging std among it)
+
+
+def residual_inputs(values: np.ndarray, static: np.ndarray, variogram: Variogram) -> ResidualInputs:
+    """What a residual fill of ``values [H, W]`` (NaN = missing) starts from, kriged with ``variogram``."""
     field, observed = _check_field(values, static)
     estimate, std = kriged(field[None].numpy(), observed[None].numpy(), variogram)
-    return (
+    return ResidualInputs(
         field,
         observed,
         estimate,
         fill_condition(field[None], observed[None], estimate, std, torch.from_numpy(static)[None]),
     )
+
+
+def residual_fill(
+    model: GeoModel,
+    inputs: ResidualInputs,
+    members: int = 16,
+    steps: int = 20,
+    sampler: str = "dpmpp",
+    seed: int = 0,
+    never_valid: np.ndarray | None = None,
+    calibration: Calibration | None = None,
+) -> np.ndarray:
+    """Ensemble ``[M, H, W]`` (model space) filling the missing pixels of ``inputs`` (:func:`residual_inputs`
+    with the run's variogram): their kriging estimate plus residuals sampled from the conditional model; with
+    ``calibration`` (fitted by ``metamap geo evaluate``) the members are calibrated around that estimate."""
+    field, observed, estimate, cond = inputs
+    samples = sample_ensemble(model, cond.expand(members, -1, -1, -1), members, steps=steps, sampler=sampler, seed=seed)
+    filled = samples + estimate[0]
+    if calibration is not None:
+        filled = torch.from_numpy(calibration.apply(filled[:, 0].numpy(), estimate[0].numpy()))[:, None]
+    return _finish(filled, field, observed, never_valid)
 
 
 def conditional_fill(
@@ -141,15 +171,10 @@ def conditional_fill(
     never_valid: np.ndarray | None = None,
     calibration: Calibration | None = None,
 ) -> np.ndarray:
-    """Ensemble ``[M, H, W]`` (model space) filling the NaN pixels of ``values [H, W]``: the kriging estimate
-    with the run's variogram plus residuals sampled from the conditional model; with ``calibration`` (fitted
-    by ``metamap geo evaluate``) the members are calibrated around that estimate."""
-    field, observed, estimate, cond = residual_inputs(values, static, run_variogram(model))
-    samples = sample_ensemble(model, cond.expand(members, -1, -1, -1), members, steps=steps, sampler=sampler, seed=seed)
-    filled = samples + estimate[0]
-    if calibration is not None:
-        filled = torch.from_numpy(calibration.apply(filled[:, 0].numpy(), estimate[0].numpy()))[:, None]
-    return _finish(filled, field, observed, never_valid)
+    """Ensemble ``[M, H, W]`` (model space) filling the NaN pixels of ``values [H, W]``: :func:`residual_fill`
+    of their kriging with the run's variogram."""
+    inputs = residual_inputs(values, static, run_variogram(model))
+    return residual_fill(model, inputs, members, steps, sampler, seed, never_valid, calibration)
 
 
 def inpaint_fill(
