@@ -97,7 +97,7 @@ WIDE_GRIDS = TuningGrids(
         ],
     },
 )
-ADAM_METHODS = ("pretrain_finetune", "scratch")  # fitted per task by Adam from the pretrained or a fresh network
+ADAM_METHODS = tuple(GRIDS.adam)  # the methods fitted per task by Adam (from the pretrained or a fresh network)
 N_PROBES = 50
 
 
