@@ -1,4 +1,4 @@
-"""Seasonal naive and time-of-week baselines on series with a known weekly pattern."""
+"""Seasonal naive, profile and time-of-week baselines on series with a known weekly pattern."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from metamap.traffic.experiment import (
     make_method,
     score,
 )
-from metamap.traffic.features import SeriesFeatures, fit_scaler
+from metamap.traffic.features import PROFILES, WEEK_PRIOR_WEEKS, SeriesFeatures, Windows, fit_scaler
 
 HOURS_PER_WEEK = 7 * 24
 MONDAY = "2024-01-01"  # a Monday
 
 
-def _hourly(values: np.ndarray, step_minutes: int = 60) -> SeriesFeatures:
+def _hourly(values: np.ndarray, step_minutes: int = 60, windows: Windows | None = None) -> SeriesFeatures:
     """Features of ``values [T, N]`` read every ``step_minutes`` from Monday 00:00 (0 = missing)."""
     values = values.astype(np.float32)
     times = np.datetime64(MONDAY) + np.arange(len(values)) * np.timedelta64(step_minutes, "m")
@@ -34,7 +34,7 @@ def _hourly(values: np.ndarray, step_minutes: int = 60) -> SeriesFeatures:
         tuple(str(i) for i in range(values.shape[1])),
         step_minutes=step_minutes,
     )
-    return SeriesFeatures(data, fit_scaler(data.values, data.mask))
+    return SeriesFeatures(data, fit_scaler(data.values, data.mask), windows=windows)
 
 
 def _weekly(n_weeks: int = 3, n_sensors: int = 2) -> np.ndarray:
@@ -135,3 +135,65 @@ def test_simple_baselines_are_in_every_table_with_nothing_to_choose():
         assert result.prediction.shape == target.truth.shape and torch.isfinite(result.prediction).all()
     week = score(make_method("seasonal_naive_week", None, config, features.n_features), target, {})
     assert week.errors["12h"]["mae"] == 0.0
+
+
+@pytest.mark.parametrize("step_minutes", [5, 15, 60])
+def test_profiles_of_a_daily_cycle_are_exact_once_a_day_is_seen(step_minutes):
+    per_day = 24 * 60 // step_minutes
+    step = np.arange(3 * per_day)
+    values = (20 + 5 * np.sin(2 * np.pi * step / per_day))[:, None] + np.array([0.0, 3.0])
+    features = _hourly(values, step_minutes)
+    nodes = torch.arange(2)
+    origins = features.origins(per_day, 3 * per_day, inputs_inside=False)
+    for name in PROFILES:
+        torch.testing.assert_close(features.profile(nodes, origins, name), features.truth(nodes, origins))
+
+
+def test_profile_week_is_shrunk_toward_the_day_profile_by_the_known_weight():
+    features = _hourly(_weekly(n_weeks=6))
+    nodes = torch.arange(2)
+    origins = features.origins(HOURS_PER_WEEK, 6 * HOURS_PER_WEEK, inputs_inside=False)
+    targets = _targets(origins)
+    truth = features.truth(nodes, origins)
+    # The last 7 days at the same hour hold each weekday once: their mean is off by 15 - 5 * weekday.
+    day_error = (15.0 - 5 * (targets // 24 % 7)).expand(2, -1, -1).double()
+    seen = targets[..., :1] - 1 >= HOURS_PER_WEEK  # windows whose first day profile holds 7 earlier days
+    day = features.profile(nodes, origins, "profile_day") - truth
+    torch.testing.assert_close(
+        day[seen.expand(2, -1, 12)], day_error[seen.expand(2, -1, 12)].float(), atol=1e-4, rtol=0
+    )
+    weeks = (targets // HOURS_PER_WEEK).clamp(max=4).expand(2, -1, -1).double()  # earlier weeks seen, at most 4
+    expected = WEEK_PRIOR_WEEKS * (truth.double() + day.double()) + weeks * truth.double()
+    expected = expected / (weeks + WEEK_PRIOR_WEEKS)
+    torch.testing.assert_close(features.profile(nodes, origins, "profile_week").double(), expected, atol=1e-4, rtol=0)
+    coverage = features.profile_coverage(nodes, origins, "profile_week")
+    torch.testing.assert_close(coverage, weeks[..., 0].float() / 4)
+
+
+def test_profiles_of_daily_data_never_read_past_the_origin():
+    """Daily readings, 3 days ahead: the third target step's profile starts 3 days back."""
+    rng = np.random.default_rng(0)
+    values = rng.uniform(1, 9, (60, 2))
+    windows = Windows(history=2, horizons=(1, 3), seasonal=False)
+    features = _hourly(values, 24 * 60, windows)
+    later = values.copy()
+    later[31:] = rng.uniform(1, 9, later[31:].shape)  # everything after the origin, changed
+    changed = _hourly(later, 24 * 60, windows)
+    nodes, origins = torch.arange(2), torch.tensor([30])
+    for name in PROFILES:
+        assert torch.equal(features.profile(nodes, origins, name), changed.profile(nodes, origins, name))
+    expected = values[[33 - k for k in range(3, 10)]].mean(0)  # the target is day 33: days 30 (the origin) .. 24
+    np.testing.assert_allclose(features.profile(nodes, origins, "profile_day")[:, 0, 2], expected, rtol=1e-5)
+
+
+def test_profile_day_skips_missing_readings_and_falls_back_to_persistence():
+    values = np.tile(np.arange(1.0, 25.0), 3)[:, None] * np.ones((1, 2))
+    values[24 + 13, 0] = 0  # sensor 0 misses 13:00 on the second day
+    values[:24, 1] = 0  # sensor 1 has no first day
+    features = _hourly(values)
+    nodes, origins = torch.arange(2), torch.tensor([24 + 11, 48 + 11])  # 11:00 on the second and third days
+    profile = features.profile(nodes, origins, "profile_day")
+    assert profile[0, 0, 1] == 14.0 and profile[0, 1, 1] == 14.0  # 13:00 seen on one earlier day: still exact
+    assert torch.equal(profile[1, 0], features.persistence(nodes, origins)[1, 0])  # no earlier day: persistence
+    coverage = features.profile_coverage(nodes, origins, "profile_day")
+    torch.testing.assert_close(coverage, torch.tensor([[1 / 7, 2 / 7], [0.0, 1 / 7]]))

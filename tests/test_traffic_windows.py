@@ -11,8 +11,8 @@ import torch
 from metamap.arguments import duration_label
 from metamap.errors import ConfigError
 from metamap.traffic.data import TrafficData
-from metamap.traffic.experiment import ExperimentConfig, Target, choose_base
-from metamap.traffic.features import SEASONAL, SeriesFeatures, Windows, fit_scaler
+from metamap.traffic.experiment import ExperimentConfig, Target, choose_base, make_method, score
+from metamap.traffic.features import BASES, PROFILES, SEASONAL, SeriesFeatures, Windows, fit_scaler
 from metamap.traffic.metrics import masked_errors
 from metamap.traffic.protocols import new_sensors
 
@@ -64,14 +64,18 @@ def test_daytype_lag_reads_the_last_day_of_the_same_kind():
 
 def test_seasonal_inputs_hold_the_lagged_readings_of_every_target_step():
     data = _weekly_data()
-    features = _features(data)
+    features = _features(data, profiles=True)
     nodes, origins = torch.tensor([1]), torch.tensor([[2 * HOURS_PER_WEEK + 5]])
     x, _, _ = features.windows(nodes, origins)
-    seasonal = x[0, 0, -3 * 12 :].reshape(3, 12)
-    for row, lags in zip(seasonal, SEASONAL.values(), strict=True):
+    seasonal, profiles, coverage = x[0, 0, -5 * 12 - 2 :].split([3 * 12, 2 * 12, 2])
+    for row, lags in zip(seasonal.reshape(3, 12), SEASONAL.values(), strict=True):
         expected = features.scaler.transform(features.seasonal_naive(nodes, origins, lags))[0, 0]
         torch.testing.assert_close(row, expected)
-    assert features.n_features == 2 * 12 + 3 + 3 * 12
+    for row, name in zip(profiles.reshape(2, 12), PROFILES, strict=True):
+        torch.testing.assert_close(row, features.scaler.transform(features.profile(nodes, origins, name))[0, 0])
+    torch.testing.assert_close(coverage, torch.tensor([1.0, 0.5]))  # 7 of 7 days, 2 of 4 weeks
+    assert features.n_features == 2 * 12 + 3 + 5 * 12 + 2
+    assert _features(data).n_features == 2 * 12 + 3 + 3 * 12  # profiles are off by default
 
 
 def test_residual_targets_give_the_base_back_for_a_zero_correction():
@@ -106,7 +110,7 @@ def test_the_base_chosen_on_validation_is_the_one_that_repeats_the_week():
     validation = Target(features, torch.arange(3), (0, 24), (HOURS_PER_WEEK, 3 * HOURS_PER_WEEK))
     choice = choose_base(validation)
     assert choice.settings == {"base": "seasonal_naive_week"}
-    assert len(choice.tried) == 4 and choice.score == min(score for _, score in choice.tried)
+    assert len(choice.tried) == len(BASES) and choice.score == min(score for _, score in choice.tried)
 
 
 def _la_like(n_sensors: int = 20, days: int = 7) -> TrafficData:
@@ -138,3 +142,28 @@ def test_new_sensors_meta_training_never_sees_a_target_reading():
     second = other.family.sample(4, torch.Generator().manual_seed(0))
     assert torch.equal(first.x_support, second.x_support) and torch.equal(first.x_query, second.x_query)
     assert setup.targets["day"].features.data.n_sensors == data.n_sensors  # at test time: the whole network
+
+
+def test_the_week_profile_averages_out_the_noise_that_same_hour_last_week_keeps():
+    """Hourly counts repeating a random weekly pattern plus noise of std 5. Same hour last week errs by the
+    difference of two noises (MAE 5 sqrt(2) sqrt(2 / pi)); the mean of four weeks by the target's noise and a
+    quarter of the variance (5 sqrt(1.25) sqrt(2 / pi)), and validation takes it as the base forecast."""
+    rng = np.random.default_rng(0)
+    n_weeks, n_sensors = 8, 3
+    pattern = rng.uniform(20, 100, (HOURS_PER_WEEK, 1)) * rng.uniform(0.5, 1.5, (1, n_sensors))
+    values = np.tile(pattern, (n_weeks, 1)) + rng.normal(0, 5, (n_weeks * HOURS_PER_WEEK, n_sensors))
+    times = np.datetime64("2024-01-01") + np.arange(len(values)) * np.timedelta64(60, "m")
+    data = TrafficData(
+        values.astype(np.float32), np.ones(values.shape, bool), times.astype("datetime64[ns]"), ("a", "b", "c"), 60
+    )
+    target = Target(_features(data), torch.arange(3), (0, HOURS_PER_WEEK), (5 * HOURS_PER_WEEK, 8 * HOURS_PER_WEEK))
+    config = ExperimentConfig(model="node")
+    mae = {
+        name: score(make_method(name, None, config, target.features.n_features), target, {}).errors["12h"]["mae"]
+        for name in ("seasonal_naive_week", "profile_week")
+    }
+    half_normal = 5 * np.sqrt(2 / np.pi)
+    assert mae["seasonal_naive_week"] == pytest.approx(half_normal * np.sqrt(2), rel=0.05)
+    # 1.25 for four noisy weeks, plus the shrinkage toward the day profile (0.25 of 4.25 weeks) at most a few %
+    assert half_normal * np.sqrt(1.25) * 0.95 < mae["profile_week"] < half_normal * np.sqrt(1.25) * 1.1
+    assert choose_base(target).settings == {"base": "profile_week"}

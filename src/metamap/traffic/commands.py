@@ -242,13 +242,21 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
         "--base",
         default="auto",
         help="the classical forecast the networks correct: auto (the best on the validation sensors) | "
-        "persistence | seasonal_naive_day | seasonal_naive_week | none",
+        "persistence | seasonal_naive_day | seasonal_naive_week | seasonal_naive_daytype | profile_day | "
+        "profile_week | none",
     )
     parser.add_argument(
         "--no-seasonal",
         dest="seasonal",
         action="store_false",
         help="leave the readings a day and a week before each target out of the inputs",
+    )
+    parser.add_argument(
+        "--profile-inputs",
+        dest="profiles",
+        action="store_true",
+        help="add each sensor's mean reading at the target's time of day (last 7 days) and time of week (last 4 "
+        "weeks) to the inputs; worth trying with weeks of training readings",
     )
     negative = parser.add_mutually_exclusive_group()
     negative.add_argument(
@@ -328,6 +336,7 @@ def _experiment(args: argparse.Namespace, data: TrafficData, methods: tuple[str,
         history=windows.history,
         horizons=windows.horizons,
         seasonal=args.seasonal,
+        profiles=args.profiles,
         base=None if args.base == "none" else args.base,
         nonnegative=data.holds_counts if args.nonnegative is None else args.nonnegative,
         model=model,

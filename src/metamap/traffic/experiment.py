@@ -5,7 +5,9 @@ Methods: the meta-learners ``maml``, ``fomaml``,
 value), ``seasonal_naive_day`` / ``seasonal_naive_week`` /
 ``seasonal_naive_daytype`` (the reading one day / one week before each
 target / on the last earlier day of the same kind, weekday or weekend),
-``historical_average`` /
+``profile_day`` / ``profile_week`` (the sensor's mean reading at the target's
+time of day over the last week / time of week over the last four weeks, from
+readings up to the origin), ``historical_average`` /
 ``historical_average_week`` (the target's own support readings by time of day /
 of week), ``target_only`` (the same network trained from scratch on the target's
 support windows), ``target_only_linear`` (per-sensor ridge regression on the
@@ -76,7 +78,8 @@ class ExperimentConfig:
     diffusion convolution layer followed by a per-node network).
 
     ``history`` and ``horizons`` are in steps of the data; ``seasonal`` adds
-    the readings a day and a week before each target to the inputs; ``base``
+    the readings a day and a week before each target to the inputs and
+    ``profiles`` the sensor's profiles by time of day and of week; ``base``
     is the classical forecast the networks correct (a key of
     :data:`~metamap.traffic.features.BASES`, ``"auto"`` = the best of them on
     the validation sensors, or None to forecast the readings themselves);
@@ -100,6 +103,7 @@ class ExperimentConfig:
     seasonal: bool = True
     base: str | None = AUTO
     nonnegative: bool = False
+    profiles: bool = False
     methods: tuple[str, ...] = METHODS
     seed: int = 0
 
@@ -123,7 +127,7 @@ class ExperimentConfig:
     def windows(self) -> Windows:
         """The window spec; an ``"auto"`` base is left out until :func:`choose_base` has chosen it."""
         base = None if self.base == AUTO else self.base
-        return Windows(self.history, self.horizons, self.seasonal, base, self.nonnegative)
+        return Windows(self.history, self.horizons, self.seasonal, base, self.nonnegative, self.profiles)
 
 
 @dataclass(frozen=True)

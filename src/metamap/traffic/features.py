@@ -16,7 +16,14 @@ the data's own steps. Inputs per window, in this order:
   day before it, one week before it, and on the last earlier day of the same
   kind (weekday or weekend): the seasonal-naive forecasts of :data:`SEASONAL`,
   which fall back to the last reading at the origin where the lagged one is
-  missing, not yet read at the origin, or before the file.
+  missing, not yet read at the origin, or before the file;
+- with ``profiles`` inputs, for each target step: the sensor's own profiles of
+  :data:`PROFILES` (its mean reading at that time of day over the last week,
+  at that time of week over the last four weeks), and, per profile, the share
+  of those days or weeks that held a reading for the first target step (how
+  far the profile can be trusted). They are off by default: on the bundled
+  week of METR-LA they made every network worse, as a profile averages at most
+  six earlier days and its coverage grows from training to test.
 
 Targets are normalized readings with a per-value mask (False where the
 reading is missing), so missing readings never enter a loss or a metric. With
@@ -50,7 +57,13 @@ SEASONAL = {
     "seasonal_naive_week": (DAYS_PER_WEEK,) * DAYS_PER_WEEK,
     "seasonal_naive_daytype": (3, 1, 1, 1, 1, 6, 1),
 }
-BASES = ("persistence", *SEASONAL)  # the causal forecasts a network may correct
+# The causal profiles (historical averages updated as readings come): (days per period, periods averaged). A
+# profile reads only readings at or before the origin, the same time of day (week) some whole periods back.
+PROFILES = {"profile_day": (1, 7), "profile_week": (DAYS_PER_WEEK, 4)}
+# Shrinkage of the week profile toward the day profile: the day profile counts as this many weeks of readings,
+# so a sensor seen for one week gets 80% of that week, and one seen on no earlier same weekday the day profile.
+WEEK_PRIOR_WEEKS = 0.25
+BASES = ("persistence", *SEASONAL, *PROFILES)  # the causal forecasts a network may correct
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,8 @@ class Windows:
             forecasts every step ``1 .. max(horizons)``.
         seasonal: whether the inputs hold the readings one day and one week
             before each target step.
+        profiles: whether the inputs hold the sensor's profiles (:data:`PROFILES`)
+            at each target step and how many periods each saw.
         base: the classical forecast the targets are residuals from (a key of
             :data:`BASES`), or None for plain targets.
         nonnegative: whether learned forecasts are clipped at 0 (counts and
@@ -74,6 +89,7 @@ class Windows:
     seasonal: bool = True
     base: str | None = None
     nonnegative: bool = False
+    profiles: bool = False
 
     def __post_init__(self) -> None:
         if self.history < 1:
@@ -191,6 +207,7 @@ class SeriesFeatures:
         self.weekday = torch.from_numpy(weekdays(self.times))
         self.target = torch.where(mask, normalized, torch.zeros(())).float()
         self.target_mask = mask
+        self._trailing: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}  # see _trailing_sums
 
     def with_windows(self, windows: Windows) -> SeriesFeatures:
         """The same readings and channels with another window spec (e.g. a base forecast chosen later)."""
@@ -211,7 +228,8 @@ class SeriesFeatures:
     @property
     def n_features(self) -> int:
         seasonal = len(SEASONAL) * self.horizon if self.spec.seasonal else 0
-        return self.channels.shape[1] * self.history + N_CALENDAR + seasonal
+        profiles = len(PROFILES) * (self.horizon + 1) if self.spec.profiles else 0
+        return self.channels.shape[1] * self.history + N_CALENDAR + seasonal + profiles
 
     def origins(self, start: int, stop: int, inputs_inside: bool = True) -> torch.Tensor:
         """Origins ``[W]`` whose targets lie in steps ``[start, stop)``; with ``inputs_inside`` the inputs too.
@@ -247,6 +265,9 @@ class SeriesFeatures:
         parts = [inputs.reshape(n, w, c * self.history), self.calendar[origins]]
         if self.spec.seasonal:
             parts += [self._normalized(self.seasonal_naive(nodes, origins, lags)) for lags in SEASONAL.values()]
+        if self.spec.profiles:
+            parts += [self._normalized(self.profile(nodes, origins, name)) for name in PROFILES]
+            parts += [self.profile_coverage(nodes, origins, name)[..., None] for name in PROFILES]
         return torch.cat(parts, dim=-1)
 
     def base(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
@@ -260,6 +281,8 @@ class SeriesFeatures:
         """The causal forecast ``base`` (one of :data:`BASES`) of the windows: ``[n, W, horizon]``, file's unit."""
         if base == "persistence":
             return self.persistence(nodes, origins)
+        if base in PROFILES:
+            return self.profile(nodes, origins, base)
         return self.seasonal_naive(nodes, origins, SEASONAL[base])
 
     def persistence(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
@@ -292,6 +315,59 @@ class SeriesFeatures:
         fallback = self.persistence(nodes, origins).reshape(n, -1)
         return torch.where(seen, readings, fallback).reshape(n, w, self.horizon)
 
+    def profile(self, nodes: torch.Tensor, origins: torch.Tensor, name: str) -> torch.Tensor:
+        """The sensor's mean reading at each target step's time of day or week (``name``, a key of
+        :data:`PROFILES`), from readings at or before the origin: ``[n, W, horizon]``, file's unit.
+
+        ``profile_day`` averages the same time of day over the last 7 days
+        (persistence where none of them holds a reading); ``profile_week`` the
+        same time of week over the last 4 weeks, shrunk toward the day
+        profile, which counts as :data:`WEEK_PRIOR_WEEKS` weeks of readings.
+        A target more than a period ahead starts its periods further back, so
+        that nothing after the origin is read.
+        """
+        origins = per_node(origins, nodes)
+        sums, counts = self._trailing_sums("profile_day", nodes, origins)
+        day = torch.where(counts > 0, sums / counts.clamp(min=1), self.persistence(nodes, origins).double())
+        if name == "profile_day":
+            return day.float()
+        if name != "profile_week":
+            raise ConfigError(f"unknown profile {name!r}; expected one of {', '.join(PROFILES)}")
+        sums, counts = self._trailing_sums(name, nodes, origins)
+        return ((sums + WEEK_PRIOR_WEEKS * day) / (counts + WEEK_PRIOR_WEEKS)).float()
+
+    def profile_coverage(self, nodes: torch.Tensor, origins: torch.Tensor, name: str) -> torch.Tensor:
+        """``float32 [n, W]``: the share of the periods profile ``name`` averages that hold a reading at the
+        first target step of each window (0 = the profile is only its fallback, 1 = every period seen)."""
+        _, counts = self._trailing_sums(name, nodes, per_node(origins, nodes))
+        return (counts[..., 0] / PROFILES[name][1]).float()
+
+    def _trailing_sums(
+        self, name: str, nodes: torch.Tensor, origins: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums and counts ``float64 [n, W, horizon]`` of the observed readings profile ``name`` averages for
+        each target step: the same step 1, 2, ... periods back, starting as many periods back as the target
+        lies ahead of the origin (rounded up), so only readings at or before the origin count."""
+        days, periods = PROFILES[name]
+        period = days * self.data.steps_per_day
+        lags = (torch.arange(1, self.horizon + 1) + period - 1) // period  # whole periods back, >= 1
+        n, w = origins.shape
+        future = (origins[..., None] + torch.arange(1, self.horizon + 1)).reshape(n, -1)
+        sums = torch.zeros(n, w * self.horizon, dtype=torch.float64)
+        counts = torch.zeros_like(sums)
+        for lag in lags.unique().tolist():
+            if (name, lag) not in self._trailing:
+                observed = self.target_mask.double()
+                self._trailing[name, lag] = (
+                    _periodic_sums(self.raw.double() * observed, period, lag, periods, len(self.times)),
+                    _periodic_sums(observed, period, lag, periods, len(self.times)),
+                )
+            lag_sums, lag_counts = (series[nodes].gather(1, future) for series in self._trailing[name, lag])
+            at_lag = (lags == lag).repeat(w)
+            sums = torch.where(at_lag, lag_sums, sums)
+            counts = torch.where(at_lag, lag_counts, counts)
+        return sums.reshape(n, w, self.horizon), counts.reshape(n, w, self.horizon)
+
     def truth(self, nodes: torch.Tensor, origins: torch.Tensor) -> torch.Tensor:
         """Readings in the file's unit at the targets of the windows, ``[n, W, horizon]`` (0 where missing)."""
         return self._future(self.raw, nodes, per_node(origins, nodes))
@@ -315,6 +391,19 @@ class SeriesFeatures:
         n, w = origins.shape
         future = origins[..., None] + torch.arange(1, self.horizon + 1)
         return series[nodes].gather(1, future.reshape(n, w * self.horizon)).reshape(n, w, self.horizon)
+
+
+def _periodic_sums(series: torch.Tensor, period: int, first: int, count: int, length: int) -> torch.Tensor:
+    """``[N, length]``: at each step ``u``, the sum of ``series [N, T]`` at ``u - k * period`` for ``k = first ..
+    first + count - 1`` (0 for steps outside the series; ``length`` may run past its end)."""
+    n, steps = series.shape
+    offset = (first + count) * period  # zero padding in front, so that every step has its periods behind it
+    rows = -(-(offset + max(length, steps)) // period)
+    padded = torch.zeros(n, rows * period, dtype=series.dtype)
+    padded[:, offset : offset + steps] = series
+    behind = padded.reshape(n, rows, period).cumsum(1).reshape(n, -1)  # sum at v, v - period, v - 2 period ...
+    at = torch.arange(length) + offset
+    return behind[:, at - first * period] - behind[:, at - offset]
 
 
 def per_node(origins: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
