@@ -417,6 +417,7 @@ def _write_outputs(
         out / "error_by_horizon.png",
         title=title,
         step_minutes=data.step_minutes,
+        units=units,
     )
     longest = list(next(iter(chosen.values())).errors)[-1]
     shown_methods = sorted(chosen, key=lambda m: chosen[m].errors[longest]["mae"])[:4]

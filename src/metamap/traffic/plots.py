@@ -11,22 +11,28 @@ import torch
 from metamap.arguments import duration_label
 from metamap.plotting import pyplot, save_png
 from metamap.traffic.data import TrafficData
+from metamap.traffic.experiment import META_METHODS, SIMPLE_BASELINES
 
 
 def error_by_horizon(
-    mae_by_step: dict[str, Sequence[float]], path: Path, title: str = "", step_minutes: int = 5
+    mae_by_step: dict[str, Sequence[float]], path: Path, title: str = "", step_minutes: int = 5, units: str = "mph"
 ) -> Path:
-    """MAE against forecast horizon, one line per method."""
+    """MAE against forecast horizon, one line per method (``"maml"`` or ``"graph/maml"``): meta-learners solid,
+    learned baselines dashed, classical ones dotted, each in its own colour, the legend beside the axes in the
+    order of the error at the longest horizon."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for method, values in sorted(mae_by_step.items(), key=lambda kv: kv[1][-1]):
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    colours = plt.get_cmap("tab20").colors
+    for index, (method, values) in enumerate(sorted(mae_by_step.items(), key=lambda kv: kv[1][-1])):
         minutes = [step_minutes * (i + 1) for i in range(len(values))]
-        ax.plot(minutes, values, marker="o", markersize=3, label=method)
+        kind = method.rsplit("/", 1)[-1]
+        style = "-" if kind in META_METHODS else ":" if kind in SIMPLE_BASELINES else "--"
+        ax.plot(minutes, values, style, marker="o", markersize=3, color=colours[index % len(colours)], label=method)
     ax.set_xlabel("horizon (minutes)")
-    ax.set_ylabel("masked MAE")
+    ax.set_ylabel(f"masked MAE ({units})" if units else "masked MAE")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return save_png(fig, path)
 
