@@ -157,11 +157,19 @@ SPECS = {
             "p2_goal_met",
             "p1_15min_best_meta_mae60",
             "p2_15min_best_baseline_mae60",
+            "p1_flow_best_meta_mae60",
+            "p1_flow_persistence_mae60",
             "worst_ratio_over_tables",
         ),
-        ("{stem}_p1_day.png", "{stem}_p1_6h.png", "{stem}_p2_city.png", "{stem}_p1_15min_day.png"),
+        (
+            "{stem}_p1_day.png",
+            "{stem}_p1_6h.png",
+            "{stem}_p2_city.png",
+            "{stem}_p1_15min_day.png",
+            "{stem}_p1_flow_6h.png",
+        ),
         shared_data=True,
-        may_be_null=tuple(f"{p}_adapt_seconds_target_only" for p in ("p1", "p2", "p1_15min", "p2_15min")),
+        may_be_null=tuple(f"{p}_adapt_seconds_target_only" for p in ("p1", "p2", "p1_15min", "p2_15min", "p1_flow")),
     ),  # not in --quick
     "augment": Spec(
         ("augment_mse_ratio", "augment_goal_met", "augment_mse_ratio_gaussian", "augment_mse_ratio_pretrain_finetune"),

@@ -191,12 +191,27 @@ def test_evaluate_new_sensors(city, tmp_path, capsys):
     for summary in metrics["targets"]["day"].values():
         assert _finite(summary["errors"])
     with np.load(out_dir / "predictions.npz", allow_pickle=False) as saved:
-        # 4 days, default train days 3 (2 would leave the validation sensors no earlier day): test = day 4.
+        # 4 days, default train days 3 (2 would leave no quarter day to score the validation sensors): test = day 4.
         expected = (round(0.3 * N_SENSORS), PER_DAY - 11, 12)
         assert saved["truth"].shape == saved["prediction_maml"].shape == expected
         assert saved["prediction_6h_persistence"].shape == expected
         assert list(saved["methods"]) == ["maml", "persistence", "target_only_linear"]
     assert (out_dir / "error_by_horizon.png").is_file() and (out_dir / "forecasts.png").is_file()
+
+
+def test_evaluate_new_sensors_on_a_short_file_with_a_six_hour_support(city, tmp_path, capsys):
+    """3 days of flow: one training day holds both 6 h supports and 12 h to score the validation sensors."""
+    out_dir = tmp_path / "short"
+    argv = ["traffic", "evaluate", "--data", str(city / "pems.npz"), "--step", "5min", "--channel", "flow"]
+    argv += ["--support", "6h", "--out", str(out_dir), "--methods", "persistence,seasonal_naive_day", "--no-progress"]
+    assert main([*argv, *TINY]) == 2
+    assert "no training window holds a reading a day earlier" in capsys.readouterr().err
+    assert main([*argv, "--no-seasonal", *TINY]) == 0
+    assert "train on 1 day, targets adapt on the last 6h of day 1" in capsys.readouterr().out
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert set(metrics["targets"]) == {"6h"} and metrics["n_targets"]["6h"] == round(0.3 * 8)
+    with np.load(out_dir / "predictions.npz", allow_pickle=False) as saved:
+        assert saved["truth"].shape == (round(0.3 * 8), 2 * PER_DAY - 11, 12)  # days 2-3
 
 
 def test_evaluate_new_city(city, tmp_path, capsys):

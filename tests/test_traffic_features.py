@@ -151,13 +151,33 @@ def test_support_shorter_than_a_day_sets_every_protocols_blocks():
     half = 144  # 12 hours of 5-minute steps
     config = ExperimentConfig(model="node", support_steps=half)
     setup = new_sensors(data, config)
-    assert setup.targets["day"].support == (5 * 288 - half, 5 * 288)
-    assert setup.validations["day"].support == (5 * 288 - 2 * half, 5 * 288 - half)
-    assert setup.validations["day"].test == (0, 5 * 288 - 2 * half)
+    assert set(setup.targets) == {"12h"}  # named by its support; the 6 h one comes with a support day only
+    assert setup.targets["12h"].support == (5 * 288 - half, 5 * 288)
+    assert setup.validations["12h"].support == (5 * 288 - 2 * half, 5 * 288 - half)
+    assert setup.validations["12h"].test == (0, 5 * 288 - 2 * half)
     city = new_city(data, _data(rng.uniform(20, 70, size=(288, 5)), adjacency=np.eye(5, dtype=np.float32)), config)
     assert city.targets["city"].support == (0, half) and city.targets["city"].test == (half, 288)
-    with pytest.raises(DataError, match="needs 2016 training steps"):
+    with pytest.raises(DataError, match="needs 1800 training steps"):
         new_sensors(data, replace(config, support_steps=3 * 288))
+
+
+def test_p1_on_a_short_file_trains_on_one_day_with_a_six_hour_support():
+    """2.4 days (PEMS04's length): one training day holds the targets' 6 h, the validation sensors' 6 h
+    before it and 12 h to score them; the test is every step after day 1."""
+    rng = np.random.default_rng(2)
+    data = _data(rng.uniform(20, 70, size=(694, 20)), adjacency=np.eye(20, dtype=np.float32))
+    config = ExperimentConfig(model="node", support_steps=72)
+    with pytest.raises(DataError, match="no training window holds a reading a day earlier"):
+        new_sensors(data, config, train_days=1)
+    config = replace(config, seasonal=False)
+    setup = new_sensors(data, config, train_days=1)
+    assert set(setup.targets) == {"6h"}
+    assert setup.targets["6h"].support == (216, 288) and setup.targets["6h"].test == (288, 694)
+    assert setup.validations["6h"].support == (144, 216) and setup.validations["6h"].test == (0, 144)
+    with pytest.raises(DataError, match="needs 360 training steps"):
+        new_sensors(data, replace(config, support_steps=144), train_days=1)
+    with pytest.raises(DataError, match="a quarter day of test steps after them"):
+        new_sensors(data, config, train_days=3)
 
 
 def test_sensor_tasks_support_is_one_block_and_query_lies_outside_it():
@@ -216,6 +236,15 @@ def test_ridge_recovers_a_linear_map_and_skips_windows_with_missing_targets():
     mask[0, 7, 1] = False
     fitted = fit_ridge(x, y, mask, penalty=1e-9)
     torch.testing.assert_close(predict_ridge(fitted, x[:, :5]), (x @ weights + 0.5)[:, :5], rtol=1e-4, atol=1e-4)
+
+
+def test_ridge_of_a_sensor_without_a_complete_window_is_no_correction():
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(2, 20, 3, generator=gen), torch.randn(2, 20, 4, generator=gen)
+    mask = torch.ones(2, 20, 4, dtype=torch.bool)
+    mask[1, :, 0] = False  # sensor 1: every window misses a target reading
+    fitted = fit_ridge(x, y, mask, penalty=10.0)
+    assert torch.equal(fitted[1], torch.zeros(4, 4, dtype=torch.float64)) and fitted[0].abs().sum() > 0
 
 
 def test_bundled_week_equals_the_shared_files(shared_data):

@@ -9,11 +9,16 @@
 - ``p1_15min`` / ``p2_15min``: the same protocols with both files averaged to
   15-minute steps (1 h of history, horizons 15 / 30 / 60 min = 1 / 2 / 4
   steps, a support day of 96 steps), so every method meets a coarser step.
+- ``p1_flow``: P1 on PEMS04's flow channel (307 detectors, vehicles per
+  5 minutes, forecasts never negative), shortened to the 2.4 days the file
+  holds: meta-train on the 70% over day 1, each target detector adapts on
+  18:00-24:00 of day 1 (``6h``) and is tested on the 1.4 days after. The
+  networks go without the seasonal inputs there: day 1 holds no earlier day.
 
 Every method of :mod:`metamap.traffic.experiment` with both models (per-node
 MLP and the graph-aware diffusion model), over 3 seeds (the seed sets the
 sensor split, the initialisation and the task draws). Errors are masked MAE /
-RMSE / MAPE in mph at 15 / 30 / 60 min; the table gives the mean over seeds
+RMSE / MAPE (mph; vehicles per 5 minutes for flow) at 15 / 30 / 60 min; the table gives the mean over seeds
 and the spread (standard deviation across seeds). Runs are kept under
 ``<json stem>_runs/`` with their results, so a stopped benchmark resumes.
 
@@ -70,7 +75,10 @@ QUICK = ExperimentConfig(
 )
 PLOTTED = ("maml", "pretrain_finetune", "historical_average", "persistence")
 # minutes between readings per protocol: both files hold 5-minute readings, averaged to 15 for the *_15min ones
-STEP_MINUTES = {"p1": 5, "p2": 5, "p1_15min": 15, "p2_15min": 15}
+STEP_MINUTES = {"p1": 5, "p2": 5, "p1_15min": 15, "p2_15min": 15, "p1_flow": 5}
+UNITS = {"p1_flow": "vehicles / 5 min"}  # the others forecast speeds, in mph
+FLOW = "p1_flow"
+FLOW_SUPPORT_MINUTES = 6 * 60  # one training day holds the targets' 6 h, the validation sensors' 6 h and 12 h to score
 HISTORY_MINUTES, HORIZON_MINUTES = 60, (15, 30, 60)
 HORIZONS = tuple(duration_label(m) for m in HORIZON_MINUTES)
 LONGEST = HORIZONS[-1]
@@ -82,9 +90,9 @@ def load_la(step_minutes: int = 5) -> TrafficData:
     return la if step_minutes == la.step_minutes else la.resampled(step_minutes)
 
 
-def load_pems04(step_minutes: int = 5) -> TrafficData:
+def load_pems04(step_minutes: int = 5, channel: str = "speed") -> TrafficData:
     folder = shared_data_dir() / "traffic"
-    pems = load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", channel="speed", step_minutes=5)
+    pems = load_traffic(folder / "PEMS04.npz", folder / "PEMS04.csv", channel=channel, step_minutes=5)
     return pems if step_minutes == pems.step_minutes else pems.resampled(step_minutes)
 
 
@@ -98,7 +106,9 @@ def protocol_config(protocol: str, quick: bool, model: str, seed: int) -> Experi
         seed=seed,
         history=windows.history,
         horizons=windows.horizons,
-        support_steps=24 * 60 // minutes,
+        support_steps=(FLOW_SUPPORT_MINUTES if protocol == FLOW else 24 * 60) // minutes,
+        nonnegative=protocol == FLOW,
+        seasonal=protocol != FLOW,  # one training day holds no reading a day earlier to learn them from
     )
 
 
@@ -112,9 +122,12 @@ def run_job(protocol: str, model: str, seed: int, quick: bool, runs_dir: Path) -
     if previous is not None:
         return previous
     minutes = STEP_MINUTES[protocol]
-    la = load_la(minutes)
-    p1 = protocol.startswith("p1")
-    setup = new_sensors(la, config) if p1 else new_city(la, load_pems04(minutes), config)
+    if protocol == FLOW:
+        setup = new_sensors(load_pems04(minutes, "flow"), config, train_days=1)
+    elif protocol.startswith("p1"):
+        setup = new_sensors(load_la(minutes), config)
+    else:
+        setup = new_city(load_la(minutes), load_pems04(minutes), config)
     config = setup.config
     trained = train_methods(setup.family, config)
     results = compare(trained, setup.targets, setup.validations, config)
@@ -145,6 +158,7 @@ def _aggregate(jobs: dict[tuple, dict]) -> dict[str, dict[str, dict[str, Any]]]:
             cell["adapt_seconds"] = statistics.median(r["adapt_seconds"] for r in runs)
             cell["train_seconds"] = statistics.median(r["train_seconds"] for r in runs)
             cell["n_seeds"] = len(runs)
+            cell["fallbacks"] = [r.get("fallbacks", 0) for r in runs]  # per seed: targets forecast unadapted
             # A method whose forecasts went non-finite on some seed is reported as diverged, not averaged.
             diverged = sum(r["errors"][LONGEST]["mae"] is None for r in runs)
             if diverged:
@@ -179,7 +193,7 @@ def _worst_ratio(cells: dict[str, dict[str, Any]]) -> float:
 def _headline(table: dict) -> dict[str, Any]:
     headline: dict[str, Any] = {}
     for prefix in STEP_MINUTES:
-        key = f"{prefix}/day" if prefix.startswith("p1") else f"{prefix}/city"
+        key = next(k for k in table if k.startswith(f"{prefix}/"))  # the support day (P1), the city (P2)
         cells = table[key]
         meta_name, meta = _best(cells, META_METHODS)
         base_name, base = _best(cells, BASELINES)
@@ -239,14 +253,17 @@ def run(quick: bool, json_path: Path) -> dict[str, Any]:
             for name, c in cells.items()
             if name not in scored
         ]
-        print(f"\n{key}: masked MAE (mph), mean ± std over {len(seeds)} seed(s)")
+        protocol = key.split("/")[0]
+        units = UNITS.get(protocol, "mph")
+        print(f"\n{key}: masked MAE ({units}), mean ± std over {len(seeds)} seed(s)")
         header = ["model/method", *(f"MAE {h}" for h in HORIZONS), f"RMSE {LONGEST}", f"MAPE {LONGEST} %", "adapt s"]
         print(format_table(header, rows))
         plots.error_by_horizon(
             {name: c["mae_by_step"] for name, c in scored.items() if name.startswith("graph/")},
             json_path.with_name(f"{json_path.stem}_{key.replace('/', '_')}.png"),
             title=f"{key} (graph model)",
-            step_minutes=STEP_MINUTES[key.split("/")[0]],
+            step_minutes=STEP_MINUTES[protocol],
+            units=units,
         )
     print("\n" + "\n".join(f"{k}: {v}" for k, v in headline.items()))
     result = {

@@ -825,31 +825,27 @@ def _new_city(args: argparse.Namespace, data: TrafficData, methods: tuple[str, .
 
 def _new_sensors(args: argparse.Namespace, data: TrafficData, methods: tuple[str, ...]) -> _Evaluation:
     """P1: train on 70% of ``data``'s sensors over ``--train-days``, the other 30% adapt on the K days after."""
-    from metamap.traffic.protocols import new_sensors
+    from metamap.traffic.protocols import min_train_steps, new_sensors
 
     per_day = data.steps_per_day
     days = data.n_steps // per_day
     config = _experiment(args, data, methods)
-    k = -(-config.support_steps // per_day)  # whole days the support reaches into
+    k = -(-min_train_steps(config.support_steps, per_day) // per_day)  # whole training days the support needs
     train_days = args.train_days
     if train_days is None:
-        train_days = days - 2 if days - 2 >= 2 * k + 1 else days - 1
+        train_days = days - 2 if days - 2 >= k else days - 1
     support = duration_label(args.support)
-    if train_days < 2 * k + 1 or train_days + 1 > days:
+    if train_days < k or train_days * per_day + per_day // 4 > data.n_steps:
         raise DataError(
-            f"{args.data}: P1 with --support {support} needs --train-days >= {2 * k + 1} (the targets' support, "
-            f"the validation sensors' one before it and a day to score them) and a test day after them; "
-            f"the file holds {days} whole days (train days {train_days})"
+            f"{args.data}: P1 with --support {support} needs --train-days >= {k} (the targets' support, "
+            f"the validation sensors' one before it and a quarter day to score them) and a quarter day of test "
+            f"steps after them; the file holds {data.n_steps / per_day:.1f} days (train days {train_days})"
         )
+    days_text = f"{train_days} day{'s' if train_days > 1 else ''}"
+    where = f"day {train_days}" if config.support_steps <= per_day else "them"
     return _Evaluation(
         protocol="new_sensors",
-        described=(
-            f"P1 new sensors of {args.data.name}: train on {train_days} days, "
-            f"targets adapt on the last {support} of day {train_days}"
-            if k == 1
-            else f"P1 new sensors of {args.data.name}: train on {train_days} days, "
-            f"targets adapt on the last {support} of them"
-        ),
+        described=f"P1 new sensors of {args.data.name}: train on {days_text}, targets adapt on the last {support} of {where}",
         config=config,
         setup=new_sensors(data, config, train_days=train_days, target_fraction=0.3),
     )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from metamap.arguments import duration_label
 from metamap.errors import DataError
 from metamap.experiment import Choice
 from metamap.preprocessing import Standardizer
@@ -53,42 +54,57 @@ class Setup:
     base_choice: Choice | None = None
 
 
+def min_train_steps(support_steps: int, steps_per_day: int) -> int:
+    """P1's shortest training period: the targets' support, the validation sensors' one before it and a
+    quarter day before that to score the validation sensors on."""
+    return 2 * support_steps + steps_per_day // 4
+
+
 def new_sensors(
     data: TrafficData,
     config: ExperimentConfig,
     train_days: int = 5,
     target_fraction: float = 0.3,
 ) -> Setup:
-    """P1: split ``data``'s sensors; targets adapt on the last ``config.support_steps`` of the training days."""
+    """P1: split ``data``'s sensors; targets adapt on the last ``config.support_steps`` of the training days.
+
+    The targets are keyed by their support: ``"day"`` for a support day, else its duration (``"6h"``); with a
+    support day, ``"6h"`` also adapts on 06:00-12:00 of the last training day where that day's validation
+    block fits. Tested on every step after the training days (at least a quarter day).
+    """
     per_day = data.steps_per_day
-    days = data.n_steps // per_day
-    if days < train_days + 1:
-        raise DataError(f"P1 needs at least {train_days + 1} whole days; {data.name} has {days}")
-    earlier = config.support_steps  # validation sensors adapt on the block before the targets' and test before it
-    if train_days * per_day < 2 * earlier + per_day:
+    train_stop = train_days * per_day
+    if data.n_steps < train_stop + per_day // 4:
         raise DataError(
-            f"P1 with a support of {earlier} steps needs {2 * earlier + per_day} training steps (the targets' "
-            f"support, the validation sensors' one before it and a day to score them); "
-            f"{train_days} training days hold {train_days * per_day}"
+            f"P1 needs {train_days} training day(s) and a quarter day of test steps after them "
+            f"({train_stop + per_day // 4} steps); {data.name} has {data.n_steps}"
+        )
+    earlier = config.support_steps  # validation sensors adapt on the block before the targets' and test before it
+    if train_stop < min_train_steps(earlier, per_day):
+        raise DataError(
+            f"P1 with a support of {earlier} steps needs {min_train_steps(earlier, per_day)} training steps (the "
+            f"targets' support, the validation sensors' one before it and a quarter day to score them); "
+            f"{train_days} training days hold {train_stop}"
         )
     order = np.random.default_rng(config.seed).permutation(data.n_sensors)
     n_target = max(1, round(target_fraction * data.n_sensors))
     source, target = np.sort(order[n_target:]), np.sort(order[:n_target])
-    train_stop = train_days * per_day
     scaler = fit_scaler(data.values[:train_stop, source], data.mask[:train_stop, source])
     source_features = SeriesFeatures(data.sensors(source), scaler, config.hops, config.windows)
     family, validation, config, choice = source_family(source_features, np.arange(len(source)), (0, train_stop), config)
     features = SeriesFeatures(data, scaler, config.hops, config.windows)
     support = (train_stop - earlier, train_stop)
-    test = (train_stop, days * per_day)
+    test = (train_stop, data.n_steps)
     nodes = torch.as_tensor(target)
-    targets = {"day": Target(features, nodes, support, test)}
+    main = "day" if earlier == per_day else duration_label(earlier * data.step_minutes)
+    targets = {main: Target(features, nodes, support, test)}
     # Validation sensors adapt on the same kind of support, one block earlier, and are scored before it.
     validations = {
-        "day": replace(validation, support=(support[0] - earlier, support[1] - earlier), test=(0, support[0] - earlier))
+        main: replace(validation, support=(support[0] - earlier, support[1] - earlier), test=(0, support[0] - earlier))
     }
     morning = (support[1] - per_day + per_day // 4, support[1] - per_day + per_day // 2)  # 06:00-12:00
-    if morning[1] - morning[0] >= 2 * (features.history + features.horizon):
+    morning_fits = morning[1] - morning[0] >= 2 * (features.history + features.horizon)
+    if main == "day" and morning_fits and morning[0] - earlier >= per_day // 4:
         targets["6h"] = Target(features, nodes, morning, test)
         validations["6h"] = replace(
             validation, support=(morning[0] - earlier, morning[1] - earlier), test=(0, morning[0] - earlier)
@@ -123,10 +139,16 @@ def source_family(
     Returns the family, the validation target, ``config`` with its base forecast chosen on the validation
     sensors where it was ``"auto"``, and that choice (None where the base was given).
     """
+    start, stop = period
+    if config.seasonal and stop - start <= features.data.steps_per_day:
+        raise DataError(
+            f"meta-training on {stop - start} steps of {features.data.name}, at most a day: no training window "
+            f"holds a reading a day earlier, so the networks would learn the seasonal inputs as copies of the "
+            f"last reading; leave them out (--no-seasonal) or train on more than a day"
+        )
     order = np.random.default_rng(config.seed + 1).permutation(sensors)
     n_val = max(1, round(VAL_FRACTION * len(sensors)))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    start, stop = period
     validation = Target(
         features, torch.as_tensor(val), (stop - config.support_steps, stop), (start, stop - config.support_steps)
     )
