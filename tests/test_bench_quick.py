@@ -119,6 +119,18 @@ SPECS = {
         shared_data=True,
         extras=("xarray", "netCDF4", "pykrige", "diffusers"),
     ),
+    "kriging": Spec(
+        tuple(
+            f"{grid}_{mask}_local{k}_{ratio}"
+            for grid in ("era5_t2m", "cmip_pr", "cmip_tasmin")
+            for mask in ("sparse90", "blobs40")
+            for k in (8, 16, 32, 64)
+            for ratio in ("rmse_ratio_vs_pykrige", "time_ratio_vs_local16")
+        ),
+        ("{stem}.png",),
+        shared_data=True,
+        extras=("xarray", "netCDF4", "pykrige"),
+    ),
     "mann": Spec(
         (
             "mann_5w_2nd_instance",

@@ -20,6 +20,7 @@ BENCHMARKS = (
     "omniglot",
     "traffic",
     "geo",
+    "kriging",
     "samplers",
     "energy",
     "astro",
