@@ -310,6 +310,8 @@ def test_train_refuses_a_run_folder_of_another_variable_or_task(trained, tmp_pat
     assert "holds variable 'pr' [mm s-1] but the run folder" in line and "'tasmax' [K]" in line
     line = refused([*train_flags(data, run, task="generate"), "--resume"], capsys, run, data)
     assert "holds a fill run; a generate run needs its own folder" in line
+    line = refused([*train_flags(data, run), "--resume", "--kriging-neighbours", "32"], capsys, run, data)
+    assert "was trained with --kriging-neighbours 16, not 32" in line
     line = refused(train_flags(data, run), capsys, run, data)
     assert "--resume" in line and "--overwrite" in line
     assert main([str(a) for a in [*train_flags(data, run), "--resume"]]) == 0  # same data and task: it reloads

@@ -244,6 +244,20 @@ def test_the_variogram_is_fitted_from_fields_whose_covariance_is_known():
         Variogram.from_json({"nugget": 0.1}, "run")
 
 
+def test_the_neighbour_count_travels_with_the_variogram():
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal((12, 12))
+    observed = rng.random((12, 12)) < 0.4
+    wide = Variogram(nugget=0.1, sill=1.0, length=3.0, aspect=1.0, neighbours=32)
+    assert Variogram.from_json(wide.to_json(), "run") == wide and wide.to_json()["neighbours"] == 32
+    older = {key: value for key, value in wide.to_json().items() if key != "neighbours"}
+    assert Variogram.from_json(older, "run").neighbours == 16  # runs saved before the setting was kriged from 16
+    np.testing.assert_array_equal(krige(values, observed, wide)[0], krige(values, observed, wide, neighbours=32)[0])
+    assert not np.array_equal(krige(values, observed, wide)[0], krige(values, observed, wide, neighbours=16)[0])
+    with pytest.raises(CheckpointError, match="invalid kriging variogram"):
+        Variogram.from_json({**wide.to_json(), "neighbours": 0}, "run")
+
+
 def test_a_pixel_inside_a_large_gap_is_kriged_from_every_side():
     from scipy.spatial import cKDTree
 

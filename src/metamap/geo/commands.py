@@ -42,6 +42,7 @@ from metamap.arguments import (
     writable_output_folder,
 )
 from metamap.errors import ConfigError
+from metamap.geo.kriging import NEIGHBOURS
 
 # (sampler, steps) by default: the fast solver for conditional fills, forecasts and samples; DDPM with
 # RePaint-style resampling for training-free inpainting (the benchmarked setting; the fast solver fills poorly)
@@ -66,6 +67,13 @@ def add_geo_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--k", type=positive_int, default=3, help="forecast: number of previous fields")
     train.add_argument("--base", type=positive_int, default=16, help="UNet width of the first level (benchmarked: 16)")
     train.add_argument("--lr", type=positive_float, default=5e-4)
+    train.add_argument(
+        "--kriging-neighbours",
+        type=positive_int,
+        default=NEIGHBOURS,
+        help=f"fill: observed pixels each missing one is kriged from (default {NEIGHBOURS}; 32 is at or below "
+        "PyKrige on the bundled grids at about 3x the kriging time, see bench kriging)",
+    )
     train.add_argument(
         "--train-days",
         type=positive_int,
@@ -222,6 +230,7 @@ def _train(args: argparse.Namespace) -> int:
             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
             progress=not args.no_progress,
             device=device,
+            kriging_neighbours=args.kriging_neighbours,
         )
     print(f"trained {model.trained.step} steps in {model.trained.seconds:.1f} s; run folder {args.out}")
     return 0

@@ -34,17 +34,18 @@ import torch
 from metamap.errors import DataError, ShapeError, describe
 from metamap.geo.calibration import Calibration
 from metamap.geo.data import PatchSource
-from metamap.geo.kriging import Variogram, grid_aspect, krige
+from metamap.geo.kriging import NEIGHBOURS, Variogram, grid_aspect, krige
 from metamap.geo.masks import random_training_mask
 from metamap.geo.models import GeoModel, sample_ensemble
 
 FILL_COND_CHANNELS = 6  # observed mask, observed values (0 where missing), kriging estimate and std, lat, lon
 
 
-def fit_variogram(source: PatchSource, fields: int = 64) -> Variogram:
-    """The fill's kriging variogram, fitted on ``fields`` random training patches of ``source`` (model space)."""
+def fit_variogram(source: PatchSource, fields: int = 64, neighbours: int = NEIGHBOURS) -> Variogram:
+    """The fill's kriging variogram, fitted on ``fields`` random training patches of ``source`` (model space),
+    kriging from ``neighbours`` pixels."""
     patches = source.sample(fields)
-    return Variogram.fit(patches.values[:, 0].numpy(), grid_aspect(source.lat, source.lon))
+    return Variogram.fit(patches.values[:, 0].numpy(), grid_aspect(source.lat, source.lon), neighbours)
 
 
 def run_variogram(model: GeoModel) -> Variogram:

@@ -34,12 +34,14 @@ CHUNK = 8192  # missing pixels solved at once: bounds memory on large grids
 class Variogram:
     """Exponential variogram ``gamma(h) = nugget + sill * (1 - exp(-h / length))`` of model-space values,
     ``h`` in grid rows (see :data:`aspect`); ``sill`` 0 for spatially uncorrelated values (kriging is then
-    the mean of the neighbours)."""
+    the mean of the neighbours). ``neighbours``: how many observed pixels a missing one is kriged from,
+    kept with the variogram so that a run is always kriged as it was trained."""
 
     nugget: float
     sill: float
     length: float
     aspect: float
+    neighbours: int = NEIGHBOURS
 
     @property
     def total(self) -> float:
@@ -51,27 +53,32 @@ class Variogram:
         distance = np.asarray(distance, np.float64)
         return self.sill * np.exp(-distance / self.length) + np.where(distance == 0, self.nugget, 0.0)
 
-    def to_json(self) -> dict[str, float]:
-        return {key: float(value) for key, value in asdict(self).items()}
+    def to_json(self) -> dict[str, float | int]:
+        return {key: value if key == "neighbours" else float(value) for key, value in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: Any, label: str) -> Variogram:
         """Read what :meth:`to_json` wrote; CheckpointError naming ``label`` when it is not that."""
         try:
-            variogram = cls(**{key: float(data[key]) for key in ("nugget", "sill", "length", "aspect")})
-        except (KeyError, TypeError, ValueError) as exc:
+            variogram = cls(
+                **{key: float(data[key]) for key in ("nugget", "sill", "length", "aspect")},
+                neighbours=int(data.get("neighbours", NEIGHBOURS)),  # runs from before the setting used the default
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{label}: no valid kriging variogram ({exc}); train the fill run again") from exc
         if not (
-            min(variogram.nugget, variogram.sill) >= 0 < variogram.total and variogram.length > 0 < variogram.aspect
+            min(variogram.nugget, variogram.sill) >= 0 < variogram.total
+            and variogram.length > 0 < variogram.aspect
+            and variogram.neighbours >= 1
         ):
             raise CheckpointError(f"{label}: invalid kriging variogram {variogram.to_json()}")
         return variogram
 
     @classmethod
-    def fit(cls, fields: np.ndarray, aspect: float) -> Variogram:
+    def fit(cls, fields: np.ndarray, aspect: float, neighbours: int = NEIGHBOURS) -> Variogram:
         """Fit to model-space fields ``[N, h, w]`` (NaN = missing): the empirical semivariance at row and
         column lags up to half the patch, fitted by weighted non-negative least squares for each length
-        of a log grid, the best length kept."""
+        of a log grid, the best length kept; kriging from ``neighbours`` pixels."""
         from scipy.optimize import nnls
 
         fields = np.asarray(fields, np.float64)
@@ -102,7 +109,7 @@ class Variogram:
                 best = (residual, nugget, sill, length)
         if best is None or best[1] + best[2] <= 0:
             raise DataError("the training fields do not vary: there is no variogram to fit")
-        return cls(nugget=best[1], sill=best[2], length=best[3], aspect=float(aspect))
+        return cls(nugget=best[1], sill=best[2], length=best[3], aspect=float(aspect), neighbours=neighbours)
 
 
 def grid_aspect(lat: np.ndarray, lon: np.ndarray) -> float:
@@ -115,10 +122,11 @@ def grid_aspect(lat: np.ndarray, lon: np.ndarray) -> float:
 
 
 def krige(
-    values: np.ndarray, observed: np.ndarray, variogram: Variogram, neighbours: int = NEIGHBOURS
+    values: np.ndarray, observed: np.ndarray, variogram: Variogram, neighbours: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ordinary kriging of model-space ``values [H, W]`` from the ``observed [H, W]`` pixels (finite ones),
-    each other pixel from ``neighbours`` observed pixels (:func:`octant_neighbours`).
+    each other pixel from ``neighbours`` observed pixels (:func:`octant_neighbours`; default the
+    variogram's).
 
     Returns ``(estimate, std)``, both ``[H, W]`` float32: the observed values with std 0 where observed;
     elsewhere the kriged value and kriging standard deviation. No observed pixel: estimate 0 (the
@@ -136,7 +144,7 @@ def krige(
     points = np.stack([rows.ravel(), columns.ravel() * variogram.aspect], axis=1)
     known, wanted = points[observed.ravel()], np.flatnonzero(~observed.ravel())
     known_values = values[observed]
-    k = min(neighbours, len(known))
+    k = min(variogram.neighbours if neighbours is None else neighbours, len(known))
     tree = cKDTree(known)
     for start in range(0, len(wanted), CHUNK):
         targets = wanted[start : start + CHUNK]

@@ -14,6 +14,7 @@ from metamap.geo.fill import FILL_COND_CHANNELS, fill_batches, fit_variogram
 from metamap.geo.forecast import MAX_LEAD, forecast_batches, forecast_cond_channels, increment_scales
 from metamap.geo.generate import GENERATE_COND_CHANNELS, generation_batches
 from metamap.geo.io import GeoField
+from metamap.geo.kriging import NEIGHBOURS, Variogram
 from metamap.geo.models import (
     GEO_META,
     LOSS_PLOT,
@@ -55,6 +56,7 @@ def train_task(
     train_days: int | None = None,
     progress: bool = True,
     device: torch.device | str = "cpu",
+    kriging_neighbours: int = NEIGHBOURS,
 ) -> GeoModel:
     """Train a diffusion model for ``task`` (``fill`` | ``forecast`` | ``generate``) on random patches of
     ``field`` drawn from ``train_times`` (time indices); ``run_dir`` keeps checkpoints (a rerun resumes or,
@@ -68,7 +70,9 @@ def train_task(
     ``device`` (each batch is moved there). The mean training loss of every ``log_every`` steps goes to
     ``metrics.jsonl`` / ``metrics.csv`` in ``run_dir`` (the trainer's log) and, at the end, to ``loss.png``.
     ``train_days``: the days of the month ``train_times`` was cut to (``--train-days``), recorded in
-    ``geo.json`` so that ``metamap geo evaluate`` scores the other days by default. An existing ``run_dir`` is continued
+    ``geo.json`` so that ``metamap geo evaluate`` scores the other days by default. A fill run krige its
+    conditioning from ``kriging_neighbours`` observed pixels per missing one (kept in the run, so that fills
+    and evaluations use the same). An existing ``run_dir`` is continued
     only when it holds a run of the same task on the same variable, units,
     calendar and grid (else :class:`ConfigError`, :class:`DataError` or
     :class:`CheckpointError`, before any data are read).
@@ -80,7 +84,7 @@ def train_task(
     run_dir = Path(run_dir) if run_dir is not None else None
     with claim_run_folder(run_dir, resume=True, what="run folder") if run_dir is not None else nullcontext():
         if run_dir is not None:
-            check_run_folder(run_dir, field, task)
+            check_run_folder(run_dir, field, task, kriging_neighbours)
         field = field.loaded(IN_MEMORY_BYTES)
         value_transform = choose_transform(field.attrs, transform)
         scaler, never_valid = scan_training(field, train_times, value_transform, max_times=max_scan, seed=seed)
@@ -103,7 +107,7 @@ def train_task(
             "train_days": train_days,
         }
         if task == "fill":
-            variogram = fit_variogram(source)
+            variogram = fit_variogram(source, neighbours=kriging_neighbours)
             meta["variogram"] = variogram.to_json()
             batches, channels = fill_batches(source, batch, variogram, seed), FILL_COND_CHANNELS
         elif task == "forecast":
@@ -136,9 +140,9 @@ def train_task(
         return model
 
 
-def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:
+def check_run_folder(run_dir: Path, field: GeoField, task: str, kriging_neighbours: int = NEIGHBOURS) -> None:
     """Refuse to continue in ``run_dir`` unless it is new or holds a ``task`` run on ``field``'s variable,
-    units, calendar and grid."""
+    units, calendar and grid (a fill run: kriged from ``kriging_neighbours`` pixels)."""
     if (run_dir / GEO_META).is_file():
         meta = read_meta(run_dir)
         check_design(meta, f"the run folder {run_dir}")
@@ -147,6 +151,13 @@ def check_run_folder(run_dir: Path, field: GeoField, task: str) -> None:
             raise ConfigError(
                 f"the run folder {run_dir} holds a {meta.get('task')} run; a {task} run needs its own folder"
             )
+        if task == "fill":
+            trained = Variogram.from_json(meta.get("variogram"), f"the run folder {run_dir}").neighbours
+            if trained != kriging_neighbours:
+                raise ConfigError(
+                    f"the run folder {run_dir} was trained with --kriging-neighbours {trained}, not "
+                    f"{kriging_neighbours}: continue with {trained} or choose a new folder"
+                )
     elif run_dir.is_dir() and latest_checkpoint(run_dir) is not None:
         raise CheckpointError(
             f"the run folder {run_dir} holds checkpoints but no {GEO_META}; it is not a run of "
