@@ -30,17 +30,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from metamap.bench.geo.grids import GRIDS, VALIDATION_FROM
-from metamap.bench.geo.settings import SCENARIOS, TRAIN_DAYS
+from metamap.bench.geo.grids import GRIDS, grid_split
+from metamap.bench.geo.settings import SCENARIOS
 from metamap.geo import metrics
 from metamap.geo.anomaly import field_fraction
 from metamap.geo.data import PatchSource, check_patch, scan_training
-from metamap.geo.evaluation import KRIGING, TEST_SEED, TUNE_SEED, Case, choose_variogram, kriging_fill, scenario_masks
+from metamap.geo.evaluation import (
+    KRIGING,
+    TEST_SEED,
+    TUNE_SEED,
+    choose_variogram,
+    kriging_fill,
+    masked_case,
+    scenario_masks,
+)
 from metamap.geo.fill import fit_variogram
-from metamap.geo.io import open_field
 from metamap.geo.kriging import NEIGHBOURS, krige
 from metamap.geo.transforms import choose_transform
-from metamap.paths import shared_data_dir
 from metamap.plotting import pyplot, save_png
 from metamap.report import format_table, machine, write_json
 
@@ -51,13 +57,7 @@ QUICK = {"fields": 2, "tuning_fields": 1}
 
 def grid_scores(name: str, fields: int, tuning_fields: int) -> dict[str, Any]:
     """``{scenario: {method: {"rmse": mean, "seconds": mean}}}`` on one grid of :data:`GRIDS`."""
-    filename, var = GRIDS[name]
-    field = open_field(shared_data_dir() / "geo" / filename, var)
-    field.data = field.data.load()
-    days = field.day_of_month()
-    train_times = np.flatnonzero(days < VALIDATION_FROM)
-    tune_times = np.flatnonzero((days >= VALIDATION_FROM) & (days <= TRAIN_DAYS))
-    test_times = np.flatnonzero(days > TRAIN_DAYS)
+    field, train_times, tune_times, test_times = grid_split(name)
     transform = choose_transform(field.attrs)
     scaler, _ = scan_training(field, train_times, transform, max_times=10_000)
     variogram = fit_variogram(PatchSource(field, scaler, train_times, check_patch(64)))
@@ -67,19 +67,13 @@ def grid_scores(name: str, fields: int, tuning_fields: int) -> dict[str, Any]:
     out: dict[str, Any] = {"variogram": variogram.to_json()}
     for scenario in SCENARIOS:
         masks = scenario_masks(scenario)
-
-        def case(index: int, number: int) -> Case:
-            truth = field.values(slice(index, index + 1))[0]
-            observed = np.asarray(masks(number, truth.shape), bool) & np.isfinite(truth)
-            return Case(truth, observed, scaler.climatology_field(fraction[index : index + 1])[0])
-
-        tuning = [case(int(i), TUNE_SEED + n) for n, i in enumerate(tune_picks)]
+        tuning = [masked_case(field, scaler, fraction, masks, int(i), TUNE_SEED + n) for n, i in enumerate(tune_picks)]
         nonnegative = scaler.transform.nonnegative
         variograms = {m: choose_variogram(tuning, lat, lon, m == "kriging_anomaly", nonnegative) for m in KRIGING}
         rmse: dict[str, list[float]] = {}
         seconds: dict[str, list[float]] = {}
         for number, index in enumerate(map(int, picks)):
-            c = case(index, TEST_SEED + number)
+            c = masked_case(field, scaler, fraction, masks, index, TEST_SEED + number)
             z = scaler.to_model(c.hidden[None], fraction[index : index + 1])[0]
             for count in COUNTS:
                 started = time.perf_counter()

@@ -40,7 +40,7 @@ import numpy as np
 
 from metamap.errors import ConfigError
 from metamap.geo import baselines, metrics
-from metamap.geo.anomaly import field_fraction
+from metamap.geo.anomaly import FieldScaler, field_fraction
 from metamap.geo.calibration import fit_calibration
 from metamap.geo.data import static_channels
 from metamap.geo.fill import ResidualInputs, residual_fill, residual_inputs, run_variogram
@@ -123,6 +123,16 @@ class Case:
     def gaps(self) -> np.ndarray:
         """The scored pixels ``[H, W]``: hidden and finite in the truth."""
         return ~self.observed & np.isfinite(self.truth)
+
+
+def masked_case(
+    field: GeoField, scaler: FieldScaler, fraction: np.ndarray, masks: MaskMaker, index: int, number: int
+) -> Case:
+    """The :class:`Case` of ``field`` at time ``index`` (``fraction [T]``: :func:`field_fraction`) under the mask
+    ``masks(number, shape)``, with ``scaler``'s climatology at that time."""
+    truth = field.values(slice(index, index + 1))[0]
+    observed = np.asarray(masks(number, truth.shape), bool) & np.isfinite(truth)
+    return Case(truth, observed, scaler.climatology_field(fraction[index : index + 1])[0])
 
 
 def kriging_fill(
@@ -232,9 +242,7 @@ def evaluate_fill(
     static = static_channels(lat, lon, tuple(model.meta["lat_range"]), tuple(model.meta["lon_range"]))
 
     def case(index: int, number: int) -> Case:
-        truth = field.values(slice(index, index + 1))[0]
-        observed = np.asarray(masks(number, truth.shape), bool) & np.isfinite(truth)
-        return Case(truth, observed, scaler.climatology_field(fraction[index : index + 1])[0])
+        return masked_case(field, scaler, fraction, masks, index, number)
 
     def kriging(c: Case, index: int) -> ResidualInputs:
         """The run's inputs for ``c`` in model space: the kriging it stands on (its variogram) and the rest."""

@@ -825,17 +825,17 @@ def _new_city(args: argparse.Namespace, data: TrafficData, methods: tuple[str, .
 
 def _new_sensors(args: argparse.Namespace, data: TrafficData, methods: tuple[str, ...]) -> _Evaluation:
     """P1: train on 70% of ``data``'s sensors over ``--train-days``, the other 30% adapt on the K days after."""
-    from metamap.traffic.protocols import min_train_steps, new_sensors
+    from metamap.traffic.protocols import fits_test, min_train_days, new_sensors
 
     per_day = data.steps_per_day
     days = data.n_steps // per_day
     config = _experiment(args, data, methods)
-    k = -(-min_train_steps(config.support_steps, per_day) // per_day)  # whole training days the support needs
+    k = min_train_days(config.support_steps, per_day)
     train_days = args.train_days
     if train_days is None:
         train_days = days - 2 if days - 2 >= k else days - 1
     support = duration_label(args.support)
-    if train_days < k or train_days * per_day + per_day // 4 > data.n_steps:
+    if train_days < k or not fits_test(data, train_days):
         raise DataError(
             f"{args.data}: P1 with --support {support} needs --train-days >= {k} (the targets' support, "
             f"the validation sensors' one before it and a quarter day to score them) and a quarter day of test "

@@ -54,10 +54,25 @@ class Setup:
     base_choice: Choice | None = None
 
 
+def min_test_steps(steps_per_day: int) -> int:
+    """The fewest steps a protocol scores a target (or the validation sensors) on: a quarter day."""
+    return steps_per_day // 4
+
+
 def min_train_steps(support_steps: int, steps_per_day: int) -> int:
     """P1's shortest training period: the targets' support, the validation sensors' one before it and a
     quarter day before that to score the validation sensors on."""
-    return 2 * support_steps + steps_per_day // 4
+    return 2 * support_steps + min_test_steps(steps_per_day)
+
+
+def min_train_days(support_steps: int, steps_per_day: int) -> int:
+    """:func:`min_train_steps` in whole days (P1 trains on whole days)."""
+    return -(-min_train_steps(support_steps, steps_per_day) // steps_per_day)
+
+
+def fits_test(data: TrafficData, train_days: int) -> bool:
+    """Whether ``data`` holds at least :func:`min_test_steps` after ``train_days`` whole training days."""
+    return data.n_steps >= train_days * data.steps_per_day + min_test_steps(data.steps_per_day)
 
 
 def new_sensors(
@@ -74,10 +89,10 @@ def new_sensors(
     """
     per_day = data.steps_per_day
     train_stop = train_days * per_day
-    if data.n_steps < train_stop + per_day // 4:
+    if not fits_test(data, train_days):
         raise DataError(
             f"P1 needs {train_days} training day(s) and a quarter day of test steps after them "
-            f"({train_stop + per_day // 4} steps); {data.name} has {data.n_steps}"
+            f"({train_stop + min_test_steps(per_day)} steps); {data.name} has {data.n_steps}"
         )
     earlier = config.support_steps  # validation sensors adapt on the block before the targets' and test before it
     if train_stop < min_train_steps(earlier, per_day):
@@ -104,7 +119,7 @@ def new_sensors(
     }
     morning = (support[1] - per_day + per_day // 4, support[1] - per_day + per_day // 2)  # 06:00-12:00
     morning_fits = morning[1] - morning[0] >= 2 * (features.history + features.horizon)
-    if main == "day" and morning_fits and morning[0] - earlier >= per_day // 4:
+    if main == "day" and morning_fits and morning[0] - earlier >= min_test_steps(per_day):
         targets["6h"] = Target(features, nodes, morning, test)
         validations["6h"] = replace(
             validation, support=(morning[0] - earlier, morning[1] - earlier), test=(0, morning[0] - earlier)
@@ -115,7 +130,7 @@ def new_sensors(
 def new_city(source: TrafficData, target: TrafficData, config: ExperimentConfig) -> Setup:
     """P2: meta-train on all of ``source``; ``target``'s sensors adapt on its first ``config.support_steps``."""
     support = (0, config.support_steps)
-    if target.n_steps < support[1] + target.steps_per_day // 4:
+    if target.n_steps < support[1] + min_test_steps(target.steps_per_day):
         raise DataError(
             f"P2 needs the target city's {support[1]} support steps and a quarter day of test steps after them; "
             f"{target.name} has {target.n_steps} steps"

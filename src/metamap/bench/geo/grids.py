@@ -21,7 +21,7 @@ import numpy as np
 from metamap.bench.geo.settings import MEMBERS, SCENARIOS, TRAIN_DAYS, Settings
 from metamap.bench.geo.training import train_model
 from metamap.geo.evaluation import evaluate_fill, scenario_masks
-from metamap.geo.io import open_field
+from metamap.geo.io import GeoField, open_field
 from metamap.paths import shared_data_dir
 
 VALIDATION_FROM = 21  # days 21..TRAIN_DAYS of each month: validation (calibration), never trained on
@@ -32,8 +32,9 @@ GRIDS = {
 }
 
 
-def grid_benchmark(name: str, settings: Settings, runs: Path) -> dict[str, Any]:
-    """Scores of kriging (raw, anomaly) and the residual fill model on one grid of :data:`GRIDS`."""
+def grid_split(name: str) -> tuple[GeoField, np.ndarray, np.ndarray, np.ndarray]:
+    """The grid ``name`` of :data:`GRIDS`, read into memory, and its training, validation and test time
+    indices (days of the month 1..20, 21..``TRAIN_DAYS``, after)."""
     filename, var = GRIDS[name]
     field = open_field(shared_data_dir() / "geo" / filename, var)
     field.data = field.data.load()
@@ -41,6 +42,12 @@ def grid_benchmark(name: str, settings: Settings, runs: Path) -> dict[str, Any]:
     train_times = np.flatnonzero(days <= VALIDATION_FROM - 1)
     val_times = np.flatnonzero((days >= VALIDATION_FROM) & (days <= TRAIN_DAYS))
     test_times = np.flatnonzero(days > TRAIN_DAYS)
+    return field, train_times, val_times, test_times
+
+
+def grid_benchmark(name: str, settings: Settings, runs: Path) -> dict[str, Any]:
+    """Scores of kriging (raw, anomaly) and the residual fill model on one grid of :data:`GRIDS`."""
+    field, train_times, val_times, test_times = grid_split(name)
     model = train_model(field, "fill", train_times, settings.grid_budget, settings, runs / name)
     picks = np.sort(np.random.default_rng(0).choice(test_times, size=settings.grid_fields, replace=False))
     val_picks = np.sort(np.random.default_rng(1).choice(val_times, size=settings.grid_fields, replace=False))
